@@ -1,0 +1,109 @@
+# netsmith: build, test, demo. `make demo` and `make check` are the two commands
+# a user types on a fresh Debian 12 machine; both install what is missing first.
+#
+# Build switches:
+#   BUILD=dir      where objects and programs go (default: build, programs in bin/)
+#   SAN=1          ASan + UBSan build (what `make sanitize` does, into build/san)
+#   PREFIX=/usr/local  for `make install`
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+SAN      ?= 0
+VERSION  := 0.1.0
+
+CC       ?= cc
+BLIS_INC := /usr/include/x86_64-linux-gnu/blis-openmp
+PKGS     := msgpack libarchive libpng
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE \
+            -DNS_VERSION='"$(VERSION)"' -Ilib -isystem $(BLIS_INC) \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += -lblis $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDFLAGS  += -fopenmp
+
+ifeq ($(SAN),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BINDIR   := $(BUILD)/bin
+else
+BINDIR   := bin
+endif
+
+LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_OBJ   := $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+LIB       := $(BUILD)/libnetsmith.a
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+TOOLS     := $(TOOL_SRC:tools/%.c=$(BINDIR)/%)
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNITS     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all build deps check units sanitize check-sanitize demo bench fuzz install clean
+.DELETE_ON_ERROR:
+
+# The public targets check the Debian packages first, then build in a
+# sub-make, so pkg-config's flags are read after any install.
+all:
+	@sh tests/deps.sh
+	@$(MAKE) --no-print-directory build
+
+build: $(LIB) $(TOOLS)
+
+deps:
+	@sh tests/deps.sh
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/%: tools/%.c $(LIB) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# --- tests ------------------------------------------------------------------
+units: build $(UNITS)
+
+check:
+	@sh tests/deps.sh
+	@$(MAKE) --no-print-directory units
+	@BINDIR=$(BINDIR) UNITDIR=$(BUILD)/tests sh tests/run.sh
+
+sanitize:
+	@sh tests/deps.sh
+	@$(MAKE) --no-print-directory SAN=1 BUILD=build/san build $(patsubst $(BUILD)/%,build/san/%,$(UNITS))
+
+# The malformed-input tests again, under ASan/UBSan.
+check-sanitize: sanitize
+	@BINDIR=build/san/bin UNITDIR=build/san/tests SANITIZE=1 sh tests/run.sh
+
+# --- demo, bench, fuzz ------------------------------------------------------
+demo:
+	@NS_EXTRA_PKGS=dataset-fashion-mnist sh tests/deps.sh
+	@$(MAKE) --no-print-directory build
+	@sh pipelines/demo.sh
+
+bench:
+	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-torch python3-scipy python3-msgpack' sh tests/deps.sh
+	@$(MAKE) --no-print-directory build
+	@sh bench/run.sh
+
+fuzz:
+	@sh fuzz/run.sh $(FUZZ_SECONDS)
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7
+
+clean:
+	rm -rf build bin
