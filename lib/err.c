@@ -22,6 +22,15 @@ int ns_err_prefix(ns_err *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    // A message longer than NS_ERR_MAX is cut, which is fine.
+    size_t used = strnlen(prefix, sizeof err->msg - 1);
+    memcpy(err->msg, prefix, used);
+    if (used + 2 < sizeof err->msg) {
+        memcpy(err->msg + used, ": ", 2);
+        used += 2;
+    }
+    size_t rest = strnlen(old, sizeof err->msg - 1 - used);
+    memcpy(err->msg + used, old, rest);
+    err->msg[used + rest] = 0;
     return -1;
 }

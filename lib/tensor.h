@@ -73,4 +73,7 @@ void ns_convert_from_f32(void *dst, const float *src, ns_dtype to, size_t n);
 // Formats a shape as "2x3x4" (or "scalar") into buf.
 void ns_shape_format(char *buf, size_t cap, int ndim, const int64_t *shape);
 
+// Element i of a possibly unaligned little-endian buffer of dtype, as double.
+double ns_value_at(const void *data, ns_dtype dtype, size_t i);
+
 #endif

@@ -1,0 +1,123 @@
+// blas.c: BLIS set-up and the row-major sgemm every dense product uses.
+//
+// Debian 12's BLIS 0.9 picks its kernels from the CPU id and knows AMD only up
+// to family 0x19: on family 0x1A (Zen 5) it silently runs the portable
+// "generic" kernels, about 5x slower for sgemm. Its choice is made once, on
+// first use, from BLIS_ARCH_TYPE when set (a numeric arch id in 0.9; names are
+// not parsed). We cannot ask BLIS what it would pick without fixing the choice,
+// so a short-lived child process asks it. When the answer is generic and the
+// CPU has AVX-512 (or AVX2+FMA) we set BLIS_ARCH_TYPE to skx (or haswell) before
+// BLIS initialises. A user's own BLIS_ARCH_TYPE is never overridden.
+#include "blas.h"
+
+#include <blis.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char kernels_desc[128];
+static int thread_count = 1;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+// What BLIS would choose on its own, asked in a child so our process's choice
+// stays open. Returns -1 when that cannot be found out.
+static int probe_blis_arch(void) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        int id = (int)bli_arch_query_id();
+        ssize_t wrote = write(fds[1], &id, sizeof id);
+        _exit(wrote == (ssize_t)sizeof id ? 0 : 1);
+    }
+    close(fds[1]);
+    int id = -1;
+    if (read(fds[0], &id, sizeof id) != (ssize_t)sizeof id) id = -1;
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {}
+    return id;
+}
+
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static void choose_kernels(void) {
+    const char *user = getenv("BLIS_ARCH_TYPE");
+    const char *note = "";
+    if (user && *user) {
+        note = " (BLIS_ARCH_TYPE set by the user)";
+    } else if (probe_blis_arch() == (int)BLIS_ARCH_GENERIC) {
+        int pick = cpu_has_avx512() ? (int)BLIS_ARCH_SKX
+                 : cpu_has_avx2()   ? (int)BLIS_ARCH_HASWELL
+                                    : -1;
+        if (pick >= 0) {
+            char id[16];
+            snprintf(id, sizeof id, "%d", pick);
+            setenv("BLIS_ARCH_TYPE", id, 1);
+            note = " (selected by netsmith: BLIS would use generic on this CPU)";
+        }
+    }
+    bli_init();
+    snprintf(kernels_desc, sizeof kernels_desc, "%s%s",
+             bli_arch_string(bli_arch_query_id()), note);
+}
+
+static void choose_threads(void) {
+    const char *s = getenv("NETSMITH_THREADS");
+    int n = 0;
+    if (s && *s) n = atoi(s);
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    thread_count = n;
+    bli_thread_set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+static void init_once_body(void) {
+    choose_kernels();
+    choose_threads();
+}
+
+void ns_blas_init(void) { pthread_once(&init_once, init_once_body); }
+
+const char *ns_blas_kernels(void) {
+    ns_blas_init();
+    return kernels_desc;
+}
+
+int ns_threads(void) {
+    ns_blas_init();
+    return thread_count;
+}
+
+void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+              float *c, int64_t ldc) {
+    ns_blas_init();
+    if (m <= 0 || n <= 0) return;
+    // Row-major: element (i, j) of A sits at a[i * lda + j]: row stride lda, column stride 1.
+    bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+              trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k,
+              &alpha, (float *)a, (inc_t)lda, 1, (float *)b, (inc_t)ldb, 1, &beta, c,
+              (inc_t)ldc, 1);
+}

@@ -1,0 +1,14 @@
+// json.h: msgpack values as JSON text, for --json outputs.
+#ifndef NS_JSON_H
+#define NS_JSON_H
+
+#include <msgpack.h>
+#include <stdio.h>
+
+// Writes s (n bytes) as a JSON string literal, escaping as RFC 8259 requires.
+void ns_json_string(FILE *f, const char *s, size_t n);
+// Writes any msgpack value as JSON. bin becomes {"bin_bytes": N}; non-string
+// map keys are written as their JSON text inside a string; NaN/Inf as null.
+void ns_json_value(FILE *f, const msgpack_object *o);
+
+#endif
