@@ -284,7 +284,12 @@ int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
         ns_scan_result s = avail ? ns_scan_value(r->buf + r->start, avail, &len)
                                  : NS_SCAN_INCOMPLETE;
         if (s == NS_SCAN_INVALID) return reader_fail(r, err, "corrupt record (invalid msgpack)");
-        if (s == NS_SCAN_COMPLETE) break;
+        if (s == NS_SCAN_COMPLETE) {
+            if (len <= r->max_record) break;
+            char msg[160];
+            snprintf(msg, sizeof msg, "record larger than the limit (%zu bytes)", r->max_record);
+            return reader_fail(r, err, msg);
+        }
         if (r->eof) {
             if (avail == 0) return 0;
             char msg[128];

@@ -1,0 +1,66 @@
+#!/bin/sh
+# Runs every test: the C unit tests (TAP from tests/unit/check.h) and the Bats
+# suites (TAP via --tap). Counts "ok" / "not ok" / "# skip" lines and ends with
+# one line "N passed, N failed[, N skipped]"; exits 1 when anything failed or a
+# test program died without reporting.
+#
+#   BINDIR   programs under test (bin, or build/san/bin for the sanitizer run)
+#   UNITDIR  compiled unit tests
+#   SANITIZE=1  only the suites marked for the sanitizer run (untrusted input)
+#   TESTS="tns img"  only the suites whose file names contain these words
+set -u
+BINDIR=${BINDIR:-bin}
+UNITDIR=${UNITDIR:-build/tests}
+SANITIZE=${SANITIZE:-0}
+export BINDIR SANITIZE
+root=$(pwd)
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+passed=0; failed=0; skipped=0
+
+wanted() { # file name -> 0 if selected by TESTS and SANITIZE
+    [ "$SANITIZE" = 1 ] && ! grep -q 'sanitize: yes' "$1" 2>/dev/null && return 1
+    [ -z "${TESTS:-}" ] && return 0
+    for w in $TESTS; do case "$1" in *"$w"*) return 0;; esac; done
+    return 1
+}
+
+tally() { # name, tap file, exit status
+    name=$1; tap=$2; status=$3
+    ok=$(grep -c '^ok ' "$tap" | tr -d ' ')
+    skip=$(grep -c '^ok .*# skip' "$tap" | tr -d ' ')
+    bad=$(grep -c '^not ok ' "$tap" | tr -d ' ')
+    if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1
+        echo "not ok - $name exited with status $status without reporting a failure"
+        tail -n 20 "$tap" | sed 's/^/# /'
+    fi
+    grep '^not ok ' "$tap" | sed "s|^|$name: |"
+    passed=$((passed + ok - skip)); skipped=$((skipped + skip)); failed=$((failed + bad))
+    printf '%-28s %3d passed, %d failed%s\n' "$name" $((ok - skip)) "$bad" \
+        "$( [ "$skip" -gt 0 ] && printf ', %d skipped' "$skip")"
+}
+
+for t in "$UNITDIR"/test_*; do
+    [ -x "$t" ] || continue
+    src=tests/unit/$(basename "$t").c
+    wanted "$src" || continue
+    "$t" > "$log/unit.tap" 2>"$log/unit.err"
+    status=$?
+    cat "$log/unit.err" >> "$log/unit.tap"
+    tally "$(basename "$t")" "$log/unit.tap" $status
+done
+
+for b in tests/bats/*.bats; do
+    [ -f "$b" ] || continue
+    wanted "$b" || continue
+    bats --tap "$b" > "$log/bats.tap" 2>&1
+    tally "$(basename "$b" .bats)" "$log/bats.tap" $?
+done
+
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
