@@ -71,7 +71,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB)
 units: build $(UNITS)
 
 check:
-	@sh tests/deps.sh
+	@NS_EXTRA_PKGS='python3-msgpack python3-numpy' sh tests/deps.sh
 	@$(MAKE) --no-print-directory units
 	@BINDIR=$(BINDIR) UNITDIR=$(BUILD)/tests sh tests/run.sh
 
