@@ -110,14 +110,23 @@ int ns_threads(void) {
     return thread_count;
 }
 
+// Below this many multiply-adds a product runs on one thread: splitting it
+// costs more in synchronisation than it saves (measured: a 64x64x576 product
+// fell from 64 to 0.2 GFLOP/s on two busy cores).
+#define SMALL_GEMM_MACS ((int64_t)4 << 20)
+
 void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
               float *c, int64_t ldc) {
     ns_blas_init();
     if (m <= 0 || n <= 0) return;
+    // Inside a parallel region of our own, or for a small product, one thread.
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    int threads = omp_in_parallel() || m * n * k < SMALL_GEMM_MACS ? 1 : thread_count;
+    bli_rntm_set_num_threads(threads, &rntm);
     // Row-major: element (i, j) of A sits at a[i * lda + j]: row stride lda, column stride 1.
-    bli_sgemm(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-              trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k,
-              &alpha, (float *)a, (inc_t)lda, 1, (float *)b, (inc_t)ldb, 1, &beta, c,
-              (inc_t)ldc, 1);
+    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k,
+                 &alpha, (float *)a, (inc_t)lda, 1, (float *)b, (inc_t)ldb, 1, &beta, c,
+                 (inc_t)ldc, 1, NULL, &rntm);
 }

@@ -740,7 +740,8 @@ static void test_misc(void) {
         ns_concat_backward(dis, R, c.Cs, 3, c.N, c.S);
         fd_problem p = {cat_fwd, &c, c.out, no, R};
         const char *names[3] = {"inp0", "inp1", "inp2"};
-        for (int j = 0; j < 3; j++) fd_check("concat", names[j], &p, c.inps[j], c.N * c.Cs[j] * c.S, dis[j]);
+        for (int j = 0; j < 3; j++)
+            fd_check("concat", names[j], &p, c.inps[j], c.N * c.Cs[j] * c.S, dis[j]);
         float *const skip[3] = {NULL, dis[1], NULL};
         ns_concat_backward(skip, R, c.Cs, 3, c.N, c.S); // NULL entries are skipped
         for (int j = 0; j < 3; j++) free(c.inps[j]), free(dis[j]);
@@ -782,7 +783,8 @@ static void test_misc(void) {
         ns_dropout_mask(m2, 0.3f, 12345, big);
         ns_dropout_mask(m3, 0.3f, 12346, big);
         int64_t kept = 0, same = 0, diff = 0;
-        for (int64_t i = 0; i < big; i++) kept += m1[i], same += m1[i] == m2[i], diff += m1[i] != m3[i];
+        for (int64_t i = 0; i < big; i++)
+            kept += m1[i], same += m1[i] == m2[i], diff += m1[i] != m3[i];
         double frac = (double)kept / (double)big;
         CHECK(fabs(frac - 0.7) < 0.005, "dropout: keep fraction %.4f for p = 0.3", frac);
         CHECK(same == big && diff > big / 4, "dropout: same seed same mask, next seed different "
@@ -831,7 +833,8 @@ static void loss_fwd(void *v) {
     loss_ctx *c = v;
     switch (c->which) {
     case CE:
-        c->loss = ns_softmax_ce_forward(NULL, c->logits, c->targets, c->w, c->smoothing, c->N, c->K);
+        c->loss =
+            ns_softmax_ce_forward(NULL, c->logits, c->targets, c->w, c->smoothing, c->N, c->K);
         break;
     case BCE: c->loss = ns_bce_logits_forward(c->logits, c->t, c->w, c->N * c->K); break;
     case MSE: c->loss = ns_mse_forward(c->logits, c->t, c->N * c->K); break;
@@ -884,12 +887,15 @@ static void test_loss(void) {
                 c.w = frand(which == CE ? c.N : n, 0.2f, 1.8f);
             }
             float r = urand(0.5f, 2.0f), *dz = gbuf(n), *dt = gbuf(n);
-            const char *op = which == CE ? (variant ? "softmax_ce (smoothing, weights)" : "softmax_ce")
+            const char *op = which == MSE ? "mse"
                              : which == BCE ? (variant ? "bce_logits (weights)" : "bce_logits")
-                                            : "mse";
+                             : variant      ? "softmax_ce (smoothing, weights)"
+                                            : "softmax_ce";
             loss_fwd(&c);
             switch (which) {
-            case CE: ns_softmax_ce_backward(dz, r, c.logits, c.targets, c.w, c.smoothing, c.N, c.K); break;
+            case CE:
+                ns_softmax_ce_backward(dz, r, c.logits, c.targets, c.w, c.smoothing, c.N, c.K);
+                break;
             case BCE: ns_bce_logits_backward(dz, dt, r, c.logits, c.t, c.w, n); break;
             case MSE: ns_mse_backward(dz, dt, r, c.logits, c.t, n); break;
             }
