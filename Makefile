@@ -36,6 +36,8 @@ TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TOOLS     := $(TOOL_SRC:tools/%.c=$(BINDIR)/%)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNITS     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all build deps check units sanitize check-sanitize demo bench fuzz install clean
 .DELETE_ON_ERROR:
@@ -67,6 +69,10 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 # --- tests ------------------------------------------------------------------
 units: build $(UNITS)
 
@@ -91,7 +97,7 @@ demo:
 
 bench:
 	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-torch python3-scipy python3-msgpack' sh tests/deps.sh
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build $(BENCHES)
 	@sh bench/run.sh
 
 fuzz:

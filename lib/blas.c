@@ -7,7 +7,8 @@
 // not parsed). We cannot ask BLIS what it would pick without fixing the choice,
 // so a short-lived child process asks it. When the answer is generic and the
 // CPU has AVX-512 (or AVX2+FMA) we set BLIS_ARCH_TYPE to skx (or haswell) before
-// BLIS initialises. A user's own BLIS_ARCH_TYPE is never overridden.
+// BLIS initialises. A user's own BLIS_ARCH_TYPE is never overridden, and
+// NETSMITH_BLIS_SELECT=0 turns the selection off (benchmarks compare both).
 #include "blas.h"
 
 #include <blis.h>
@@ -63,9 +64,12 @@ static int cpu_has_avx2(void) {
 
 static void choose_kernels(void) {
     const char *user = getenv("BLIS_ARCH_TYPE");
+    const char *select = getenv("NETSMITH_BLIS_SELECT");
     const char *note = "";
     if (user && *user) {
         note = " (BLIS_ARCH_TYPE set by the user)";
+    } else if (select && strcmp(select, "0") == 0) {
+        note = " (BLIS's own choice: NETSMITH_BLIS_SELECT=0)";
     } else if (probe_blis_arch() == (int)BLIS_ARCH_GENERIC) {
         int pick = cpu_has_avx512() ? (int)BLIS_ARCH_SKX
                  : cpu_has_avx2()   ? (int)BLIS_ARCH_HASWELL

@@ -11,13 +11,14 @@
 #include "tns.h"
 
 struct cmdline {
-    int json, stats, quiet;
+    int json, stats, summary;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
     const ns_opt opts[] = {
         {"json", 'j', NS_OPT_FLAG, &cmd->json, NULL, "one JSON object per record (JSON Lines), with all metadata", 0, 0},
         {"stats", 's', NS_OPT_FLAG, &cmd->stats, NULL, "add min, max, mean and std of each tensor", 0, 0},
+        {"summary", 'S', NS_OPT_FLAG, &cmd->summary, NULL, "instead of a line per record: totals and samples per class", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
     const ns_cli cli = {
@@ -29,6 +30,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         0, -1,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
+    if (cmd->summary && (cmd->json || cmd->stats))
+        ns_die_usage("--summary cannot be combined with --json or --stats");
 }
 
 typedef struct tensor_stats {
@@ -74,6 +77,65 @@ static void print_meta_summary(const msgpack_object *meta) {
         default: ns_json_value(stdout, v);
         }
     }
+}
+
+// Totals over all inputs for --summary: records, and samples per label.
+typedef struct summary {
+    int64_t records, tensors, samples, unlabelled;
+    int64_t *per_label;   // counts, indexed by label
+    int64_t nlabel_slots, nlabels; // allocated; largest label seen + 1
+    char **names;         // latest general.labels
+    size_t nnames;
+} summary;
+
+static int summary_add(summary *s, const ns_record *rec, ns_err *err) {
+    s->records++;
+    if (strcmp(rec->kind, "meta") == 0) {
+        char **names;
+        size_t n;
+        int got = ns_obj_strs(rec->meta, "general.labels", &names, &n, err);
+        if (got < 0) return -1;
+        if (got > 0) {
+            ns_strings_free(s->names, s->nnames);
+            s->names = names;
+            s->nnames = n;
+        }
+        return 0;
+    }
+    if (!rec->has_data) return 0;
+    s->tensors++;
+    const msgpack_object *labels = ns_map_get(rec->meta, "labels");
+    if (!labels) return 0;
+    if (labels->type != MSGPACK_OBJECT_ARRAY) return ns_errf(err, "%s: labels is not an array", rec->name);
+    for (uint32_t i = 0; i < labels->via.array.size; i++) {
+        const msgpack_object *v = &labels->via.array.ptr[i];
+        s->samples++;
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) { s->unlabelled++; continue; }
+        if (v->via.u64 >= (1u << 24)) return ns_errf(err, "%s: label %llu is absurd", rec->name, (unsigned long long)v->via.u64);
+        int64_t k = (int64_t)v->via.u64;
+        if (k >= s->nlabel_slots) {
+            int64_t slots = k + 1 > 2 * s->nlabel_slots ? k + 1 : 2 * s->nlabel_slots;
+            int64_t *grown = realloc(s->per_label, (size_t)slots * sizeof *grown);
+            if (!grown) return ns_errf(err, "out of memory");
+            memset(grown + s->nlabel_slots, 0, (size_t)(slots - s->nlabel_slots) * sizeof *grown);
+            s->per_label = grown;
+            s->nlabel_slots = slots;
+        }
+        s->per_label[k]++;
+        if (k + 1 > s->nlabels) s->nlabels = k + 1;
+    }
+    return 0;
+}
+
+static void summary_print(const summary *s) {
+    printf("records\t%lld\ntensors\t%lld\nsamples\t%lld\n", (long long)s->records,
+           (long long)s->tensors, (long long)s->samples);
+    int64_t classes = s->nlabels > (int64_t)s->nnames ? s->nlabels : (int64_t)s->nnames;
+    for (int64_t k = 0; k < classes; k++)
+        printf("class\t%lld\t%s\t%lld\n", (long long)k,
+               (size_t)k < s->nnames ? s->names[k] : "-",
+               (long long)(k < s->nlabels ? s->per_label[k] : 0));
+    if (s->unlabelled) printf("unlabelled\t%lld\n", (long long)s->unlabelled);
 }
 
 static void print_line(const ns_record *rec, const struct cmdline *cmd) {
@@ -140,18 +202,24 @@ int main(int argc, char **argv) {
     int nfiles = first < argc ? argc - first : 1;
 
     ns_err err;
+    summary sum = {0};
     for (int f = 0; f < nfiles; f++) {
         ns_reader *r = ns_reader_open(files[f], &err);
         if (!r) ns_die_err(&err);
         ns_record rec;
         int got;
         while ((got = ns_reader_next(r, &rec, &err)) == 1) {
-            if (cmd.json) print_json(&rec, &cmd, ns_reader_label(r));
+            if (cmd.summary) {
+                if (summary_add(&sum, &rec, &err) < 0) { got = -1; break; }
+            } else if (cmd.json) print_json(&rec, &cmd, ns_reader_label(r));
             else print_line(&rec, &cmd);
         }
         ns_reader_close(r);
         if (got < 0) ns_die_err(&err);
     }
+    if (cmd.summary) summary_print(&sum);
+    free(sum.per_label);
+    ns_strings_free(sum.names, sum.nnames);
     if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0)
         ns_die("writing output failed");
     return 0;

@@ -162,3 +162,14 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     [ "$(tns-info "$T/f.tns" | tail -n +2 | cut -f5 | cut -dx -f1 | awk '{s+=$1} END{print s}')" -eq 10000 ]
     tns-info --json "$T/f.tns" | head -1 | grep -q '"Ankle boot"'
 }
+
+@test "tns-info --summary counts samples per class, with names" {
+    small_stream > "$T/s.tns"
+    run --separate-stderr tns-info --summary "$T/s.tns" "$T/s.tns"
+    [ "$status" -eq 0 ]
+    [ "${lines[2]}" = $'samples\t10' ]
+    [ "${lines[3]}" = $'class\t0\t0\t4' ]
+    [ "${lines[5]}" = $'class\t2\t2\t4' ]
+    run --separate-stderr tns-info --summary --json "$T/s.tns"
+    expect_failure 2 tns-info "cannot be combined"
+}
