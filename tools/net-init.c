@@ -1,0 +1,157 @@
+// net-init: a new model, from a built-in architecture, initialised as PyTorch
+// does, seeded.
+//
+//   net-init --arch NAME [--like DATA.tns | --in CxHxW --classes K] [options]
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "cli.h"
+#include "graph.h"
+#include "tns.h"
+
+struct cmdline {
+    const char *arch, *like, *in, *hidden, *output;
+    int classes, depth;
+    double width;
+    int64_t seed;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
+    const ns_opt opts[] = {
+        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20 or resnet18", 0, 0},
+        {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
+        {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
+        {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
+        {"width", 'w', NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; default 1)", 0.01, 64},
+        {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4)", 2, 64},
+        {"hidden", 0, NS_OPT_STR, &cmd->hidden, "H[,H..]", "mlp: hidden layer sizes (default 256)", 0, 0},
+        {"seed", 's', NS_OPT_I64, &cmd->seed, "S", "initialisation seed (default 0)", 0, 0},
+        {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
+        {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
+    };
+    const ns_cli cli = {
+        "--arch NAME (--like DATA | --in CxHxW --classes K) [options]",
+        "Create a model from a built-in architecture, initialised as PyTorch does\n"
+        "(uniform +-1/sqrt(fan_in) for conv and linear, norms at 1 and 0).",
+        "Node and parameter names follow PyTorch's module names (layer1.0.conv1.weight).\n"
+        "With --like, the first image batch of DATA fixes the input shape and its meta\n"
+        "record the class names and normalisation, which the model then carries.",
+        0, 0,
+    };
+    int first;
+    ns_parse_args(argc, argv, &cli, opts, &first);
+    if (!cmd->arch) ns_die_usage("--arch is required");
+    if (!cmd->like && (!cmd->in || !cmd->classes))
+        ns_die_usage("give --like DATA, or both --in and --classes");
+}
+
+// Input shape, classes and normalisation from the first records of a data stream.
+static int read_like(const char *path, ns_arch_opts *o, ns_model *m, ns_err *err) {
+    ns_reader *r = ns_reader_open(path, err);
+    if (!r) return -1;
+    ns_record rec;
+    int got, rc = -1;
+    while ((got = ns_reader_next(r, &rec, err)) == 1) {
+        if (strcmp(rec.kind, "meta") == 0) {
+            char **labels;
+            size_t n;
+            if (ns_obj_strs(rec.meta, "general.labels", &labels, &n, err) < 0) break;
+            if (labels) {
+                ns_strings_free(m->labels, m->nlabels);
+                m->labels = labels;
+                m->nlabels = n;
+            }
+            const msgpack_object *mean = ns_map_get(rec.meta, "image.mean");
+            if (mean && mean->type == MSGPACK_OBJECT_ARRAY && mean->via.array.size >= 1 && mean->via.array.size <= 4) {
+                m->nnorm = (int)mean->via.array.size;
+                if (ns_obj_f64s(rec.meta, "image.mean", m->mean, (size_t)m->nnorm, err) < 0 ||
+                    ns_obj_f64s(rec.meta, "image.std", m->std, (size_t)m->nnorm, err) < 0) break;
+            }
+            continue;
+        }
+        if (!rec.has_data) continue;
+        if (rec.ndim == 4) {
+            o->in_c = (int)rec.shape[1], o->in_h = (int)rec.shape[2], o->in_w = (int)rec.shape[3];
+        } else if (rec.ndim == 2) {
+            o->in_c = (int)rec.shape[1], o->in_h = o->in_w = 0;
+        } else {
+            ns_errf(err, "%s: record %s is neither (N, C, H, W) nor (N, D)", path, rec.name);
+            break;
+        }
+        rc = 0;
+        break;
+    }
+    if (got == 0) ns_errf(err, "%s: no data records", path);
+    ns_reader_close(r);
+    if (rc == 0 && !o->classes) o->classes = (int)m->nlabels;
+    if (rc == 0 && o->classes < 1) rc = ns_errf(err, "%s: no class names (general.labels): use --classes", path);
+    return rc;
+}
+
+static void parse_in(const char *s, ns_arch_opts *o) {
+    long v[3] = {0, 0, 0};
+    int n = 0;
+    char *end;
+    const char *p = s;
+    while (n < 3) {
+        v[n++] = strtol(p, &end, 10);
+        if (*end != 'x') break;
+        p = end + 1;
+    }
+    if (*end || (n != 1 && n != 3) || v[0] < 1 || (n == 3 && (v[1] < 1 || v[2] < 1)))
+        ns_die_usage("--in takes CxHxW or D (%s)", s);
+    o->in_c = (int)v[0];
+    o->in_h = n == 3 ? (int)v[1] : 0;
+    o->in_w = n == 3 ? (int)v[2] : 0;
+}
+
+int main(int argc, char **argv) {
+    ns_proginit(argc, argv);
+    struct cmdline cmd = {.width = 1, .output = "-"};
+    parse_cmdline(argc, argv, &cmd);
+    ns_arch_opts o = {.width = cmd.width, .depth = cmd.depth, .classes = cmd.classes};
+    ns_err err;
+    ns_model m;
+    ns_model_init(&m);
+    if (cmd.in) parse_in(cmd.in, &o);
+    if (cmd.hidden) {
+        double h[8];
+        int n = ns_parse_doubles(cmd.hidden, h, 8, &err);
+        if (n < 0) ns_die_usage("--hidden: %s", err.msg);
+        for (int i = 0; i < n; i++) {
+            if (h[i] < 1 || h[i] > (1 << 24) || h[i] != (int)h[i]) ns_die_usage("--hidden sizes must be positive integers (%s)", cmd.hidden);
+            o.hidden[i] = (int)h[i];
+        }
+        o.nhidden = n;
+    }
+    if (cmd.like && read_like(cmd.like, &o, &m, &err) < 0) ns_die_err(&err);
+    if (m.labels && (int)m.nlabels != o.classes) { // --classes overrides the data's names
+        ns_strings_free(m.labels, m.nlabels);
+        m.labels = NULL;
+        m.nlabels = 0;
+    }
+    if (ns_arch_build(&m, cmd.arch, &o, &err) < 0) ns_die_err(&err);
+    ns_model_init_params(&m, (uint64_t)cmd.seed);
+    snprintf(m.arch, sizeof m.arch, "%s --width %g%s", cmd.arch, cmd.width,
+             strcmp(cmd.arch, "vgg") == 0 ? (cmd.depth ? "" : " --depth 4") : "");
+
+    ns_output out;
+    if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
+    ns_writer w;
+    ns_writer_init(&w, out.f);
+    ns_map meta;
+    ns_map_init(&meta);
+    ns_map_str(&meta, "general.producer", "net-init " NS_VERSION);
+    ns_map_i64(&meta, "model.seed", cmd.seed);
+    int rc = ns_model_write(&m, &w, &meta, 0, &err);
+    ns_map_free(&meta);
+    ns_writer_free(&w);
+    ns_model_free(&m);
+    if (rc < 0) {
+        ns_output_abort(&out);
+        ns_die_err(&err);
+    }
+    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    return 0;
+}
