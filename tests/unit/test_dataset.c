@@ -158,15 +158,16 @@ static int open_fails(const char *path, const char *labels, const char *want) {
 
 // Entries in archive order; the expected dataset order is below.
 static const entry unsorted[] = {
-    {"b/2.png", 1}, {"b/1.png", 2}, {"a/x.png", 3},      {"c/Z.PNG", 4},
-    {"README", -1}, {"a/w.png", 5}, {"a/._w.png", -1},   {"a/notes.txt", -1},
+    {"b/2.png", 1}, {"b/1.png", 2}, {"a/x.png", 3},    {"c/Z.PNG", 4},
+    {"README", -1}, {"a/w.png", 5}, {"a/._w.png", -1}, {"a/notes.txt", -1},
 };
 static const char *sorted_names[] = {"a/w.png", "a/x.png", "b/1.png", "b/2.png", "c/Z.PNG"};
 static const int sorted_seeds[] = {5, 3, 2, 1, 4}, sorted_labels[] = {0, 0, 1, 1, 2};
 
 static void check_sorted(ns_dataset *ds, const char *what) {
     ns_err err;
-    CHECK(ns_dataset_size(ds) == 5, "%s: 5 samples (got %lld)", what, (long long)ns_dataset_size(ds));
+    CHECK(ns_dataset_size(ds) == 5, "%s: 5 samples (got %lld)", what,
+          (long long)ns_dataset_size(ds));
     CHECK(ns_dataset_num_classes(ds) == 3, "%s: 3 classes", what);
     const char *cls[] = {"a", "b", "c"};
     int names_ok = 1, pixels_ok = 1, labels_ok = 1;
@@ -233,7 +234,8 @@ static void test_archives(void) {
     // From standard input.
     FILE *in = freopen(at("set.tar.gz"), "rb", stdin);
     ds = in ? ns_dataset_open("-", NULL, &err) : NULL;
-    CHECK(ds && ns_dataset_size(ds) == 5, "open - (stdin) on a tar.gz: %s", ds ? "5 samples" : err.msg);
+    CHECK(ds && ns_dataset_size(ds) == 5, "open - (stdin) on a tar.gz: %s",
+          ds ? "5 samples" : err.msg);
     ns_dataset_close(ds);
     // Truncated halfway. A plain tar cut exactly between entries cannot be told
     // from one whose writer left out the end blocks (libarchive, like GNU tar,
@@ -243,7 +245,12 @@ static void test_archives(void) {
     free(b.p);
     b = read_bytes(at("set.tar.gz"));
     write_bytes(at("half.tar.gz"), b.p, b.n / 2);
-    CHECK(open_fails(at("half.tar.gz"), NULL, at("half.tar.gz")), "truncated tar.gz fails naming it");
+    CHECK(open_fails(at("half.tar.gz"), NULL, at("half.tar.gz")),
+          "truncated tar.gz fails naming it");
+    free(b.p);
+    b = read_bytes(at("set.zip"));
+    write_bytes(at("half.zip"), b.p, b.n / 2);
+    CHECK(open_fails(at("half.zip"), NULL, at("half.zip")), "truncated zip fails naming it");
     free(b.p);
 }
 
@@ -324,8 +331,11 @@ static void test_bad_inputs(void) {
 static void test_dir(void) {
     const char *dirs[] = {"root", "root/b", "root/a", "root/.hidden", "root/empty"};
     for (int i = 0; i < 5; i++) mkdir(at(dirs[i]), 0755);
-    const entry files[] = {{"root/b/1.png", 11}, {"root/a/2.png", 12}, {"root/a/1.png", 13},
-                           {"root/.hidden/x.png", 14}, {"root/top.png", 15}};
+    const entry files[] = {{"root/b/1.png", 11},
+                           {"root/a/2.png", 12},
+                           {"root/a/1.png", 13},
+                           {"root/.hidden/x.png", 14},
+                           {"root/top.png", 15}};
     for (int i = 0; i < 5; i++) {
         bytes b = make_png(files[i].seed, 3, 4, 5);
         write_bytes(at(files[i].path), b.p, b.n);
@@ -365,7 +375,8 @@ static void test_idx(void) {
         CHECK(ds != NULL, "open %s with %s: %s", im, lb, ds ? "ok" : err.msg);
         if (!ds) continue;
         int ok = ns_dataset_size(ds) == 5 && ns_dataset_num_classes(ds) == 4 &&
-                 !strcmp(ns_dataset_class_name(ds, 3), "3") && !strcmp(ns_dataset_kind(ds), "idx") &&
+                 !strcmp(ns_dataset_class_name(ds, 3), "3") &&
+                 !strcmp(ns_dataset_kind(ds), "idx") &&
                  !strcmp(ns_dataset_sample_name(ds, 2), "000002");
         CHECK(ok, "%s: 5 images, classes \"0\"..\"3\", names 000000..", im);
         ok = 1;
@@ -382,23 +393,27 @@ static void test_idx(void) {
         ds = ns_dataset_open(at(im), NULL, &err);
         ns_image img;
         int label = 0;
-        CHECK(ds && ns_dataset_num_classes(ds) == 0 && ns_dataset_get(ds, 0, &img, &label, &err) == 0 &&
-                  label == -1,
+        CHECK(ds && ns_dataset_num_classes(ds) == 0 &&
+                  ns_dataset_get(ds, 0, &img, &label, &err) == 0 && label == -1,
               "%s without labels: 0 classes, label -1", im);
         ns_image_free(&img);
         ns_dataset_close(ds);
     }
     const unsigned char six[] = {0, 1, 2, 3, 4, 5};
     write_idx_labels(at("lb6.idx"), 6, six, 0);
-    CHECK(open_fails(at("im.idx"), at("lb6.idx"), "6 labels for 5 images"), "label count mismatch fails");
+    CHECK(open_fails(at("im.idx"), at("lb6.idx"), "6 labels for 5 images"),
+          "label count mismatch fails");
     write_idx_images(at("short.idx"), 5, 3, 4, -3, 0);
-    CHECK(open_fails(at("short.idx"), NULL, "= 60 bytes of data, got 57 (truncated)"), "truncated IDX fails");
+    CHECK(open_fails(at("short.idx"), NULL, "= 60 bytes of data, got 57 (truncated)"),
+          "truncated IDX fails");
     write_idx_images(at("long.idx"), 5, 3, 4, 2, 1);
-    CHECK(open_fails(at("long.idx"), NULL, "= 60 bytes of data, got 62 (trailing"), "oversized IDX.gz fails");
+    CHECK(open_fails(at("long.idx"), NULL, "= 60 bytes of data, got 62 (trailing"),
+          "oversized IDX.gz fails");
     CHECK(open_fails(at("lb.idx"), NULL, "IDX label file"), "a label file as images fails");
     CHECK(open_fails(at("im.idx"), at("im.idx"), "not an IDX label file"), "images as labels fail");
     unsigned char hdr[16];
-    put_be32(hdr, 0x803), put_be32(hdr + 4, 4000000000u), put_be32(hdr + 8, 16384), put_be32(hdr + 12, 16384);
+    put_be32(hdr, 0x803), put_be32(hdr + 4, 4000000000u), put_be32(hdr + 8, 16384),
+        put_be32(hdr + 12, 16384);
     write_bytes(at("huge.idx"), hdr, 16);
     CHECK(open_fails(at("huge.idx"), NULL, "over the"), "IDX header over the memory limit fails");
     put_be32(hdr + 8, 0);
@@ -407,7 +422,8 @@ static void test_idx(void) {
     bytes b = read_bytes(at("im.idx.gz"));
     write_bytes(at("half.idx.gz"), b.p, b.n / 2);
     free(b.p);
-    CHECK(open_fails(at("half.idx.gz"), NULL, at("half.idx.gz")), "truncated IDX.gz fails naming it");
+    CHECK(open_fails(at("half.idx.gz"), NULL, at("half.idx.gz")),
+          "truncated IDX.gz fails naming it");
 }
 
 // --- Fashion-MNIST and speed ----------------------------------------------------
@@ -468,13 +484,29 @@ static void test_fashion_mnist(void) {
     }
     ns_archive_writer_close(aw, &err);
     fclose(f);
-    ns_dataset_close(ds);
     t0 = now();
-    ds = ns_dataset_open(at("fm.tar"), NULL, &err);
+    ns_dataset *tar = ns_dataset_open(at("fm.tar"), NULL, &err);
     t_open = now() - t0;
-    CHECK(ds && ns_dataset_size(ds) == 10000 && ns_dataset_num_classes(ds) == 10,
+    CHECK(tar && ns_dataset_size(tar) == 10000 && ns_dataset_num_classes(tar) == 10,
           "t10k as a tar of PNGs: 10000 samples, 10 classes");
-    if (ds) printf("# tar of 10000 PNGs: open %.3f s, get %.0f images/s\n", t_open, decode_rate(ds));
+    if (!tar) {
+        ns_dataset_close(ds);
+        return;
+    }
+    // Sample 9999 of the tar is "9/NNNNNN.png": IDX sample NNNNNN, same pixels.
+    ns_image a = {0}, b = {0};
+    int label_tar = -1, label_idx = -1;
+    long j = strtol(ns_dataset_sample_name(tar, 9999) + 2, NULL, 10);
+    int same = ns_dataset_get(tar, 9999, &a, &label_tar, &err) == 0 &&
+               ns_dataset_get(ds, j, &b, &label_idx, &err) == 0 && label_tar == 9 &&
+               label_idx == 9 && a.c == 1 && a.h == 28 && a.w == 28;
+    for (int p = 0; same && p < 28 * 28; p++)
+        same = lrintf(a.data[p] * 255.0f) == lrintf(b.data[p] * 255.0f);
+    CHECK(same, "tar sample 9999 (%s) is IDX sample %ld, class 9",
+          ns_dataset_sample_name(tar, 9999), j);
+    ns_image_free(&a), ns_image_free(&b);
+    printf("# tar of 10000 PNGs: open %.3f s, get %.0f images/s\n", t_open, decode_rate(tar));
+    ns_dataset_close(tar);
     ns_dataset_close(ds);
 }
 
