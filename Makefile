@@ -96,7 +96,7 @@ demo:
 	@sh pipelines/demo.sh
 
 bench:
-	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-torch python3-scipy python3-msgpack' sh tests/deps.sh
+	@NS_EXTRA_PKGS='dataset-fashion-mnist time python3-torch python3-scipy python3-msgpack' sh tests/deps.sh
 	@$(MAKE) --no-print-directory build $(BENCHES)
 	@sh bench/run.sh
 

@@ -20,12 +20,12 @@ printf '1 2 3\n4 5 6\n' | bin/tns-tsv -r -n x > "$seeds/tns/a.tns"
 printf '1\n' | bin/tns-tsv -r -t u8 > "$seeds/tns/b.tns"
 fm=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 if [ -f "$fm" ]; then
-    bin/img-read -q -n 4 -b 2 "$fm" > "$seeds/tns/c.tns"
-    bin/img-read -q -n 6 "$fm" | bin/img-write -o "$seeds/archive/a.tar"
-    bin/img-read -q -n 6 "$fm" | bin/img-write -o "$seeds/archive/a.zip"
-    bin/img-read -q -n 6 "$fm" | bin/img-write -o "$seeds/archive/a.tar.gz"
-    bin/img-read -q -n 1 "$fm" | bin/img-write -o "$seeds/png/a.png"
-    bin/img-read -q -n 1 --rgb "$fm" | bin/img-write -o "$seeds/png/b.png"
+    bin/img-read -q --limit 4 -b 2 "$fm" > "$seeds/tns/c.tns"
+    bin/img-read -q --limit 6 "$fm" | bin/img-write -o "$seeds/archive/a.tar"
+    bin/img-read -q --limit 6 "$fm" | bin/img-write -o "$seeds/archive/a.zip"
+    bin/img-read -q --limit 6 "$fm" | bin/img-write -o "$seeds/archive/a.tar.gz"
+    bin/img-read -q --limit 1 "$fm" | bin/img-write -o "$seeds/png/a.png"
+    bin/img-read -q --limit 1 --rgb "$fm" | bin/img-write -o "$seeds/png/b.png"
 fi
 
 status=0

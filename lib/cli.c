@@ -80,7 +80,7 @@ static void print_version(void) {
 
 static void check_range(const ns_opt *o, double v, const char *text) {
     if (o->min < o->max && (v < o->min || v > o->max))
-        ns_die_usage("--%s must be between %g and %g (%s)", o->name, o->min, o->max, text);
+        ns_die_usage("--%s must be between %.15g and %.15g (%s)", o->name, o->min, o->max, text);
 }
 
 static void set_value(const ns_opt *o, const char *text) {

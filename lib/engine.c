@@ -159,9 +159,9 @@ static int fwd_embedding(op_ctx *c, ns_err *err) {
     for (int64_t i = 0; i < n; i++) {
         if (!(x[i] >= 0 && x[i] < (float)V) || x[i] != (float)(int32_t)x[i])
             return ns_errf(err, "node %s: id %g is not an integer in [0, %lld)", c->node->name, x[i], (long long)V);
-        c->e->ids[i] = (int32_t)x[i];
+        c->e->ids[c->index][i] = (int32_t)x[i];
     }
-    ns_embedding_forward(out_act(c), c->e->ids, param(c, 0), n, c->node->iattr[1]);
+    ns_embedding_forward(out_act(c), c->e->ids[c->index], param(c, 0), n, c->node->iattr[1]);
     return 0;
 }
 
@@ -238,7 +238,7 @@ static void bwd_dropout(op_ctx *c) {
 }
 static void bwd_embedding(op_ctx *c) {
     if (param_grad(c, 0))
-        ns_embedding_backward(param_grad(c, 0), out_grad(c), c->e->ids, c->N * input_node(c, 0)->numel,
+        ns_embedding_backward(param_grad(c, 0), out_grad(c), c->e->ids[c->index], c->N * input_node(c, 0)->numel,
                               c->node->iattr[1]);
 }
 
@@ -293,12 +293,12 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
     e->saved_rstd = calloc((size_t)nn, sizeof *e->saved_rstd);
     e->argmax = calloc((size_t)nn, sizeof *e->argmax);
     e->mask = calloc((size_t)nn, sizeof *e->mask);
+    e->ids = calloc((size_t)nn, sizeof *e->ids);
     e->param_grad = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *e->param_grad);
-    if (!e->act || !e->grad || !e->saved_mean || !e->saved_rstd || !e->argmax || !e->mask || !e->param_grad) {
+    if (!e->act || !e->grad || !e->saved_mean || !e->saved_rstd || !e->argmax || !e->mask || !e->ids || !e->param_grad) {
         ns_engine_free(e);
         return ns_errf(err, "out of memory");
     }
-    int64_t max_ids = 0;
     for (int i = 0; i < nn && !failed; i++) {
         const ns_node *n = &m->nodes[i];
         int64_t size = max_batch * n->numel;
@@ -316,8 +316,7 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
         } else if (n->op == NS_OP_DROPOUT) {
             e->mask[i] = (uint8_t *)alloc_floats(size, &failed);
         } else if (n->op == NS_OP_EMBEDDING) {
-            int64_t ids = max_batch * m->nodes[n->inputs[0]].numel;
-            if (ids > max_ids) max_ids = ids;
+            e->ids[i] = (int32_t *)alloc_floats(max_batch * m->nodes[n->inputs[0]].numel, &failed);
         } else if (n->op == NS_OP_CONV2D) {
             op_ctx c = {e, n, i, max_batch};
             ns_conv2d_geom g = conv_geom(&c);
@@ -326,7 +325,6 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
         }
     }
     e->scratch = alloc_floats(e->scratch_floats, &failed);
-    e->ids = (int32_t *)alloc_floats(max_ids, &failed);
     for (int t = 0; t < m->ntensors && with_grads && !failed; t++)
         if (m->tensors[t].used && m->tensors[t].trainable)
             e->param_grad[t] = alloc_floats(m->tensors[t].t.numel, &failed);
@@ -346,6 +344,7 @@ void ns_engine_free(ns_engine *e) {
         if (e->saved_rstd) free(e->saved_rstd[i]);
         if (e->argmax) free(e->argmax[i]);
         if (e->mask) free(e->mask[i]);
+        if (e->ids) free(e->ids[i]);
     }
     for (int t = 0; m && e->param_grad && t < m->ntensors; t++) free(e->param_grad[t]);
     free(e->act);

@@ -26,7 +26,7 @@ typedef struct ns_engine {
     float **saved_mean, **saved_rstd; // per norm node
     int32_t **argmax;      // per maxpool node
     uint8_t **mask;        // per dropout node
-    int32_t *ids;          // embedding ids of the current node
+    int32_t **ids;         // per embedding node: its input ids as integers
     float *scratch;        // conv im2col columns
     int64_t scratch_floats;
 } ns_engine;

@@ -21,7 +21,7 @@ void ns_json_string(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-static void json_number(FILE *f, double v) {
+void ns_json_number(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.17g", v);
     else fputs("null", f);
 }
@@ -32,8 +32,11 @@ void ns_json_value(FILE *f, const msgpack_object *o) {
     case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", f); break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER: fprintf(f, "%llu", (unsigned long long)o->via.u64); break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(f, "%lld", (long long)o->via.i64); break;
-    case MSGPACK_OBJECT_FLOAT32: fprintf(f, "%.9g", o->via.f64); break;
-    case MSGPACK_OBJECT_FLOAT64: json_number(f, o->via.f64); break;
+    case MSGPACK_OBJECT_FLOAT32:
+        if (isfinite(o->via.f64)) fprintf(f, "%.9g", o->via.f64);
+        else fputs("null", f);
+        break;
+    case MSGPACK_OBJECT_FLOAT64: ns_json_number(f, o->via.f64); break;
     case MSGPACK_OBJECT_STR: ns_json_string(f, o->via.str.ptr, o->via.str.size); break;
     case MSGPACK_OBJECT_BIN: fprintf(f, "{\"bin_bytes\":%u}", o->via.bin.size); break;
     case MSGPACK_OBJECT_EXT: fprintf(f, "{\"ext_bytes\":%u}", o->via.ext.size); break;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "dataset.h"
 #include "rng.h"
@@ -63,7 +64,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, transform 
         {"rgb", 0, NS_OPT_FLAG, &cmd->rgb, NULL, "convert to 3 channels", 0, 0},
         {"mean", 0, NS_OPT_STR, &cmd->mean, "M[,M..]", "subtract a per-channel mean (values in [0,1] units)", 0, 0},
         {"std", 0, NS_OPT_STR, &cmd->std, "S[,S..]", "divide by a per-channel std, after --mean", 0, 0},
-        {"limit", 'n', NS_OPT_I64, &cmd->limit, "N", "read at most N images (after shuffling)", 0, 1e18},
+        {"limit", 0, NS_OPT_I64, &cmd->limit, "N", "read at most N images (after shuffling)", 1, 1e18},
         {"shuffle", 0, NS_OPT_FLAG, &cmd->shuffle, NULL, "emit the images in a random order", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed for --shuffle (default 0)", 0, 0},
         {"dtype", 't', NS_OPT_STR, &cmd->dtype, "TYPE", "f32 (default, values in [0,1]) or u8 (0..255, no --mean/--std)", 0, 0},
@@ -180,7 +181,8 @@ static int read_class_names(const char *path, char ***names, int *n, ns_err *err
 
 // given: class names from --classes (already checked against the dataset) or NULL.
 static int write_stream_meta(ns_writer *w, const ns_dataset *ds, const struct cmdline *cmd,
-                             const transform *tf, int channels, char **given, ns_err *err) {
+                             const transform *tf, int channels, char **given, int64_t count,
+                             ns_err *err) {
     ns_map meta;
     ns_map_init(&meta);
     ns_map_str(&meta, "general.producer", "img-read " NS_VERSION);
@@ -191,7 +193,7 @@ static int write_stream_meta(ns_writer *w, const ns_dataset *ds, const struct cm
     for (int i = 0; i < k; i++) names[i] = given ? given[i] : ns_dataset_class_name(ds, i);
     ns_map_strs(&meta, "general.labels", names, (size_t)k);
     free(names);
-    ns_map_i64(&meta, "general.count", ns_dataset_size(ds));
+    ns_map_i64(&meta, "general.count", count);
     if (tf->nmean) {
         double mean[MAX_CHANNELS], std[MAX_CHANNELS];
         for (int c = 0; c < channels; c++) mean[c] = tf->mean[c], std[c] = tf->std[c];
@@ -231,7 +233,7 @@ int main(int argc, char **argv) {
         ns_image first;
         int label;
         if (ns_dataset_get(ds, order[0], &first, &label, &err) < 0)
-            ns_die("%s: %s", ns_dataset_sample_name(ds, order[0]), err.msg);
+            ns_die_err(&err);
         if (!channels) channels = first.c == 1 || first.c == 2 ? 1 : 3;
         h = tf.crop_h ? tf.crop_h : tf.resize_h ? tf.resize_h : first.h;
         w = tf.crop_w ? tf.crop_w : tf.resize_w ? tf.resize_w : first.w;
@@ -253,7 +255,7 @@ int main(int argc, char **argv) {
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
     ns_writer wr;
     ns_writer_init(&wr, out.f);
-    int failed = write_stream_meta(&wr, ds, &cmd, &tf, channels, class_names, &err) < 0;
+    int failed = write_stream_meta(&wr, ds, &cmd, &tf, channels, class_names, count, &err) < 0;
     ns_strings_free(class_names, (size_t)nclass_names);
 
     size_t plane = (size_t)channels * (size_t)h * (size_t)w;
@@ -262,6 +264,7 @@ int main(int argc, char **argv) {
     int *ok = malloc((size_t)cmd.batch * sizeof *ok);
     ns_err *errs = malloc((size_t)cmd.batch * sizeof *errs);
     if (!pixels || !labels || !ok || !errs) ns_die("out of memory (batch of %d)", cmd.batch);
+    ns_threads(); // applies NETSMITH_THREADS to the decoding threads below
     ns_progress progress;
     ns_progress_start(&progress, "images", count, cmd.quiet);
     for (int64_t start = 0; start < count && !failed; start += cmd.batch) {

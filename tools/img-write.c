@@ -58,7 +58,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"format", 'f', NS_OPT_STR, &cmd->format, "FMT", "tar, tar.gz, zip, dir (PNG files) or sheet (one PNG); default from -o's suffix, else tar", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "PATH", "archive or sheet file (written atomically), or directory; default standard output", 0, 0},
         {"name", 'n', NS_OPT_STR, &cmd->name, "GLOB", "only records whose name matches GLOB (default: every 4-D tensor)", 0, 0},
-        {"limit", 'l', NS_OPT_I64, &cmd->limit, "N", "write at most N images (a sheet defaults to 100)", 0, 1e18},
+        {"limit", 0, NS_OPT_I64, &cmd->limit, "N", "write at most N images (a sheet defaults to 100)", 1, 1e18},
         {"cols", 0, NS_OPT_INT, &cmd->cols, "N", "images per row of a contact sheet (default 10)", 1, 1000},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
@@ -91,7 +91,11 @@ static void info_update(stream_info *info, const ns_record *rec, ns_err *err, in
     if (mean && mean->type == MSGPACK_OBJECT_ARRAY && mean->via.array.size <= 4) {
         size_t c = mean->via.array.size;
         if (ns_obj_f64s(rec->meta, "image.mean", info->mean, c, err) < 0 ||
-            ns_obj_f64s(rec->meta, "image.std", info->std, c, err) < 0) { *failed = 1; return; }
+            ns_obj_f64s(rec->meta, "image.std", info->std, c, err) <= 0) {
+            if (!ns_map_get(rec->meta, "image.std")) ns_errf(err, "image.mean without image.std in the stream's meta");
+            *failed = 1;
+            return;
+        }
         info->nmean = c;
     }
 }
@@ -263,8 +267,10 @@ int main(int argc, char **argv) {
         void *png;
         size_t len;
         failed = ns_png_encode(&s.sheet, &png, &len, &err) < 0;
-        if (!failed && fwrite(png, 1, len, out.f) != len) failed = ns_errf(&err, "write error") < 0;
-        if (!failed) free(png);
+        if (!failed) {
+            if (fwrite(png, 1, len, out.f) != len) failed = ns_errf(&err, "write error") < 0;
+            free(png);
+        }
     }
     ns_image_free(&s.sheet);
     if (failed) {

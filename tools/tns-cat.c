@@ -34,13 +34,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     const ns_cli cli = {
         "[options] [FILE...]",
         "Concatenate TNS streams, selecting records by name or kind, head or tail.",
-        "Meta records pass through unselected (unless --no-meta), so class names and\n"
-        "other stream metadata follow the data. --head and --tail count selected\n"
-        "records only. Records are copied byte for byte.",
+        "Meta records are not subject to --name, --kind, -v, --head or --tail: they pass\n"
+        "through (unless --no-meta), so class names and other stream metadata follow the\n"
+        "data; --kind meta selects them like any other kind. With --tail, meta records\n"
+        "come out first. Records are copied byte for byte.",
         0, -1,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
     if (cmd->head >= 0 && cmd->tail >= 0) ns_die_usage("--head and --tail cannot be combined");
+    if (cmd->no_meta && cmd->kind && strcmp(cmd->kind, "meta") == 0)
+        ns_die_usage("--kind meta selects what --no-meta drops");
 }
 
 static int is_selected(const ns_record *rec, const struct cmdline *cmd) {
@@ -100,8 +103,11 @@ int main(int argc, char **argv) {
         int got;
         while ((got = ns_reader_next(r, &rec, &err)) == 1) {
             int pass;
-            if (strcmp(rec.kind, "meta") == 0 && !cmd.kind && !cmd.invert) {
-                pass = !cmd.no_meta;
+            // Meta records pass untouched by the selection, unless --kind meta selects them.
+            int meta = strcmp(rec.kind, "meta") == 0;
+            if (meta && cmd.no_meta) continue;
+            if (meta && !(cmd.kind && strcmp(cmd.kind, "meta") == 0)) {
+                pass = 1;
             } else {
                 if (!is_selected(&rec, &cmd)) continue;
                 if (cmd.tail >= 0) {

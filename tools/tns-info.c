@@ -170,8 +170,15 @@ static void print_json(const ns_record *rec, const struct cmdline *cmd, const ch
         if (cmd->stats && rec->numel > 0) {
             tensor_stats s;
             compute_stats(rec, &s);
-            printf(",\"stats\":{\"min\":%.9g,\"max\":%.9g,\"mean\":%.9g,\"std\":%.9g,\"nonfinite\":%lld}",
-                   s.min, s.max, s.mean, s.std, (long long)s.nonfinite);
+            printf(",\"stats\":{\"min\":");
+            ns_json_number(stdout, s.min);
+            printf(",\"max\":");
+            ns_json_number(stdout, s.max);
+            printf(",\"mean\":");
+            ns_json_number(stdout, s.mean);
+            printf(",\"std\":");
+            ns_json_number(stdout, s.std);
+            printf(",\"nonfinite\":%lld}", (long long)s.nonfinite);
         }
     }
     // Other top-level keys (a graph's nodes, say) are shown as they are.

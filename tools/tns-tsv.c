@@ -47,6 +47,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     if (cmd->reverse && (cmd->flatten || cmd->index || cmd->labels))
         ns_die_usage("-r cannot be combined with --flatten, --index or --labels");
     if (cmd->dtype && !cmd->reverse) ns_die_usage("--dtype goes with -r");
+    if (cmd->dtype && ns_dtype_from_name(cmd->dtype, strlen(cmd->dtype)) < 0)
+        ns_die_usage("--dtype must be one of f32 f64 f16 bf16 i8 u8 i16 i32 i64 bool (%s)", cmd->dtype);
 }
 
 // --- tensor -> text -----------------------------------------------------------------
@@ -122,6 +124,22 @@ static int tensor_to_tsv(const char *path, const struct cmdline *cmd, FILE *out,
 }
 
 // --- text -> tensor -----------------------------------------------------------------
+
+// Stores parsed numbers: f64 and the wide integers keep their precision, the
+// rest go through f32 (which holds every value of those types exactly).
+static void store_values(void *dst, const double *v, ns_dtype dtype, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        switch (dtype) {
+        case NS_F64: ((double *)dst)[i] = v[i]; break;
+        case NS_I64: ((int64_t *)dst)[i] = (int64_t)llround(v[i]); break;
+        case NS_I32: ((int32_t *)dst)[i] = (int32_t)lround(v[i]); break;
+        default: {
+            float f = (float)v[i];
+            ns_convert_from_f32((char *)dst + i * ns_dtypes[dtype].size, &f, dtype, 1);
+        }
+        }
+    }
+}
 static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out, ns_err *err) {
     int dtype = NS_F32;
     if (cmd->dtype && (dtype = ns_dtype_from_name(cmd->dtype, strlen(cmd->dtype))) < 0)
@@ -129,7 +147,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     const char *label = strcmp(path, "-") == 0 ? "stdin" : path;
     if (!in) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    float *vals = NULL;
+    double *vals = NULL;
     size_t nvals = 0, cap = 0;
     int64_t rows = 0, cols = -1, lineno = 0;
     char *line = NULL;
@@ -155,11 +173,11 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
             }
             if (nvals == cap) {
                 cap = cap ? cap * 2 : 1024;
-                float *grown = realloc(vals, cap * sizeof *vals);
+                double *grown = realloc(vals, cap * sizeof *vals);
                 if (!grown) { rc = ns_errf(err, "out of memory"); break; }
                 vals = grown;
             }
-            vals[nvals++] = (float)v;
+            vals[nvals++] = v;
             n++;
             p = end;
         }
@@ -178,7 +196,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
         int64_t shape[2] = {rows, cols};
         ns_tensor t;
         if ((rc = ns_tensor_alloc(&t, (ns_dtype)dtype, cols == 1 ? 1 : 2, shape, err)) == 0) {
-            ns_convert_from_f32(t.data, vals, (ns_dtype)dtype, nvals);
+            store_values(t.data, vals, (ns_dtype)dtype, nvals);
             ns_writer w;
             ns_writer_init(&w, out);
             rc = ns_write_tensor(&w, cmd->name ? cmd->name : "tsv", &t, NULL, err);

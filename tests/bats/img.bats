@@ -30,7 +30,7 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
 @test "img-read --batch, --limit, --dtype u8" {
     small_stream > /dev/null
     [ "$(img-read -q -b 2 "$T/i" "$T/l" | tns-info | cut -f5 | tail -n +2 | tr '\n' ' ')" = "2x1x2x3 2x1x2x3 1x1x2x3 " ]
-    [ "$(img-read -q -n 3 "$T/i" "$T/l" | tns-info | cut -f5 | tail -1)" = "3x1x2x3" ]
+    [ "$(img-read -q --limit 3 "$T/i" "$T/l" | tns-info | cut -f5 | tail -1)" = "3x1x2x3" ]
     [ "$(img-read -q -t u8 "$T/i" "$T/l" | tns-tsv -f | head -1 | cut -f1-3)" = "$(printf '0\t11\t22')" ]
 }
 

@@ -53,7 +53,7 @@ two_by_three() { printf '1 2 3\n4 5 6\n' | tns-tsv -r -n x; }
 
 @test "meta records pass tns-cat selections" {
     [ -f "$FASHION/t10k-images-idx3-ubyte.gz" ] || skip "dataset-fashion-mnist not installed"
-    img-read -q -n 10 "$FASHION/t10k-images-idx3-ubyte.gz" | tns-cat --name images --head 1 > "$T/s.tns"
+    img-read -q --limit 10 "$FASHION/t10k-images-idx3-ubyte.gz" | tns-cat --name images --head 1 > "$T/s.tns"
     [ "$(tns-info "$T/s.tns" | cut -f2 | tr '\n' ' ')" = "meta tensor " ]
 }
 
