@@ -801,6 +801,13 @@ int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data, si
     return 0;
 }
 
+void ns_archive_writer_abort(ns_archive_writer *aw) {
+    if (!aw) return;
+    archive_write_fail(aw->a);
+    archive_write_free(aw->a);
+    free(aw);
+}
+
 int ns_archive_writer_close(ns_archive_writer *aw, ns_err *err) {
     if (!aw) return 0;
     int rc = 0;

@@ -70,6 +70,9 @@ int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data,
                    size_t len, ns_err *err);
 // Finishes the archive (does not close f). Frees aw even on failure.
 int ns_archive_writer_close(ns_archive_writer *aw, ns_err *err);
+// Frees aw without finishing the archive (no end blocks, no zip directory), so
+// a failed run leaves output that no reader mistakes for a complete archive.
+void ns_archive_writer_abort(ns_archive_writer *aw);
 
 // --- internal to lib/: the IDX format (idx.c), used by dataset.c -------------
 struct archive;

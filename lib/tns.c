@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "strset.h"
 #include "tns_scan.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -22,48 +23,6 @@
 #endif
 
 #define READ_CHUNK ((size_t)1 << 20)
-
-// --- a set of names, for streams that must not repeat one ----------------------
-typedef struct name_set {
-    char **slots;
-    size_t cap, count;
-} name_set;
-
-static uint64_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ull; // FNV-1a
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-// 1 if inserted, 0 if already present, -1 out of memory.
-static int name_set_add(name_set *set, const char *name) {
-    if (set->count * 2 >= set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 64;
-        char **slots = calloc(cap, sizeof *slots);
-        if (!slots) return -1;
-        for (size_t i = 0; i < set->cap; i++) {
-            if (!set->slots[i]) continue;
-            size_t j = hash_name(set->slots[i]) & (cap - 1);
-            while (slots[j]) j = (j + 1) & (cap - 1);
-            slots[j] = set->slots[i];
-        }
-        free(set->slots);
-        set->slots = slots;
-        set->cap = cap;
-    }
-    size_t j = hash_name(name) & (set->cap - 1);
-    for (; set->slots[j]; j = (j + 1) & (set->cap - 1))
-        if (strcmp(set->slots[j], name) == 0) return 0;
-    if (!(set->slots[j] = strdup(name))) return -1;
-    set->count++;
-    return 1;
-}
-
-static void name_set_free(name_set *set) {
-    for (size_t i = 0; i < set->cap; i++) free(set->slots[i]);
-    free(set->slots);
-    memset(set, 0, sizeof *set);
-}
 
 // --- reader ----------------------------------------------------------------------
 struct ns_reader {
@@ -75,7 +34,7 @@ struct ns_reader {
     uint64_t index;
     msgpack_unpacked unpacked;
     int unique;
-    name_set names;
+    ns_strset names;
 };
 
 ns_reader *ns_reader_fdopen(int fd, const char *label, ns_err *err) {
@@ -118,7 +77,7 @@ void ns_reader_close(ns_reader *r) {
     if (!r) return;
     if (r->own_fd) close(r->fd);
     msgpack_unpacked_destroy(&r->unpacked);
-    name_set_free(&r->names);
+    ns_strset_free(&r->names);
     free(r->buf);
     free(r->label);
     free(r);
@@ -310,7 +269,7 @@ int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
     rec->raw_len = len;
     if (parse_record(r, &r->unpacked.data, rec, err) < 0) return -1;
     if (r->unique && rec->has_data) {
-        int added = name_set_add(&r->names, rec->name);
+        int added = ns_strset_add(&r->names, rec->name);
         if (added < 0) return reader_fail(r, err, "out of memory");
         if (added == 0) {
             char msg[320];

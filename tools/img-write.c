@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "image.h"
+#include "strset.h"
 #include "tns.h"
 
 enum format { FMT_TAR, FMT_TGZ, FMT_ZIP, FMT_DIR, FMT_SHEET };
@@ -132,6 +133,7 @@ static int batch_image(const ns_record *rec, int64_t j, const stream_info *info,
 // Where encoded images go.
 typedef struct sink {
     enum format format;
+    ns_strset paths;  // entries written so far
     ns_archive_writer *archive;
     const char *dir;
     // contact sheet
@@ -141,6 +143,10 @@ typedef struct sink {
 } sink;
 
 static int sink_add(sink *s, const char *path, const ns_image *img, int64_t index, ns_err *err) {
+    int added = s->format == FMT_SHEET ? 1 : ns_strset_add(&s->paths, path);
+    if (added < 0) return ns_errf(err, "out of memory");
+    if (added == 0)
+        return ns_errf(err, "%s written twice: the stream repeats sample ids (the same data twice?)", path);
     if (s->format == FMT_SHEET) {
         if (!s->sheet.data) {
             int rows = (int)((s->capacity + s->cols - 1) / s->cols);
@@ -255,7 +261,9 @@ int main(int argc, char **argv) {
     free(labels);
     free(ids);
     ns_strings_free(info.labels, info.nlabels);
-    if (s.archive && ns_archive_writer_close(s.archive, &err) < 0) failed = 1;
+    if (s.archive && failed) ns_archive_writer_abort(s.archive);
+    else if (s.archive && ns_archive_writer_close(s.archive, &err) < 0) failed = 1;
+    ns_strset_free(&s.paths);
     if (!failed && s.format == FMT_SHEET && written < s.capacity) { // drop unused rows
         int rows = (int)((written + s.cols - 1) / s.cols), h = rows * s.cell_h + 1;
         for (int c = 1; c < s.sheet.c; c++)

@@ -173,3 +173,11 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     run --separate-stderr tns-info --summary --json "$T/s.tns"
     expect_failure 2 tns-info "cannot be combined"
 }
+
+@test "img-write refuses to write an entry twice and leaves no archive" {
+    small_stream > "$T/s.tns"
+    cat "$T/s.tns" "$T/s.tns" > "$T/twice.tns"
+    run --separate-stderr img-write -o "$T/x.tar" "$T/twice.tns"
+    [ "$status" -eq 1 ] && [[ "$stderr" == *"written twice"* ]]
+    [ ! -e "$T/x.tar" ]
+}

@@ -146,3 +146,26 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     run --separate-stderr bash -c "tns-info '$T/x.tns' > /dev/full"
     [ "$status" -eq 1 ]
 }
+
+@test "meta records pass --kind, -v and --head; --kind meta selects them; --no-meta drops them" {
+    [ -f "$FASHION/t10k-images-idx3-ubyte.gz" ] || skip "dataset-fashion-mnist not installed"
+    img-read -q --limit 600 "$FASHION/t10k-images-idx3-ubyte.gz" > "$T/s.tns"
+    [ "$(tns-cat --kind tensor --head 1 "$T/s.tns" | tns-info | cut -f2 | tr '\n' ' ')" = "meta tensor " ]
+    [ "$(tns-cat -v --name images "$T/s.tns" | tns-info | cut -f2 | tr '\n' ' ')" = "meta " ]
+    [ "$(tns-cat --kind meta "$T/s.tns" | tns-info | wc -l)" -eq 1 ]
+    [ "$(tns-cat --no-meta --head 1 "$T/s.tns" | tns-info | cut -f2)" = "tensor" ]
+    run --separate-stderr tns-cat --no-meta --kind meta "$T/s.tns"
+    expect_failure 2 tns-cat "--kind meta selects what --no-meta drops"
+}
+
+@test "tns-tsv -r keeps f64 and i64 precision; a bad dtype is a usage error" {
+    [ "$(printf '0.1\n' | tns-tsv -r -t f64 | tns-tsv)" = "0.10000000000000001" ]
+    [ "$(printf '123456789\n' | tns-tsv -r -t i64 | tns-tsv)" = "123456789" ]
+    run --separate-stderr tns-tsv -r -t f31
+    expect_failure 2 tns-tsv "--dtype must be one of"
+}
+
+@test "tns-info --json --stats stays valid JSON for non-finite values" {
+    printf 'nan\ninf\n' | tns-tsv -r > "$T/nan.tns"
+    tns-info --json --stats "$T/nan.tns" | $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["stats"]["min"] is None and r["stats"]["nonfinite"] == 2, r'
+}

@@ -1,0 +1,961 @@
+// test_engine.c: the engine (lib/engine.h) with the graph code around it
+// (lib/graph.h, lib/arch.h, model streams), end to end. The op kernels
+// themselves are checked one by one in test_ops.c; here it is the wiring:
+// shapes, parameter binding, gradient routing and accumulation across nodes,
+// batch statistics, dropout masks, model files.
+//
+// 1. Against PyTorch. tests/ref/engine.tns (tests/ref/gen_engine_ref.py, which
+//    describes the records) holds, per case, an input, torch's parameters, its
+//    forward in training and eval mode, the gradients of L = sum(out * R) for
+//    every parameter and the input, and the running statistics after that one
+//    training forward, all computed by torch in float64 from the stored
+//    (float32) inputs and (float16-exact) parameters, so the reference is exact
+//    to float32 rounding and the error measured is netsmith's alone. Cases:
+//    five single conv2d layers (stride 2 + pad 1, groups, dilation, 1x1,
+//    depthwise without bias), batchnorm 2-d and 1-d, a linear layer, and the
+//    built-ins lenet, vgg (depth 4, width 0.5) and resnet20 (width 1, 1x16x16,
+//    10 classes), plus softmax cross-entropy with label smoothing on
+//    resnet20's logits, backpropagated through the engine to the input. The
+//    same graph is built here, the parameters copied in by name, and each
+//    tensor compared with
+//        err = max_i |got_i - want_i| / (|want_i| + rms(want))  <=  REF_TOL
+//    i.e. relative, with a floor at the tensor's own RMS value for entries near
+//    zero (float32 gradients of resnet20 that cancel to near zero are off by
+//    ~1e-4 of the RMS: torch's own float32 does the same); maxdiff, the
+//    largest absolute difference, is printed too.
+// 2. Finite differences. Hand-built graphs using every op of ns_op (dropout in
+//    training with p > 0, its masks fixed by resetting e->step before each
+//    forward) are differentiated by the engine and numerically, for every
+//    parameter and the input, in training and eval mode. The numeric
+//    derivative is the five-point stencil (error O(h^4)) with L summed in
+//    double over the float forward, and
+//        err = max |a - n| / max(|a|, |n|, FD_FLOOR * max(1, max |a|))
+//    (test_ops.c's measure, its floor scaled up for tensors with large
+//    gradients). Ops with a kink (relu, leaky_relu, maxpool) read the input
+//    directly, which is drawn away from the kinks by more than 2 FD_H.
+// 3. Errors and files: a batch above max_batch and bad embedding ids are
+//    refused with a message; a model written and read back computes identical
+//    bits; a model with an unknown op, a missing or a wrongly shaped parameter
+//    is refused with a message naming the node.
+// Run from the repo root.
+// sanitize: yes
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch.h"
+#include "blas.h"
+#include "check.h"
+#include "engine.h"
+#include "graph.h"
+#include "ops.h"
+#include "tns.h"
+
+#define REF_PATH "tests/ref/engine.tns"
+#define REF_TOL 1e-4
+#define FD_H 1e-2f
+#define FD_TOL 1e-2
+#define FD_FLOOR 1e-2
+#define FD_STEP 41 // e->step before each forward: dropout masks repeat
+
+// ----------------------------------------------------------------------------
+// helpers
+
+static uint64_t rng_counter;
+
+// uniform in [lo, hi)
+static float urand(float lo, float hi) {
+    double u = (double)(ns_rand_u64(20240615, rng_counter++) >> 11) / 9007199254740992.0;
+    return (float)(lo + (hi - lo) * u);
+}
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "test_engine: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static float *falloc(int64_t n) { return xcalloc((size_t)n, sizeof(float)); }
+
+// Relative error, each entry measured against its own size plus the
+// reference's RMS value (a float32 sum's error scales with its terms, not with
+// its result, so an entry that cancels to near zero cannot be relative-exact).
+static double ref_err(const float *got, const float *want, int64_t n, double *max_abs) {
+    double ss = 0, worst = 0, mabs = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)want[i] * want[i];
+    double floor = fmax(sqrt(ss / (double)n), 1e-12);
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        double rel = d / (fabs((double)want[i]) + floor);
+        if (!(d <= mabs)) mabs = d;    // NaN sticks
+        if (!(rel <= worst)) worst = rel;
+    }
+    if (max_abs) *max_abs = mabs;
+    return worst;
+}
+
+// ----------------------------------------------------------------------------
+// the reference stream, read whole
+
+typedef struct ref {
+    char name[NS_NAME_MAX + 1];
+    ns_tensor t; // f32 (f16 and i32 records converted)
+} ref;
+
+static ref *refs;
+static int nrefs;
+
+static int load_refs(ns_err *err) {
+    ns_reader *rd = ns_reader_open(REF_PATH, err);
+    if (!rd) return -1;
+    ns_record rec;
+    int got, cap = 0;
+    while ((got = ns_reader_next(rd, &rec, err)) == 1) {
+        if (nrefs == cap) {
+            cap = cap ? 2 * cap : 256;
+            ref *grown = realloc(refs, (size_t)cap * sizeof *refs);
+            if (!grown) {
+                got = ns_errf(err, "out of memory");
+                break;
+            }
+            refs = grown;
+        }
+        ref *r = &refs[nrefs];
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "%s", rec.name);
+        if (ns_record_tensor_f32(&rec, &r->t, err) < 0) {
+            got = -1;
+            break;
+        }
+        nrefs++;
+    }
+    ns_reader_close(rd);
+    return got;
+}
+
+static void free_refs(void) {
+    for (int i = 0; i < nrefs; i++) ns_tensor_free(&refs[i].t);
+    free(refs);
+    refs = NULL;
+    nrefs = 0;
+}
+
+// "<case>/<what>", or NULL
+static const ns_tensor *ref_get(const char *cname, const char *what) {
+    char name[NS_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s/%s", cname, what);
+    for (int i = 0; i < nrefs; i++)
+        if (strcmp(refs[i].name, name) == 0) return &refs[i].t;
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// 1. against PyTorch
+
+typedef struct ref_case {
+    const char *name;
+    const char *arch;  // a built-in, or NULL for one node:
+    ns_op op;          //   its op,
+    const char *node;  //   its name,
+    int niattr;        //   and integer attributes in ns_ops[op].iattr order
+    int64_t iattr[7];
+    int in_c, in_h, in_w;
+    ns_arch_opts opts; // for the built-ins (input shape filled from in_*)
+} ref_case;
+
+// conv2d attributes: out, kernel, stride, pad, dilation, groups, bias
+static const ref_case ref_cases[] = {
+    {"conv_s2p1", NULL, NS_OP_CONV2D, "conv", 7, {4, 3, 2, 1, 1, 1, 1}, 3, 9, 9, {0}},
+    {"conv_groups", NULL, NS_OP_CONV2D, "conv", 7, {6, 3, 1, 1, 1, 2, 1}, 4, 7, 7, {0}},
+    {"conv_dilation", NULL, NS_OP_CONV2D, "conv", 7, {3, 3, 1, 2, 2, 1, 1}, 2, 9, 9, {0}},
+    {"conv_1x1", NULL, NS_OP_CONV2D, "conv", 7, {4, 1, 1, 0, 1, 1, 1}, 5, 6, 6, {0}},
+    {"conv_depthwise", NULL, NS_OP_CONV2D, "conv", 7, {4, 3, 1, 1, 1, 4, 0}, 4, 8, 8, {0}},
+    {"bn2d", NULL, NS_OP_BATCHNORM, "bn", 0, {0}, 3, 5, 5, {0}},
+    {"bn1d", NULL, NS_OP_BATCHNORM, "bn", 0, {0}, 6, 0, 0, {0}},
+    {"linear", NULL, NS_OP_LINEAR, "fc", 2, {5, 1}, 12, 0, 0, {0}},
+    {"lenet", "lenet", 0, NULL, 0, {0}, 1, 16, 16, {.classes = 10, .width = 1}},
+    {"vgg", "vgg", 0, NULL, 0, {0}, 3, 16, 16, {.classes = 10, .width = 0.5, .depth = 4}},
+    {"resnet20", "resnet20", 0, NULL, 0, {0}, 1, 16, 16, {.classes = 10, .width = 1}},
+};
+#define NREF_CASES ((int)(sizeof ref_cases / sizeof ref_cases[0]))
+
+static int build_ref_case(ns_model *m, const ref_case *c, ns_err *err) {
+    ns_model_init(m);
+    if (c->arch) {
+        ns_arch_opts o = c->opts;
+        o.in_c = c->in_c, o.in_h = c->in_h, o.in_w = c->in_w;
+        return ns_arch_build(m, c->arch, &o, err);
+    }
+    if (ns_model_add_input(m, c->in_c, c->in_h, c->in_w, err) < 0) return -1;
+    int in = 0, id = ns_model_add_node(m, c->node, c->op, &in, 1, err);
+    if (id < 0) return -1;
+    for (int k = 0; k < c->niattr; k++)
+        if (ns_node_set_iattr(&m->nodes[id], ns_ops[c->op].iattr[k], c->iattr[k], err) < 0)
+            return -1;
+    return ns_model_resolve(m, 1, err);
+}
+
+// The worst tensor of a family (gradients, running statistics).
+typedef struct worst {
+    double err, mabs;
+    char name[NS_NAME_MAX + 1];
+    int count, missing;
+} worst;
+
+static void worst_add(worst *w, const char *name, const float *got, const ns_tensor *want,
+                      int64_t n) {
+    if (!want || want->numel != n) {
+        if (!w->missing++) snprintf(w->name, sizeof w->name, "%s (missing or wrong size)", name);
+        w->err = INFINITY;
+        return;
+    }
+    double mabs, e = ref_err(got, want->data, n, &mabs);
+    w->count++;
+    if (!(e <= w->err) && w->err != INFINITY) {
+        w->err = e;
+        snprintf(w->name, sizeof w->name, "%s", name);
+    }
+    if (!(mabs <= w->mabs)) w->mabs = mabs;
+}
+
+// per case, for the summary
+static struct {
+    const char *name;
+    double out, grad, dx, stats, eval;
+} ref_summary[NREF_CASES];
+
+// Is a record of this case one of torch's state_dict entries (not x, R, outputs, ...)?
+static int is_state_record(const char *what) {
+    static const char *const exact[] = {"x", "R", "out.train", "out.eval", NULL};
+    for (int i = 0; exact[i]; i++)
+        if (!strcmp(what, exact[i])) return 0;
+    size_t len = strlen(what);
+    if (!strncmp(what, "ce.", 3)) return 0;
+    if (len > 5 && !strcmp(what + len - 5, ".grad")) return 0;
+    if (len > 6 && !strcmp(what + len - 6, ".after")) return 0;
+    return 1;
+}
+
+static void check_ref_case(int ci) {
+    const ref_case *c = &ref_cases[ci];
+    ns_err err = {{0}};
+    ns_model m;
+    ns_engine e;
+    ref_summary[ci].name = c->name;
+    if (build_ref_case(&m, c, &err) < 0) {
+        CHECK(0, "%s: build the graph: %s", c->name, err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    const ns_tensor *x = ref_get(c->name, "x"), *R = ref_get(c->name, "R");
+    const ns_tensor *want_train = ref_get(c->name, "out.train");
+    const ns_tensor *want_eval = ref_get(c->name, "out.eval");
+    const ns_tensor *want_dx = ref_get(c->name, "x.grad");
+    int64_t N = x ? x->shape[0] : 0, nin = m.nodes[0].numel, nout = m.nodes[m.output].numel;
+    if (!x || !R || !want_train || !want_eval || !want_dx || x->numel != N * nin ||
+        R->numel != N * nout || want_train->numel != N * nout || want_eval->numel != N * nout ||
+        want_dx->numel != N * nin) {
+        CHECK(0, "%s: the reference has x, R, out.train, out.eval, x.grad of this graph's sizes",
+              c->name);
+        ns_model_free(&m);
+        return;
+    }
+
+    // torch's state_dict and the model's tensors are the same set of names
+    int copied = 0, bad = 0, extra = 0;
+    char first_bad[NS_NAME_MAX + 1] = "";
+    for (int t = 0; t < m.ntensors; t++) {
+        if (!m.tensors[t].used) continue;
+        const ns_tensor *src = ref_get(c->name, m.tensors[t].name);
+        ns_tensor *dst = &m.tensors[t].t;
+        if (!src || src->ndim != dst->ndim ||
+            memcmp(src->shape, dst->shape, (size_t)dst->ndim * sizeof *dst->shape)) {
+            if (!bad++) snprintf(first_bad, sizeof first_bad, "%s", m.tensors[t].name);
+            continue;
+        }
+        memcpy(dst->data, src->data, (size_t)dst->numel * sizeof(float));
+        copied++;
+    }
+    size_t plen = strlen(c->name);
+    for (int i = 0; i < nrefs; i++) {
+        if (strncmp(refs[i].name, c->name, plen) || refs[i].name[plen] != '/') continue;
+        const char *what = refs[i].name + plen + 1;
+        if (is_state_record(what) && ns_model_find_tensor(&m, what) < 0) {
+            if (!extra++ && !bad) snprintf(first_bad, sizeof first_bad, "%s (not in the model)", what);
+        }
+    }
+    CHECK(bad == 0 && extra == 0 && copied > 0,
+          "%s: torch's state_dict maps one to one onto the model's %d tensors (%d missing or "
+          "misshapen, %d unknown%s%s)", c->name, copied, bad, extra, first_bad[0] ? ": " : "",
+          first_bad);
+
+    if (ns_engine_init(&e, &m, N, 1, &err) < 0) {
+        CHECK(0, "%s: engine init: %s", c->name, err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    e.want_input_grad = 1;
+
+    // training forward
+    const float *out = ns_engine_forward(&e, x->data, N, 1, &err);
+    double mabs, rel = out ? ref_err(out, want_train->data, N * nout, &mabs) : INFINITY;
+    if (!out) mabs = INFINITY;
+    ref_summary[ci].out = rel;
+    CHECK(rel <= REF_TOL, "%s: training forward matches torch (maxdiff %.2e, err %.2e)%s%s",
+          c->name, mabs, rel, out ? "" : ": ", out ? "" : err.msg);
+    if (!out) {
+        ns_engine_free(&e);
+        ns_model_free(&m);
+        return;
+    }
+
+    // backward of L = sum(out * R)
+    ns_engine_zero_grad(&e);
+    ns_engine_backward(&e, R->data);
+    worst wg = {0}, ws = {0};
+    for (int t = 0; t < m.ntensors; t++) {
+        if (!m.tensors[t].used) continue;
+        char what[NS_NAME_MAX + 16];
+        if (m.tensors[t].trainable) {
+            snprintf(what, sizeof what, "%s.grad", m.tensors[t].name);
+            worst_add(&wg, m.tensors[t].name, e.param_grad[t], ref_get(c->name, what),
+                      m.tensors[t].t.numel);
+        } else {
+            snprintf(what, sizeof what, "%s.after", m.tensors[t].name);
+            worst_add(&ws, m.tensors[t].name, m.tensors[t].t.data, ref_get(c->name, what),
+                      m.tensors[t].t.numel);
+        }
+    }
+    ref_summary[ci].grad = wg.err;
+    CHECK(wg.count > 0 && wg.err <= REF_TOL,
+          "%s: %d parameter gradients match torch (maxdiff %.2e, err %.2e, worst %s)", c->name,
+          wg.count, wg.mabs, wg.err, wg.name);
+    rel = ref_err(e.grad[0], want_dx->data, N * nin, &mabs);
+    ref_summary[ci].dx = rel;
+    CHECK(rel <= REF_TOL, "%s: input gradient matches torch (maxdiff %.2e, err %.2e)", c->name,
+          mabs, rel);
+    ref_summary[ci].stats = ws.count || ws.missing ? ws.err : NAN;
+    if (ws.count || ws.missing)
+        CHECK(ws.err <= REF_TOL,
+              "%s: %d running statistics after one training forward match torch (maxdiff %.2e, "
+              "err %.2e, worst %s)", c->name, ws.count, ws.mabs, ws.err, ws.name);
+
+    // softmax cross-entropy with label smoothing on the logits, then backward
+    const ns_tensor *labels = ref_get(c->name, "ce.labels");
+    if (labels) {
+        const ns_tensor *want_loss = ref_get(c->name, "ce.loss");
+        const ns_tensor *want_dl = ref_get(c->name, "ce.dlogits");
+        const ns_tensor *want_cdx = ref_get(c->name, "ce.x.grad");
+        int ok = want_loss && want_dl && want_cdx && labels->numel == N &&
+                 want_dl->numel == N * nout && want_cdx->numel == N * nin;
+        CHECK(ok, "%s: the reference has ce.labels, ce.loss, ce.dlogits, ce.x.grad", c->name);
+        if (ok) {
+            int32_t *y = xcalloc((size_t)N, sizeof *y);
+            for (int64_t i = 0; i < N; i++) y[i] = (int32_t)((const float *)labels->data)[i];
+            float *dl = falloc(N * nout);
+            float loss = ns_softmax_ce_forward(NULL, out, y, NULL, 0.1f, N, nout);
+            ns_softmax_ce_backward(dl, 1.0f, out, y, NULL, 0.1f, N, nout);
+            rel = ref_err(&loss, want_loss->data, 1, &mabs);
+            CHECK(rel <= REF_TOL, "%s: cross-entropy (smoothing 0.1) of the logits matches torch "
+                  "(%.6f, maxdiff %.2e, err %.2e)", c->name, (double)loss, mabs, rel);
+            double mabs2, rel2 = ref_err(dl, want_dl->data, N * nout, &mabs2);
+            ns_engine_backward(&e, dl);
+            rel = ref_err(e.grad[0], want_cdx->data, N * nin, &mabs);
+            CHECK(rel2 <= REF_TOL && rel <= REF_TOL,
+                  "%s: cross-entropy backward to the logits and through the engine to the input "
+                  "matches torch (dlogits maxdiff %.2e err %.2e; dx maxdiff %.2e err %.2e)",
+                  c->name, mabs2, rel2, mabs, rel);
+            free(y);
+            free(dl);
+        }
+    }
+
+    // eval forward, with the running statistics the training forward left
+    out = ns_engine_forward(&e, x->data, N, 0, &err);
+    rel = out ? ref_err(out, want_eval->data, N * nout, &mabs) : INFINITY;
+    if (!out) mabs = INFINITY;
+    ref_summary[ci].eval = rel;
+    CHECK(rel <= REF_TOL, "%s: eval forward matches torch (maxdiff %.2e, err %.2e)%s%s", c->name,
+          mabs, rel, out ? "" : ": ", out ? "" : err.msg);
+    ns_engine_free(&e);
+    ns_model_free(&m);
+}
+
+static void test_reference(void) {
+    if (access(REF_PATH, R_OK) != 0) {
+        SKIP("%s is missing (regenerate: /usr/bin/python3 tests/ref/gen_engine_ref.py)", REF_PATH);
+        return;
+    }
+    ns_err err = {{0}};
+    if (load_refs(&err) < 0) {
+        CHECK(0, "read %s: %s", REF_PATH, err.msg);
+        free_refs();
+        return;
+    }
+    for (int i = 0; i < NREF_CASES; i++) check_ref_case(i);
+    free_refs();
+}
+
+// ----------------------------------------------------------------------------
+// graph building for the hand-made graphs: failures are remembered, and
+// reported once when the graph is resolved
+
+typedef struct gb {
+    ns_model *m;
+    ns_err err;
+    int failed;
+} gb;
+
+static int node(gb *b, const char *name, ns_op op, int ninputs, ...) {
+    int inputs[NS_MAX_INPUTS];
+    va_list ap;
+    va_start(ap, ninputs);
+    for (int i = 0; i < ninputs && i < NS_MAX_INPUTS; i++) inputs[i] = va_arg(ap, int);
+    va_end(ap);
+    if (b->failed) return -1;
+    int id = ns_model_add_node(b->m, name, op, inputs, ninputs, &b->err);
+    if (id < 0) b->failed = 1;
+    return id;
+}
+
+static void iattr(gb *b, int id, const char *key, int64_t v) {
+    if (!b->failed && ns_node_set_iattr(&b->m->nodes[id], key, v, &b->err) < 0) b->failed = 1;
+}
+
+static void fattr(gb *b, int id, const char *key, double v) {
+    if (!b->failed && ns_node_set_fattr(&b->m->nodes[id], key, v, &b->err) < 0) b->failed = 1;
+}
+
+static int finish(gb *b) {
+    if (!b->failed && ns_model_resolve(b->m, 1, &b->err) < 0) b->failed = 1;
+    return b->failed ? -1 : 0;
+}
+
+// Every op but embedding, on a 2x6x6 input. Kinked ops read the input.
+static int build_graph_a(ns_model *m, ns_err *err) {
+    ns_model_init(m);
+    gb b = {m, {{0}}, 0};
+    if (ns_model_add_input(m, 2, 6, 6, &b.err) < 0) b.failed = 1;
+    int in = 0;
+    int mp = node(&b, "mp", NS_OP_MAXPOOL, 1, in);                 // 2x3x3
+    iattr(&b, mp, "kernel", 2);
+    int lr = node(&b, "lr", NS_OP_LEAKY_RELU, 1, in);              // 2x6x6
+    fattr(&b, lr, "slope", 0.1);
+    int c1 = node(&b, "c1", NS_OP_CONV2D, 1, lr);                  // 4x3x3
+    iattr(&b, c1, "out", 4);
+    iattr(&b, c1, "kernel", 3);
+    iattr(&b, c1, "stride", 2);
+    iattr(&b, c1, "pad", 2);
+    iattr(&b, c1, "dilation", 2);
+    int bn = node(&b, "bn", NS_OP_BATCHNORM, 1, c1);               // 4x3x3
+    int c2 = node(&b, "c2", NS_OP_CONV2D, 1, mp);                  // 4x3x3
+    iattr(&b, c2, "out", 4);
+    iattr(&b, c2, "kernel", 3);
+    iattr(&b, c2, "pad", 1);
+    iattr(&b, c2, "groups", 2);
+    iattr(&b, c2, "bias", 0);
+    int ap = node(&b, "ap", NS_OP_AVGPOOL, 1, bn);                 // 4x3x3
+    iattr(&b, ap, "kernel", 3);
+    iattr(&b, ap, "stride", 1);
+    iattr(&b, ap, "pad", 1);
+    int sum = node(&b, "sum", NS_OP_ADD, 2, ap, c2);               // 4x3x3
+    int prod = node(&b, "prod", NS_OP_MUL, 2, sum, bn);            // 4x3x3
+    int rl = node(&b, "rl", NS_OP_RELU, 1, mp);                    // 2x3x3
+    int cat = node(&b, "cat", NS_OP_CONCAT, 3, prod, c2, rl);      // 10x3x3
+    int gap = node(&b, "gap", NS_OP_GLOBAL_AVGPOOL, 1, cat);       // 10
+    int fl = node(&b, "fl", NS_OP_FLATTEN, 1, cat);                // 90
+    int fc1 = node(&b, "fc1", NS_OP_LINEAR, 1, fl);                // 6
+    iattr(&b, fc1, "out", 6);
+    int bn1 = node(&b, "bn1", NS_OP_BATCHNORM, 1, fc1);            // 6
+    int ge = node(&b, "ge", NS_OP_GELU, 1, bn1);                   // 6
+    int cat2 = node(&b, "cat2", NS_OP_CONCAT, 2, gap, ge);         // 16
+    int ln = node(&b, "ln", NS_OP_LAYERNORM, 1, cat2);             // 16
+    int sg = node(&b, "sg", NS_OP_SIGMOID, 1, ln);                 // 16
+    int th = node(&b, "th", NS_OP_TANH, 1, ln);                    // 16
+    int sm = node(&b, "sm", NS_OP_ADD, 2, sg, th);                 // 16
+    int dr = node(&b, "dr", NS_OP_DROPOUT, 1, sm);                 // 16
+    fattr(&b, dr, "p", 0.25);
+    int rs = node(&b, "rs", NS_OP_RESHAPE, 1, dr);                 // 2x8
+    iattr(&b, rs, "dim0", 2);
+    iattr(&b, rs, "dim1", 8);
+    int tr = node(&b, "tr", NS_OP_TRANSPOSE, 1, rs);               // 8x2
+    int fl2 = node(&b, "fl2", NS_OP_FLATTEN, 1, tr);               // 16
+    int fc = node(&b, "fc", NS_OP_LINEAR, 1, fl2);                 // 3
+    iattr(&b, fc, "out", 3);
+    int rc = finish(&b);
+    if (rc < 0) *err = b.err;
+    return rc;
+}
+
+// Embedding (ids with repeats) into layernorm over its last axis, transpose.
+static int build_graph_b(ns_model *m, ns_err *err) {
+    ns_model_init(m);
+    gb b = {m, {{0}}, 0};
+    if (ns_model_add_input(m, 6, 0, 0, &b.err) < 0) b.failed = 1;
+    int emb = node(&b, "emb", NS_OP_EMBEDDING, 1, 0);              // 6x4
+    iattr(&b, emb, "num", 7);
+    iattr(&b, emb, "dim", 4);
+    int ln = node(&b, "ln", NS_OP_LAYERNORM, 1, emb);              // 6x4
+    int th = node(&b, "th", NS_OP_TANH, 1, ln);                    // 6x4
+    int tr = node(&b, "tr", NS_OP_TRANSPOSE, 1, th);               // 4x6
+    int fl = node(&b, "fl", NS_OP_FLATTEN, 1, tr);                 // 24
+    int fc = node(&b, "fc", NS_OP_LINEAR, 1, fl);                  // 3
+    iattr(&b, fc, "out", 3);
+    int rc = finish(&b);
+    if (rc < 0) *err = b.err;
+    return rc;
+}
+
+// Two embedding tables looked up with different ids (x and x*x).
+static int build_graph_c(ns_model *m, ns_err *err) {
+    ns_model_init(m);
+    gb b = {m, {{0}}, 0};
+    if (ns_model_add_input(m, 5, 0, 0, &b.err) < 0) b.failed = 1;
+    int sq = node(&b, "sq", NS_OP_MUL, 2, 0, 0);                   // 5: ids squared
+    int e1 = node(&b, "e1", NS_OP_EMBEDDING, 1, 0);                // 5x3
+    iattr(&b, e1, "num", 5);
+    iattr(&b, e1, "dim", 3);
+    int e2 = node(&b, "e2", NS_OP_EMBEDDING, 1, sq);               // 5x3
+    iattr(&b, e2, "num", 5);
+    iattr(&b, e2, "dim", 3);
+    int cat = node(&b, "cat", NS_OP_CONCAT, 2, e1, e2);            // 10x3
+    int fl = node(&b, "fl", NS_OP_FLATTEN, 1, cat);                // 30
+    int fc = node(&b, "fc", NS_OP_LINEAR, 1, fl);                  // 2
+    iattr(&b, fc, "out", 2);
+    int rc = finish(&b);
+    if (rc < 0) *err = b.err;
+    return rc;
+}
+
+// torch's defaults leave norm weights at 1 and biases at 0: move them, so a
+// mix-up shows.
+static void perturb_norms(ns_model *m) {
+    for (int i = 0; i < m->nnodes; i++) {
+        const ns_node *n = &m->nodes[i];
+        if (n->op != NS_OP_BATCHNORM && n->op != NS_OP_LAYERNORM) continue;
+        for (int p = 0; p < 4; p++) {
+            if (n->params[p] < 0) continue;
+            ns_tensor *t = &m->tensors[n->params[p]].t;
+            float *v = t->data;
+            for (int64_t j = 0; j < t->numel; j++)
+                v[j] = p == 0 ? urand(0.5f, 1.5f) : p == 3 ? urand(0.5f, 1.5f) : urand(-0.5f, 0.5f);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// 2. finite differences
+
+typedef struct fd_net {
+    const char *name;
+    ns_model *m;
+    ns_engine *e;
+    float *x, *R;
+    int64_t N, nin, nout;
+    int training;
+    ns_err err;
+    int failed;
+} fd_net;
+
+static double net_loss(fd_net *f) {
+    f->e->step = FD_STEP; // forward adds one: the same dropout masks every time
+    const float *out = ns_engine_forward(f->e, f->x, f->N, f->training, &f->err);
+    if (!out) {
+        f->failed = 1;
+        return NAN;
+    }
+    double s = 0;
+    for (int64_t i = 0; i < f->N * f->nout; i++) s += (double)out[i] * f->R[i];
+    return s;
+}
+
+static double fd_err(fd_net *f, float *v, int64_t n, const float *grad, double *gmax) {
+    double worst = 0;
+    *gmax = 0;
+    for (int64_t i = 0; i < n; i++) *gmax = fmax(*gmax, fabs((double)grad[i]));
+    double floor = FD_FLOOR * fmax(1.0, *gmax);
+    for (int64_t i = 0; i < n; i++) {
+        float v0 = v[i];
+        double l[4];
+        const float at[4] = {v0 - 2 * FD_H, v0 - FD_H, v0 + FD_H, v0 + 2 * FD_H};
+        for (int k = 0; k < 4; k++) {
+            v[i] = at[k];
+            l[k] = net_loss(f);
+        }
+        v[i] = v0;
+        // five-point stencil: error O(h^4)
+        double num = (l[0] - 8 * l[1] + 8 * l[2] - l[3]) / (6 * ((double)at[2] - (double)at[1])), a = grad[i];
+        double rel = fabs(num - a) / fmax(fmax(fabs(num), fabs(a)), floor);
+        if (!(rel <= worst)) worst = rel;
+    }
+    return worst;
+}
+
+static double fd_worst; // over all graphs, for the summary
+
+// Differentiates L = sum(out * R) by the engine, then checks every trainable
+// tensor (and the input unless skip_input) by central differences.
+static void fd_check_net(fd_net *f, int skip_input) {
+    const char *mode = f->training ? "training" : "eval";
+    net_loss(f);
+    if (f->failed) {
+        CHECK(0, "%s (%s): forward: %s", f->name, mode, f->err.msg);
+        return;
+    }
+    ns_engine_zero_grad(f->e);
+    f->e->want_input_grad = 1;
+    ns_engine_backward(f->e, f->R);
+    float *dx = falloc(f->N * f->nin);
+    memcpy(dx, f->e->grad[0], (size_t)(f->N * f->nin) * sizeof(float));
+    for (int t = 0; t < f->m->ntensors; t++) {
+        ns_named_tensor *nt = &f->m->tensors[t];
+        if (!nt->used || !nt->trainable) continue;
+        float *g = falloc(nt->t.numel);
+        memcpy(g, f->e->param_grad[t], (size_t)nt->t.numel * sizeof(float));
+        double gmax, e = fd_err(f, nt->t.data, nt->t.numel, g, &gmax);
+        if (!(e <= fd_worst)) fd_worst = e;
+        CHECK(e <= FD_TOL && gmax > 0 && !f->failed,
+              "%s (%s): d %s matches finite differences (max rel err %.2e, max |grad| %.2e)",
+              f->name, mode, nt->name, e, gmax);
+        free(g);
+    }
+    if (!skip_input) {
+        double gmax, e = fd_err(f, f->x, f->N * f->nin, dx, &gmax);
+        if (!(e <= fd_worst)) fd_worst = e;
+        CHECK(e <= FD_TOL && gmax > 0 && !f->failed,
+              "%s (%s): d input matches finite differences (max rel err %.2e, max |grad| %.2e)",
+              f->name, mode, e, gmax);
+    }
+    free(dx);
+}
+
+// Inputs for graph A: |x| >= 0.1 (relu, leaky_relu) and the four values of
+// each 2x2 max-pool window at least 0.05 apart, so no perturbation by FD_H
+// crosses a kink.
+static void graph_a_input(float *x, int64_t N) {
+    for (int64_t p = 0; p < N * 2; p++) { // planes of 6x6
+        float *plane = x + p * 36;
+        for (int wy = 0; wy < 3; wy++)
+            for (int wx = 0; wx < 3; wx++) {
+                float v[4];
+                for (;;) {
+                    int ok = 1;
+                    for (int k = 0; k < 4; k++) {
+                        v[k] = urand(0.1f, 1.5f) * (urand(0, 1) < 0.5f ? -1.0f : 1.0f);
+                        for (int j = 0; j < k; j++) ok &= fabsf(v[k] - v[j]) >= 0.05f;
+                    }
+                    if (ok) break;
+                }
+                for (int k = 0; k < 4; k++) plane[(2 * wy + k / 2) * 6 + 2 * wx + k % 2] = v[k];
+            }
+    }
+}
+
+static void test_fd_graph_a(void) {
+    ns_model m;
+    ns_engine e;
+    ns_err err = {{0}};
+    if (build_graph_a(&m, &err) < 0) {
+        CHECK(0, "graph A: build: %s", err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    ns_model_init_params(&m, 7);
+    perturb_norms(&m);
+    // Batch norm over 4 samples is steep where a channel's values lie close
+    // together: spread the layers feeding the two batch norms, so that a step
+    // of FD_H is small against that spread.
+    const char *const spread[] = {"c1.weight", "fc1.weight"};
+    for (int k = 0; k < 2; k++) {
+        ns_tensor *t = &m.tensors[ns_model_find_tensor(&m, spread[k])].t;
+        for (int64_t j = 0; j < t->numel; j++) ((float *)t->data)[j] *= 3;
+    }
+    int64_t N = 4;
+    fd_net f = {"graph A", &m, &e, NULL, NULL, N, m.nodes[0].numel, m.nodes[m.output].numel, 1,
+                {{0}}, 0};
+    if (ns_engine_init(&e, &m, N, 1, &err) < 0) {
+        CHECK(0, "graph A: engine init: %s", err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    e.seed = 99;
+    f.x = falloc(N * f.nin);
+    f.R = falloc(N * f.nout);
+    graph_a_input(f.x, N);
+    for (int64_t i = 0; i < N * f.nout; i++) f.R[i] = urand(-1, 1);
+
+    // The dropout mask is neither all kept nor all dropped, is the same for the
+    // same step, and changes from one training forward to the next.
+    int dr = ns_model_find_node(&m, "dr");
+    net_loss(&f);
+    int64_t nd = N * m.nodes[dr].numel, kept = 0;
+    for (int64_t i = 0; i < nd; i++) kept += e.mask[dr][i] != 0;
+    float *first = falloc(nd);
+    memcpy(first, e.act[dr], (size_t)nd * sizeof(float));
+    net_loss(&f);
+    int same = !memcmp(first, e.act[dr], (size_t)nd * sizeof(float));
+    ns_engine_forward(&e, f.x, N, 1, &err);
+    int next = memcmp(first, e.act[dr], (size_t)nd * sizeof(float)) != 0;
+    CHECK(kept > 0 && kept < nd && same && next,
+          "graph A: dropout keeps %lld of %lld, the same mask again for the same step, a new one "
+          "at the next training forward", (long long)kept, (long long)nd);
+    free(first);
+
+    fd_check_net(&f, 0);
+    f.training = 0;
+    fd_check_net(&f, 0);
+    free(f.x);
+    free(f.R);
+    ns_engine_free(&e);
+    ns_model_free(&m);
+}
+
+// A graph of ids: only the parameters are differentiable.
+static void fd_ids_graph(const char *name, int (*build)(ns_model *, ns_err *), int64_t V) {
+    ns_model m;
+    ns_engine e;
+    ns_err err = {{0}};
+    if (build(&m, &err) < 0) {
+        CHECK(0, "%s: build: %s", name, err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    ns_model_init_params(&m, 11);
+    perturb_norms(&m);
+    int64_t N = 3;
+    fd_net f = {name, &m, &e, NULL, NULL, N, m.nodes[0].numel, m.nodes[m.output].numel, 1,
+                {{0}}, 0};
+    if (ns_engine_init(&e, &m, N, 1, &err) < 0) {
+        CHECK(0, "%s: engine init: %s", name, err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    f.x = falloc(N * f.nin);
+    f.R = falloc(N * f.nout);
+    for (int64_t i = 0; i < N * f.nin; i++) f.x[i] = (float)(int)urand(0, (float)V - 0.01f);
+    f.x[1] = f.x[0]; // a repeated id: its rows' gradients add
+    for (int64_t i = 0; i < N * f.nout; i++) f.R[i] = urand(-1, 1);
+    fd_check_net(&f, 1);
+    free(f.x);
+    free(f.R);
+    ns_engine_free(&e);
+    ns_model_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// 3. refusals and model streams
+
+static void test_refusals(void) {
+    ns_model m;
+    ns_engine e;
+    ns_err err = {{0}};
+    if (build_graph_b(&m, &err) < 0 || ns_engine_init(&e, &m, 2, 0, &err) < 0) {
+        CHECK(0, "graph B for refusals: %s", err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    ns_model_init_params(&m, 3);
+    float x[3 * 6] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0};
+    err.msg[0] = 0;
+    const float *out = ns_engine_forward(&e, x, 3, 1, &err);
+    CHECK(!out && strstr(err.msg, "3"), "a batch of 3 above max_batch 2 is refused (%s)", err.msg);
+    err.msg[0] = 0;
+    out = ns_engine_forward(&e, x, 0, 1, &err);
+    CHECK(!out && err.msg[0], "a batch of 0 is refused (%s)", err.msg);
+    const float bad[][2] = {{7, 0}, {-1, 0}, {2.5f, 0}, {NAN, 0}};
+    const char *what[] = {"7 = num", "-1", "2.5", "NaN"};
+    for (int k = 0; k < 4; k++) {
+        float xb[12];
+        memcpy(xb, x, sizeof xb);
+        xb[6 + 3] = bad[k][0]; // sample 1, position 3
+        err.msg[0] = 0;
+        out = ns_engine_forward(&e, xb, 2, 0, &err);
+        CHECK(!out && strstr(err.msg, "emb"), "embedding id %s is refused, naming the node (%s)",
+              what[k], err.msg);
+    }
+    out = ns_engine_forward(&e, x, 2, 0, &err);
+    CHECK(out != NULL, "after the refusals a good batch runs%s%s", out ? "" : ": ",
+          out ? "" : err.msg);
+    ns_engine_free(&e);
+    ns_model_free(&m);
+}
+
+// A new temporary file, open for writing; its name in path.
+static FILE *temp_file(char *path, size_t cap) {
+    snprintf(path, cap, "%s/test_engine.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(path);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (!f) {
+        fprintf(stderr, "test_engine: cannot create a temporary file %s\n", path);
+        exit(1);
+    }
+    return f;
+}
+
+// Writes m to a temporary file and loads it back into *back (0) or leaves the
+// message in err (-1).
+static int round_trip(const ns_model *m, ns_model *back, ns_err *err) {
+    char path[512];
+    FILE *f = temp_file(path, sizeof path);
+    ns_writer w;
+    ns_writer_init(&w, f);
+    int rc = ns_model_write(m, &w, NULL, 0, err);
+    ns_writer_free(&w);
+    if (fclose(f) != 0 && rc == 0) rc = ns_errf(err, "closing %s failed", path);
+    ns_model_init(back);
+    ns_reader *r = rc == 0 ? ns_reader_open(path, err) : NULL;
+    if (r) {
+        rc = ns_model_read(back, r, err);
+        ns_reader_close(r);
+    } else {
+        rc = -1;
+    }
+    unlink(path);
+    return rc;
+}
+
+static void test_model_io(void) {
+    ns_model m, back;
+    ns_engine e1, e2;
+    ns_err err = {{0}};
+    if (build_graph_a(&m, &err) < 0) {
+        CHECK(0, "graph A for model streams: %s", err.msg);
+        ns_model_free(&m);
+        return;
+    }
+    ns_model_init_params(&m, 5);
+    perturb_norms(&m);
+    snprintf(m.arch, sizeof m.arch, "graph A");
+    int rc = round_trip(&m, &back, &err);
+    CHECK(rc == 0, "graph A written with ns_model_write reads back with ns_model_read%s%s",
+          rc ? ": " : "", rc ? err.msg : "");
+    if (rc == 0) {
+        int same = back.nnodes == m.nnodes && back.output == m.output && !strcmp(back.arch, m.arch);
+        for (int i = 0; same && i < m.nnodes; i++) {
+            const ns_node *a = &m.nodes[i], *b = &back.nodes[i];
+            same = !strcmp(a->name, b->name) && a->op == b->op && a->ninputs == b->ninputs &&
+                   !memcmp(a->inputs, b->inputs, sizeof a->inputs) &&
+                   !memcmp(a->iattr, b->iattr, sizeof a->iattr) &&
+                   !memcmp(a->fattr, b->fattr, sizeof a->fattr) && a->numel == b->numel;
+        }
+        CHECK(same, "the graph read back has the same nodes, inputs, attributes and output");
+        int64_t N = 3, nin = m.nodes[0].numel, nout = m.nodes[m.output].numel;
+        float *x = falloc(N * nin);
+        graph_a_input(x, N);
+        if (ns_engine_init(&e1, &m, N, 0, &err) == 0 && ns_engine_init(&e2, &back, N, 0, &err) == 0) {
+            int identical = 1;
+            for (int training = 1; training >= 0; training--) {
+                e1.seed = e2.seed = 5;
+                e1.step = e2.step = 9;
+                const float *o1 = ns_engine_forward(&e1, x, N, training, &err);
+                const float *o2 = ns_engine_forward(&e2, x, N, training, &err);
+                identical &= o1 && o2 && !memcmp(o1, o2, (size_t)(N * nout) * sizeof(float));
+            }
+            CHECK(identical, "the model read back gives bit-identical outputs (training and eval)");
+            ns_engine_free(&e1);
+            ns_engine_free(&e2);
+        } else {
+            CHECK(0, "engines for the round trip: %s", err.msg);
+        }
+        free(x);
+    }
+    ns_model_free(&back);
+
+    // a missing parameter tensor: not written
+    int t = ns_model_find_tensor(&m, "fc.weight");
+    m.tensors[t].used = 0;
+    rc = round_trip(&m, &back, &err);
+    m.tensors[t].used = 1;
+    CHECK(rc < 0 && strstr(err.msg, "node fc:") && strstr(err.msg, "fc.weight"),
+          "a model without fc.weight is refused, naming the node (%s)", rc < 0 ? err.msg : "read");
+    ns_model_free(&back);
+
+    // a parameter of the wrong shape
+    t = ns_model_find_tensor(&m, "fc1.weight");
+    ns_tensor wrong, saved = m.tensors[t].t;
+    int64_t shape[2] = {6, 89};
+    if (ns_tensor_alloc(&wrong, NS_F32, 2, shape, &err) == 0) {
+        m.tensors[t].t = wrong;
+        rc = round_trip(&m, &back, &err);
+        m.tensors[t].t = saved;
+        ns_tensor_free(&wrong);
+        CHECK(rc < 0 && strstr(err.msg, "node fc1:") && strstr(err.msg, "6x89"),
+              "a model with fc1.weight 6x89 (not 6x90) is refused, naming the node (%s)",
+              rc < 0 ? err.msg : "read");
+        ns_model_free(&back);
+    }
+    ns_model_free(&m);
+
+    // an unknown op, in a graph record written by hand
+    char path[512];
+    FILE *f = temp_file(path, sizeof path);
+    ns_writer w;
+    ns_writer_init(&w, f);
+    ns_map graph;
+    ns_map_init(&graph);
+    msgpack_packer *pk = ns_map_key(&graph, "nodes");
+    msgpack_pack_array(pk, 2);
+    const char *names[] = {"input", "mystery"}, *ops[] = {"input", "frobnicate"};
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map(pk, 4);
+        msgpack_pack_str_with_body(pk, "name", 4);
+        msgpack_pack_str_with_body(pk, names[i], strlen(names[i]));
+        msgpack_pack_str_with_body(pk, "op", 2);
+        msgpack_pack_str_with_body(pk, ops[i], strlen(ops[i]));
+        msgpack_pack_str_with_body(pk, "inputs", 6);
+        msgpack_pack_array(pk, (size_t)i);
+        if (i) msgpack_pack_str_with_body(pk, "input", 5);
+        msgpack_pack_str_with_body(pk, "attrs", 5);
+        msgpack_pack_map(pk, i ? 0 : 1);
+        if (!i) {
+            msgpack_pack_str_with_body(pk, "channels", 8);
+            msgpack_pack_int64(pk, 4);
+        }
+    }
+    rc = ns_write_record(&w, "graph", "graph", NULL, &graph, NULL, &err);
+    ns_map_free(&graph);
+    ns_writer_free(&w);
+    fclose(f);
+    ns_model bad;
+    rc = rc < 0 ? rc : ns_model_load(&bad, path, &err);
+    unlink(path);
+    CHECK(rc < 0 && strstr(err.msg, "mystery") && strstr(err.msg, "frobnicate"),
+          "a graph with an unknown op is refused, naming the node (%s)", rc < 0 ? err.msg : "read");
+    if (rc == 0) ns_model_free(&bad);
+}
+
+// ----------------------------------------------------------------------------
+
+int main(void) {
+    // Thousands of tiny forwards: BLIS on one thread unless the caller says otherwise.
+    setenv("NETSMITH_THREADS", "1", 0);
+    ns_blas_init();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    test_reference();
+    test_fd_graph_a();
+    fd_ids_graph("graph B (embedding)", build_graph_b, 7);
+    fd_ids_graph("graph C (two embeddings, different ids)", build_graph_c, 3);
+    test_refusals();
+    test_model_io();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("# against torch (float64), err = max |got - want| / (|want| + rms(want)), tolerance %g:\n",
+           REF_TOL);
+    printf("#   %-16s %9s %9s %9s %9s %9s\n", "case", "out", "grads", "dx", "stats", "eval");
+    for (int i = 0; i < NREF_CASES; i++) {
+        if (!ref_summary[i].name) continue;
+        char stats[16] = "-";
+        if (!isnan(ref_summary[i].stats)) snprintf(stats, sizeof stats, "%9.2e", ref_summary[i].stats);
+        printf("#   %-16s %9.2e %9.2e %9.2e %9s %9.2e\n", ref_summary[i].name, ref_summary[i].out,
+               ref_summary[i].grad, ref_summary[i].dx, stats, ref_summary[i].eval);
+    }
+    printf("# worst finite-difference error %.2e (h %g, floor %g, tolerance %g)\n", fd_worst,
+           (double)FD_H, FD_FLOOR, FD_TOL);
+    printf("# %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    return check_done();
+}
