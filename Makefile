@@ -76,10 +76,12 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # --- tests ------------------------------------------------------------------
 units: build $(UNITS)
 
+# Every suite, then the untrusted-input suites again under ASan/UBSan, in one count.
 check:
-	@NS_EXTRA_PKGS='python3-msgpack python3-numpy' sh tests/deps.sh
+	@NS_EXTRA_PKGS='python3-msgpack python3-numpy groff-base' sh tests/deps.sh
 	@$(MAKE) --no-print-directory units
-	@BINDIR=$(BINDIR) UNITDIR=$(BUILD)/tests sh tests/run.sh
+	@$(MAKE) --no-print-directory SAN=1 BUILD=build/san build $(patsubst $(BUILD)/%,build/san/%,$(UNITS))
+	@BINDIR=$(BINDIR) UNITDIR=$(BUILD)/tests SAN_BINDIR=build/san/bin SAN_UNITDIR=build/san/tests sh tests/run.sh
 
 sanitize:
 	@sh tests/deps.sh

@@ -40,7 +40,8 @@ void ns_engine_free(ns_engine *e);
 // a data error (an embedding id out of range, a batch larger than max_batch).
 const float *ns_engine_forward(ns_engine *e, const float *x, int64_t n, int training,
                                ns_err *err);
-// Backpropagates dout (n, output numel) from the last forward, accumulating
+// Backpropagates dout (n, output numel) from the last forward (the engine must
+// have been made with_grads), accumulating
 // into param_grad (zero it first with ns_engine_zero_grad) and, when
 // want_input_grad is set, into grad[0].
 void ns_engine_backward(ns_engine *e, const float *dout);

@@ -205,7 +205,7 @@ int ns_model_read(ns_model *m, ns_reader *r, ns_err *err) {
         } else if (strcmp(rec.kind, "tensor") == 0) {
             ns_tensor t;
             if ((rc = ns_record_tensor_f32(&rec, &t, err)) < 0) break;
-            int idx = ns_model_add_tensor(m, rec.name, 0, NULL, 0, err);
+            int idx = ns_model_add_tensor(m, rec.name, 0, t.shape, 0, err); // t.shape: never NULL to memcpy
             if (idx < 0) { ns_tensor_free(&t); rc = -1; break; }
             ns_tensor_free(&m->tensors[idx].t);
             m->tensors[idx].t = t;

@@ -57,7 +57,7 @@ int ns_tensor_alloc(ns_tensor *t, ns_dtype dtype, int ndim, const int64_t *shape
     memset(t->data, 0, nbytes);
     t->dtype = dtype;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     return 0;
 }
 

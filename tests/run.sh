@@ -6,7 +6,9 @@
 #
 #   BINDIR   programs under test (bin, or build/san/bin for the sanitizer run)
 #   UNITDIR  compiled unit tests
-#   SANITIZE=1  only the suites marked for the sanitizer run (untrusted input)
+#   SANITIZE=1  only the suites marked "sanitize: yes" (untrusted input)
+#   SAN_BINDIR, SAN_UNITDIR  when set, a second pass runs the marked suites
+#            again with these ASan/UBSan builds, in the same count
 #   TESTS="tns img"  only the suites whose file names contain these words
 set -u
 BINDIR=${BINDIR:-bin}
@@ -41,22 +43,30 @@ tally() { # name, tap file, exit status
         "$( [ "$skip" -gt 0 ] && printf ', %d skipped' "$skip")"
 }
 
-for t in "$UNITDIR"/test_*; do
-    [ -x "$t" ] || continue
-    src=tests/unit/$(basename "$t").c
-    wanted "$src" || continue
-    "$t" > "$log/unit.tap" 2>"$log/unit.err"
-    status=$?
-    cat "$log/unit.err" >> "$log/unit.tap"
-    tally "$(basename "$t")" "$log/unit.tap" $status
-done
+run_suites() { # label prefix
+    for t in "$UNITDIR"/test_*; do
+        [ -x "$t" ] || continue
+        src=tests/unit/$(basename "$t").c
+        wanted "$src" || continue
+        "$t" > "$log/unit.tap" 2>"$log/unit.err"
+        status=$?
+        cat "$log/unit.err" >> "$log/unit.tap"
+        tally "$1$(basename "$t")" "$log/unit.tap" $status
+    done
+    for b in tests/bats/*.bats; do
+        [ -f "$b" ] || continue
+        wanted "$b" || continue
+        bats --tap "$b" > "$log/bats.tap" 2>&1
+        tally "$1$(basename "$b" .bats)" "$log/bats.tap" $?
+    done
+}
 
-for b in tests/bats/*.bats; do
-    [ -f "$b" ] || continue
-    wanted "$b" || continue
-    bats --tap "$b" > "$log/bats.tap" 2>&1
-    tally "$(basename "$b" .bats)" "$log/bats.tap" $?
-done
+run_suites ""
+if [ -n "${SAN_BINDIR:-}" ]; then
+    BINDIR=$SAN_BINDIR UNITDIR=$SAN_UNITDIR SANITIZE=1
+    export BINDIR SANITIZE
+    run_suites "asan+ubsan: "
+fi
 
 if [ "$skipped" -gt 0 ]; then
     echo "$passed passed, $failed failed, $skipped skipped"

@@ -3,6 +3,7 @@
 // ns_png_encode, IDX files plain and gzip'd, a directory tree, and malformed
 // inputs. With Fashion-MNIST installed it also opens the real t10k set and
 // reports decode speed (images/s) for IDX and for a tar of PNGs.
+// sanitize: yes (malformed input runs under ASan/UBSan in make check)
 #include <archive.h>
 #include <archive_entry.h>
 #include <ftw.h>

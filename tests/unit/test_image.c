@@ -5,6 +5,7 @@
 // is checked by hand and against torch's output in tests/ref/image_resize.ref
 // (made by tests/ref/gen_image_ref.py; run from the repo root).
 // Shapes: images are (C, H, W) float; fixture samples are (H, W, C) integers.
+// sanitize: yes (malformed input runs under ASan/UBSan in make check)
 #include <dirent.h>
 #include <limits.h>
 #include <png.h>
