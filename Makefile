@@ -95,7 +95,7 @@ check-sanitize: sanitize
 demo:
 	@NS_EXTRA_PKGS=dataset-fashion-mnist sh tests/deps.sh
 	@$(MAKE) --no-print-directory build
-	@sh pipelines/demo.sh
+	@sh pipelines/demo.sh $(if $(ARCH),ARCH="$(ARCH)") $(if $(EPOCHS),EPOCHS=$(EPOCHS))
 
 bench:
 	@NS_EXTRA_PKGS='dataset-fashion-mnist time python3-torch python3-scipy python3-msgpack' sh tests/deps.sh

@@ -178,13 +178,26 @@ int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *
 // ---------------------------------------------------------------------------
 // shape inference
 
-static void set_shape(ns_node *n, int ndim, const int64_t *shape) {
+// Per-sample sizes above this are refused: no real model has a 2^31-element
+// activation per sample, and the products below must not overflow.
+#define NODE_NUMEL_MAX ((int64_t)1 << 31)
+
+// a * b, or -1 when it would exceed INT64_MAX (both non-negative).
+static int64_t mul_or_fail(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? -1 : r;
+}
+
+static int set_shape(ns_node *n, int ndim, const int64_t *shape, ns_err *err) {
     n->ndim = ndim;
     n->numel = 1;
     for (int i = 0; i < ndim; i++) {
         n->shape[i] = shape[i];
-        n->numel *= shape[i];
+        n->numel = mul_or_fail(n->numel, shape[i]);
+        if (n->numel < 0 || n->numel > NODE_NUMEL_MAX)
+            return ns_errf(err, "node %s: output of more than 2^31 elements per sample", n->name);
     }
+    return 0;
 }
 
 static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -225,20 +238,38 @@ static int param_shapes(const ns_node *n, const ns_node *in, int64_t shapes[][4]
     }
 }
 
+static int infer_shape(ns_model *m, ns_node *n, ns_err *err);
+
+// Shape inference, then multiply-adds per sample with overflow checks.
 static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
+    n->macs = 0;
+    if (infer_shape(m, n, err) < 0) return -1;
+    const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
+    if (n->op == NS_OP_LINEAR) {
+        n->macs = mul_or_fail(in->numel, n->iattr[0]);
+    } else if (n->op == NS_OP_CONV2D) {
+        int64_t per_out = mul_or_fail(mul_or_fail(in->shape[0] / n->iattr[5], n->iattr[1]), n->iattr[1]);
+        n->macs = per_out < 0 ? -1 : mul_or_fail(n->numel, per_out);
+    }
+    if (n->macs < 0) return ns_errf(err, "node %s: too many multiply-adds to count", n->name);
+    return 0;
+}
+
+static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
     const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
     char a[64], b[64];
     int64_t s[NS_MAX_SHAPE];
-    n->macs = 0;
     switch (n->op) {
     case NS_OP_INPUT: {
         int64_t c = n->iattr[0], h = n->iattr[1], w = n->iattr[2];
-        if (c < 1 || h < 0 || w < 0 || (h == 0) != (w == 0) || c > (1 << 24) || h > (1 << 16) || w > (1 << 16))
+        if (c < 1 || h < 0 || w < 0 || (h == 0) != (w == 0))
             return ns_errf(err, "input shape %lldx%lldx%lld is not C x H x W or D", (long long)c,
                            (long long)h, (long long)w);
+        if (c > (1 << 24) || h > (1 << 16) || w > (1 << 16))
+            return ns_errf(err, "input shape %lldx%lldx%lld is too large (C at most 2^24, H and W 2^16)",
+                           (long long)c, (long long)h, (long long)w);
         s[0] = c; s[1] = h; s[2] = w;
-        set_shape(n, h ? 3 : 1, s);
-        return 0;
+        return set_shape(n, h ? 3 : 1, s, err);
     }
     case NS_OP_LINEAR:
         if (in->ndim != 1)
@@ -246,9 +277,7 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
                            shape_str(a, sizeof a, in->ndim, in->shape));
         if (n->iattr[0] < 1) return ns_errf(err, "node %s: out must be positive", n->name);
         s[0] = n->iattr[0];
-        set_shape(n, 1, s);
-        n->macs = in->numel * n->iattr[0];
-        return 0;
+        return set_shape(n, 1, s, err);
     case NS_OP_CONV2D: {
         if (in->ndim != 3)
             return ns_errf(err, "node %s: conv2d needs a C x H x W input, got %s", n->name,
@@ -258,9 +287,7 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
                             n->iattr[4], n->iattr[4], n->iattr[5], 0, 0};
         if (ns_conv2d_geom_init(&g, err) < 0) return ns_err_prefix(err, "node %s", n->name);
         s[0] = g.OC; s[1] = g.OH; s[2] = g.OW;
-        set_shape(n, 3, s);
-        n->macs = g.OC * g.OH * g.OW * (g.C / g.G) * g.KH * g.KW;
-        return 0;
+        return set_shape(n, 3, s, err);
     }
     case NS_OP_MAXPOOL:
     case NS_OP_AVGPOOL: {
@@ -272,21 +299,18 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
                             n->iattr[2], n->iattr[2], 0, 0};
         if (ns_pool2d_geom_init(&g, err) < 0) return ns_err_prefix(err, "node %s", n->name);
         s[0] = g.C; s[1] = g.OH; s[2] = g.OW;
-        set_shape(n, 3, s);
-        return 0;
+        return set_shape(n, 3, s, err);
     }
     case NS_OP_GLOBAL_AVGPOOL:
         if (in->ndim != 3)
             return ns_errf(err, "node %s: global_avgpool needs a C x H x W input, got %s", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape));
-        set_shape(n, 1, in->shape);
-        return 0;
+        return set_shape(n, 1, in->shape, err);
     case NS_OP_BATCHNORM:
         if (in->ndim != 1 && in->ndim != 3)
             return ns_errf(err, "node %s: batchnorm needs a C or C x H x W input, got %s", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape));
-        set_shape(n, in->ndim, in->shape);
-        return 0;
+        return set_shape(n, in->ndim, in->shape, err);
     case NS_OP_ADD:
     case NS_OP_MUL: {
         const ns_node *other = &m->nodes[n->inputs[1]];
@@ -294,8 +318,7 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
             return ns_errf(err, "node %s: inputs differ in shape (%s and %s)", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape),
                            shape_str(b, sizeof b, other->ndim, other->shape));
-        set_shape(n, in->ndim, in->shape);
-        return 0;
+        return set_shape(n, in->ndim, in->shape, err);
     }
     case NS_OP_CONCAT: {
         memcpy(s, in->shape, sizeof s);
@@ -307,56 +330,56 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
                                shape_str(b, sizeof b, in->ndim, in->shape));
             s[0] += o->shape[0];
         }
-        set_shape(n, in->ndim, s);
-        return 0;
+        return set_shape(n, in->ndim, s, err);
     }
     case NS_OP_FLATTEN:
         s[0] = in->numel;
-        set_shape(n, 1, s);
-        return 0;
+        return set_shape(n, 1, s, err);
     case NS_OP_RESHAPE: {
         int nd = 0, infer = -1;
         int64_t known = 1;
+        for (int i = nd; i < 4; i++)
+            if (n->iattr[i] == 0 && i < 3 && n->iattr[i + 1] != 0)
+                return ns_errf(err, "node %s: reshape dim%d is given after dim%d = 0", n->name, i + 1, i);
         for (int i = 0; i < 4 && n->iattr[i] != 0; i++, nd++) {
+            if (n->iattr[i] > NODE_NUMEL_MAX)
+                return ns_errf(err, "node %s: reshape dim %lld is too large", n->name, (long long)n->iattr[i]);
             if (n->iattr[i] == -1) {
                 if (infer >= 0) return ns_errf(err, "node %s: reshape with two -1 dims", n->name);
                 infer = i;
             } else if (n->iattr[i] < 0) {
                 return ns_errf(err, "node %s: bad reshape dim (%lld)", n->name, (long long)n->iattr[i]);
             } else {
-                known *= n->iattr[i];
+                known = mul_or_fail(known, n->iattr[i]);
+                if (known < 0 || known > NODE_NUMEL_MAX)
+                    return ns_errf(err, "node %s: reshape to more than 2^31 elements", n->name);
             }
             s[i] = n->iattr[i];
         }
         if (infer >= 0) s[infer] = known ? in->numel / known : 0;
         int64_t total = 1;
-        for (int i = 0; i < nd; i++) total *= s[i];
+        for (int i = 0; i < nd && total >= 0; i++) total = mul_or_fail(total, s[i]);
         if (nd == 0 || total != in->numel)
             return ns_errf(err, "node %s: cannot reshape %s to %lld elements", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape), (long long)total);
-        set_shape(n, nd, s);
-        return 0;
+        return set_shape(n, nd, s, err);
     }
     case NS_OP_TRANSPOSE:
         if (in->ndim != 2)
             return ns_errf(err, "node %s: transpose needs a 2-D input, got %s", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape));
         s[0] = in->shape[1]; s[1] = in->shape[0];
-        set_shape(n, 2, s);
-        return 0;
+        return set_shape(n, 2, s, err);
     case NS_OP_EMBEDDING:
         if (in->ndim != 1) return ns_errf(err, "node %s: embedding needs a 1-D input of ids", n->name);
         if (n->iattr[0] < 1 || n->iattr[1] < 1) return ns_errf(err, "node %s: num and dim must be positive", n->name);
         s[0] = in->shape[0]; s[1] = n->iattr[1];
-        set_shape(n, 2, s);
-        return 0;
+        return set_shape(n, 2, s, err);
     case NS_OP_DROPOUT:
         if (n->fattr[0] < 0 || n->fattr[0] >= 1) return ns_errf(err, "node %s: p must be in [0, 1)", n->name);
-        set_shape(n, in->ndim, in->shape);
-        return 0;
+        return set_shape(n, in->ndim, in->shape, err);
     default: // elementwise: relu, leaky_relu, gelu, sigmoid, tanh, layernorm
-        set_shape(n, in->ndim, in->shape);
-        return 0;
+        return set_shape(n, in->ndim, in->shape, err);
     }
 }
 
@@ -376,7 +399,14 @@ static int bind_params(ns_model *m, ns_node *n, int create, ns_err *err) {
             snprintf(name, sizeof name, "%s.%s", n->name, info->param[p]);
             idx = ns_model_find_tensor(m, name);
         }
-        if (idx < 0 && create) idx = ns_model_add_tensor(m, name, ndims[p], shapes[p], info->trainable[p], err);
+        if (idx < 0 && create) {
+            int64_t numel = 1;
+            for (int d = 0; d < ndims[p] && numel >= 0; d++) numel = mul_or_fail(numel, shapes[p][d]);
+            if (numel < 0 || numel > NODE_NUMEL_MAX)
+                return ns_errf(err, "node %s: parameter %s would have more than 2^31 elements", n->name, name);
+            idx = ns_model_add_tensor(m, name, ndims[p], shapes[p], info->trainable[p], err);
+            if (idx < 0) return ns_err_prefix(err, "node %s", n->name);
+        }
         if (idx < 0) return create ? -1 : ns_errf(err, "node %s: missing parameter tensor %s", n->name, name);
         ns_named_tensor *t = &m->tensors[idx];
         if (t->t.ndim != ndims[p] || memcmp(t->t.shape, shapes[p], (size_t)ndims[p] * sizeof(int64_t))) {

@@ -203,6 +203,11 @@ int ns_model_read(ns_model *m, ns_reader *r, ns_err *err) {
         } else if (strcmp(rec.kind, "graph") == 0) {
             rc = read_graph(m, &rec, &pn, err);
         } else if (strcmp(rec.kind, "tensor") == 0) {
+            if (m->nnodes == 0) {
+                rc = ns_errf(err, "not a model: tensor %s (record %llu) comes before any graph record",
+                             rec.name, (unsigned long long)rec.index);
+                break;
+            }
             ns_tensor t;
             if ((rc = ns_record_tensor_f32(&rec, &t, err)) < 0) break;
             int idx = ns_model_add_tensor(m, rec.name, 0, t.shape, 0, err); // t.shape: never NULL to memcpy
@@ -234,7 +239,9 @@ int ns_model_load(ns_model *m, const char *path, ns_err *err) {
     ns_model_init(m);
     int rc = ns_model_read(m, r, err);
     if (rc < 0) {
-        ns_err_prefix(err, "%s", ns_reader_label(r));
+        const char *label = ns_reader_label(r);
+        size_t n = strlen(label);
+        if (strncmp(err->msg, label, n) != 0 || err->msg[n] != ':') ns_err_prefix(err, "%s", label);
         ns_model_free(m);
     }
     ns_reader_close(r);

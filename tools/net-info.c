@@ -8,14 +8,16 @@
 #include "blas.h"
 #include "cli.h"
 #include "graph.h"
+#include "spec.h"
 
 struct cmdline {
-    int totals;
+    int totals, spec;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
     const ns_opt opts[] = {
         {"totals", 't', NS_OPT_FLAG, &cmd->totals, NULL, "print only the totals", 0, 0},
+        {"spec", 0, NS_OPT_FLAG, &cmd->spec, NULL, "print the graph as a netsmith-spec(5) text that net-init --spec reads", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
     const ns_cli cli = {
@@ -37,6 +39,12 @@ int main(int argc, char **argv) {
     ns_err err;
     ns_model m;
     if (ns_model_load(&m, path, &err) < 0) ns_die_err(&err);
+    if (cmd.spec) {
+        if (ns_spec_write(&m, stdout, &err) < 0) ns_die_err(&err);
+        ns_model_free(&m);
+        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        return 0;
+    }
 
     if (!cmd.totals) {
         printf("node\top\tinputs\toutput\tparams\tmacs\n");

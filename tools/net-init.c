@@ -8,10 +8,11 @@
 #include "arch.h"
 #include "cli.h"
 #include "graph.h"
+#include "spec.h"
 #include "tns.h"
 
 struct cmdline {
-    const char *arch, *like, *in, *hidden, *output;
+    const char *arch, *spec, *like, *in, *hidden, *output;
     int classes, depth;
     double width;
     int64_t seed;
@@ -20,6 +21,7 @@ struct cmdline {
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
         {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20 or resnet18", 0, 0},
+        {"spec", 0, NS_OPT_STR, &cmd->spec, "FILE", "a custom graph in the netsmith-spec(5) text format, instead of --arch", 0, 0},
         {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
         {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
@@ -31,7 +33,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
     const ns_cli cli = {
-        "--arch NAME (--like DATA | --in CxHxW --classes K) [options]",
+        "(--arch NAME (--like DATA | --in CxHxW --classes K) | --spec FILE [--like DATA]) [options]",
         "Create a model from a built-in architecture, initialised as PyTorch does\n"
         "(uniform +-1/sqrt(fan_in) for conv and linear, norms at 1 and 0).",
         "Node and parameter names follow PyTorch's module names (layer1.0.conv1.weight).\n"
@@ -41,8 +43,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     };
     int first;
     ns_parse_args(argc, argv, &cli, opts, &first);
-    if (!cmd->arch) ns_die_usage("--arch is required");
-    if (!cmd->like && (!cmd->in || !cmd->classes))
+    if (!cmd->arch == !cmd->spec) ns_die_usage("give one of --arch and --spec");
+    if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth))
+        ns_die_usage("a --spec file sets the input, the layers and the classes itself");
+    if (cmd->arch && !cmd->like && (!cmd->in || !cmd->classes))
         ns_die_usage("give --like DATA, or both --in and --classes");
 }
 
@@ -89,6 +93,28 @@ static int read_like(const char *path, ns_arch_opts *o, ns_model *m, ns_err *err
     return rc;
 }
 
+// With --spec and --like, the data must fit the spec's input and output.
+static void check_spec_fits(ns_model *m, const ns_arch_opts *data, const char *like) {
+    if (!like) return;
+    const ns_node *in = &m->nodes[0];
+    int64_t want[3] = {data->in_c, data->in_h, data->in_w};
+    int ndim = data->in_h ? 3 : 1;
+    if (in->ndim != ndim || memcmp(in->shape, want, (size_t)ndim * sizeof *want) != 0) {
+        char a[64], b[64];
+        ns_shape_format(a, sizeof a, in->ndim, in->shape);
+        ns_shape_format(b, sizeof b, ndim, want);
+        ns_die("the spec's input is %s but %s has samples of %s", a, like, b);
+    }
+    int64_t classes = m->nodes[m->output].numel;
+    if (m->labels && (int64_t)m->nlabels != classes) {
+        ns_warn("the spec has %lld outputs but %s has %zu classes: class names dropped", (long long)classes,
+                like, m->nlabels);
+        ns_strings_free(m->labels, m->nlabels);
+        m->labels = NULL;
+        m->nlabels = 0;
+    }
+}
+
 static void parse_in(const char *s, ns_arch_opts *o) {
     long v[3] = {0, 0, 0};
     int n = 0;
@@ -126,15 +152,21 @@ int main(int argc, char **argv) {
         o.nhidden = n;
     }
     if (cmd.like && read_like(cmd.like, &o, &m, &err) < 0) ns_die_err(&err);
-    if (m.labels && (int)m.nlabels != o.classes) { // --classes overrides the data's names
-        ns_strings_free(m.labels, m.nlabels);
-        m.labels = NULL;
-        m.nlabels = 0;
+    if (cmd.spec) {
+        if (ns_spec_load(&m, cmd.spec, &err) < 0) ns_die_err(&err);
+        check_spec_fits(&m, &o, cmd.like);
+        snprintf(m.arch, sizeof m.arch, "spec %s", cmd.spec);
+    } else {
+        if (m.labels && (int)m.nlabels != o.classes) { // --classes overrides the data's names
+            ns_strings_free(m.labels, m.nlabels);
+            m.labels = NULL;
+            m.nlabels = 0;
+        }
+        if (ns_arch_build(&m, cmd.arch, &o, &err) < 0) ns_die_err(&err);
+        snprintf(m.arch, sizeof m.arch, "%s --width %g%s", cmd.arch, cmd.width,
+                 strcmp(cmd.arch, "vgg") == 0 && !cmd.depth ? " --depth 4" : "");
     }
-    if (ns_arch_build(&m, cmd.arch, &o, &err) < 0) ns_die_err(&err);
     ns_model_init_params(&m, (uint64_t)cmd.seed);
-    snprintf(m.arch, sizeof m.arch, "%s --width %g%s", cmd.arch, cmd.width,
-             strcmp(cmd.arch, "vgg") == 0 ? (cmd.depth ? "" : " --depth 4") : "");
 
     ns_output out;
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
