@@ -1,5 +1,8 @@
-// arch.h: built-in architectures. Node and tensor names follow PyTorch's
-// module names (layer1.0.conv1.weight), so state_dicts map one to one.
+// arch.h: built-in architectures. Node and tensor names follow the module
+// names of the usual PyTorch definitions (the CIFAR ResNets of the model-
+// merging papers: layer1.0.conv1.weight, layer2.0.shortcut.0.weight), so such
+// a state_dict maps one to one, num_batches_tracked aside; torchvision's own
+// VGG/ResNet modules name some layers differently (features.0, downsample.0).
 //
 //   mlp       flatten, [linear(h), relu] per hidden size, linear(classes)
 //   lenet     LeNet-5: conv5(6,pad2) relu maxpool conv5(16) relu maxpool fc120 fc84 fc

@@ -82,6 +82,18 @@ static int accept_record(ns_batches *b, ns_err *err) {
     if (!same && b->nnorm)
         return ns_errf(err, "%s: the data is normalised (image.mean/std) differently from the model's inputs",
                        ns_reader_label(b->r));
+    // Labels index classes: the data's class names must be the model's, in order.
+    if (b->labels && m->labels) {
+        size_t n = b->nlabels < m->nlabels ? b->nlabels : m->nlabels;
+        for (size_t k = 0; k < n || b->nlabels != m->nlabels; k++) {
+            if (k < n && strcmp(b->labels[k], m->labels[k]) == 0) continue;
+            if (k >= n)
+                return ns_errf(err, "%s: the data has %zu classes, the model %zu", ns_reader_label(b->r),
+                               b->nlabels, m->nlabels);
+            return ns_errf(err, "%s: class %zu is '%s' in the data but '%s' in the model (same classes in another order?)",
+                           ns_reader_label(b->r), k, b->labels[k], m->labels[k]);
+        }
+    }
     b->rec_n = rec->shape[0];
     b->rec_pos = 0;
     if (b->rec_n > b->rec_cap) {

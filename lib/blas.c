@@ -97,9 +97,31 @@ static void choose_threads(void) {
     omp_set_num_threads(n);
 }
 
+// The gemm microkernel and its tile, for ns_tile_gemm. BLIS kernels prefer C
+// stored by columns (skx: 32x12) or by rows (haswell, zen: 6x16); the tile is
+// described here as column-stored, so a row-preferring kernel computes its
+// transpose: the p panel becomes its B operand and q its A.
+typedef void (*sgemm_ukr)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b,
+                          float *beta, float *c, inc_t rs_c, inc_t cs_c, auxinfo_t *data,
+                          cntx_t *cntx);
+static sgemm_ukr ukr;
+static cntx_t *ukr_cntx;
+static int ukr_cols, tile_rows, tile_cols;
+
+static void choose_ukernel(void) {
+    ukr_cntx = bli_gks_query_cntx();
+    ukr = (sgemm_ukr)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, ukr_cntx);
+    int mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, ukr_cntx);
+    int nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, ukr_cntx);
+    ukr_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(BLIS_FLOAT, BLIS_GEMM_UKR, ukr_cntx);
+    tile_rows = ukr_cols ? mr : nr;
+    tile_cols = ukr_cols ? nr : mr;
+}
+
 static void init_once_body(void) {
     choose_kernels();
     choose_threads();
+    choose_ukernel();
 }
 
 void ns_blas_init(void) { pthread_once(&init_once, init_once_body); }
@@ -112,6 +134,29 @@ const char *ns_blas_kernels(void) {
 int ns_threads(void) {
     ns_blas_init();
     return thread_count;
+}
+
+int ns_tile_rows(void) {
+    ns_blas_init();
+    return tile_rows;
+}
+
+int ns_tile_cols(void) {
+    ns_blas_init();
+    return tile_cols;
+}
+
+void ns_tile_gemm(int64_t k, const float *p, const float *q, float beta, float *c, int64_t ldc) {
+    float one = 1.0f;
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    bli_auxinfo_set_next_ab((void *)p, (void *)q, &aux);
+    if (ukr_cols)
+        ukr(tile_rows, tile_cols, (dim_t)k, &one, (float *)p, (float *)q, &beta, c, 1,
+            (inc_t)ldc, &aux, ukr_cntx);
+    else
+        ukr(tile_cols, tile_rows, (dim_t)k, &one, (float *)q, (float *)p, &beta, c,
+            (inc_t)ldc, 1, &aux, ukr_cntx);
 }
 
 // Below this many multiply-adds a product runs on one thread: splitting it

@@ -19,4 +19,16 @@ void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float a
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
               float *c, int64_t ldc);
 
+// The BLIS microkernel of the selected kernels, for kernels that pack their
+// own operands (convolution builds its panels straight from the images, so no
+// im2col matrix is written and repacked). One call computes a full tile of
+// ns_tile_rows() x ns_tile_cols():
+//     C[i + j*ldc] = beta * C[i + j*ldc] + sum_t p[t*rows + i] * q[t*cols + j]
+// for t < k. p and q hold k steps of rows (cols) floats each and start on a
+// 64-byte boundary; beta == 0 overwrites C without reading it. Single-threaded;
+// call it from any thread.
+int ns_tile_rows(void);
+int ns_tile_cols(void);
+void ns_tile_gemm(int64_t k, const float *p, const float *q, float beta, float *c, int64_t ldc);
+
 #endif

@@ -14,29 +14,38 @@
 // add, mul
 
 void ns_add_forward(float *out, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void ns_add_backward(float *da, float *db, const float *dout, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        if (da) da[i] += dout[i];
-        if (db) db[i] += dout[i];
+    if (da && db) {
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            da[i] += dout[i];
+            db[i] += dout[i];
+        }
+    } else if (da || db) {
+        float *d = da ? da : db;
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) d[i] += dout[i];
     }
 }
 
 void ns_mul_forward(float *out, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
 void ns_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
                      int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        if (da) da[i] += dout[i] * b[i];
-        if (db) db[i] += dout[i] * a[i];
+    if (da) {
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) da[i] += dout[i] * b[i];
+    }
+    if (db) {
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) db[i] += dout[i] * a[i];
     }
 }
 
@@ -136,16 +145,15 @@ static float keep_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 void ns_dropout_forward(float *out, const float *inp, const uint8_t *mask, float p,
                         int64_t n) {
     const float s = keep_scale(p);
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = mask[i] ? inp[i] * s : 0.0f;
 }
 
 void ns_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p,
                          int64_t n) {
     const float s = keep_scale(p);
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++)
-        if (mask[i]) dinp[i] += dout[i] * s;
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+    for (int64_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * s : 0.0f;
 }
 
 // ----------------------------------------------------------------------------

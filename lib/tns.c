@@ -554,6 +554,15 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
         o->f = stdout;
         return 0;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        // A device or pipe (/dev/null, a FIFO) is written in place: renaming a
+        // temporary file over it would replace it.
+        if (S_ISDIR(st.st_mode)) return ns_errf(err, "%s: is a directory", path);
+        if (!(o->f = fopen(path, "wb"))) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
+        o->direct = 1;
+        return 0;
+    }
     size_t n = strlen(path);
     o->path = strdup(path);
     o->tmp = malloc(n + 16);
@@ -582,11 +591,14 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
 }
 
 int ns_output_commit(ns_output *o, ns_err *err) {
-    const char *label = o->path ? o->path : "stdout";
+    const char *label = o->path ? o->path : o->direct ? "output" : "stdout";
     errno = 0;
     int bad = fflush(o->f) != 0 || ferror(o->f);
     int e = errno;
-    if (o->path) {
+    if (o->direct) {
+        bad |= fclose(o->f) != 0;
+        o->f = NULL;
+    } else if (o->path) {
         bad |= fclose(o->f) != 0;
         o->f = NULL;
         if (!bad && rename(o->tmp, o->path) != 0) {
@@ -605,7 +617,7 @@ int ns_output_commit(ns_output *o, ns_err *err) {
 }
 
 void ns_output_abort(ns_output *o) {
-    if (o->path && o->f) fclose(o->f);
+    if ((o->path || o->direct) && o->f) fclose(o->f);
     if (o->tmp) unlink(o->tmp);
     free(o->path);
     free(o->tmp);

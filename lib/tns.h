@@ -133,10 +133,12 @@ typedef struct ns_output {
     FILE *f;     // write here
     char *path;  // final path, NULL for stdout
     char *tmp;   // temporary path beside it
+    int direct;  // an existing device or pipe, written in place
 } ns_output;
 
-// "-" is standard output. Otherwise writes go to a temporary file in the same
-// directory, renamed over path by ns_output_commit.
+// "-" is standard output. A regular file (new or existing) is written to a
+// temporary file in the same directory and renamed over path by
+// ns_output_commit; an existing device or pipe (/dev/null) is written in place.
 int ns_output_open(ns_output *o, const char *path, ns_err *err);
 // Flushes, checks for write errors, renames into place. On failure removes
 // the temporary file.

@@ -213,6 +213,8 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
     if (rc == 0 && c.resume) rc = resume_state(&r, m, &start_epoch, err);
     if (rc == 0 && start_epoch >= c.epochs)
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--epochs %d)", start_epoch, c.epochs);
+    if (rc == 0 && c.stop_after > 0 && c.stop_after <= start_epoch)
+        rc = ns_errf(err, "the checkpoint has done %d epochs already (--stop-after %d)", start_epoch, c.stop_after);
     if (rc == 0 && c.log && start_epoch == 0)
         fprintf(c.log, "epoch\tloss\ttrain_acc\tval_acc\tlr\tseconds\timages_per_s\n");
     double t_start = ns_now();

@@ -9,6 +9,7 @@
 #include "batches.h"
 #include "cli.h"
 #include "engine.h"
+#include "json.h"
 
 struct cmdline {
     const char *model, *logits, *probs;
@@ -37,6 +38,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     };
     ns_parse_args(argc, argv, &cli, opts, first);
     if (!cmd->model) ns_die_usage("--model is required");
+    if ((cmd->logits && strcmp(cmd->logits, "-") == 0) || (cmd->probs && strcmp(cmd->probs, "-") == 0))
+        ns_die_usage("--logits and --probs need a file: standard output carries the report");
 }
 
 // A side stream of per-sample outputs (logits or probabilities).
@@ -103,14 +106,31 @@ static void report(const ns_model *m, const int64_t *confusion, int64_t k, const
         }
     double acc = total ? (double)correct / (double)total : NAN;
     if (cmd->json) {
-        printf("{\"accuracy\":%.6f,\"samples\":%lld,\"classes\":[", acc, (long long)total);
+        printf("{\"accuracy\":");
+        ns_json_number(stdout, acc);
+        printf(",\"samples\":%lld,\"classes\":[", (long long)total);
         for (int64_t t = 0; t < k; t++) {
             int64_t row = 0;
             for (int64_t p = 0; p < k; p++) row += confusion[t * k + p];
-            printf("%s{\"class\":%lld,\"correct\":%lld,\"total\":%lld}", t ? "," : "", (long long)t,
-                   (long long)confusion[t * k + t], (long long)row);
+            const char *name = (size_t)t < m->nlabels ? m->labels[t] : "";
+            printf("%s{\"class\":%lld,\"name\":", t ? "," : "", (long long)t);
+            ns_json_string(stdout, name, strlen(name));
+            printf(",\"correct\":%lld,\"total\":%lld,\"accuracy\":", (long long)confusion[t * k + t],
+                   (long long)row);
+            ns_json_number(stdout, row ? (double)confusion[t * k + t] / (double)row : NAN);
+            printf("}");
         }
-        printf("]}\n");
+        printf("]");
+        if (cmd->confusion) {
+            printf(",\"confusion\":[");
+            for (int64_t t = 0; t < k; t++) {
+                printf(t ? ",[" : "[");
+                for (int64_t p = 0; p < k; p++) printf(p ? ",%lld" : "%lld", (long long)confusion[t * k + p]);
+                printf("]");
+            }
+            printf("]");
+        }
+        printf("}\n");
         return;
     }
     printf("accuracy\t%.4f\nsamples\t%lld\n", acc, (long long)total);

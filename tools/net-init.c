@@ -25,10 +25,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
         {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
-        {"width", 'w', NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; default 1)", 0.01, 64},
+        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; default 1)", 0.01, 64},
         {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4)", 2, 64},
         {"hidden", 0, NS_OPT_STR, &cmd->hidden, "H[,H..]", "mlp: hidden layer sizes (default 256)", 0, 0},
-        {"seed", 's', NS_OPT_I64, &cmd->seed, "S", "initialisation seed (default 0)", 0, 0},
+        {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "initialisation seed (default 0)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
@@ -46,12 +46,23 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     if (!cmd->arch == !cmd->spec) ns_die_usage("give one of --arch and --spec");
     if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth))
         ns_die_usage("a --spec file sets the input, the layers and the classes itself");
+    if (cmd->arch) {
+        int known = 0;
+        for (const char *const *a = ns_arch_names; *a; a++) known |= strcmp(*a, cmd->arch) == 0;
+        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20 or resnet18", cmd->arch);
+        if (cmd->depth && strcmp(cmd->arch, "vgg") != 0) ns_die_usage("--depth is for vgg");
+        if (cmd->hidden && strcmp(cmd->arch, "mlp") != 0) ns_die_usage("--hidden is for mlp");
+        if (cmd->width != 1 && (!strcmp(cmd->arch, "mlp") || !strcmp(cmd->arch, "lenet")))
+            ns_die_usage("--width is for vgg and the resnets");
+        if (cmd->depth % 2) ns_die_usage("--depth must be even (%d)", cmd->depth);
+    }
+    if (cmd->spec && cmd->width != 1) ns_die_usage("--width does not apply to a --spec graph");
     if (cmd->arch && !cmd->like && (!cmd->in || !cmd->classes))
         ns_die_usage("give --like DATA, or both --in and --classes");
 }
 
 // Input shape, classes and normalisation from the first records of a data stream.
-static int read_like(const char *path, ns_arch_opts *o, ns_model *m, ns_err *err) {
+static int read_like(const char *path, ns_arch_opts *o, ns_model *m, int need_classes, ns_err *err) {
     ns_reader *r = ns_reader_open(path, err);
     if (!r) return -1;
     ns_record rec;
@@ -89,8 +100,21 @@ static int read_like(const char *path, ns_arch_opts *o, ns_model *m, ns_err *err
     if (got == 0) ns_errf(err, "%s: no data records", path);
     ns_reader_close(r);
     if (rc == 0 && !o->classes) o->classes = (int)m->nlabels;
-    if (rc == 0 && o->classes < 1) rc = ns_errf(err, "%s: no class names (general.labels): use --classes", path);
+    if (rc == 0 && need_classes && o->classes < 1)
+        rc = ns_errf(err, "%s: no class names (general.labels): use --classes", path);
     return rc;
+}
+
+// The built-in and the options that shaped it, e.g. "vgg --depth 4 --width 2".
+static void describe_arch(ns_model *m, const struct cmdline *cmd, const ns_arch_opts *o) {
+    int n = snprintf(m->arch, sizeof m->arch, "%s", cmd->arch);
+    int uses_width = strcmp(cmd->arch, "mlp") != 0 && strcmp(cmd->arch, "lenet") != 0;
+    if (strcmp(cmd->arch, "vgg") == 0 && n < (int)sizeof m->arch)
+        n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --depth %d", o->depth ? o->depth : 4);
+    if (uses_width && n < (int)sizeof m->arch)
+        n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --width %g", o->width);
+    if (cmd->hidden && n < (int)sizeof m->arch)
+        snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --hidden %s", cmd->hidden);
 }
 
 // With --spec and --like, the data must fit the spec's input and output.
@@ -151,7 +175,7 @@ int main(int argc, char **argv) {
         }
         o.nhidden = n;
     }
-    if (cmd.like && read_like(cmd.like, &o, &m, &err) < 0) ns_die_err(&err);
+    if (cmd.like && read_like(cmd.like, &o, &m, !cmd.spec, &err) < 0) ns_die_err(&err);
     if (cmd.spec) {
         if (ns_spec_load(&m, cmd.spec, &err) < 0) ns_die_err(&err);
         check_spec_fits(&m, &o, cmd.like);
@@ -163,8 +187,7 @@ int main(int argc, char **argv) {
             m.nlabels = 0;
         }
         if (ns_arch_build(&m, cmd.arch, &o, &err) < 0) ns_die_err(&err);
-        snprintf(m.arch, sizeof m.arch, "%s --width %g%s", cmd.arch, cmd.width,
-                 strcmp(cmd.arch, "vgg") == 0 && !cmd.depth ? " --depth 4" : "");
+        describe_arch(&m, &cmd, &o);
     }
     ns_model_init_params(&m, (uint64_t)cmd.seed);
 

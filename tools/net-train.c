@@ -26,13 +26,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"epochs", 'e', NS_OPT_INT, &cmd->epochs, "N", "epochs (default 10)", 1, 1e6},
         {"stop-after", 0, NS_OPT_INT, &cmd->stop_after, "E", "stop after epoch E of the --epochs schedule (continue later with --resume)", 1, 1e6},
         {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "batch size (default 128)", 1, 1 << 16},
-        {"lr", 0, NS_OPT_DOUBLE, &cmd->lr, "LR", "base learning rate (default 0.1 for sgd, 0.001 for adam/adamw)", 0, 1e6},
+        {"lr", 0, NS_OPT_DOUBLE, &cmd->lr, "LR", "base learning rate (default 0.1 for sgd, 0.001 for adam/adamw)", 1e-12, 1e6},
         {"optim", 0, NS_OPT_STR, &cmd->optim, "NAME", "sgd (default), adam or adamw", 0, 0},
         {"momentum", 0, NS_OPT_DOUBLE, &cmd->momentum, "M", "sgd momentum (default 0.9)", 0, 1},
         {"nesterov", 0, NS_OPT_FLAG, &cmd->nesterov, NULL, "sgd with Nesterov momentum", 0, 0},
         {"wd", 0, NS_OPT_DOUBLE, &cmd->wd, "WD", "weight decay (default 5e-4 for sgd, 0 adam, 0.01 adamw)", 0, 1},
         {"no-decay-norm", 0, NS_OPT_FLAG, &cmd->no_decay_norm, NULL, "no weight decay on biases and norm parameters", 0, 0},
-        {"schedule", 's', NS_OPT_STR, &cmd->schedule, "SPEC", "constant, step:S[:G], multistep:E1,E2[:G], cosine[:MIN] (default cosine)", 0, 0},
+        {"schedule", 0, NS_OPT_STR, &cmd->schedule, "SPEC", "constant, step:S[:G], multistep:E1,E2[:G], cosine[:MIN] (default cosine)", 0, 0},
         {"warmup", 0, NS_OPT_STR, &cmd->warmup, "SPEC", "linear warm-up: N epochs, Nst steps, optionally :START factor", 0, 0},
         {"label-smoothing", 0, NS_OPT_DOUBLE, &cmd->smoothing, "EPS", "label smoothing (default 0)", 0, 1},
         {"crop-pad", 0, NS_OPT_INT, &cmd->crop_pad, "P", "augment: random crop after zero padding by P", 0, 1024},
@@ -85,7 +85,13 @@ static void select_trainable(const ns_model *m, const char *what, int *trainable
 // Per-sample weights by sample id, from a stream of (N) f32 records with ids.
 static float *load_weights(const char *path, const ns_samples *train, ns_err *err) {
     int64_t max_id = 0;
-    for (int64_t i = 0; i < train->n; i++) max_id = train->ids[i] > max_id ? train->ids[i] : max_id;
+    for (int64_t i = 0; i < train->n; i++) {
+        if (train->ids[i] < 0 || train->ids[i] >= ((int64_t)1 << 31)) {
+            ns_errf(err, "training sample id %lld is outside 0..2^31: weights go by id", (long long)train->ids[i]);
+            return NULL;
+        }
+        max_id = train->ids[i] > max_id ? train->ids[i] : max_id;
+    }
     float *by_id = malloc((size_t)(max_id + 1) * sizeof *by_id);
     float *w = malloc((size_t)train->n * sizeof *w);
     int64_t *ids = NULL;
@@ -172,7 +178,7 @@ static void configure(const struct cmdline *cmd, ns_train_config *c) {
 
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
-    struct cmdline cmd = {.epochs = 10, .batch = 128, .momentum = -1, .wd = -1, .output = "-"};
+    struct cmdline cmd = {.epochs = 10, .batch = 128, .lr = -1, .momentum = -1, .wd = -1, .output = "-"};
     int first;
     parse_cmdline(argc, argv, &cmd, &first);
     ns_train_config cfg = {0};
@@ -194,8 +200,12 @@ int main(int argc, char **argv) {
     if (cmd.weights && !(weights = load_weights(cmd.weights, &train, &err))) ns_die_err(&err);
     cfg.sample_weights = weights;
     if (cmd.log && !(cfg.log = fopen(cmd.log, "a"))) ns_die("%s: cannot open (%s)", cmd.log, strerror(errno));
-    // Open the output before hours of training, so a bad path fails now.
+    // Open the outputs before hours of training, so a bad path fails now.
     ns_output out;
+    if (cmd.checkpoint) {
+        if (ns_output_open(&out, cmd.checkpoint, &err) < 0) ns_die_err(&err);
+        ns_output_abort(&out);
+    }
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
     ns_epoch_stats last = {0};
     int rc = ns_train(&m, &train, cmd.val ? &val : NULL, &cfg, &last, &err);

@@ -105,7 +105,7 @@ PY
     run --separate-stderr net-info "$T/cut.tns"
     expect_failure 1 net-info "truncated"
     run --separate-stderr net-init --arch resnet21 --in 1x8x8 --classes 3
-    expect_failure 1 net-init "unknown architecture (resnet21)"
+    expect_failure 2 net-init "unknown architecture (resnet21)"
     run --separate-stderr net-init --arch mlp
     expect_failure 2 net-init "give --like DATA, or both --in and --classes"
     run --separate-stderr net-train -m "$T/m0.tns" --schedule bogus "$T/train.tns"
@@ -134,4 +134,25 @@ PY
     expect_failure 1 net-init "bad.cfg:5:"
     run --separate-stderr net-init --spec "$T/bad.cfg" --arch mlp
     expect_failure 2 net-init "give one of --arch and --spec"
+}
+
+@test "data whose classes differ from the model's is refused" {
+    toy_data
+    net-init --arch mlp --like "$T/train.tns" -o "$T/m0.tns"
+    printf 'a\nb\nc\n' > "$T/names"
+    img-read -q --classes "$T/names" "$T/t10k-images-idx3-ubyte" > "$T/named.tns"
+    run --separate-stderr net-eval -m "$T/m0.tns" "$T/named.tns"
+    expect_failure 1 net-eval "class 0 is 'a' in the data but '0' in the model"
+}
+
+@test "net-eval --json is valid JSON with names, per-class accuracy and the confusion matrix" {
+    toy_data
+    net-init --arch mlp --like "$T/train.tns" -o "$T/m0.tns"
+    net-eval -q --json --confusion -m "$T/m0.tns" "$T/test.tns" | $PY -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert r["samples"] == 200 and len(r["classes"]) == 3 and len(r["confusion"]) == 3, r
+assert sum(map(sum, r["confusion"])) == 200'
+    run --separate-stderr net-eval -m "$T/m0.tns" --logits - "$T/test.tns"
+    expect_failure 2 net-eval "--logits and --probs need a file"
 }

@@ -169,3 +169,8 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     printf 'nan\ninf\n' | tns-tsv -r > "$T/nan.tns"
     tns-info --json --stats "$T/nan.tns" | $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["stats"]["min"] is None and r["stats"]["nonfinite"] == 2, r'
 }
+
+@test "-o onto a device writes through it instead of replacing it" {
+    printf '1\n' | tns-tsv -r -o /dev/null
+    [ -c /dev/null ]
+}

@@ -1,0 +1,984 @@
+// cav_fit.c: fitting concept activation vectors on cached features: the
+// original CAV of TCAV (hinge SGD or L2 logistic regression) and LG-CAV with
+// its modules (probe selection, concept ensemble, Gaussian alignment,
+// deviation sample reweighting, L_cls). The contracts are in cav.h; the
+// method in ../shared/papers/lgcav.md.
+//
+// Dimensions: N pool, R selected probes, Df target features, Dv VLM
+// embeddings, T templates, np/nn positives/negatives.
+//
+// Choices the paper leaves open (UNSPEC there; each is a field of
+// ns_lgcav_config or ns_cav_config unless noted):
+//  - Probes: ties in a(x) go to the lower row index; a pool smaller than
+//    k_top + k_bottom is used whole, its top part the upper share
+//    k_top / (k_top + k_bottom).
+//  - CE: each template normalised, averaged, renormalised (CLIP practice).
+//    Without CE one template (template_index) stands alone.
+//  - GA: pairs x' < x'' without the diagonal (pair_diag); every std has
+//    ddof 1, torch.std's default and the likely framework (std_ddof).
+//  - DSR: s(x) uses the same std; w has mean 1 over R.
+//  - L_LG: the paper's "||.||_2" of a scalar read as the squared error.
+//  - L_cls: BCE with logits on v·f + b over P (label 1) and N (label 0),
+//    averaged over the np + nn rows (not class-balanced); the bias is
+//    trainable and not in L_LG. total = L_cls + lambda L_LG; without L_cls the
+//    total is lambda L_LG (lambda then only scales the gradient).
+//  - Each step takes one mini-batch of R (reshuffled every epoch) for L_LG and
+//    all labelled rows for L_cls (they are few: 10 + 10 in the paper).
+//  - Feature scale: L_cls sees the features divided by their RMS norm over
+//    R, P and N, an exact reparametrisation (the returned v is for raw
+//    features) that makes lr independent of the feature scale; the cosines do
+//    not care. v starts as a unit vector in that scaled space.
+//  - Optimiser defaults: Adam (torch's betas), lr 0.02 with cosine decay, 60
+//    epochs of batches of 100, a seeded random start. The paper's SGD at lr
+//    1e-3 for 10 epochs barely moves v from its start at this scale; these
+//    defaults converge on the synthetic benchmark of tests/unit/test_cav.c
+//    (the direction settles well before the last epoch there).
+//  - Without L_cls the decision is cos(v, f) > threshold, the threshold that
+//    best separates R's top part from its bottom part (thresh BEST), or the
+//    midpoint of the two parts' mean cosines (MID).
+//  - The original CAV follows sklearn's SGDClassifier step by step (below),
+//    not its random stream; the split rounds test_frac * n per class.
+//
+// Products: the pairwise-cosine Gram blocks of GA and the probe-positive
+// cosines of DSR go through ns_sgemm; the matrix-vector products of the
+// losses are plain loops summed in double (BLIS offers nothing at that size,
+// and the finite-difference checks want the precision).
+#include "cav.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "rng.h"
+
+// ----------------------------------------------------------------------------
+// helpers
+
+#define ALIGN 64
+
+typedef struct block_item {
+    void **ptr;
+    int64_t count; // elements
+    size_t size;   // bytes per element
+} block_item;
+
+// One aligned allocation for every buffer of a fit (llm.c style): the
+// pointers in items are set into it. Returns the block (free it) or NULL.
+static void *block_alloc(block_item *items, int n, ns_err *err) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (items[i].count < 0 || (items[i].count > 0 &&
+                                   (size_t)items[i].count > (SIZE_MAX - ALIGN) / items[i].size)) {
+            ns_errf(err, "buffer size overflows");
+            return NULL;
+        }
+        size_t bytes = ((size_t)items[i].count * items[i].size + ALIGN - 1) / ALIGN * ALIGN;
+        if (total > SIZE_MAX - bytes) {
+            ns_errf(err, "buffer size overflows");
+            return NULL;
+        }
+        total += bytes;
+    }
+    char *base = ns_aligned_alloc(total);
+    if (!base) {
+        ns_errf(err, "out of memory (%zu bytes)", total);
+        return NULL;
+    }
+    memset(base, 0, total);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        *items[i].ptr = base + off;
+        off += ((size_t)items[i].count * items[i].size + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    return base;
+}
+
+static int check_finite(const float *x, int64_t rows, int64_t cols, const char *what,
+                        ns_err *err) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (!isfinite(x[i * cols + j]))
+                return ns_errf(err, "%s: row %lld, column %lld is not finite", what,
+                               (long long)i, (long long)j);
+    return 0;
+}
+
+static double dot_f(const float *a, const float *b, int64_t d) {
+    double s = 0;
+    for (int64_t i = 0; i < d; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static double norm_f(const float *a, int64_t d) { return sqrt(dot_f(a, a, d)); }
+
+// Scales each row to unit norm in place; zero rows stay zero.
+static void normalize_rows(float *x, int64_t n, int64_t d) {
+    for (int64_t i = 0; i < n; i++) {
+        double nr = norm_f(x + i * d, d);
+        if (nr > 0)
+            for (int64_t j = 0; j < d; j++) x[i * d + j] = (float)(x[i * d + j] / nr);
+    }
+}
+
+static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
+static double sigmoid(double z) {
+    if (z >= 0) return 1.0 / (1.0 + exp(-z));
+    double e = exp(z);
+    return e / (1.0 + e);
+}
+
+static void shuffle_i64(ns_rng *rng, int64_t *a, int64_t n) { ns_rng_shuffle(rng, a, n); }
+
+// ----------------------------------------------------------------------------
+// the original CAV
+
+void ns_cav_config_default(ns_cav_config *cfg) {
+    *cfg = (ns_cav_config){
+        .loss = NS_CAV_HINGE,
+        .alpha = 0.01,
+        .c = 1.0,
+        .max_iter = 1000,
+        .tol = 1e-3,
+        .n_iter_no_change = 5,
+        .test_frac = 0.33,
+        .seed = 0,
+    };
+}
+
+typedef struct labelled {
+    const float *x; // (Df)
+    double y;       // +1 concept, -1 negative
+} labelled;
+
+// sklearn's SGDClassifier(loss="hinge", penalty="l2", alpha, learning_rate=
+// "optimal", fit_intercept=True, shuffle=True), _plain_sgd step by step:
+//   typw = sqrt(1 / sqrt(alpha)); eta0 = typw / max(1, dloss(-typw, 1)) = typw
+//   t0 = 1 / (alpha eta0); sample t (from 1): eta = 1 / (alpha (t0 + t - 1))
+//   p = w·x + b; dloss = -y if y p <= 1 else 0
+//   w *= max(0, 1 - eta alpha); w -= eta dloss x; b -= eta dloss
+// and after each epoch (the data reshuffled before it) the stopping rule:
+// an epoch whose summed hinge loss is not below best - tol * n counts toward
+// n_iter_no_change; that many in a row stop the fit.
+static int fit_hinge(double *w, double *b, int *iters, int *converged, const labelled *train,
+                     int64_t n, int64_t df, const ns_cav_config *cfg, ns_rng *rng,
+                     int64_t *order) {
+    double alpha = cfg->alpha;
+    double typw = sqrt(1.0 / sqrt(alpha));
+    double t0 = 1.0 / (alpha * typw);
+    double best = INFINITY, t = 1;
+    int no_change = 0;
+    *converged = 0;
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    int epoch;
+    for (epoch = 1; epoch <= cfg->max_iter; epoch++) {
+        shuffle_i64(rng, order, n);
+        double sumloss = 0;
+        for (int64_t k = 0; k < n; k++) {
+            const labelled *s = &train[order[k]];
+            double eta = 1.0 / (alpha * (t0 + t - 1.0));
+            double p = *b;
+            for (int64_t j = 0; j < df; j++) p += w[j] * s->x[j];
+            double z = s->y * p;
+            sumloss += z < 1.0 ? 1.0 - z : 0.0;
+            double dloss = z <= 1.0 ? -s->y : 0.0;
+            double update = -eta * dloss;
+            double shrink = 1.0 - eta * alpha;
+            if (shrink < 0) shrink = 0;
+            for (int64_t j = 0; j < df; j++) w[j] *= shrink;
+            if (update != 0) {
+                for (int64_t j = 0; j < df; j++) w[j] += update * s->x[j];
+                *b += update;
+            }
+            t += 1;
+        }
+        if (cfg->tol >= 0) {
+            if (sumloss > best - cfg->tol * (double)n) no_change++;
+            else no_change = 0;
+            if (sumloss < best) best = sumloss;
+            if (no_change >= cfg->n_iter_no_change) {
+                *converged = 1;
+                break;
+            }
+        }
+    }
+    *iters = epoch > cfg->max_iter ? cfg->max_iter : epoch;
+    return 0;
+}
+
+// sklearn's LogisticRegression(C) objective, intercept unpenalised:
+//   J(w, b) = 0.5 |w|^2 + C sum_i log(1 + exp(-y_i (w·x_i + b)))
+// th = (w (Df), b). Returns J and writes its gradient into g (Df + 1).
+static double logistic_objective(double *g, const double *th, const labelled *train, int64_t n,
+                                 int64_t df, double c) {
+    double j = 0;
+    for (int64_t k = 0; k < df; k++) {
+        j += 0.5 * th[k] * th[k];
+        g[k] = th[k];
+    }
+    g[df] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double z = th[df];
+        for (int64_t k = 0; k < df; k++) z += th[k] * train[i].x[k];
+        double m = train[i].y * z;
+        j += c * softplus(-m);
+        double coef = -c * train[i].y * sigmoid(-m); // dJ/dz
+        for (int64_t k = 0; k < df; k++) g[k] += coef * train[i].x[k];
+        g[df] += coef;
+    }
+    return j;
+}
+
+#define LBFGS_M 10
+
+// Minimises the logistic objective by L-BFGS (two-loop recursion, LBFGS_M
+// pairs, backtracking Armijo line search). Stops when max |g| <= tol, when
+// the relative decrease falls below 64 eps (scipy's ftol as sklearn sets it),
+// when the line search fails, or after max_iter iterations. The objective is
+// convex and its minimiser unique (strictly convex in w, and in b unless all
+// labels are equal, which the caller rules out), so the answer is sklearn's
+// to solver tolerance.
+static int fit_logistic(double *th, int *iters, int *converged, const labelled *train,
+                        int64_t n, int64_t df, const ns_cav_config *cfg, ns_err *err) {
+    int64_t p = df + 1;
+    double *g, *gn, *d, *thn, *sh, *yh, *rho, *al;
+    block_item items[] = {
+        {(void **)&g, p, sizeof(double)},       {(void **)&gn, p, sizeof(double)},
+        {(void **)&d, p, sizeof(double)},       {(void **)&thn, p, sizeof(double)},
+        {(void **)&sh, LBFGS_M * p, sizeof(double)}, {(void **)&yh, LBFGS_M * p, sizeof(double)},
+        {(void **)&rho, LBFGS_M, sizeof(double)}, {(void **)&al, LBFGS_M, sizeof(double)},
+    };
+    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    if (!blk) return ns_err_prefix(err, "logistic CAV");
+    double f = logistic_objective(g, th, train, n, df, cfg->c);
+    int hist = 0, head = 0; // ring buffer of the last hist pairs, newest at head - 1
+    *converged = 0;
+    int it;
+    for (it = 0; it < cfg->max_iter; it++) {
+        double gmax = 0;
+        for (int64_t k = 0; k < p; k++) gmax = fmax(gmax, fabs(g[k]));
+        if (cfg->tol >= 0 && gmax <= cfg->tol) {
+            *converged = 1;
+            break;
+        }
+        // d = -H g by the two-loop recursion
+        for (int64_t k = 0; k < p; k++) d[k] = -g[k];
+        for (int h = 0; h < hist; h++) {
+            int slot = (head - 1 - h + LBFGS_M) % LBFGS_M;
+            double a = 0;
+            for (int64_t k = 0; k < p; k++) a += sh[slot * p + k] * d[k];
+            a *= rho[slot];
+            al[slot] = a;
+            for (int64_t k = 0; k < p; k++) d[k] -= a * yh[slot * p + k];
+        }
+        double gamma;
+        if (hist > 0) {
+            int slot = (head - 1 + LBFGS_M) % LBFGS_M;
+            double yy = 0;
+            for (int64_t k = 0; k < p; k++) yy += yh[slot * p + k] * yh[slot * p + k];
+            gamma = 1.0 / (rho[slot] * yy);
+        } else {
+            double gn2 = 0;
+            for (int64_t k = 0; k < p; k++) gn2 += g[k] * g[k];
+            gamma = 1.0 / fmax(sqrt(gn2), 1e-300); // first step of length 1
+        }
+        for (int64_t k = 0; k < p; k++) d[k] *= gamma;
+        for (int h = hist - 1; h >= 0; h--) {
+            int slot = (head - 1 - h + LBFGS_M) % LBFGS_M;
+            double bta = 0;
+            for (int64_t k = 0; k < p; k++) bta += yh[slot * p + k] * d[k];
+            bta *= rho[slot];
+            for (int64_t k = 0; k < p; k++) d[k] += (al[slot] - bta) * sh[slot * p + k];
+        }
+        double gd = 0;
+        for (int64_t k = 0; k < p; k++) gd += g[k] * d[k];
+        if (!(gd < 0)) { // not a descent direction: restart from steepest descent
+            hist = 0;
+            double gn2 = 0;
+            for (int64_t k = 0; k < p; k++) gn2 += g[k] * g[k];
+            for (int64_t k = 0; k < p; k++) d[k] = -g[k] / fmax(sqrt(gn2), 1e-300);
+            gd = -sqrt(gn2);
+        }
+        double step = 1.0, fn = 0;
+        int ok = 0;
+        for (int ls = 0; ls < 60; ls++) {
+            for (int64_t k = 0; k < p; k++) thn[k] = th[k] + step * d[k];
+            fn = logistic_objective(gn, thn, train, n, df, cfg->c);
+            if (fn <= f + 1e-4 * step * gd) {
+                ok = 1;
+                break;
+            }
+            step *= 0.5;
+        }
+        if (!ok) break;
+        double sy = 0;
+        int slot = head;
+        for (int64_t k = 0; k < p; k++) {
+            sh[slot * p + k] = thn[k] - th[k];
+            yh[slot * p + k] = gn[k] - g[k];
+            sy += sh[slot * p + k] * yh[slot * p + k];
+        }
+        if (sy > 1e-300) {
+            rho[slot] = 1.0 / sy;
+            head = (head + 1) % LBFGS_M;
+            if (hist < LBFGS_M) hist++;
+        }
+        double rel = (f - fn) / fmax(fmax(fabs(f), fabs(fn)), 1.0);
+        memcpy(th, thn, (size_t)p * sizeof *th);
+        memcpy(g, gn, (size_t)p * sizeof *g);
+        f = fn;
+        if (rel <= 64 * 2.220446049250313e-16) {
+            *converged = 1;
+            it++;
+            break;
+        }
+    }
+    *iters = it;
+    free(blk);
+    return 0;
+}
+
+static double linear_acc(const double *w, double b, const labelled *s, int64_t n, int64_t df) {
+    if (n == 0) return NAN;
+    int64_t ok = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double z = b;
+        for (int64_t k = 0; k < df; k++) z += w[k] * s[i].x[k];
+        ok += (z > 0) == (s[i].y > 0);
+    }
+    return (double)ok / (double)n;
+}
+
+int ns_cav_fit(float *v, ns_cav_decision *dec, ns_cav_report *rep, const float *pos,
+               int64_t np, const float *neg, int64_t nn, int64_t df, const ns_cav_config *cfg,
+               ns_err *err) {
+    if (!v || !dec || !pos || !neg || !cfg || df <= 0 || np <= 0 || nn <= 0)
+        return ns_errf(err, "cav: bad arguments (np %lld, nn %lld, Df %lld)", (long long)np,
+                       (long long)nn, (long long)df);
+    if ((unsigned)cfg->loss >= NS_CAV_LOSS_COUNT)
+        return ns_errf(err, "cav: unknown loss %d", (int)cfg->loss);
+    if (cfg->loss == NS_CAV_HINGE && !(cfg->alpha > 0))
+        return ns_errf(err, "cav: alpha must be > 0 (%g)", cfg->alpha);
+    if (cfg->loss == NS_CAV_LOGISTIC && !(cfg->c > 0))
+        return ns_errf(err, "cav: C must be > 0 (%g)", cfg->c);
+    if (cfg->max_iter < 1) return ns_errf(err, "cav: max_iter must be >= 1 (%d)", cfg->max_iter);
+    if (cfg->n_iter_no_change < 1)
+        return ns_errf(err, "cav: n_iter_no_change must be >= 1 (%d)", cfg->n_iter_no_change);
+    if (!(cfg->test_frac >= 0 && cfg->test_frac < 1))
+        return ns_errf(err, "cav: test fraction must be in [0, 1) (%g)", cfg->test_frac);
+    int64_t m = np < nn ? np : nn;
+    if (check_finite(pos, m, df, "cav positives", err) < 0) return -1;
+    if (check_finite(neg, m, df, "cav negatives", err) < 0) return -1;
+    int64_t n_test = 0;
+    if (cfg->test_frac > 0) {
+        if (m < 2)
+            return ns_errf(err, "cav: a held-out split needs 2 rows per class (have %lld)",
+                           (long long)m);
+        n_test = (int64_t)llround(cfg->test_frac * (double)m);
+        if (n_test < 1) n_test = 1;
+        if (n_test > m - 1) n_test = m - 1;
+    }
+    int64_t n_tr = m - n_test; // per class
+
+    labelled *train, *test;
+    int64_t *perm, *order;
+    double *th;
+    block_item items[] = {
+        {(void **)&train, 2 * n_tr, sizeof(labelled)},
+        {(void **)&test, 2 * n_test, sizeof(labelled)},
+        {(void **)&perm, m, sizeof(int64_t)},
+        {(void **)&order, 2 * n_tr, sizeof(int64_t)},
+        {(void **)&th, df + 1, sizeof(double)},
+    };
+    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    if (!blk) return ns_err_prefix(err, "cav");
+
+    ns_rng rng;
+    ns_rng_seed(&rng, cfg->seed);
+    for (int c = 0; c < 2; c++) { // class 0: positives (+1), 1: negatives (-1)
+        const float *x = c == 0 ? pos : neg;
+        double y = c == 0 ? 1.0 : -1.0;
+        for (int64_t i = 0; i < m; i++) perm[i] = i;
+        if (n_test > 0) ns_rng_shuffle(&rng, perm, m);
+        for (int64_t i = 0; i < n_test; i++)
+            test[c * n_test + i] = (labelled){x + perm[i] * df, y};
+        for (int64_t i = 0; i < n_tr; i++)
+            train[c * n_tr + i] = (labelled){x + perm[n_test + i] * df, y};
+    }
+
+    int iters = 0, converged = 0;
+    double *w = th, b = 0;
+    if (cfg->loss == NS_CAV_HINGE) {
+        fit_hinge(w, &b, &iters, &converged, train, 2 * n_tr, df, cfg, &rng, order);
+    } else {
+        if (fit_logistic(th, &iters, &converged, train, 2 * n_tr, df, cfg, err) < 0) {
+            free(blk);
+            return -1;
+        }
+        b = th[df];
+    }
+    for (int64_t k = 0; k < df; k++) v[k] = (float)w[k];
+    dec->rule = NS_CAV_RULE_LINEAR;
+    dec->offset = b;
+    if (rep) {
+        rep->n_used = m;
+        rep->n_train = 2 * n_tr;
+        rep->n_test = 2 * n_test;
+        rep->train_acc = linear_acc(w, b, train, 2 * n_tr, df);
+        rep->test_acc = linear_acc(w, b, test, 2 * n_test, df);
+        rep->iters = iters;
+        rep->converged = converged;
+    }
+    free(blk);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// LG-CAV building blocks
+
+int ns_cav_text_embedding(float *t, const float *tpl, int64_t nt, int64_t dv, int ensemble,
+                          int64_t index, ns_err *err) {
+    if (!t || !tpl || nt <= 0 || dv <= 0)
+        return ns_errf(err, "text embedding: bad arguments (T %lld, Dv %lld)", (long long)nt,
+                       (long long)dv);
+    if (!ensemble) {
+        if (index < 0 || index >= nt)
+            return ns_errf(err, "text embedding: template %lld out of range (T %lld)",
+                           (long long)index, (long long)nt);
+        double nr = norm_f(tpl + index * dv, dv);
+        if (!(nr > 0) || !isfinite(nr))
+            return ns_errf(err, "text embedding: template %lld is zero or not finite",
+                           (long long)index);
+        for (int64_t j = 0; j < dv; j++) t[j] = (float)(tpl[index * dv + j] / nr);
+        return 0;
+    }
+    for (int64_t j = 0; j < dv; j++) t[j] = 0;
+    double *acc = calloc((size_t)dv, sizeof *acc);
+    if (!acc) return ns_errf(err, "text embedding: out of memory (Dv %lld)", (long long)dv);
+    for (int64_t i = 0; i < nt; i++) {
+        double nr = norm_f(tpl + i * dv, dv);
+        if (!(nr > 0) || !isfinite(nr)) {
+            free(acc);
+            return ns_errf(err, "text embedding: template %lld is zero or not finite",
+                           (long long)i);
+        }
+        for (int64_t j = 0; j < dv; j++) acc[j] += tpl[i * dv + j] / nr;
+    }
+    double s = 0;
+    for (int64_t j = 0; j < dv; j++) s += acc[j] * acc[j];
+    s = sqrt(s);
+    if (!(s > 0)) {
+        free(acc);
+        return ns_errf(err, "text embedding: the templates average to zero");
+    }
+    for (int64_t j = 0; j < dv; j++) t[j] = (float)(acc[j] / s);
+    free(acc);
+    return 0;
+}
+
+void ns_cav_vlm_scores(float *a, const float *g, int64_t n, int64_t dv, const float *t) {
+    for (int64_t i = 0; i < n; i++) a[i] = (float)ns_cav_cos(t, g + i * dv, dv);
+}
+
+typedef struct ranked {
+    float a;
+    int64_t i;
+} ranked;
+
+static int cmp_ranked_desc(const void *pa, const void *pb) {
+    const ranked *x = pa, *y = pb;
+    if (x->a != y->a) return x->a < y->a ? 1 : -1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int64_t ns_cav_select_probes(int64_t *idx, int64_t *n_top, const float *a, int64_t n,
+                             int64_t k_top, int64_t k_bottom) {
+    ranked *r = malloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+    if (!r) return -1;
+    for (int64_t i = 0; i < n; i++) r[i] = (ranked){a[i], i};
+    qsort(r, (size_t)n, sizeof *r, cmp_ranked_desc);
+    int64_t nr;
+    if (n <= k_top + k_bottom) {
+        for (int64_t i = 0; i < n; i++) idx[i] = r[i].i;
+        nr = n;
+        *n_top = k_top + k_bottom > 0
+                     ? (int64_t)llround((double)n * (double)k_top / (double)(k_top + k_bottom))
+                     : 0;
+    } else {
+        for (int64_t i = 0; i < k_top; i++) idx[i] = r[i].i;
+        for (int64_t i = 0; i < k_bottom; i++) idx[k_top + i] = r[n - k_bottom + i].i;
+        nr = k_top + k_bottom;
+        *n_top = k_top;
+    }
+    free(r);
+    return nr;
+}
+
+int ns_cav_pair_stats(double *mean, double *sd, const float *f, int64_t n, int64_t df,
+                      int diag, int ddof, ns_err *err) {
+    if (!mean || !sd || !f || n <= 0 || df <= 0 || ddof < 0 || ddof > 1)
+        return ns_errf(err, "pair stats: bad arguments (n %lld, Df %lld, ddof %d)",
+                       (long long)n, (long long)df, ddof);
+    double count = diag ? (double)n * (double)n : 0.5 * (double)n * (double)(n - 1);
+    if (!(count - ddof > 0))
+        return ns_errf(err, "pair stats: too few rows for pairs (%lld)", (long long)n);
+    int64_t bs = (int64_t)(1 << 22) / n; // Gram block of about 4M floats
+    if (bs < 1) bs = 1;
+    if (bs > n) bs = n;
+    float *u, *gram;
+    block_item items[] = {
+        {(void **)&u, n * df, sizeof(float)},
+        {(void **)&gram, bs * n, sizeof(float)},
+    };
+    void *blk = block_alloc(items, 2, err);
+    if (!blk) return ns_err_prefix(err, "pair stats");
+    memcpy(u, f, (size_t)(n * df) * sizeof *u);
+    normalize_rows(u, n, df);
+    double sum = 0, sumsq = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += bs) {
+        int64_t rows = n - i0 < bs ? n - i0 : bs;
+        ns_sgemm(0, 1, rows, n, df, 1.0f, u + i0 * df, df, u, df, 0.0f, gram, n);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t i = i0 + r;
+            const float *gr = gram + r * n;
+            double s = 0, s2 = 0;
+            for (int64_t j = diag ? 0 : i + 1; j < n; j++) {
+                s += gr[j];
+                s2 += (double)gr[j] * gr[j];
+            }
+            sum += s;
+            sumsq += s2;
+        }
+    }
+    free(blk);
+    double mu = sum / count;
+    double var = (sumsq - count * mu * mu) / (count - ddof);
+    *mean = mu;
+    *sd = var > 0 ? sqrt(var) : 0.0;
+    return 0;
+}
+
+int ns_cav_dsr_weights(float *w, float *s, const float *f, int64_t n, const float *pos,
+                       int64_t np, int64_t df, int ddof, ns_err *err) {
+    if (!w || !f || !pos || n <= 0 || df <= 0 || ddof < 0 || ddof > 1)
+        return ns_errf(err, "DSR: bad arguments (n %lld, Df %lld, ddof %d)", (long long)n,
+                       (long long)df, ddof);
+    if (np < 1 + ddof)
+        return ns_errf(err, "DSR: needs at least %d positives (have %lld)", 1 + ddof,
+                       (long long)np);
+    int64_t bs = (int64_t)(1 << 22) / np;
+    if (bs < 1) bs = 1;
+    if (bs > n) bs = n;
+    float *ur, *up, *c;
+    block_item items[] = {
+        {(void **)&ur, bs * df, sizeof(float)},
+        {(void **)&up, np * df, sizeof(float)},
+        {(void **)&c, bs * np, sizeof(float)},
+    };
+    void *blk = block_alloc(items, 3, err);
+    if (!blk) return ns_err_prefix(err, "DSR");
+    memcpy(up, pos, (size_t)(np * df) * sizeof *up);
+    normalize_rows(up, np, df);
+    double smin = INFINITY;
+    for (int64_t i0 = 0; i0 < n; i0 += bs) {
+        int64_t rows = n - i0 < bs ? n - i0 : bs;
+        memcpy(ur, f + i0 * df, (size_t)(rows * df) * sizeof *ur);
+        normalize_rows(ur, rows, df);
+        ns_sgemm(0, 1, rows, np, df, 1.0f, ur, df, up, df, 0.0f, c, np);
+        for (int64_t r = 0; r < rows; r++) {
+            double m = 0, v = 0;
+            for (int64_t j = 0; j < np; j++) m += c[r * np + j];
+            m /= (double)np;
+            for (int64_t j = 0; j < np; j++) v += (c[r * np + j] - m) * (c[r * np + j] - m);
+            double sv = sqrt(v / (double)(np - ddof));
+            w[i0 + r] = (float)sv; // s(x) for now
+            if (sv < smin) smin = sv;
+        }
+    }
+    free(blk);
+    // w = n exp(-s) / sum exp(-s), shifted by min s for range (the ratio is unchanged)
+    double z = 0;
+    for (int64_t i = 0; i < n; i++) z += exp(-(w[i] - smin));
+    for (int64_t i = 0; i < n; i++) {
+        if (s) s[i] = w[i];
+        w[i] = (float)((double)n * exp(-(w[i] - smin)) / z);
+    }
+    return 0;
+}
+
+double ns_cav_lg_loss(float *grad_v, const float *v, const float *f, int64_t n, int64_t df,
+                      const float *target, const float *w, double coef) {
+    double nv = norm_f(v, df);
+    double loss = 0, rc = 0; // rc = sum r_i c_i
+    for (int64_t i = 0; i < n; i++) {
+        const float *fi = f + i * df;
+        double fv = 0, ff = 0;
+        for (int64_t j = 0; j < df; j++) {
+            fv += (double)fi[j] * v[j];
+            ff += (double)fi[j] * fi[j];
+        }
+        double nf = sqrt(ff);
+        double c = nf > 0 ? fv / (nf * nv) : 0.0;
+        double wi = w ? w[i] : 1.0;
+        double e = c - target[i];
+        loss += wi * e * e;
+        if (nf > 0) {
+            double r = coef * 2.0 * wi * e / (double)n; // d(coef L)/d c_i
+            rc += r * c;
+            double k = r / (nf * nv);
+            for (int64_t j = 0; j < df; j++) grad_v[j] += (float)(k * fi[j]);
+        }
+    }
+    // d c_i / dv = f_i / (|f_i| |v|) - c_i v / |v|^2
+    double kv = rc / (nv * nv);
+    for (int64_t j = 0; j < df; j++) grad_v[j] -= (float)(kv * v[j]);
+    return coef * loss / (double)n;
+}
+
+double ns_cav_cls_loss(float *grad_v, float *grad_b, const float *v, float b, const float *pos,
+                       int64_t n_pos, const float *neg, int64_t n_neg, int64_t df, double coef) {
+    int64_t n = n_pos + n_neg;
+    double loss = 0, gb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = i < n_pos ? pos + i * df : neg + (i - n_pos) * df;
+        double y = i < n_pos ? 1.0 : 0.0;
+        double z = b + dot_f(v, x, df);
+        loss += softplus(z) - y * z;
+        double dz = coef * (sigmoid(z) - y) / (double)n;
+        for (int64_t j = 0; j < df; j++) grad_v[j] += (float)(dz * x[j]);
+        gb += dz;
+    }
+    if (grad_b) *grad_b += (float)gb;
+    return coef * loss / (double)n;
+}
+
+// ----------------------------------------------------------------------------
+// LG-CAV
+
+void ns_lgcav_config_default(ns_lgcav_config *cfg) {
+    *cfg = (ns_lgcav_config){
+        .k_top = 500,
+        .k_bottom = 500,
+        .ga = 1,
+        .ce = 1,
+        .template_index = 0,
+        .dsr = 1,
+        .cls = 1,
+        .lg = 1,
+        .lambda = 1.0,
+        .std_ddof = 1,
+        .pair_diag = 0,
+        .thresh = NS_LGCAV_THRESH_BEST,
+        .lr = 0.02,
+        .schedule = "cosine",
+        .epochs = 60,
+        .batch = 100,
+        .init = NS_LGCAV_INIT_RANDOM,
+        .seed = 0,
+    };
+    ns_optim_config_default(&cfg->optim, NS_OPTIM_ADAM);
+}
+
+static int check_lgcav(const ns_lgcav_input *in, const ns_lgcav_config *cfg, ns_err *err) {
+    if (!in || !cfg) return ns_errf(err, "LG-CAV: no input or config");
+    if (in->n <= 0 || in->df <= 0 || in->dv <= 0 || in->nt <= 0 || !in->f || !in->g || !in->tpl)
+        return ns_errf(err, "LG-CAV: bad input (N %lld, Df %lld, Dv %lld, T %lld)",
+                       (long long)in->n, (long long)in->df, (long long)in->dv,
+                       (long long)in->nt);
+    if (in->np < 0 || in->nn < 0 || (in->np > 0 && !in->pos) || (in->nn > 0 && !in->neg))
+        return ns_errf(err, "LG-CAV: bad labelled rows (np %lld, nn %lld)", (long long)in->np,
+                       (long long)in->nn);
+    if (cfg->k_top < 0 || cfg->k_bottom < 0 || cfg->k_top + cfg->k_bottom <= 0)
+        return ns_errf(err, "LG-CAV: probe counts must be >= 0 with a positive sum (%lld, %lld)",
+                       (long long)cfg->k_top, (long long)cfg->k_bottom);
+    if (!cfg->ce && (cfg->template_index < 0 || cfg->template_index >= in->nt))
+        return ns_errf(err, "LG-CAV: template %lld out of range (T %lld)",
+                       (long long)cfg->template_index, (long long)in->nt);
+    if (cfg->std_ddof != 0 && cfg->std_ddof != 1)
+        return ns_errf(err, "LG-CAV: std ddof must be 0 or 1 (%d)", cfg->std_ddof);
+    if (cfg->dsr && in->np < 1 + cfg->std_ddof)
+        return ns_errf(err, "LG-CAV: DSR needs at least %d positives (have %lld)",
+                       1 + cfg->std_ddof, (long long)in->np);
+    if (cfg->cls && (in->np < 1 || in->nn < 1))
+        return ns_errf(err, "LG-CAV: L_cls needs positives and negatives (have %lld and %lld)",
+                       (long long)in->np, (long long)in->nn);
+    if (!cfg->cls && !cfg->lg) return ns_errf(err, "LG-CAV: neither L_LG nor L_cls is on");
+    if (!(cfg->lambda >= 0) || !isfinite(cfg->lambda))
+        return ns_errf(err, "LG-CAV: lambda must be >= 0 (%g)", cfg->lambda);
+    if ((unsigned)cfg->thresh >= NS_LGCAV_THRESH_COUNT)
+        return ns_errf(err, "LG-CAV: unknown threshold rule %d", (int)cfg->thresh);
+    if ((unsigned)cfg->init >= NS_LGCAV_INIT_COUNT)
+        return ns_errf(err, "LG-CAV: unknown init %d", (int)cfg->init);
+    if (!(cfg->lr > 0) || !isfinite(cfg->lr))
+        return ns_errf(err, "LG-CAV: lr must be > 0 (%g)", cfg->lr);
+    if (cfg->epochs < 1) return ns_errf(err, "LG-CAV: epochs must be >= 1 (%d)", cfg->epochs);
+    if (cfg->batch < 0) return ns_errf(err, "LG-CAV: batch must be >= 0 (%lld)",
+                                       (long long)cfg->batch);
+    if (check_finite(in->f, in->n, in->df, "LG-CAV pool features", err) < 0) return -1;
+    if (check_finite(in->g, in->n, in->dv, "LG-CAV pool VLM embeddings", err) < 0) return -1;
+    if (check_finite(in->tpl, in->nt, in->dv, "LG-CAV templates", err) < 0) return -1;
+    if (in->np && check_finite(in->pos, in->np, in->df, "LG-CAV positives", err) < 0) return -1;
+    if (in->nn && check_finite(in->neg, in->nn, in->df, "LG-CAV negatives", err) < 0) return -1;
+    return 0;
+}
+
+// Moves rows of (f, target, w) into (f2, target2, w2) in the order perm.
+static void permute_rows(float *f2, float *t2, float *w2, const float *f, const float *t,
+                         const float *w, const int64_t *perm, int64_t n, int64_t df) {
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(f2 + i * df, f + perm[i] * df, (size_t)df * sizeof *f);
+        t2[i] = t[perm[i]];
+        w2[i] = w[perm[i]];
+    }
+}
+
+int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
+                 const ns_lgcav_input *in, const ns_lgcav_config *cfg, ns_err *err) {
+    if (!v || !dec) return ns_errf(err, "LG-CAV: no output");
+    if (check_lgcav(in, cfg, err) < 0) return -1;
+    const int64_t n = in->n, df = in->df, dv = in->dv;
+    const int64_t nl = cfg->cls ? in->np + in->nn : 0;
+
+    float *t, *a, *fr, *fr2, *ar, *tg, *tg2, *w, *w2, *fl, *u, *gu, *ub;
+    int64_t *idx, *perm;
+    double *sc;
+    int *lab;
+    // |R| is at most min(N, k_top + k_bottom); size the per-probe buffers by it.
+    int64_t rmax = n < cfg->k_top + cfg->k_bottom ? n : cfg->k_top + cfg->k_bottom;
+    block_item items[] = {
+        {(void **)&t, dv, sizeof(float)},       {(void **)&a, n, sizeof(float)},
+        {(void **)&idx, n, sizeof(int64_t)},    {(void **)&fr, rmax * df, sizeof(float)},
+        {(void **)&fr2, rmax * df, sizeof(float)}, {(void **)&ar, rmax, sizeof(float)},
+        {(void **)&tg, rmax, sizeof(float)},    {(void **)&tg2, rmax, sizeof(float)},
+        {(void **)&w, rmax, sizeof(float)},     {(void **)&w2, rmax, sizeof(float)},
+        {(void **)&perm, rmax, sizeof(int64_t)}, {(void **)&sc, rmax, sizeof(double)},
+        {(void **)&lab, rmax, sizeof(int)},     {(void **)&fl, nl * df, sizeof(float)},
+        {(void **)&u, df, sizeof(float)},       {(void **)&gu, df, sizeof(float)},
+        {(void **)&ub, 2, sizeof(float)}, // bias and its gradient
+    };
+    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    if (!blk) return ns_err_prefix(err, "LG-CAV");
+    ns_optim *opt = NULL;
+    int rc = -1;
+
+    // 1. the concept's text embedding and the VLM scores of the pool
+    if (ns_cav_text_embedding(t, in->tpl, in->nt, dv, cfg->ce, cfg->template_index, err) < 0)
+        goto done;
+    ns_cav_vlm_scores(a, in->g, n, dv, t);
+
+    // 2. probes
+    int64_t n_top = 0;
+    int64_t nr = ns_cav_select_probes(idx, &n_top, a, n, cfg->k_top, cfg->k_bottom);
+    if (nr < 0) {
+        ns_errf(err, "LG-CAV: out of memory selecting probes");
+        goto done;
+    }
+    if (nr < 2) {
+        ns_errf(err, "LG-CAV: needs at least 2 probes (have %lld)", (long long)nr);
+        goto done;
+    }
+    for (int64_t i = 0; i < nr; i++) {
+        memcpy(fr + i * df, in->f + idx[i] * df, (size_t)df * sizeof *fr);
+        ar[i] = a[idx[i]];
+    }
+
+    // 3. Gaussian alignment: statistics always (reported), the target only with GA
+    double mu_t, sd_t, mu_vl = 0, var_vl = 0;
+    if (ns_cav_pair_stats(&mu_t, &sd_t, fr, nr, df, cfg->pair_diag, cfg->std_ddof, err) < 0)
+        goto done;
+    for (int64_t i = 0; i < nr; i++) mu_vl += ar[i];
+    mu_vl /= (double)nr;
+    for (int64_t i = 0; i < nr; i++) var_vl += (ar[i] - mu_vl) * (ar[i] - mu_vl);
+    double sd_vl = sqrt(var_vl / (double)(nr - cfg->std_ddof));
+    if (cfg->ga && !(sd_vl > 0)) {
+        ns_errf(err, "LG-CAV: every probe has the same VLM score (%g): nothing to align",
+                mu_vl);
+        goto done;
+    }
+    for (int64_t i = 0; i < nr; i++)
+        tg[i] = cfg->ga ? (float)((ar[i] - mu_vl) / sd_vl * sd_t + mu_t) : ar[i];
+
+    // 4. deviation sample reweighting
+    if (cfg->dsr) {
+        if (ns_cav_dsr_weights(w, NULL, fr, nr, in->pos, in->np, df, cfg->std_ddof, err) < 0)
+            goto done;
+    } else {
+        for (int64_t i = 0; i < nr; i++) w[i] = 1.0f;
+    }
+    double w_min = INFINITY, w_max = -INFINITY;
+    for (int64_t i = 0; i < nr; i++) {
+        w_min = fmin(w_min, w[i]);
+        w_max = fmax(w_max, w[i]);
+    }
+
+    // 5. the labelled rows, divided by the RMS norm of every feature row used
+    double scale = 1.0;
+    if (cfg->cls) {
+        double ss = 0;
+        for (int64_t i = 0; i < nr * df; i++) ss += (double)fr[i] * fr[i];
+        for (int64_t i = 0; i < in->np * df; i++) ss += (double)in->pos[i] * in->pos[i];
+        for (int64_t i = 0; i < in->nn * df; i++) ss += (double)in->neg[i] * in->neg[i];
+        scale = sqrt(ss / (double)(nr + in->np + in->nn));
+        if (!(scale > 0)) scale = 1.0;
+        for (int64_t i = 0; i < in->np * df; i++) fl[i] = (float)(in->pos[i] / scale);
+        for (int64_t i = 0; i < in->nn * df; i++)
+            fl[in->np * df + i] = (float)(in->neg[i] / scale);
+    }
+    normalize_rows(fr, nr, df); // from here on only cosines of probes are needed
+
+    // 6. the start
+    ns_rng rng;
+    ns_rng_seed(&rng, cfg->seed);
+    if (cfg->init == NS_LGCAV_INIT_RANDOM) {
+        for (int64_t j = 0; j < df; j++) u[j] = (float)ns_rng_normal(&rng);
+    } else if (cfg->init == NS_LGCAV_INIT_PROBES) {
+        if (n_top < 1 || n_top >= nr) {
+            ns_errf(err, "LG-CAV: the probe start needs a top and a bottom part (%lld of %lld)",
+                    (long long)n_top, (long long)nr);
+            goto done;
+        }
+        for (int64_t j = 0; j < df; j++) {
+            double st = 0, sb = 0;
+            for (int64_t i = 0; i < n_top; i++) st += fr[i * df + j];
+            for (int64_t i = n_top; i < nr; i++) sb += fr[i * df + j];
+            u[j] = (float)(st / (double)n_top - sb / (double)(nr - n_top));
+        }
+    } else {
+        if (check_finite(v, 1, df, "LG-CAV start", err) < 0) goto done;
+        for (int64_t j = 0; j < df; j++) u[j] = (float)(v[j] * scale);
+    }
+    double nu = norm_f(u, df);
+    if (!(nu > 0)) {
+        ns_errf(err, "LG-CAV: the start vector is zero");
+        goto done;
+    }
+    if (cfg->init != NS_LGCAV_INIT_GIVEN)
+        for (int64_t j = 0; j < df; j++) u[j] = (float)(u[j] / nu);
+
+    // 7. the optimiser and the schedule
+    float *bias = &ub[0], *gbias = &ub[1];
+    *bias = 0;
+    ns_param params[2] = {
+        {.name = "cav.v", .value = u, .grad = gu, .numel = df, .decay = 1},
+        {.name = "cav.bias", .value = bias, .grad = gbias, .numel = 1, .decay = 0},
+    };
+    opt = ns_optim_create(&cfg->optim, params, cfg->cls ? 2 : 1, err);
+    if (!opt) {
+        ns_err_prefix(err, "LG-CAV");
+        goto done;
+    }
+    int64_t batch = cfg->batch > 0 && cfg->batch < nr ? cfg->batch : nr;
+    int64_t spe = (nr + batch - 1) / batch;
+    ns_lr_schedule sched;
+    if (ns_lr_parse(&sched, cfg->schedule ? cfg->schedule : "constant", cfg->lr, err) < 0)
+        goto done;
+    sched.total_steps = (int64_t)cfg->epochs * spe;
+    if (ns_lr_check(&sched, spe, err) < 0) goto done;
+
+    // 8. training
+    // fr, tg, w keep R's order (top part first); each epoch trains on a fresh
+    // shuffle of them in fr2, tg2, w2.
+    const float *pl = fl, *nlab = fl + in->np * df;
+    int64_t step = 0;
+    for (int ep = 0; ep < cfg->epochs; ep++) {
+        for (int64_t i = 0; i < nr; i++) perm[i] = i;
+        ns_rng_shuffle(&rng, perm, nr);
+        permute_rows(fr2, tg2, w2, fr, tg, w, perm, nr, df);
+        for (int64_t b0 = 0; b0 < nr; b0 += batch) {
+            int64_t nb = nr - b0 < batch ? nr - b0 : batch;
+            memset(gu, 0, (size_t)df * sizeof *gu);
+            *gbias = 0;
+            if (cfg->lg) {
+                if (!(norm_f(u, df) > 0)) {
+                    ns_errf(err, "LG-CAV: v collapsed to zero at step %lld", (long long)step);
+                    goto done;
+                }
+                ns_cav_lg_loss(gu, u, fr2 + b0 * df, nb, df, tg2 + b0, w2 + b0, cfg->lambda);
+            }
+            if (cfg->cls)
+                ns_cav_cls_loss(gu, gbias, u, *bias, pl, in->np, nlab, in->nn, df, 1.0);
+            ns_optim_step(opt, ns_lr_at(&sched, step, spe));
+            step++;
+        }
+    }
+    for (int64_t j = 0; j < df; j++)
+        if (!isfinite(u[j])) {
+            ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
+            goto done;
+        }
+    if (!isfinite(*bias)) {
+        ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
+        goto done;
+    }
+    nu = norm_f(u, df);
+    if (!(nu > 0)) {
+        ns_errf(err, "LG-CAV: v collapsed to zero");
+        goto done;
+    }
+
+    // 9. the result and its decision
+    double loss_lg = NAN, loss_cls = NAN;
+    memset(gu, 0, (size_t)df * sizeof *gu);
+    if (cfg->lg) loss_lg = ns_cav_lg_loss(gu, u, fr, nr, df, tg, w, 1.0);
+    if (cfg->cls)
+        loss_cls = ns_cav_cls_loss(gu, NULL, u, *bias, pl, in->np, nlab, in->nn, df, 1.0);
+    if (cfg->cls) {
+        for (int64_t j = 0; j < df; j++) v[j] = (float)(u[j] / scale);
+        dec->rule = NS_CAV_RULE_LINEAR;
+        dec->offset = *bias;
+    } else {
+        for (int64_t j = 0; j < df; j++) v[j] = (float)(u[j] / nu);
+        dec->rule = NS_CAV_RULE_COSINE;
+        double sum_top = 0, sum_bot = 0;
+        for (int64_t i = 0; i < nr; i++) {
+            sc[i] = ns_cav_cos(v, fr + i * df, df);
+            lab[i] = i < n_top;
+            if (i < n_top) sum_top += sc[i];
+            else sum_bot += sc[i];
+        }
+        double thr, acc;
+        if (cfg->thresh == NS_LGCAV_THRESH_BEST) {
+            if (ns_cav_best_threshold(&thr, &acc, sc, lab, nr, err) < 0) goto done;
+        } else {
+            if (n_top < 1 || n_top >= nr) {
+                ns_errf(err, "LG-CAV: the midpoint threshold needs a top and a bottom part "
+                        "(%lld of %lld)", (long long)n_top, (long long)nr);
+                goto done;
+            }
+            thr = 0.5 * (sum_top / (double)n_top + sum_bot / (double)(nr - n_top));
+        }
+        dec->offset = -thr;
+    }
+    // the decision's agreement with R's parts (raw rows for a linear rule: scale them back)
+    int64_t agree = 0;
+    for (int64_t i = 0; i < nr; i++) {
+        double s;
+        if (dec->rule == NS_CAV_RULE_COSINE) {
+            s = ns_cav_cos(v, fr + i * df, df) + dec->offset;
+        } else { // fr is unit: v·f_raw > -b  <=>  v·fhat > -b / |f_raw|
+            double nf = norm_f(in->f + idx[i] * df, df);
+            s = dot_f(v, fr + i * df, df) * nf + dec->offset;
+        }
+        agree += (s > 0) == (i < n_top);
+    }
+    rc = 0;
+    if (rep) {
+        rep->n_probes = nr;
+        rep->n_top = n_top;
+        rep->mu_t = mu_t;
+        rep->sd_t = sd_t;
+        rep->mu_vl = mu_vl;
+        rep->sd_vl = sd_vl;
+        rep->w_min = w_min;
+        rep->w_max = w_max;
+        rep->feat_scale = scale;
+        rep->loss_lg = loss_lg;
+        rep->loss_cls = loss_cls;
+        rep->fit_acc = (double)agree / (double)nr;
+        rep->steps = step;
+    }
+done:
+    ns_optim_free(opt);
+    free(blk);
+    return rc;
+}
