@@ -53,9 +53,12 @@ build: $(LIB) $(TOOLS)
 deps:
 	@sh tests/deps.sh
 
-$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h)
+# Each object depends on the headers it includes (-MMD writes them down).
+$(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(LIB_OBJ:.o=.d)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

@@ -22,9 +22,10 @@
 //   -inf when maximizing      the forbidden pairs, the call fails ("infeasible").
 //   -inf when minimizing,     refused: the total would be unbounded.
 //   +inf when maximizing
-//   finite                    must be small enough that sums of about 4 x
-//                             max(rows, cols) of them stay finite (|x| < ~1e300/n);
+//   finite                    |x| <= DBL_MAX / (8 (max(rows, cols) + 1)), about
+//                             2e307 / n, so sums along any path stay finite;
 //                             larger values are refused rather than risk overflow.
+// Each side must be below 2^31 - 1.
 //
 // Results: row_to_col[i] is the column given to row i, or -1 (length rows).
 // *total (when total is not NULL) is the sum of the chosen entries of cost as
