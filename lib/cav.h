@@ -162,7 +162,7 @@ void ns_cav_vlm_scores(float *a, const float *g, int64_t n, int64_t dv, const fl
 // n <= k_top + k_bottom. idx (n) receives the chosen row indices sorted by a
 // descending (ties: lower index first), the first *n_top of them the "top"
 // part (k_top, or round(n * k_top / (k_top + k_bottom)) when all are taken).
-// Returns |R|.
+// Returns |R|, or -1 when out of memory.
 int64_t ns_cav_select_probes(int64_t *idx, int64_t *n_top, const float *a, int64_t n,
                              int64_t k_top, int64_t k_bottom);
 
@@ -222,7 +222,7 @@ typedef struct ns_lgcav_config {
     int std_ddof;            // ddof of every std (GA's two, DSR's): 1 (torch.std)
     int pair_diag;           // GA pairs include x' == x'' and both orders (0)
     ns_lgcav_thresh thresh;  // cosine decision's threshold (BEST)
-    ns_optim_config optim;   // Adam, torch's defaults
+    ns_optim_config optim;   // Adam, torch's betas, weight decay 0.3 (cav_fit.c says why)
     double lr;               // 0.02, see cav_fit.c
     const char *schedule;    // lr schedule spec for ns_lr_parse ("cosine")
     int epochs;              // 60
@@ -249,7 +249,7 @@ typedef struct ns_lgcav_report {
     double mu_vl, sd_vl;        // a(x) on R
     double w_min, w_max;        // DSR weights on R (1, 1 without DSR)
     double feat_scale;          // the RMS feature norm L_cls's features were divided by
-    double loss_lg, loss_cls;   // after training, over all of R / all labelled rows
+    double loss_lg, loss_cls;   // after training, over all of R / all labelled rows (NAN if off)
     double fit_acc;             // the decision's accuracy on R's top vs bottom parts
     int64_t steps;
 } ns_lgcav_report;
