@@ -19,9 +19,11 @@ void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float a
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
               float *c, int64_t ldc);
 
-// The BLIS microkernel of the selected kernels, for kernels that pack their
-// own operands (convolution builds its panels straight from the images, so no
-// im2col matrix is written and repacked). One call computes a full tile of
+// A gemm microkernel tile, for kernels that build their operands themselves
+// (convolution reads its panels straight from the images, so no im2col matrix
+// is written and repacked): netsmith's own AVX-512 32x8 tile where the CPU has
+// AVX-512, else the microkernel of BLIS's selected kernels
+// (NETSMITH_TILE_KERNEL=blis forces BLIS's). One call computes a full tile of
 // ns_tile_rows() x ns_tile_cols():
 //     C[i + j*ldc] = beta * C[i + j*ldc] + sum_t p[t*rows + i] * q[t*cols + j]
 // for t < k. p and q hold k steps of rows (cols) floats each and start on a
@@ -29,6 +31,17 @@ void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float a
 // call it from any thread.
 int ns_tile_rows(void);
 int ns_tile_cols(void);
+const char *ns_tile_kernel(void); // "netsmith avx512 32x8", "BLIS skx 32x12", ...
 void ns_tile_gemm(int64_t k, const float *p, const float *q, float beta, float *c, int64_t ldc);
+
+// The same tile with its operands read in place: row t of p (rows floats) at
+// base + off[t], any alignment, and element j of row t of q at q[t*ldq + j*cq].
+// Convolutions point it straight into padded images instead of packing.
+// pack holds rows*k rounded up to a multiple of 16, plus cols*k floats,
+// 64-byte aligned, for kernels that need packed operands (BLIS's); it may be
+// NULL when ns_tile_packs() is 0.
+int ns_tile_packs(void);
+void ns_tile_gemm_rows(int64_t k, const float *base, const int64_t *off, const float *q,
+                       int64_t ldq, int64_t cq, float beta, float *c, int64_t ldc, float *pack);
 
 #endif

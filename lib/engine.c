@@ -403,6 +403,8 @@ void ns_engine_zero_grad(ns_engine *e) {
 void ns_engine_backward(ns_engine *e, const float *dout) {
     const ns_model *m = e->model;
     if (!e->with_grads) return; // nothing to fill: a forward-only engine
+    // a few hundred MB at batch 256: one thread alone takes ~6% of a step
+#pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i <= m->output; i++)
         memset(e->grad[i], 0, (size_t)(e->n * m->nodes[i].numel) * sizeof(float));
     memcpy(e->grad[m->output], dout, (size_t)(e->n * m->nodes[m->output].numel) * sizeof(float));

@@ -19,18 +19,24 @@ void ns_relu_forward(float *out, const float *inp, int64_t n) {
 // out > 0 exactly when inp > 0; torch's gradient at 0 is 0, as here.
 void ns_relu_backward(float *dinp, const float *dout, const float *out, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float d = dout[i]; // loaded either way, so the select vectorises
+        dinp[i] += out[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 void ns_leaky_relu_forward(float *out, const float *inp, float slope, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
+    for (int64_t i = 0; i < n; i++) out[i] = (inp[i] > 0.0f ? 1.0f : slope) * inp[i];
 }
 
 void ns_leaky_relu_backward(float *dinp, const float *dout, const float *inp, float slope,
                             int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : slope * dout[i];
+    for (int64_t i = 0; i < n; i++) {
+        float k = inp[i] > 0.0f ? 1.0f : slope;
+        dinp[i] += k * dout[i];
+    }
 }
 
 #define INV_SQRT2 0.70710678118654752440f

@@ -153,7 +153,10 @@ void ns_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, fl
                          int64_t n) {
     const float s = keep_scale(p);
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
-    for (int64_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * s : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float d = dout[i] * s;
+        dinp[i] += mask[i] ? d : 0.0f;
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -12,10 +12,12 @@
 //   state saved for backward (batch statistics, argmax indices, dropout masks)
 //   are buffers the caller passes in. Geometry is validated once, up front, by
 //   the *_geom_init functions, which return -1 with a message in err.
-// - Dense products go through ns_sgemm (lib/blas.h). Loops over batch/channels
-//   use OpenMP with a static schedule; every reduction (BN statistics,
-//   weight/bias gradients, loss sums) runs in a fixed order inside one thread,
-//   accumulating in double, so results do not depend on the thread count
+// - Dense products go through ns_sgemm (lib/blas.h); convolution builds its
+//   own from ns_tile_gemm_rows tiles. Loops over batch/channels use OpenMP
+//   with a static schedule (convolution: dynamic, over samples); every
+//   reduction (BN statistics, weight/bias gradients, loss sums) runs in a
+//   fixed order inside one thread, accumulating in double (over float partial
+//   sums of a block or tile), so results do not depend on the thread count
 //   (BLIS's own sums aside).
 // - Float32 everywhere; semantics follow PyTorch's ops of the same name.
 //
@@ -67,10 +69,12 @@ typedef struct ns_conv2d_geom {
 
 int ns_conv2d_geom_init(ns_conv2d_geom *g, ns_err *err);
 
-// Floats of scratch the forward and backward need (one im2col matrix for one
-// sample and group: (C/G)*KH*KW x OH*OW). Zero for the two paths without
-// im2col: 1x1 convolution with stride 1 and no padding, and the direct
-// per-channel path used when C/G == 1 and OC/G == 1 (depthwise).
+// Floats of scratch the forward and backward need: packed weights, a slice
+// per thread (ns_threads()) of padded image copies, and for backward a
+// partial weight gradient per chunk of samples; a few MB for resnet20 at a
+// batch of 256 (op_conv.c). Zero for the direct per-channel path used when
+// C/G == 1 and OC/G == 1 (depthwise). Any alignment will do. One call at a
+// time per scratch buffer.
 int64_t ns_conv2d_scratch_floats(const ns_conv2d_geom *g);
 
 void ns_conv2d_forward(float *out,          // (N, OC, OH, OW)
