@@ -12,6 +12,7 @@
 #include "blas.h"
 
 #include <blis.h>
+#include <fcntl.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char kernels_desc[128];
+static char kernels_desc[320];
 static int thread_count = 1;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -38,6 +39,9 @@ static int probe_blis_arch(void) {
     }
     if (pid == 0) {
         close(fds[0]);
+        int devnull = open("/dev/null", O_WRONLY); // BLIS's abort message is ours to word
+        if (devnull >= 0) dup2(devnull, 2);
+        bli_init(); // with BLIS_ARCH_TYPE set, BLIS checks the id against its contexts
         int id = (int)bli_arch_query_id();
         ssize_t wrote = write(fds[1], &id, sizeof id);
         _exit(wrote == (ssize_t)sizeof id ? 0 : 1);
@@ -62,12 +66,42 @@ static int cpu_has_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+// BLIS 0.9 reads BLIS_ARCH_TYPE as a number (a name reads as 0, i.e. skx).
+// A name is translated to its id; an id this BLIS was not built with would
+// make BLIS abort on first use, so it is tried in a child first. Returns 1
+// when the user's choice stands, 0 when it was dropped (note says why).
+static int check_user_arch(const char *user, char *note, size_t cap) {
+    char *end;
+    long id = strtol(user, &end, 10);
+    if (*end) {
+        id = -1;
+        for (int a = 0; a < (int)BLIS_NUM_ARCHS; a++)
+            if (strcmp(bli_arch_string((arch_t)a), user) == 0) id = a;
+        if (id < 0) {
+            snprintf(note, cap, " (BLIS_ARCH_TYPE=%.20s names no architecture: ignored)", user);
+            unsetenv("BLIS_ARCH_TYPE");
+            return 0;
+        }
+        char text[24];
+        snprintf(text, sizeof text, "%d", (int)id);
+        setenv("BLIS_ARCH_TYPE", text, 1);
+    }
+    if (probe_blis_arch() < 0) {
+        snprintf(note, cap, " (BLIS_ARCH_TYPE=%.20s is not usable with this BLIS: ignored)", user);
+        unsetenv("BLIS_ARCH_TYPE");
+        return 0;
+    }
+    snprintf(note, cap, " (BLIS_ARCH_TYPE=%.20s set by the user)", user);
+    return 1;
+}
+
 static void choose_kernels(void) {
     const char *user = getenv("BLIS_ARCH_TYPE");
     const char *select = getenv("NETSMITH_BLIS_SELECT");
+    static char user_note[200];
     const char *note = "";
-    if (user && *user) {
-        note = " (BLIS_ARCH_TYPE set by the user)";
+    if (user && *user && check_user_arch(user, user_note, sizeof user_note)) {
+        note = user_note;
     } else if (select && strcmp(select, "0") == 0) {
         note = " (BLIS's own choice: NETSMITH_BLIS_SELECT=0)";
     } else if (probe_blis_arch() == (int)BLIS_ARCH_GENERIC) {
@@ -80,6 +114,11 @@ static void choose_kernels(void) {
             setenv("BLIS_ARCH_TYPE", id, 1);
             note = " (selected by netsmith: BLIS would use generic on this CPU)";
         }
+    }
+    if (user_note[0] && note != user_note) { // the user's value was dropped: say so too
+        size_t used = strlen(user_note);
+        snprintf(user_note + used, sizeof user_note - used, "%s", note);
+        note = user_note;
     }
     bli_init();
     snprintf(kernels_desc, sizeof kernels_desc, "%s%s",

@@ -174,3 +174,15 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     printf '1\n' | tns-tsv -r -o /dev/null
     [ -c /dev/null ]
 }
+
+@test "--version names the BLIS kernels; BLIS_ARCH_TYPE takes names and bad values are ignored, not fatal" {
+    run tns-info --version
+    [ "$status" -eq 0 ] && [[ "$output" == *"BLIS kernels: "* ]]
+    BLIS_ARCH_TYPE=haswell run tns-info --version
+    [ "$status" -eq 0 ] && [[ "$output" == *"BLIS kernels: haswell (BLIS_ARCH_TYPE=haswell set by the user)"* ]]
+    BLIS_ARCH_TYPE=bogus run tns-info --version
+    [ "$status" -eq 0 ] && [[ "$output" == *"BLIS_ARCH_TYPE=bogus names no architecture: ignored"* ]]
+    BLIS_ARCH_TYPE=2 run --separate-stderr tns-info --version
+    [ "$status" -eq 0 ] && [[ "$output" == *"BLIS_ARCH_TYPE=2 is not usable with this BLIS: ignored"* ]]
+    [ -z "$stderr" ]
+}
