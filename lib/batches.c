@@ -26,7 +26,7 @@ int ns_batches_open(ns_batches *b, const char *path, const ns_model *m, int64_t 
 
 void ns_batches_close(ns_batches *b) {
     ns_reader_close(b->r);
-    ns_strings_free(b->labels, b->nlabels);
+    ns_stream_info_free(&b->info);
     free(b->rec_labels);
     free(b->rec_ids);
     free(b->x);
@@ -35,26 +35,6 @@ void ns_batches_close(ns_batches *b) {
     memset(b, 0, sizeof *b);
 }
 
-static int read_meta(ns_batches *b, const ns_record *rec, ns_err *err) {
-    char **labels;
-    size_t n;
-    if (ns_obj_strs(rec->meta, "general.labels", &labels, &n, err) < 0) return -1;
-    if (labels) {
-        ns_strings_free(b->labels, b->nlabels);
-        b->labels = labels;
-        b->nlabels = n;
-    }
-    const msgpack_object *mean = ns_map_get(rec->meta, "image.mean");
-    if (mean) {
-        if (mean->type != MSGPACK_OBJECT_ARRAY || mean->via.array.size < 1 || mean->via.array.size > 4)
-            return ns_errf(err, "image.mean: not 1 to 4 numbers");
-        b->nnorm = (int)mean->via.array.size;
-        if (ns_obj_f64s(rec->meta, "image.mean", b->mean, (size_t)b->nnorm, err) < 0 ||
-            ns_obj_f64s(rec->meta, "image.std", b->std, (size_t)b->nnorm, err) < 0)
-            return -1;
-    }
-    return 0;
-}
 
 // Checks a data record against the model's input and loads its labels/ids.
 static int accept_record(ns_batches *b, ns_err *err) {
@@ -76,22 +56,22 @@ static int accept_record(ns_batches *b, ns_err *err) {
                        (unsigned long long)rec->index, ns_dtypes[rec->dtype].name);
     // The data must arrive normalised as the model was trained, or raw.
     const ns_model *m = b->model;
-    int same = b->nnorm == m->nnorm;
+    int same = b->info.nnorm == m->nnorm;
     for (int c = 0; same && c < m->nnorm; c++)
-        same = b->mean[c] == m->mean[c] && b->std[c] == m->std[c];
-    if (!same && b->nnorm)
+        same = b->info.mean[c] == m->mean[c] && b->info.std[c] == m->std[c];
+    if (!same && b->info.nnorm)
         return ns_errf(err, "%s: the data is normalised (image.mean/std) differently from the model's inputs",
                        ns_reader_label(b->r));
     // Labels index classes: the data's class names must be the model's, in order.
-    if (b->labels && m->labels) {
-        size_t n = b->nlabels < m->nlabels ? b->nlabels : m->nlabels;
-        for (size_t k = 0; k < n || b->nlabels != m->nlabels; k++) {
-            if (k < n && strcmp(b->labels[k], m->labels[k]) == 0) continue;
+    if (b->info.labels && m->labels) {
+        size_t n = b->info.nlabels < m->nlabels ? b->info.nlabels : m->nlabels;
+        for (size_t k = 0; k < n || b->info.nlabels != m->nlabels; k++) {
+            if (k < n && strcmp(b->info.labels[k], m->labels[k]) == 0) continue;
             if (k >= n)
                 return ns_errf(err, "%s: the data has %zu classes, the model %zu", ns_reader_label(b->r),
-                               b->nlabels, m->nlabels);
+                               b->info.nlabels, m->nlabels);
             return ns_errf(err, "%s: class %zu is '%s' in the data but '%s' in the model (same classes in another order?)",
-                           ns_reader_label(b->r), k, b->labels[k], m->labels[k]);
+                           ns_reader_label(b->r), k, b->info.labels[k], m->labels[k]);
         }
     }
     b->rec_n = rec->shape[0];
@@ -129,7 +109,7 @@ static void take(ns_batches *b, int64_t from, int64_t count, int64_t at) {
         ns_convert_to_f32(dst, (const uint8_t *)rec->data + from * per, NS_U8, n);
         for (size_t i = 0; i < n; i++) dst[i] *= 1.0f / 255.0f;
     }
-    if (m->nnorm && !b->nnorm) { // raw data for a model trained on normalised inputs
+    if (m->nnorm && !b->info.nnorm) { // raw data for a model trained on normalised inputs
         int64_t C = m->nodes[0].shape[0], S = per / C;
         for (int64_t s = 0; s < count; s++)
             for (int64_t c = 0; c < C; c++) {
@@ -157,7 +137,7 @@ int ns_batches_next(ns_batches *b, ns_err *err) {
             if (got < 0) return -1;
             if (got == 0) break;
             if (strcmp(b->rec.kind, "meta") == 0) {
-                if (read_meta(b, &b->rec, err) < 0) return -1;
+                if (ns_stream_info_update(&b->info, &b->rec, err) < 0) return ns_err_prefix(err, "%s", ns_reader_label(b->r));
                 continue;
             }
             if (!b->rec.has_data || strcmp(b->rec.kind, "tensor") != 0) continue;
@@ -206,10 +186,10 @@ int ns_samples_load(ns_samples *s, const char *path, const ns_model *m, ns_err *
     if (got < 0) rc = -1;
     if (rc == 0 && s->n == 0) rc = ns_errf(err, "%s: no samples", path);
     if (rc == 0) {
-        s->labels = b.labels;
-        s->nlabels = b.nlabels;
-        b.labels = NULL;
-        b.nlabels = 0;
+        s->labels = b.info.labels;
+        s->nlabels = b.info.nlabels;
+        b.info.labels = NULL;
+        b.info.nlabels = 0;
     }
     ns_batches_close(&b);
     if (rc < 0) ns_samples_free(s);

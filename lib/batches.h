@@ -8,17 +8,14 @@
 #include <stdint.h>
 
 #include "graph.h"
+#include "streaminfo.h"
 #include "tns.h"
 
 typedef struct ns_batches {
     ns_reader *r;
     const ns_model *model;
     int64_t max_batch, sample_numel;
-    // what the stream's meta records said
-    char **labels;
-    size_t nlabels;
-    int nnorm;
-    double mean[4], std[4];
+    ns_stream_info info;  // what the stream's meta records said
     // the record being cut into batches
     ns_record rec;
     int have_rec;

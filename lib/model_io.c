@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "streaminfo.h"
 
 // --- writing -------------------------------------------------------------------
 
@@ -168,26 +169,17 @@ static int read_graph(ns_model *m, const ns_record *rec, param_names **pn, ns_er
 }
 
 static int read_meta(ns_model *m, const ns_record *rec, ns_err *err) {
-    char **labels;
-    size_t n;
-    int got = ns_obj_strs(rec->meta, "general.labels", &labels, &n, err);
-    if (got < 0) return -1;
-    if (got) {
-        ns_strings_free(m->labels, m->nlabels);
-        m->labels = labels;
-        m->nlabels = n;
-    }
-    if (ns_obj_str(rec->meta, "model.arch", m->arch, sizeof m->arch, err) < 0) return -1;
-    const msgpack_object *mean = ns_map_get(rec->meta, "image.mean");
-    if (mean) {
-        if (mean->type != MSGPACK_OBJECT_ARRAY || mean->via.array.size < 1 || mean->via.array.size > 4)
-            return ns_errf(err, "image.mean: not 1 to 4 numbers");
-        m->nnorm = (int)mean->via.array.size;
-        if (ns_obj_f64s(rec->meta, "image.mean", m->mean, (size_t)m->nnorm, err) < 0 ||
-            ns_obj_f64s(rec->meta, "image.std", m->std, (size_t)m->nnorm, err) < 0)
-            return -1;
-    }
-    return 0;
+    ns_stream_info info = {m->labels, m->nlabels, m->nnorm, {0}, {0}};
+    memcpy(info.mean, m->mean, sizeof info.mean);
+    memcpy(info.std, m->std, sizeof info.std);
+    int rc = ns_stream_info_update(&info, rec, err);
+    m->labels = info.labels;
+    m->nlabels = info.nlabels;
+    m->nnorm = info.nnorm;
+    memcpy(m->mean, info.mean, sizeof m->mean);
+    memcpy(m->std, info.std, sizeof m->std);
+    if (rc < 0) return -1;
+    return ns_obj_str(rec->meta, "model.arch", m->arch, sizeof m->arch, err) < 0 ? -1 : 0;
 }
 
 int ns_model_read(ns_model *m, ns_reader *r, ns_err *err) {

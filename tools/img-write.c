@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "image.h"
+#include "streaminfo.h"
 #include "strset.h"
 #include "tns.h"
 
@@ -27,13 +28,6 @@ struct cmdline {
     int64_t limit;
 };
 
-// What the stream's meta records have said so far.
-typedef struct stream_info {
-    char **labels;
-    size_t nlabels;
-    double mean[4], std[4];
-    size_t nmean;
-} stream_info;
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -78,31 +72,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     ns_parse_args(argc, argv, &cli, opts, first);
 }
 
-static void info_update(stream_info *info, const ns_record *rec, ns_err *err, int *failed) {
-    char **labels;
-    size_t n;
-    int got = ns_obj_strs(rec->meta, "general.labels", &labels, &n, err);
-    if (got < 0) { *failed = 1; return; }
-    if (got > 0) {
-        ns_strings_free(info->labels, info->nlabels);
-        info->labels = labels;
-        info->nlabels = n;
-    }
-    const msgpack_object *mean = ns_map_get(rec->meta, "image.mean");
-    if (mean && mean->type == MSGPACK_OBJECT_ARRAY && mean->via.array.size <= 4) {
-        size_t c = mean->via.array.size;
-        if (ns_obj_f64s(rec->meta, "image.mean", info->mean, c, err) < 0 ||
-            ns_obj_f64s(rec->meta, "image.std", info->std, c, err) <= 0) {
-            if (!ns_map_get(rec->meta, "image.std")) ns_errf(err, "image.mean without image.std in the stream's meta");
-            *failed = 1;
-            return;
-        }
-        info->nmean = c;
-    }
-}
 
 // "CLASS/000123.png" for sample j of a batch.
-static void sample_path(char *buf, size_t cap, const stream_info *info, int64_t label, int64_t id) {
+static void sample_path(char *buf, size_t cap, const ns_stream_info *info, int64_t label, int64_t id) {
     char cls[256];
     if (label >= 0 && (size_t)label < info->nlabels) snprintf(cls, sizeof cls, "%s", info->labels[label]);
     else if (label >= 0) snprintf(cls, sizeof cls, "%lld", (long long)label);
@@ -114,7 +86,7 @@ static void sample_path(char *buf, size_t cap, const stream_info *info, int64_t 
 }
 
 // Copies image j of a batch record into img, undoing the normalisation.
-static int batch_image(const ns_record *rec, int64_t j, const stream_info *info, ns_image *img,
+static int batch_image(const ns_record *rec, int64_t j, const ns_stream_info *info, ns_image *img,
                        ns_err *err) {
     int c = (int)rec->shape[1], h = (int)rec->shape[2], w = (int)rec->shape[3];
     if (ns_image_alloc(img, c, h, w, err) < 0) return -1;
@@ -123,8 +95,8 @@ static int batch_image(const ns_record *rec, int64_t j, const stream_info *info,
         double v = ns_value_at(rec->data, rec->dtype, (size_t)j * plane + i);
         if (rec->dtype == NS_U8) v /= 255.0;
         size_t ch = i / ((size_t)h * (size_t)w);
-        if (info->nmean == (size_t)c) v = v * info->std[ch] + info->mean[ch];
-        else if (info->nmean == 1) v = v * info->std[0] + info->mean[0];
+        if (info->nnorm == c) v = v * info->std[ch] + info->mean[ch];
+        else if (info->nnorm == 1) v = v * info->std[0] + info->mean[0];
         img->data[i] = (float)v;
     }
     return 0;
@@ -225,14 +197,17 @@ int main(int argc, char **argv) {
         }
     }
 
-    stream_info info = {0};
+    ns_stream_info info = {0};
     int64_t written = 0, *labels = NULL, *ids = NULL;
     int failed = 0, got;
     ns_record rec;
     ns_progress progress;
     ns_progress_start(&progress, "images", limit > 0 ? limit : 0, cmd.quiet);
     while (!failed && (limit < 0 || written < limit) && (got = ns_reader_next(r, &rec, &err)) == 1) {
-        if (strcmp(rec.kind, "meta") == 0) { info_update(&info, &rec, &err, &failed); continue; }
+        if (strcmp(rec.kind, "meta") == 0) {
+            failed = ns_stream_info_update(&info, &rec, &err) < 0;
+            continue;
+        }
         if (!rec.has_data || (cmd.name ? fnmatch(cmd.name, rec.name, 0) != 0 : rec.ndim != 4)) continue;
         if (check_batch(&rec, &err) < 0) { failed = 1; break; }
         int64_t n = rec.shape[0];
@@ -260,7 +235,7 @@ int main(int argc, char **argv) {
     ns_reader_close(r);
     free(labels);
     free(ids);
-    ns_strings_free(info.labels, info.nlabels);
+    ns_stream_info_free(&info);
     if (s.archive && failed) ns_archive_writer_abort(s.archive);
     else if (s.archive && ns_archive_writer_close(s.archive, &err) < 0) failed = 1;
     ns_strset_free(&s.paths);

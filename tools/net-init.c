@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "graph.h"
 #include "spec.h"
+#include "streaminfo.h"
 #include "tns.h"
 
 struct cmdline {
@@ -65,23 +66,14 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
 static int read_like(const char *path, ns_arch_opts *o, ns_model *m, int need_classes, ns_err *err) {
     ns_reader *r = ns_reader_open(path, err);
     if (!r) return -1;
+    ns_stream_info info = {0};
     ns_record rec;
     int got, rc = -1;
     while ((got = ns_reader_next(r, &rec, err)) == 1) {
         if (strcmp(rec.kind, "meta") == 0) {
-            char **labels;
-            size_t n;
-            if (ns_obj_strs(rec.meta, "general.labels", &labels, &n, err) < 0) break;
-            if (labels) {
-                ns_strings_free(m->labels, m->nlabels);
-                m->labels = labels;
-                m->nlabels = n;
-            }
-            const msgpack_object *mean = ns_map_get(rec.meta, "image.mean");
-            if (mean && mean->type == MSGPACK_OBJECT_ARRAY && mean->via.array.size >= 1 && mean->via.array.size <= 4) {
-                m->nnorm = (int)mean->via.array.size;
-                if (ns_obj_f64s(rec.meta, "image.mean", m->mean, (size_t)m->nnorm, err) < 0 ||
-                    ns_obj_f64s(rec.meta, "image.std", m->std, (size_t)m->nnorm, err) < 0) break;
+            if (ns_stream_info_update(&info, &rec, err) < 0) {
+                ns_err_prefix(err, "%s", path);
+                break;
             }
             continue;
         }
@@ -99,6 +91,13 @@ static int read_like(const char *path, ns_arch_opts *o, ns_model *m, int need_cl
     }
     if (got == 0) ns_errf(err, "%s: no data records", path);
     ns_reader_close(r);
+    // The model carries the data's class names and normalisation.
+    ns_strings_free(m->labels, m->nlabels);
+    m->labels = info.labels;
+    m->nlabels = info.nlabels;
+    m->nnorm = info.nnorm;
+    memcpy(m->mean, info.mean, sizeof m->mean);
+    memcpy(m->std, info.std, sizeof m->std);
     if (rc == 0 && !o->classes) o->classes = (int)m->nlabels;
     if (rc == 0 && need_classes && o->classes < 1)
         rc = ns_errf(err, "%s: no class names (general.labels): use --classes", path);

@@ -181,3 +181,14 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     [ "$status" -eq 1 ] && [[ "$stderr" == *"written twice"* ]]
     [ ! -e "$T/x.tar" ]
 }
+
+@test "a stream with image.mean but no image.std is refused" {
+    small_stream > "$T/s.tns"
+    $PY -c '
+import msgpack, sys
+sys.stdout.buffer.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "name": "", "meta": {"image.mean": [0.5]}}))' > "$T/m.tns"
+    cat "$T/m.tns" "$T/s.tns" > "$T/bad.tns"
+    run --separate-stderr img-write -o "$T/x.tar" "$T/bad.tns"
+    [ "$status" -eq 1 ] && [[ "$stderr" == *"image.mean and image.std must come together"* ]]
+    [ ! -e "$T/x.tar" ]
+}
