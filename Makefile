@@ -81,7 +81,7 @@ units: build $(UNITS)
 
 # Every suite, then the untrusted-input suites again under ASan/UBSan, in one count.
 check:
-	@NS_EXTRA_PKGS='python3-msgpack python3-numpy groff-base' sh tests/deps.sh
+	@NS_EXTRA_PKGS='python3-msgpack python3-numpy groff-base dataset-fashion-mnist' sh tests/deps.sh
 	@$(MAKE) --no-print-directory units
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/san build $(patsubst $(BUILD)/%,build/san/%,$(UNITS))
 	@BINDIR=$(BINDIR) UNITDIR=$(BUILD)/tests SAN_BINDIR=build/san/bin SAN_UNITDIR=build/san/tests sh tests/run.sh
