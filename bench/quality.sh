@@ -11,19 +11,19 @@ F=/usr/share/datasets/fashion-mnist
 C=examples/fashion-mnist.classes
 what=${1:-all}
 mkdir -p "$W"
-[ -f "$W/train.tns" ] || "$BIN/img-read" -q --classes $C "$F/train-images-idx3-ubyte.gz" -o "$W/train.tns"
-[ -f "$W/test.tns" ] || "$BIN/img-read" -q --classes $C "$F/t10k-images-idx3-ubyte.gz" -o "$W/test.tns"
+"$BIN/img-read" -q --classes $C "$F/train-images-idx3-ubyte.gz" -o "$W/fm-train.tns"
+"$BIN/img-read" -q --classes $C "$F/t10k-images-idx3-ubyte.gz" -o "$W/fm-test.tns"
 
 run() { # name epochs net-init-args -- net-train-args
     name=$1; epochs=$2; shift 2
     init=""; while [ "$1" != "--" ]; do init="$init $1"; shift; done; shift
-    "$BIN/net-init" $init --like "$W/train.tns" -o "$W/$name-init.tns"
+    "$BIN/net-init" $init --like "$W/fm-train.tns" -o "$W/$name-init.tns"
     rm -f "$W/$name.log.tsv"
     t0=$(date +%s)
     /usr/bin/time -f %M -o "$W/$name.mem" "$BIN/net-train" -q -m "$W/$name-init.tns" --epochs "$epochs" \
-        --log "$W/$name.log.tsv" "$@" -o "$W/$name.tns" "$W/train.tns"
+        --log "$W/$name.log.tsv" "$@" -o "$W/$name.tns" "$W/fm-train.tns"
     secs=$(( $(date +%s) - t0 ))
-    acc=$("$BIN/net-eval" -q -m "$W/$name.tns" "$W/test.tns" | awk '$1=="accuracy"{print $2}')
+    acc=$("$BIN/net-eval" -q -m "$W/$name.tns" "$W/fm-test.tns" | awk '$1=="accuracy"{print $2}')
     echo "| $name | $("$BIN/net-info" -t "$W/$name.tns" | awk '$1=="arch"{$1=""; print}') | $epochs | $secs s | $(( $(cat "$W/$name.mem") / 1024 )) MB | $acc |"
 }
 
