@@ -1,0 +1,842 @@
+// test_chgroups.c: the channel-group analysis (lib/chgroups.h) and the two
+// edits built on it, on every built-in and on special graphs written as specs.
+//
+// 1. Groups. The expected groups of each model are worked out by hand below
+//    (sizes in order of first appearance, block sizes, fixed flags) and
+//    compared with the analysis, with some members checked in detail (a
+//    flatten's H*W features per channel, a T x D flatten's repeats, a concat
+//    that holds a group twice, a conv whose output channels an add splits).
+// 2. Permutation. Every group that is not fixed gets a random permutation
+//    (within its blocks); the network's output (eval mode, BN running
+//    statistics and affine parameters random so BN is not the identity) must
+//    not change: max |diff| < 1e-5. A control permutes only one conv's output
+//    rows and must change the output, so the comparison can fail.
+// 3. Pruning. Selecting all channels of a group changes no bit. Selecting a
+//    random subset of every prunable group at once (ns_chgroups_select_many)
+//    gives a smaller model whose output must equal a reference: the original
+//    model with the columns of the dropped channels zeroed in every layer
+//    that reads the group (its NS_CH_IN members). That is the same as masking
+//    the dropped channels to 0 just before each reader, and it is exact
+//    whatever runs between producer and reader: zeroing the producer's rows
+//    instead would not do, since a BN after it still adds its bias (and
+//    -mean*gamma/sqrt(var)) to a zero channel, and the add of a residual
+//    stream would carry that on. The pruned model sums fewer zero terms, so
+//    the two agree to float rounding (max |diff| < 1e-5 relative to the
+//    output's scale). Graphs with a layernorm over the pruned channels are
+//    left out of this comparison: its mean and variance run over the
+//    channels, so pruning changes the function (documented in chgroups.h).
+//    Parameter counts: the pruned model's tensors must have exactly the sizes
+//    the members predict, and for resnet20 two hand-computed totals.
+// 4. Errors: fixed groups refuse permutation and selection with a message
+//    saying why; non-permutations, permutations across blocks, keep lists
+//    with unequal blocks or out of order, and groups filling only part of a
+//    grouped conv are refused; a refused edit leaves the model unchanged.
+// Run from the repo root.
+// sanitize: yes
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "check.h"
+#include "chgroups.h"
+#include "engine.h"
+#include "graph.h"
+#include "spec.h"
+
+#define BATCH 3
+
+// ---------------------------------------------------------------------------
+// helpers
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rnd(void) { // splitmix64
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) / 16777216.0); }
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "test_chgroups: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+// A model: a built-in ("arch:resnet20") or a spec text.
+typedef struct tcase {
+    const char *name;
+    const char *arch;       // built-in name, or NULL for spec
+    ns_arch_opts opts;
+    const char *spec;
+    int ids;                // input is token ids in [0, ids)
+    int prune_ref;          // compare pruning with the zeroed-columns reference
+} tcase;
+
+// Builds the model with parameters drawn from seed: PyTorch's init, then
+// random norm parameters and running statistics.
+static int make_model(ns_model *m, const tcase *c, uint64_t seed, ns_err *err) {
+    ns_model_init(m);
+    int rc = c->arch ? ns_arch_build(m, c->arch, &c->opts, err)
+                     : ns_spec_parse(m, c->spec, strlen(c->spec), c->name, err);
+    if (rc < 0) return -1;
+    ns_model_init_params(m, seed);
+    uint64_t keep = rng_state;
+    rng_state = seed * 7919 + 17;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ns_node *n = &m->nodes[i];
+        if (n->op != NS_OP_BATCHNORM && n->op != NS_OP_LAYERNORM) continue;
+        for (int p = 0; p < NS_MAX_PARAMS; p++) {
+            if (n->params[p] < 0) continue;
+            ns_tensor *t = &m->tensors[n->params[p]].t;
+            float *x = t->data;
+            float lo = p == 0 ? 0.5f : p == 3 ? 0.5f : -0.5f, hi = p == 0 ? 1.5f : p == 3 ? 2.0f : 0.5f;
+            for (int64_t j = 0; j < t->numel; j++) x[j] = urand(lo, hi);
+        }
+    }
+    rng_state = keep;
+    return 0;
+}
+
+static float *make_input(const ns_model *m, const tcase *c) {
+    int64_t n = BATCH * m->nodes[0].numel;
+    float *x = xcalloc((size_t)n, sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = c->ids ? (float)(rnd() % (uint64_t)c->ids) : urand(-1, 1);
+    return x;
+}
+
+// The model's output for x (eval mode), in a new buffer of *numel floats.
+static float *forward(ns_model *m, const float *x, int64_t *numel) {
+    ns_engine e;
+    ns_err err;
+    if (ns_engine_init(&e, m, BATCH, 0, &err) < 0) {
+        fprintf(stderr, "engine: %s\n", err.msg);
+        return NULL;
+    }
+    const float *y = ns_engine_forward(&e, x, BATCH, 0, &err);
+    float *out = NULL;
+    if (y) {
+        *numel = BATCH * ns_engine_output_numel(&e);
+        out = xcalloc((size_t)*numel, sizeof *out);
+        memcpy(out, y, (size_t)*numel * sizeof *out);
+    } else {
+        fprintf(stderr, "forward: %s\n", err.msg);
+    }
+    ns_engine_free(&e);
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, int64_t n) {
+    double d = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = fabs((double)a[i] - (double)b[i]);
+        if (x > d || x != x) d = x;
+    }
+    return d;
+}
+
+static double max_abs(const float *a, int64_t n) {
+    double d = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs(a[i]) > d) d = fabs(a[i]);
+    return d;
+}
+
+// Bitwise copy of every tensor's data, to check that nothing changed.
+static float **snapshot(const ns_model *m) {
+    float **s = xcalloc((size_t)m->ntensors, sizeof *s);
+    for (int t = 0; t < m->ntensors; t++) {
+        s[t] = xcalloc((size_t)m->tensors[t].t.numel, sizeof(float));
+        memcpy(s[t], m->tensors[t].t.data, (size_t)m->tensors[t].t.numel * sizeof(float));
+    }
+    return s;
+}
+
+// 1 when the model still has exactly these tensors' data.
+static int same_as(const ns_model *m, float **s) {
+    for (int t = 0; t < m->ntensors; t++)
+        if (memcmp(s[t], m->tensors[t].t.data, (size_t)m->tensors[t].t.numel * sizeof(float))) return 0;
+    return 1;
+}
+
+static void snapshot_free(const ns_model *m, float **s) {
+    for (int t = 0; t < m->ntensors; t++) free(s[t]);
+    free(s);
+}
+
+// A random permutation of [0, n) mapping each block of size block onto itself.
+static void random_perm(int64_t *p, int64_t n, int64_t block) {
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    for (int64_t b0 = 0; b0 < n; b0 += block)
+        for (int64_t i = block - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rnd() % (uint64_t)(i + 1));
+            int64_t t = p[b0 + i];
+            p[b0 + i] = p[b0 + j];
+            p[b0 + j] = t;
+        }
+}
+
+// A random sorted keep list with `per` channels in each block; returns count.
+static int64_t random_keep(int64_t *keep, int64_t n, int64_t block, int64_t per) {
+    int64_t k = 0, *p = xcalloc((size_t)block, sizeof *p);
+    for (int64_t b0 = 0; b0 < n; b0 += block) {
+        random_perm(p, block, block);
+        char *sel = xcalloc((size_t)block, 1);
+        for (int64_t i = 0; i < per; i++) sel[p[i]] = 1;
+        for (int64_t i = 0; i < block; i++)
+            if (sel[i]) keep[k++] = b0 + i;
+        free(sel);
+    }
+    free(p);
+    return k;
+}
+
+static const ns_chgroup *group_of(const ns_chgroups *g, const ns_model *m, const char *node, int64_t pos) {
+    int k = ns_chgroups_find(g, ns_model_find_node(m, node), pos, NULL);
+    return k < 0 ? NULL : &g->groups[k];
+}
+
+// The member of group gr on tensor `tensor` axis `axis` (the first one).
+static const ns_chmember *member_on(const ns_chgroup *gr, const ns_model *m, const char *tensor, int axis,
+                                    int nth) {
+    int t = ns_model_find_tensor(m, tensor);
+    for (int i = 0; gr && i < gr->nmembers; i++)
+        if (gr->members[i].tensor == t && gr->members[i].axis == axis && nth-- == 0) return &gr->members[i];
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------
+// the models
+
+static const char concat_spec[] =
+    "# concat: a (4) and b (6) side by side; c's output channels are split\n"
+    "# between them by the add; cat2 holds a's channels twice; a gated head\n"
+    "[input]\nshape = 3x8x8\n"
+    "[conv2d a]\nout = 4\npad = 1\n[batchnorm bna]\n[relu ra]\n"
+    "[conv2d b]\nfrom = input\nout = 6\npad = 1\n[relu rb]\n"
+    "[concat cat]\nfrom = ra, rb\n"
+    "[conv2d c]\nout = 10\npad = 1\nbias = 0\n[batchnorm bnc]\n"
+    "[add sum]\nfrom = bnc, cat\n[relu rs]\n"
+    "[concat cat2]\nfrom = rs, ra\n"
+    "[conv2d d]\nout = 5\nkernel = 1\n[relu rd]\n[maxpool]\n[flatten]\n"
+    "[linear h]\nout = 8\n[tanh]\n[linear gate]\nfrom = h\nout = 8\n[sigmoid]\n"
+    "[mul gated]\nfrom = tanh1, sigmoid1\n"
+    "[linear fc]\nout = 3\n";
+
+static const char grouped_spec[] =
+    "# grouped convs: g1 4 groups (2 -> 3 per group), g2 2 groups (6 -> 4),\n"
+    "# g3 4 groups (2 -> 2) around a residual add\n"
+    "[input]\nshape = 4x8x8\n"
+    "[conv2d c1]\nout = 8\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d g1]\nout = 12\ngroups = 4\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d g2]\nout = 8\ngroups = 2\npad = 1\n[batchnorm]\n[relu r2]\n"
+    "[conv2d g3]\nout = 8\ngroups = 4\nkernel = 1\n[batchnorm]\n"
+    "[add]\nfrom = -1, r2\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 3\n";
+
+static const char depthwise_spec[] =
+    "[input]\nshape = 3x8x8\n"
+    "[conv2d c1]\nout = 8\npad = 1\nbias = 0\n[batchnorm]\n[relu]\n"
+    "[conv2d dw]\nout = 8\ngroups = 8\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d pw]\nout = 6\nkernel = 1\n[batchnorm]\n[relu rp]\n"
+    "[conv2d dw2]\nout = 6\ngroups = 6\npad = 1\nbias = 0\n"
+    "[add]\nfrom = -1, rp\n[flatten]\n"
+    "[linear fc]\nout = 4\n";
+
+static const char partial_spec[] =
+    "# a grouped conv reading a concat: each of a and b fills one block\n"
+    "[input]\nshape = 2x6x6\n"
+    "[conv2d a]\nout = 4\npad = 1\n[relu]\n"
+    "[conv2d b]\nfrom = input\nout = 4\npad = 1\n[relu]\n"
+    "[concat]\nfrom = relu1, relu2\n"
+    "[conv2d g]\nout = 6\ngroups = 2\npad = 1\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 3\n";
+
+static const char token_spec[] =
+    "[input]\nshape = 6\n"
+    "[embedding emb]\nnum = 10\ndim = 8\n[layernorm]\n[flatten]\n"
+    "[linear fc1]\nout = 12\n[relu]\n[linear fc]\nout = 5\n";
+
+static const char reshape_spec[] =
+    "# a reshape to one dimension reads like a flatten (dim0 given: pruning\n"
+    "# must change it)\n"
+    "[input]\nshape = 2x4x4\n"
+    "[conv2d a]\nout = 8\npad = 1\n[relu]\n[reshape]\ndim0 = 128\n"
+    "[linear fc]\nout = 3\n";
+
+static const char opaque_spec[] =
+    "[input]\nshape = 6\n"
+    "[embedding emb]\nnum = 10\ndim = 8\n[transpose]\n[flatten]\n"
+    "[linear fc1]\nout = 12\n[relu]\n[linear fc]\nout = 5\n";
+
+enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL, C_TOKEN, C_OPAQUE, C_RESHAPE, NCASES };
+
+static tcase cases[NCASES];
+
+static void init_cases(void) {
+    ns_arch_opts o = {1, 28, 28, 10, 1.0, 0, {32, 16}, 2};
+    cases[C_MLP] = (tcase){"mlp", "mlp", o, NULL, 0, 1};
+    o.nhidden = 0;
+    cases[C_LENET] = (tcase){"lenet", "lenet", o, NULL, 0, 1};
+    o.in_h = o.in_w = 16;
+    cases[C_VGG] = (tcase){"vgg", "vgg", o, NULL, 0, 1};
+    cases[C_R20] = (tcase){"resnet20", "resnet20", o, NULL, 0, 1};
+    ns_arch_opts o18 = {3, 8, 8, 10, 0.25, 0, {0}, 0};
+    cases[C_R18] = (tcase){"resnet18x0.25", "resnet18", o18, NULL, 0, 1};
+    cases[C_CONCAT] = (tcase){"concat", NULL, o, concat_spec, 0, 1};
+    cases[C_GROUPED] = (tcase){"grouped", NULL, o, grouped_spec, 0, 1};
+    cases[C_DW] = (tcase){"depthwise", NULL, o, depthwise_spec, 0, 1};
+    cases[C_PARTIAL] = (tcase){"partial", NULL, o, partial_spec, 0, 1};
+    cases[C_TOKEN] = (tcase){"token", NULL, o, token_spec, 10, 0};
+    cases[C_OPAQUE] = (tcase){"opaque", NULL, o, opaque_spec, 10, 0};
+    cases[C_RESHAPE] = (tcase){"reshape", NULL, o, reshape_spec, 0, 1};
+}
+
+// Expected groups, by hand, in order of first appearance (node order; within
+// a node its weight's input axis, then its output rows, then its output).
+typedef struct want {
+    int ngroups;
+    int64_t size[16], block[16]; // block 0: unconstrained (== size)
+    unsigned fixed[16];          // expected fixed bits
+    unsigned noselect[16];
+} want;
+
+#define IN_ NS_CHFIX_INPUT
+#define OUT_ NS_CHFIX_OUTPUT
+#define OPQ_ NS_CHFIX_OPAQUE
+
+static const want wants[NCASES] = {
+    // mlp: the input's one channel (784 features after flatten), fc1 (32),
+    // fc2 (16), fc (10 classes).
+    [C_MLP] = {4, {1, 32, 16, 10}, {0}, {IN_, 0, 0, OUT_}},
+    // lenet: input, conv1 (6), conv2 (16), fc1 (120), fc2 (84), fc (10).
+    [C_LENET] = {6, {1, 6, 16, 120, 84, 10}, {0}, {IN_, 0, 0, 0, 0, OUT_}},
+    // vgg depth 4: input, conv0 (16), conv1 (16), conv2 (32), conv3 (32; fc
+    // reads it after flatten, 4x4 = 16 features per channel), fc (10).
+    [C_VGG] = {6, {1, 16, 16, 32, 32, 10}, {0}, {IN_, 0, 0, 0, 0, OUT_}},
+    // resnet20: the input (1); the stage-1 stream (16): the stem conv1/bn1 and
+    // every layer1 block's conv2/bn2, joined by the adds; each block's inner
+    // conv1/bn1 space (16, 16, 16). Stage 2: layer2.0.conv1's inner space
+    // (32) comes first (its node precedes conv2), then the stage-2 stream
+    // (32): layer2.0.conv2 and the shortcut conv meet at layer2.0.add, and
+    // layer2.1/2.2's conv2 join it; then the inner spaces of layer2.1 and
+    // 2.2. Stage 3 the same at 64, its stream read by fc after the pooling;
+    // fc's 10 classes. 1 + (1 + 3) * 3 + 1 = 14 groups, 2 fixed.
+    [C_R20] = {14, {1, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64, 64, 64, 10}, {0},
+               {IN_, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, OUT_}},
+    // resnet18 at width 0.25 (16/32/64/128), 2 blocks per stage: input (3),
+    // stream 1 (stem; layer1 has no shortcut conv), its 2 inner spaces; then
+    // per later stage: block 0's inner space, the stream (conv2 + shortcut),
+    // block 1's inner space; fc. 1 + 3 + 3 * 3 + 1 = 14.
+    [C_R18] = {14, {3, 16, 16, 16, 32, 32, 32, 64, 64, 64, 128, 128, 128, 10}, {0},
+               {IN_, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, OUT_}},
+    // concat: input (3), A = a's 4 channels (also c's output rows 0-3 and
+    // cat2's channels 0-3 and 10-13), B = b's 6 (c's rows 4-9), D = d (5), H
+    // = h and gate joined by the mul (8), fc (3).
+    [C_CONCAT] = {6, {3, 4, 6, 5, 8, 3}, {0}, {IN_, 0, 0, 0, 0, OUT_}},
+    // grouped: input (4); c1 (8) read by g1 in 4 blocks of 2: block 2; g1's
+    // 12 out in 4 blocks of 3, read by g2 in 2 blocks of 6: block gcd = 3;
+    // g2 (out 2 blocks of 4) + g3 (in and out 4 blocks of 2) joined by the
+    // add: 8 in blocks of 2; fc (3).
+    [C_GROUPED] = {5, {4, 8, 12, 8, 3}, {0, 2, 3, 2, 0}, {IN_, 0, 0, 0, OUT_}},
+    // depthwise: input (3); c1 with dw passing it on (8); pw with dw2 and the
+    // add (6); fc (4).
+    [C_DW] = {4, {3, 8, 6, 4}, {0}, {IN_, 0, 0, OUT_}},
+    // partial: input (2); a (4) and b (4) each fill one block of g's input:
+    // permutable, not prunable alone; g (6 in blocks of 3); fc (3).
+    [C_PARTIAL] = {5, {2, 4, 4, 6, 3}, {0, 0, 0, 3, 0}, {IN_, 0, 0, 0, OUT_}, {0, 1, 1, 0, 0}},
+    // token: the ids (6: input, and embedding ids are opaque), the embedding
+    // dim (8, with the layernorm), fc1 (12), fc (5).
+    [C_TOKEN] = {4, {6, 8, 12, 5}, {0}, {IN_ | OPQ_, 0, 0, OUT_}},
+    // opaque: a transpose mixes tokens and features: the embedding dim and
+    // the transposed axis are fixed.
+    [C_OPAQUE] = {5, {6, 8, 6, 12, 5}, {0}, {IN_ | OPQ_, OPQ_, OPQ_, 0, OUT_}},
+    // reshape: input (2), a (8, 16 features each after the reshape), fc (3).
+    [C_RESHAPE] = {3, {2, 8, 3}, {0}, {IN_, 0, OUT_}},
+};
+
+// ---------------------------------------------------------------------------
+// 1. groups
+
+static void test_groups(int ci) {
+    const tcase *c = &cases[ci];
+    const want *w = &wants[ci];
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    if (make_model(&m, c, 1, &err) < 0 || ns_chgroups_build(&g, &m, &err) < 0) {
+        CHECK(0, "%s: build: %s", c->name, err.msg);
+        return;
+    }
+    CHECK(g.ngroups == w->ngroups, "%s: %d groups (want %d)", c->name, g.ngroups, w->ngroups);
+    int ok = g.ngroups == w->ngroups;
+    for (int k = 0; ok && k < g.ngroups; k++) {
+        const ns_chgroup *gr = &g.groups[k];
+        int64_t block = w->block[k] ? w->block[k] : w->size[k];
+        if (gr->size != w->size[k] || gr->block != block || gr->fixed != w->fixed[k] ||
+            gr->noselect != w->noselect[k]) {
+            ok = 0;
+            CHECK(0, "%s: group %d: size %lld block %lld fixed %u noselect %u (want %lld %lld %u %u)", c->name, k,
+                  (long long)gr->size, (long long)gr->block, gr->fixed, gr->noselect, (long long)w->size[k],
+                  (long long)block, w->fixed[k], w->noselect[k]);
+        }
+    }
+    if (ok) CHECK(1, "%s: sizes, blocks and fixed flags of every group as worked out", c->name);
+    // every node position belongs to a group, and ACT members agree
+    int consistent = 1;
+    for (int k = 0; k < g.ngroups; k++)
+        for (int i = 0; i < g.groups[k].nmembers; i++) {
+            const ns_chmember *mb = &g.groups[k].members[i];
+            if (mb->role != NS_CH_ACT) continue;
+            for (int64_t ch = 0; ch < g.groups[k].size; ch++) {
+                int64_t got;
+                if (ns_chgroups_find(&g, mb->node, ns_chmember_index(mb, ch, mb->reps - 1, mb->inner - 1), &got) != k ||
+                    got != ch)
+                    consistent = 0;
+            }
+        }
+    CHECK(consistent, "%s: activation members agree with ns_chgroups_find", c->name);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
+// Members and lookups checked one by one.
+static void test_members(void) {
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    // resnet20: the stage streams
+    make_model(&m, &cases[C_R20], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chgroup *s1 = group_of(&g, &m, "bn1", 0), *s2 = group_of(&g, &m, "layer2.0.shortcut.1", 5);
+    int64_t ch = -1;
+    int k = ns_chgroups_find(&g, ns_model_find_node(&m, "layer2.2.add"), 5, &ch);
+    CHECK(s1 && s1->id == 1 && s2 && s2->id == 6 && k == 6 && ch == 5,
+          "resnet20: the stem and the layer2 shortcut start the stage streams (groups %d, %d; %d)", s1 ? s1->id : -1,
+          s2 ? s2->id : -1, k);
+    CHECK(s1 && group_of(&g, &m, "layer1.2.bn2", 3) == s1 && member_on(s1, &m, "layer2.0.shortcut.0.weight", 1, 0) &&
+              member_on(s1, &m, "layer2.0.conv1.weight", 1, 0) && member_on(s1, &m, "conv1.weight", 0, 0) &&
+              member_on(s1, &m, "layer1.1.conv2.weight", 0, 0) && member_on(s1, &m, "layer1.0.conv1.weight", 1, 0),
+          "resnet20: stage-1 stream: stem rows, block conv2 rows, block conv1 and layer2.0 inputs");
+    // 21 tensor members: conv1 rows, bn1 x4, per block conv1 in, conv2 rows,
+    // bn2 x4 (3 x 6), layer2.0 conv1 in and shortcut in
+    int ntens = 0;
+    for (int i = 0; s1 && i < s1->nmembers; i++) ntens += s1->members[i].tensor >= 0;
+    CHECK(ntens == 1 + 4 + 3 * 6 + 2, "resnet20: stage-1 stream has %d tensor members (want 25)", ntens);
+    const ns_chgroup *s3 = group_of(&g, &m, "layer3.2.relu2", 0);
+    const ns_chmember *fcin = member_on(s3, &m, "fc.weight", 1, 0);
+    CHECK(fcin && fcin->inner == 1 && fcin->offset == 0 && s3->act_node == ns_model_find_node(&m, "avgpool"),
+          "resnet20: fc reads the stage-3 stream after pooling, its features recorded there");
+    const ns_chgroup *inner = group_of(&g, &m, "layer1.0.relu1", 0);
+    CHECK(inner && inner->act_node == ns_model_find_node(&m, "layer1.0.relu1"),
+          "resnet20: an inner space's features are recorded after its relu");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ns_chgroups_print(&g, &m, f, 1);
+    fclose(f);
+    CHECK(text && strstr(text, "14 channel groups, 2 fixed") && strstr(text, "fixed (model input)") &&
+              strstr(text, "made by conv1, layer1.0.conv2, layer1.1.conv2, layer1.2.conv2") &&
+              strstr(text, "in   layer2.0.shortcut.0.weight axis 1"),
+          "resnet20: the summary names groups, producers and members");
+    free(text);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // vgg: fc reads the last conv's channels as 4x4 = 16 features each
+    make_model(&m, &cases[C_VGG], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    fcin = member_on(&g.groups[4], &m, "fc.weight", 1, 0);
+    CHECK(fcin && fcin->inner == 16 && fcin->reps == 1 && fcin->offset == 0,
+          "vgg: flatten gives 16 features per channel (inner %lld)", fcin ? (long long)fcin->inner : -1);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // concat: c's rows split between A and B, A twice in cat2
+    make_model(&m, &cases[C_CONCAT], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chmember *ca = member_on(&g.groups[1], &m, "c.weight", 0, 0),
+                      *cb = member_on(&g.groups[2], &m, "c.weight", 0, 0),
+                      *da = member_on(&g.groups[1], &m, "d.weight", 1, 0),
+                      *db = member_on(&g.groups[2], &m, "d.weight", 1, 0);
+    CHECK(ca && ca->role == NS_CH_OUT && ca->offset == 0 && cb && cb->offset == 4 && da && da->reps == 2 &&
+              da->rstride == 10 && da->offset == 0 && db && db->offset == 4 && db->reps == 1,
+          "concat: c's output rows split (0-3 A, 4-9 B); d reads A at 0 and 10, B at 4");
+    const ns_chmember *gin = member_on(&g.groups[4], &m, "gate.weight", 1, 0),
+                      *gout = member_on(&g.groups[4], &m, "gate.weight", 0, 0);
+    CHECK(gin && gin->role == NS_CH_IN && gout && gout->role == NS_CH_OUT,
+          "concat: the mul joins h and gate; gate's weight is in the group on both axes");
+    const ns_chmember *hin = member_on(&g.groups[3], &m, "h.weight", 1, 0);
+    CHECK(hin && hin->inner == 16, "concat: h reads d's channels as 4x4 features");
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // token: flatten of 6 x 8 repeats the embedding dim every 8 features
+    make_model(&m, &cases[C_TOKEN], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chmember *fc1 = member_on(&g.groups[1], &m, "fc1.weight", 1, 0),
+                      *emb = member_on(&g.groups[1], &m, "emb.weight", 1, 0),
+                      *ln = member_on(&g.groups[1], &m, "layernorm1.weight", 0, 0);
+    CHECK(fc1 && fc1->inner == 1 && fc1->reps == 6 && fc1->rstride == 8 && emb && emb->role == NS_CH_OUT && ln &&
+              ln->role == NS_CH_CHAN,
+          "token: embedding columns, layernorm, and fc1 reading every 8th feature 6 times");
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // grouped: g1's input member is on the virtual axis with 4 conv groups
+    make_model(&m, &cases[C_GROUPED], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chmember *g1in = member_on(&g.groups[1], &m, "g1.weight", 1, 0);
+    CHECK(g1in && g1in->conv_groups == 4 && g1in->offset == 0 && g1in->role == NS_CH_IN,
+          "grouped: g1 reads c1's group on its 4-group input");
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // depthwise: the dw conv's weight rows are per-channel members of c1's group
+    make_model(&m, &cases[C_DW], 1, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chmember *dw = member_on(&g.groups[1], &m, "dw.weight", 0, 0);
+    CHECK(dw && dw->role == NS_CH_CHAN && group_of(&g, &m, "relu2", 7) == &g.groups[1],
+          "depthwise: dw passes c1's group through, its filters per channel");
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
+// ---------------------------------------------------------------------------
+// 2. permutation
+
+static void test_permute(int ci) {
+    const tcase *c = &cases[ci];
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    if (make_model(&m, c, 2, &err) < 0 || ns_chgroups_build(&g, &m, &err) < 0) {
+        CHECK(0, "%s: build: %s", c->name, err.msg);
+        return;
+    }
+    float *x = make_input(&m, c);
+    int64_t n0 = 0, n1 = 0;
+    float *y0 = forward(&m, x, &n0);
+    float **before = snapshot(&m);
+    int failed = 0, npermuted = 0;
+    for (int k = 0; k < g.ngroups; k++) {
+        const ns_chgroup *gr = &g.groups[k];
+        if (gr->fixed) continue;
+        int64_t *p = xcalloc((size_t)gr->size, sizeof *p);
+        random_perm(p, gr->size, gr->block);
+        if (ns_chgroups_permute(&m, &g, k, p, &err) < 0) {
+            CHECK(0, "%s: permute group %d: %s", c->name, k, err.msg);
+            failed = 1;
+        }
+        npermuted++;
+        free(p);
+    }
+    float *y1 = forward(&m, x, &n1);
+    double d = y0 && y1 && n0 == n1 ? max_abs_diff(y0, y1, n0) : 1e30;
+    CHECK(!failed && d < 1e-5 && !same_as(&m, before),
+          "%s: %d groups permuted, parameters changed, output unchanged (max |diff| %.2g, output scale %.2g)",
+          c->name, npermuted, d, y0 ? max_abs(y0, n0) : 0.0);
+    snapshot_free(&m, before);
+    free(y0);
+    free(y1);
+    free(x);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
+// The control: a permutation of one conv's rows alone breaks the function.
+static void test_permute_control(void) {
+    ns_model m;
+    ns_err err;
+    make_model(&m, &cases[C_R20], 2, &err);
+    float *x = make_input(&m, &cases[C_R20]);
+    int64_t n0, n1;
+    float *y0 = forward(&m, x, &n0);
+    ns_tensor *w = &m.tensors[ns_model_find_tensor(&m, "conv1.weight")].t; // the stem, 16 x 1 x 3 x 3
+    float *a = w->data, tmp[9];
+    memcpy(tmp, a, sizeof tmp); // swap rows 0 and 1, and nothing else
+    memcpy(a, a + 9, sizeof tmp);
+    memcpy(a + 9, tmp, sizeof tmp);
+    float *y1 = forward(&m, x, &n1);
+    double d = max_abs_diff(y0, y1, n0);
+    CHECK(d > 1e-4, "control: permuting the stem conv's rows alone changes the output (max |diff| %.2g)", d);
+    free(y0);
+    free(y1);
+    free(x);
+    ns_model_free(&m);
+}
+
+// ---------------------------------------------------------------------------
+// 3. pruning
+
+// Zeroes, in every reader of group gr, the columns of channels not kept.
+static void zero_dropped_inputs(ns_model *m, const ns_chgroup *gr, const char *kept) {
+    for (int i = 0; i < gr->nmembers; i++) {
+        const ns_chmember *mb = &gr->members[i];
+        if (mb->role != NS_CH_IN) continue;
+        ns_tensor *t = &m->tensors[mb->tensor].t;
+        int64_t rows = t->shape[0], cols = t->shape[1], inner = t->numel / (rows * cols);
+        float *w = t->data;
+        for (int64_t c = 0; c < gr->size; c++) {
+            if (kept[c]) continue;
+            for (int64_t r = 0; r < mb->reps; r++)
+                for (int64_t s = 0; s < mb->inner; s++) {
+                    int64_t p = ns_chmember_index(mb, c, r, s), col = p, o0 = 0, o1 = rows;
+                    if (mb->conv_groups > 1) { // rows of p's block, column within it
+                        int64_t blk = p / cols, ocg = rows / mb->conv_groups;
+                        col = p % cols;
+                        o0 = blk * ocg;
+                        o1 = o0 + ocg;
+                    }
+                    for (int64_t o = o0; o < o1; o++) memset(w + (o * cols + col) * inner, 0, (size_t)inner * sizeof *w);
+                }
+        }
+    }
+}
+
+// The shape every tensor should have after dropping the channels, from the
+// members: per axis, the positions of dropped channels go.
+static int64_t expected_params(const ns_model *m, const ns_chgroups *g, char *const *kept, int trainable_only) {
+    int64_t total = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        const ns_named_tensor *nt = &m->tensors[t];
+        if (!nt->used || (trainable_only && !nt->trainable)) continue;
+        int64_t numel = 1;
+        for (int a = 0; a < nt->t.ndim; a++) {
+            int64_t len = nt->t.shape[a], dropped = 0;
+            for (int k = 0; k < g->ngroups; k++) {
+                if (!kept[k]) continue;
+                const ns_chgroup *gr = &g->groups[k];
+                for (int i = 0; i < gr->nmembers; i++) {
+                    const ns_chmember *mb = &gr->members[i];
+                    if (mb->tensor != t || mb->axis != a) continue;
+                    int64_t per = mb->reps * mb->inner;
+                    for (int64_t c = 0; c < gr->size; c++) dropped += kept[k][c] ? 0 : per;
+                }
+            }
+            // a grouped conv's input axis holds one block: its share of the drop
+            const ns_node *owner = NULL;
+            for (int i = 0; i < m->nnodes && !owner; i++)
+                if (m->nodes[i].params[0] == t) owner = &m->nodes[i];
+            if (owner && owner->op == NS_OP_CONV2D && a == 1) dropped /= ns_node_iattr(owner, "groups");
+            numel *= len - dropped;
+        }
+        total += numel;
+    }
+    return total;
+}
+
+static void test_prune(int ci) {
+    const tcase *c = &cases[ci];
+    ns_model m, ref;
+    ns_err err;
+    ns_chgroups g;
+    if (make_model(&m, c, 3, &err) < 0 || make_model(&ref, c, 3, &err) < 0 || ns_chgroups_build(&g, &m, &err) < 0) {
+        CHECK(0, "%s: build: %s", c->name, err.msg);
+        return;
+    }
+    float *x = make_input(&m, c);
+    int64_t n0, n1, n2;
+    float *y0 = forward(&m, x, &n0);
+
+    // keeping every channel changes nothing
+    float **before = snapshot(&m);
+    int ok = 1;
+    for (int k = 0; k < g.ngroups; k++) {
+        const ns_chgroup *gr = &g.groups[k];
+        if (gr->fixed || gr->noselect) continue;
+        int64_t *all = xcalloc((size_t)gr->size, sizeof *all);
+        for (int64_t j = 0; j < gr->size; j++) all[j] = j;
+        if (ns_chgroups_select(&m, &g, k, all, gr->size, &err) < 0) {
+            CHECK(0, "%s: select all of group %d: %s", c->name, k, err.msg);
+            ok = 0;
+        }
+        free(all);
+    }
+    float *y1 = forward(&m, x, &n1);
+    CHECK(ok && same_as(&m, before) && n1 == n0 && !memcmp(y0, y1, (size_t)n0 * sizeof *y0),
+          "%s: selecting every channel is the identity", c->name);
+    snapshot_free(&m, before);
+    free(y1);
+
+    // a random subset of every prunable group at once
+    int64_t **keep = xcalloc((size_t)g.ngroups, sizeof *keep), *nkeep = xcalloc((size_t)g.ngroups, sizeof *nkeep);
+    char **kept = xcalloc((size_t)g.ngroups, sizeof *kept);
+    int nsel = 0;
+    for (int k = 0; k < g.ngroups; k++) {
+        const ns_chgroup *gr = &g.groups[k];
+        if (gr->fixed || gr->noselect) continue;
+        int64_t per = gr->block / 2 ? (gr->block + 1) / 2 : 1; // about half of each block
+        keep[k] = xcalloc((size_t)gr->size, sizeof **keep);
+        nkeep[k] = random_keep(keep[k], gr->size, gr->block, per);
+        kept[k] = xcalloc((size_t)gr->size, 1);
+        for (int64_t j = 0; j < nkeep[k]; j++) kept[k][keep[k][j]] = 1;
+        zero_dropped_inputs(&ref, gr, kept[k]);
+        nsel++;
+    }
+    int64_t want_params = expected_params(&m, &g, kept, 0), want_train = expected_params(&m, &g, kept, 1);
+    int64_t old_params = ns_model_param_count(&m, 0);
+    int ngroups = g.ngroups;
+    int64_t *sizes = xcalloc((size_t)ngroups, sizeof *sizes);
+    for (int k = 0; k < ngroups; k++) sizes[k] = keep[k] ? nkeep[k] : g.groups[k].size;
+    if (ns_chgroups_select_many(&m, &g, (const int64_t *const *)keep, nkeep, &err) < 0) {
+        CHECK(0, "%s: select: %s", c->name, err.msg);
+    } else {
+        int same = g.ngroups == ngroups;
+        for (int k = 0; same && k < ngroups; k++) same = g.groups[k].size == sizes[k];
+        CHECK(same, "%s: after pruning %d groups the analysis has the same groups, at the kept sizes", c->name, nsel);
+        int64_t got = ns_model_param_count(&m, 0), got_train = ns_model_param_count(&m, 1);
+        CHECK(got == want_params && got_train == want_train && got < old_params,
+              "%s: parameters %lld -> %lld (members predict %lld; trainable %lld, predicted %lld)", c->name,
+              (long long)old_params, (long long)got, (long long)want_params, (long long)got_train,
+              (long long)want_train);
+        float *yp = forward(&m, x, &n1);
+        if (c->prune_ref) {
+            float *yr = forward(&ref, x, &n2);
+            double d = yp && yr && n1 == n2 ? max_abs_diff(yp, yr, n1) : 1e30, scale = yr ? max_abs(yr, n2) : 0;
+            double moved = yr ? max_abs_diff(y0, yr, n0) : 0;
+            CHECK(d < 1e-5 * (scale > 1 ? scale : 1) && moved > 1e-4,
+                  "%s: pruned output equals the zeroed-columns reference (max |diff| %.2g, scale %.2g; "
+                  "pruning moved the output by %.2g)",
+                  c->name, d, scale, moved);
+            free(yr);
+        } else {
+            CHECK(yp != NULL, "%s: the pruned model runs", c->name);
+        }
+        free(yp);
+    }
+    for (int k = 0; k < ngroups; k++) {
+        free(keep[k]);
+        free(kept[k]);
+    }
+    free(keep);
+    free(nkeep);
+    free(kept);
+    free(sizes);
+    free(y0);
+    free(x);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+    ns_model_free(&ref);
+}
+
+// resnet20: pruning a stream and an inner space, counted by hand.
+static void test_prune_counts(void) {
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    make_model(&m, &cases[C_R20], 4, &err);
+    ns_chgroups_build(&g, &m, &err);
+    int64_t p0 = ns_model_param_count(&m, 1), b0 = ns_model_param_count(&m, 0) - p0;
+    // stage-1 stream 16 -> 12: per channel, conv1 (stem) 1x3x3 = 9, bn1 2,
+    // layer1.k.conv1 inputs 16x3x3 = 144 (x3), layer1.k.conv2 rows 144 (x3),
+    // layer1.k.bn2 2 (x3), layer2.0.conv1 inputs 32x3x3 = 288, layer2.0
+    // shortcut inputs 32: 9 + 2 + 432 + 432 + 6 + 288 + 32 = 1201, x4 = 4804
+    // trainable; running stats of bn1 and three bn2: 8 per channel, x4 = 32.
+    int64_t keep[16];
+    for (int i = 0; i < 12; i++) keep[i] = i + (i >= 6) * 2; // drop 6, 7, 14, 15
+    keep[10] = 12;
+    keep[11] = 13;
+    int rc = ns_chgroups_select(&m, &g, 1, keep, 12, &err);
+    int64_t p1 = ns_model_param_count(&m, 1), b1 = ns_model_param_count(&m, 0) - p1;
+    CHECK(rc == 0 && p0 - p1 == 4804 && b0 - b1 == 32,
+          "resnet20: stage-1 stream 16 -> 12 removes 4804 parameters and 32 statistics (%lld, %lld)",
+          (long long)(p0 - p1), (long long)(b0 - b1));
+    CHECK(rc == 0 && ns_node_iattr(&m.nodes[ns_model_find_node(&m, "conv1")], "out") == 12 &&
+              m.nodes[ns_model_find_node(&m, "layer1.1.add")].shape[0] == 12 &&
+              m.tensors[ns_model_find_tensor(&m, "layer2.0.shortcut.0.weight")].t.shape[1] == 12,
+          "resnet20: the stem's out attribute, the stream's shapes and the readers follow");
+    // layer2.1's inner space 32 -> 16: conv1 rows 32x3x3 = 288, bn1 2, conv2
+    // inputs 288 per channel: 578 x 16 = 9248 trainable, 2 x 16 statistics.
+    int k = ns_chgroups_find(&g, ns_model_find_node(&m, "layer2.1.relu1"), 0, NULL);
+    int64_t keep2[16];
+    for (int i = 0; i < 16; i++) keep2[i] = 2 * i;
+    rc = ns_chgroups_select(&m, &g, k, keep2, 16, &err);
+    int64_t p2 = ns_model_param_count(&m, 1), b2 = ns_model_param_count(&m, 0) - p2;
+    CHECK(rc == 0 && p1 - p2 == 9248 && b1 - b2 == 32,
+          "resnet20: layer2.1's inner space 32 -> 16 removes 9248 parameters and 32 statistics (%lld, %lld)",
+          (long long)(p1 - p2), (long long)(b1 - b2));
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
+// ---------------------------------------------------------------------------
+// 4. errors
+
+static void test_errors(void) {
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    make_model(&m, &cases[C_R20], 5, &err);
+    ns_chgroups_build(&g, &m, &err);
+    float **before = snapshot(&m);
+    int64_t p[64], keep[64];
+    for (int i = 0; i < 64; i++) p[i] = keep[i] = i;
+    err.msg[0] = 0;
+    int rc = ns_chgroups_permute(&m, &g, 0, p, &err);
+    CHECK(rc < 0 && strstr(err.msg, "group 0 is fixed (model input)"), "the input group refuses a permutation: %s",
+          err.msg);
+    rc = ns_chgroups_select(&m, &g, 13, keep, 5, &err);
+    CHECK(rc < 0 && strstr(err.msg, "group 13 is fixed (model output)"), "the classes refuse a selection: %s",
+          err.msg);
+    p[3] = 2;
+    rc = ns_chgroups_permute(&m, &g, 1, p, &err);
+    CHECK(rc < 0 && strstr(err.msg, "not a permutation"), "a non-permutation is refused: %s", err.msg);
+    keep[2] = 1;
+    rc = ns_chgroups_select(&m, &g, 1, keep, 8, &err);
+    CHECK(rc < 0 && strstr(err.msg, "rise strictly"), "a keep list out of order is refused: %s", err.msg);
+    rc = ns_chgroups_select(&m, &g, 1, keep, 0, &err);
+    CHECK(rc < 0, "keeping no channel is refused: %s", err.msg);
+    rc = ns_chgroups_permute(&m, &g, 99, p, &err);
+    CHECK(rc < 0 && strstr(err.msg, "no group 99"), "an unknown group is refused: %s", err.msg);
+    CHECK(same_as(&m, before), "refused edits leave the model unchanged");
+    snapshot_free(&m, before);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    // blocks
+    make_model(&m, &cases[C_GROUPED], 5, &err);
+    ns_chgroups_build(&g, &m, &err);
+    before = snapshot(&m);
+    int64_t q[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    q[2] = 3;
+    q[3] = 2; // crosses the block boundary of 3
+    rc = ns_chgroups_permute(&m, &g, 2, q, &err);
+    CHECK(rc < 0 && strstr(err.msg, "within blocks of 3"), "a permutation across blocks is refused: %s", err.msg);
+    int64_t uneven[7] = {0, 1, 3, 6, 7, 9, 10};
+    rc = ns_chgroups_select(&m, &g, 2, uneven, 7, &err);
+    CHECK(rc < 0 && strstr(err.msg, "blocks"), "a keep count that is not a multiple of the blocks is refused: %s",
+          err.msg);
+    int64_t unequal[8] = {0, 1, 2, 3, 6, 7, 9, 10}; // 3 in block 0, 1 in block 1
+    rc = ns_chgroups_select(&m, &g, 2, unequal, 8, &err);
+    CHECK(rc < 0 && strstr(err.msg, "in each block"), "unequal blocks are refused: %s", err.msg);
+    CHECK(same_as(&m, before), "refused edits leave the grouped model unchanged");
+    snapshot_free(&m, before);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+
+    make_model(&m, &cases[C_PARTIAL], 5, &err);
+    ns_chgroups_build(&g, &m, &err);
+    rc = ns_chgroups_select(&m, &g, 1, keep, 2, &err);
+    CHECK(rc < 0 && strstr(err.msg, "part of a grouped conv"), "a group filling one block of a grouped conv is "
+          "not pruned alone: %s", err.msg);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
+int main(void) {
+    init_cases();
+    for (int c = 0; c < NCASES; c++) test_groups(c);
+    test_members();
+    for (int c = 0; c < NCASES; c++) test_permute(c);
+    test_permute_control();
+    for (int c = 0; c < NCASES; c++) test_prune(c);
+    test_prune_counts();
+    test_errors();
+    return check_done();
+}
