@@ -6,18 +6,21 @@
 #include <string.h>
 
 #include "blas.h"
+#include "chgroups.h"
 #include "cli.h"
 #include "graph.h"
 #include "spec.h"
 
 struct cmdline {
-    int totals, spec;
+    int totals, spec, groups, verbose;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
     const ns_opt opts[] = {
         {"totals", 't', NS_OPT_FLAG, &cmd->totals, NULL, "print only the totals", 0, 0},
         {"spec", 0, NS_OPT_FLAG, &cmd->spec, NULL, "print the graph as a netsmith-spec(5) text that net-init --spec reads", 0, 0},
+        {"groups", 'g', NS_OPT_FLAG, &cmd->groups, NULL, "print the coupled channel groups (what pruning and merging move together)", 0, 0},
+        {"verbose", 'v', NS_OPT_FLAG, &cmd->verbose, NULL, "with --groups: every parameter slice of every group", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
     const ns_cli cli = {
@@ -28,6 +31,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         0, 1,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
+    if (cmd->spec + cmd->groups + cmd->totals > 1) ns_die_usage("--spec, --groups and --totals are alternatives");
+    if (cmd->verbose && !cmd->groups) ns_die_usage("--verbose goes with --groups");
 }
 
 int main(int argc, char **argv) {
@@ -39,6 +44,15 @@ int main(int argc, char **argv) {
     ns_err err;
     ns_model m;
     if (ns_model_load(&m, path, &err) < 0) ns_die_err(&err);
+    if (cmd.groups) {
+        ns_chgroups g;
+        if (ns_chgroups_build(&g, &m, &err) < 0) ns_die_err(&err);
+        ns_chgroups_print(&g, &m, stdout, cmd.verbose);
+        ns_chgroups_free(&g);
+        ns_model_free(&m);
+        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        return 0;
+    }
     if (cmd.spec) {
         if (ns_spec_write(&m, stdout, &err) < 0) ns_die_err(&err);
         ns_model_free(&m);

@@ -156,3 +156,11 @@ assert sum(map(sum, r["confusion"])) == 200'
     run --separate-stderr net-eval -m "$T/m0.tns" --logits - "$T/test.tns"
     expect_failure 2 net-eval "--logits and --probs need a file"
 }
+
+@test "net-info --groups shows the coupled channel groups" {
+    net-init --arch resnet20 --in 1x28x28 --classes 10 -o "$T/r.tns"
+    run --separate-stderr net-info --groups "$T/r.tns"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = "14 channel groups, 2 fixed" ]
+    [[ "$output" == *"made by conv1, layer1.0.conv2, layer1.1.conv2, layer1.2.conv2;"* ]]
+}
