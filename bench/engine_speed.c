@@ -6,14 +6,22 @@
 // bench/torch_speed.py runs the same network and work in PyTorch.
 //
 //   build/bench/engine_speed [--batch N] [--iters K] [--warmup W] [--no-profile]
-//                            [--dump FILE | --compare FILE] [--perturb]
+//                            [--nodes] [--dump FILE | --compare FILE] [--perturb]
 //
-// Threads come from NETSMITH_THREADS (default: all cores).
+// Threads come from NETSMITH_THREADS (default: all cores); NETSMITH_WINOGRAD=0
+// (or fwd) turns the Winograd convolutions off (or off in backward). --nodes
+// adds the training time of every node.
 //
-// The per-op breakdown (inference, and training forward and backward) runs a
-// copy of the engine's loops (lib/engine.c) here, timing each node; the copy
-// covers the ops resnet20 uses, and the bench checks that it reproduces
-// ns_engine_forward's output bit for bit.
+// Both of the engine's modes are timed: the default, where every node's
+// activations and gradients are written, and fused mode
+// (ns_engine_set_fused, what net-eval and net-train use), where the inner
+// nodes of conv-bn(-add)-relu groups are not; the bench checks that the two
+// give the same results bit for bit. The per-op breakdown (inference, and
+// training forward and backward) comes from the engine's own per-node timers
+// (ns_engine.prof_fwd, prof_bwd); a fused group's time is booked to its
+// convolution (with the epilogue: in eval the batch norm, add and relu are
+// there) and its batch norm (training: statistics merge and the one
+// elementwise pass for batch norm, add and relu; backward: the fused pass).
 //
 // --dump FILE writes the eval logits, the training logits and every parameter
 // gradient for a fixed model and input; --compare FILE prints the largest
@@ -82,150 +90,48 @@ static float train_step(bench *b) {
 }
 
 // ----------------------------------------------------------------------------
-// the profiled copy of ns_engine_forward / ns_engine_backward
+// per-op breakdown from the engine's per-node timers
 
-static double op_fwd[NS_OP_COUNT], op_bwd[NS_OP_COUNT];
-
-static const ns_node *in_node(const bench *b, const ns_node *n) { return &b->m.nodes[n->inputs[0]]; }
-static float *param(const bench *b, const ns_node *n, int p) {
-    return n->params[p] < 0 ? NULL : b->m.tensors[n->params[p]].t.data;
-}
-static float *pgrad(const bench *b, const ns_node *n, int p) {
-    return n->params[p] < 0 ? NULL : b->e.param_grad[n->params[p]];
-}
-static float *igrad(const bench *b, const ns_node *n, int k) {
-    return n->inputs[k] == 0 ? NULL : b->e.grad[n->inputs[k]];
-}
-
-static ns_conv2d_geom conv_geom(const bench *b, const ns_node *n) {
-    const ns_node *in = in_node(b, n);
-    const int64_t *a = n->iattr; // out, kernel, stride, pad, dilation, groups
-    ns_conv2d_geom g = {b->N, in->shape[0], in->shape[1], in->shape[2], a[0], a[1], a[1],
-                        a[2], a[2], a[3], a[3], a[4], a[4], a[5], 0, 0};
-    ns_conv2d_geom_init(&g, NULL);
-    return g;
-}
-
-static void profiled_forward(bench *b, int training) {
-    ns_engine *e = &b->e;
-    const int64_t N = b->N;
-    e->n = N;
-    e->training = training;
-    memcpy(e->act[0], b->x, (size_t)(N * b->m.nodes[0].numel) * sizeof(float));
-    for (int i = 1; i <= b->m.output; i++) {
-        const ns_node *n = &b->m.nodes[i];
-        const ns_node *in = in_node(b, n);
-        float *out = e->act[i], *inp = e->act[n->inputs[0]];
-        double t0 = ns_now();
-        switch (n->op) {
-        case NS_OP_CONV2D: {
-            ns_conv2d_geom g = conv_geom(b, n);
-            ns_conv2d_forward(out, e->scratch, inp, param(b, n, 0), param(b, n, 1), &g);
-            break;
-        }
-        case NS_OP_BATCHNORM: {
-            int64_t C = n->shape[0];
-            ns_batchnorm_forward(out, e->saved_mean[i], e->saved_rstd[i], param(b, n, 2),
-                                 param(b, n, 3), inp, param(b, n, 0), param(b, n, 1), N, C,
-                                 n->numel / C, training, (float)n->fattr[1], (float)n->fattr[0]);
-            break;
-        }
-        case NS_OP_RELU: ns_relu_forward(out, inp, N * n->numel); break;
-        case NS_OP_ADD: ns_add_forward(out, inp, e->act[n->inputs[1]], N * n->numel); break;
-        case NS_OP_GLOBAL_AVGPOOL:
-            ns_global_avgpool_forward(out, inp, N, in->shape[0], in->numel / in->shape[0]);
-            break;
-        case NS_OP_LINEAR:
-            ns_linear_forward(out, inp, param(b, n, 0), param(b, n, 1), N, in->numel, n->numel);
-            break;
-        default: die("the profiled loop only knows resnet20's ops");
-        }
-        op_fwd[n->op] += ns_now() - t0;
-    }
-}
-
-static void profiled_backward(bench *b, const float *dout) {
-    ns_engine *e = &b->e;
-    const int64_t N = b->N;
-    const ns_model *m = &b->m;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i <= m->output; i++)
-        memset(e->grad[i], 0, (size_t)(N * m->nodes[i].numel) * sizeof(float));
-    memcpy(e->grad[m->output], dout, (size_t)(N * m->nodes[m->output].numel) * sizeof(float));
-    for (int i = m->output; i >= 1; i--) {
-        const ns_node *n = &m->nodes[i];
-        const ns_node *in = in_node(b, n);
-        float *dout_i = e->grad[i], *inp = e->act[n->inputs[0]];
-        double t0 = ns_now();
-        switch (n->op) {
-        case NS_OP_CONV2D: {
-            ns_conv2d_geom g = conv_geom(b, n);
-            ns_conv2d_backward(igrad(b, n, 0), pgrad(b, n, 0), pgrad(b, n, 1), e->scratch, dout_i,
-                               inp, param(b, n, 0), &g);
-            break;
-        }
-        case NS_OP_BATCHNORM: {
-            int64_t C = n->shape[0];
-            ns_batchnorm_backward(igrad(b, n, 0), pgrad(b, n, 0), pgrad(b, n, 1), dout_i, inp,
-                                  e->saved_mean[i], e->saved_rstd[i], param(b, n, 0), N, C,
-                                  n->numel / C, e->training);
-            break;
-        }
-        case NS_OP_RELU:
-            if (igrad(b, n, 0)) ns_relu_backward(igrad(b, n, 0), dout_i, e->act[i], N * n->numel);
-            break;
-        case NS_OP_ADD: ns_add_backward(igrad(b, n, 0), igrad(b, n, 1), dout_i, N * n->numel); break;
-        case NS_OP_GLOBAL_AVGPOOL:
-            if (igrad(b, n, 0))
-                ns_global_avgpool_backward(igrad(b, n, 0), dout_i, N, in->shape[0],
-                                           in->numel / in->shape[0]);
-            break;
-        case NS_OP_LINEAR:
-            ns_linear_backward(igrad(b, n, 0), pgrad(b, n, 0), pgrad(b, n, 1), dout_i, inp,
-                               param(b, n, 0), N, in->numel, n->numel);
-            break;
-        default: die("the profiled loop only knows resnet20's ops");
-        }
-        op_bwd[n->op] += ns_now() - t0;
-    }
-}
-
-static double op_inf[NS_OP_COUNT];
+static int per_node;
 
 static void profile(bench *b, int iters) {
-    // The copy must be the engine: same logits, bit for bit.
-    int64_t nl = b->N * CLASSES;
-    float *ref = malloc((size_t)nl * sizeof(float));
-    if (!ref) die("out of memory");
-    infer(b);
-    memcpy(ref, b->e.act[b->m.output], (size_t)nl * sizeof(float));
-    profiled_forward(b, 0);
-    int same = memcmp(ref, b->e.act[b->m.output], (size_t)nl * sizeof(float)) == 0;
-    free(ref);
-    memset(op_fwd, 0, sizeof op_fwd);
+    const ns_model *m = &b->m;
+    int nn = m->nnodes;
+    double *pf = calloc((size_t)nn, sizeof *pf), *pb = calloc((size_t)nn, sizeof *pb);
+    double op_inf[NS_OP_COUNT] = {0}, op_fwd[NS_OP_COUNT] = {0}, op_bwd[NS_OP_COUNT] = {0};
+    if (!pf || !pb) die("out of memory");
+    b->e.prof_fwd = pf;
+    b->e.prof_bwd = pb;
     double tinf = 0;
     for (int it = 0; it < iters; it++) {
         double t0 = ns_now();
-        profiled_forward(b, 0);
+        infer(b);
         tinf += ns_now() - t0;
     }
-    memcpy(op_inf, op_fwd, sizeof op_inf);
-    memset(op_fwd, 0, sizeof op_fwd);
-    memset(op_bwd, 0, sizeof op_bwd);
+    for (int i = 0; i < nn; i++) op_inf[m->nodes[i].op] += pf[i];
+    memset(pf, 0, (size_t)nn * sizeof *pf);
     double total = 0;
     for (int it = 0; it < iters; it++) {
         double t0 = ns_now();
-        profiled_forward(b, 1);
-        const float *logits = b->e.act[b->m.output];
-        ns_softmax_ce_forward(NULL, logits, b->y, NULL, 0.0f, b->N, CLASSES);
-        memset(b->dlogits, 0, (size_t)nl * sizeof(float));
-        ns_softmax_ce_backward(b->dlogits, 1.0f, logits, b->y, NULL, 0.0f, b->N, CLASSES);
-        ns_engine_zero_grad(&b->e);
-        profiled_backward(b, b->dlogits);
+        train_step(b);
         total += ns_now() - t0;
     }
-    printf("\nper-op time, ms per batch (mean of %d; the profiled copy %s the engine)\n", iters,
-           same ? "matches" : "DOES NOT MATCH");
+    for (int i = 0; i < nn; i++) {
+        op_fwd[m->nodes[i].op] += pf[i];
+        op_bwd[m->nodes[i].op] += pb[i];
+    }
+    if (per_node) {
+        printf("\nper-node training time, %s mode, ms per batch\n", b->e.fused ? "fused" : "default");
+        for (int i = 1; i < nn; i++)
+            if (pf[i] + pb[i] > 0)
+                printf("  %-22s %-10s %8.2f %8.2f\n", m->nodes[i].name, ns_ops[m->nodes[i].op].name,
+                       pf[i] / iters * 1e3, pb[i] / iters * 1e3);
+    }
+    b->e.prof_fwd = b->e.prof_bwd = NULL;
+    free(pf);
+    free(pb);
+    printf("\nper-op time, %s mode, ms per batch (mean of %d)\n", b->e.fused ? "fused" : "default",
+           iters);
     printf("  %-16s %9s %6s | %9s %9s %9s %6s\n", "op", "inference", "share", "train fwd",
            "train bwd", "train", "share");
     double acc_i = 0, acc_t = 0;
@@ -243,7 +149,6 @@ static void profile(bench *b, int iters) {
            100 * ri / (tinf / iters), "", "", rt * 1e3, 100 * rt / (total / iters));
     printf("  %-16s %9.2f %6s | %9s %9s %9.2f\n", "total", tinf / iters * 1e3, "", "", "",
            total / iters * 1e3);
-    printf("  (other): the engine's own work (copying the input, zeroing gradients), the loss\n");
 }
 
 // ----------------------------------------------------------------------------
@@ -324,9 +229,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--dump") == 0 && v) dump = argv[++i];
         else if (strcmp(a, "--compare") == 0 && v) compare = argv[++i];
         else if (strcmp(a, "--perturb") == 0) perturb = 1;
+        else if (strcmp(a, "--nodes") == 0) per_node = 1;
         else {
             fprintf(stderr, "usage: engine_speed [--batch N] [--iters K] [--warmup W] "
-                            "[--no-profile] [--dump FILE | --compare FILE] [--perturb]\n");
+                            "[--no-profile] [--nodes] [--dump FILE | --compare FILE] [--perturb]\n");
             return 2;
         }
     }
@@ -377,6 +283,13 @@ int main(int argc, char **argv) {
     collect(&b, r2);
     printf("two identical runs: %s\n",
            memcmp(r1, r2, (size_t)nr * sizeof(float)) == 0 ? "bit-identical" : "DIFFER");
+    for (int t = 0; t < b.m.ntensors; t++)
+        memcpy(b.m.tensors[t].t.data, saved[t], (size_t)b.m.tensors[t].t.numel * sizeof(float));
+    ns_engine_set_fused(&b.e, 1);
+    collect(&b, r2);
+    ns_engine_set_fused(&b.e, 0);
+    printf("fused mode against the default: %s\n",
+           memcmp(r1, r2, (size_t)nr * sizeof(float)) == 0 ? "bit-identical" : "DIFFER");
     if (dump) {
         FILE *f = fopen(dump, "wb");
         if (!f || fwrite(r1, sizeof(float), (size_t)nr, f) != (size_t)nr || fclose(f) != 0)
@@ -399,28 +312,42 @@ int main(int argc, char **argv) {
     free(r1);
     free(r2);
 
+    // GFLOP/s counts the direct convolution's multiply-adds (Winograd does
+    // fewer): a rate of useful work, comparable across builds and with torch
     double *t = malloc((size_t)iters * sizeof *t);
     if (!t) die("out of memory");
-    for (int i = 0; i < warmup; i++) infer(&b);
-    for (int i = 0; i < iters; i++) {
-        double t0 = ns_now();
-        infer(&b);
-        t[i] = ns_now() - t0;
+    for (int fused = 1; fused >= 0; fused--) {
+        ns_engine_set_fused(&b.e, fused);
+        for (int i = 0; i < warmup; i++) infer(&b);
+        for (int i = 0; i < iters; i++) {
+            double t0 = ns_now();
+            infer(&b);
+            t[i] = ns_now() - t0;
+        }
+        double ti = median(t, iters);
+        for (int i = 0; i < warmup; i++) train_step(&b);
+        for (int i = 0; i < iters; i++) {
+            double t0 = ns_now();
+            train_step(&b);
+            t[i] = ns_now() - t0;
+        }
+        double tt = median(t, iters);
+        const char *mode = fused ? "fused mode" : "default mode";
+        printf("%-13s inference: %7.0f images/s (%7.1f ms/batch) %6.1f GFLOP/s\n", mode, N / ti,
+               ti * 1e3, 2 * macs * N / ti / 1e9);
+        printf("%-13s training:  %7.0f images/s (%7.1f ms/batch) %6.1f GFLOP/s\n", mode, N / tt,
+               tt * 1e3, 3 * 2 * macs * N / tt / 1e9);
     }
-    double ti = median(t, iters);
-    for (int i = 0; i < warmup; i++) train_step(&b);
-    for (int i = 0; i < iters; i++) {
-        double t0 = ns_now();
-        train_step(&b);
-        t[i] = ns_now() - t0;
-    }
-    double tt = median(t, iters);
     free(t);
-    printf("inference: %7.0f images/s (%7.1f ms/batch) %6.1f GFLOP/s\n", N / ti, ti * 1e3,
-           2 * macs * N / ti / 1e9);
-    printf("training:  %7.0f images/s (%7.1f ms/batch) %6.1f GFLOP/s\n", N / tt, tt * 1e3,
-           3 * 2 * macs * N / tt / 1e9);
-    if (prof) profile(&b, iters);
+    if (prof) {
+        for (int fused = 1; fused >= 0; fused--) {
+            ns_engine_set_fused(&b.e, fused);
+            profile(&b, iters);
+        }
+        printf("  conv2d includes its fused epilogue (eval: batch norm, add, relu); batchnorm in\n"
+               "  training includes the fused add and relu; (other): the engine's own work\n"
+               "  (copying the input, zeroing gradients where no op writes them), the loss\n");
+    }
 
     ns_engine_free(&b.e);
     ns_model_free(&b.m);

@@ -29,11 +29,39 @@ typedef struct ns_engine {
     int32_t **ids;         // per embedding node: its input ids as integers
     float *scratch;        // conv im2col columns
     int64_t scratch_floats;
+    int fused;             // fused mode (ns_engine_set_fused); 0 after init
+    uint8_t *keep;         // per node: act[] kept in fused mode (ns_engine_keep)
+    // When not NULL (the caller allocates nnodes doubles each), forward and
+    // backward add each node's seconds here; a fused group's time goes to its
+    // convolution (the convolution with its epilogue) and its batch norm (the
+    // statistics and the elementwise pass, or the fused backward).
+    double *prof_fwd, *prof_bwd;
+    struct ns_engine_plan *plan; // fusion groups and backward bookkeeping (engine.c)
 } ns_engine;
+
+typedef struct ns_engine_plan ns_engine_plan;
 
 // with_grads: allocate gradient buffers (training, saliency); without, forward only.
 int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads, ns_err *err);
 void ns_engine_free(ns_engine *e);
+
+// Fusion. The engine runs a convolution followed by a batch norm (and an add
+// of a residual, and a relu) as one group: in eval mode the batch norm,
+// residual and relu are applied in the convolution's epilogue; in training
+// the convolution computes the batch statistics of each output plane while it
+// is in cache and one elementwise pass does the rest (engine.c). The results
+// are the same bit for bit as running the nodes one by one, and by default
+// every node's act[] and grad[] is filled as before.
+//
+// Fused mode, opt-in, for callers that only read the output, the parameter
+// gradients and grad[0] (net-eval, net-train): the act[] of a group's inner
+// nodes (the batch norm, the add before a relu) and the convolution's act[] in
+// an eval forward of a forward-only engine are not written, and backward
+// fills neither the grad[] of the inner nodes nor of the relu's input.
+// ns_engine_keep(e, node) keeps a node's act[] written even in fused mode
+// (a probe reading a hidden layer). Same results bit for bit either way.
+void ns_engine_set_fused(ns_engine *e, int on);
+void ns_engine_keep(ns_engine *e, int node);
 
 // Runs the graph on x (n, input numel). training selects batch statistics and
 // dropout. Returns the output node's activations (n, output numel), or NULL on

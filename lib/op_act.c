@@ -25,6 +25,19 @@ void ns_relu_backward(float *dinp, const float *dout, const float *out, int64_t 
     }
 }
 
+void ns_relu_backward_ex(float *dinp, const float *dout, const float *out, int64_t n,
+                         int overwrite) {
+    if (!overwrite) {
+        ns_relu_backward(dinp, dout, out, n);
+        return;
+    }
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float d = dout[i];
+        dinp[i] = out[i] > 0.0f ? d : 0.0f;
+    }
+}
+
 void ns_leaky_relu_forward(float *out, const float *inp, float slope, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = (inp[i] > 0.0f ? 1.0f : slope) * inp[i];

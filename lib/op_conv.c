@@ -3,8 +3,14 @@
 // Shapes: inp (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC),
 // out (N, OC, OH, OW), OH = (H + 2 PH - DH (KH-1) - 1) / SH + 1 (same for OW).
 //
-// Three paths, chosen from the geometry alone:
-// - packed (the usual one): every product is a sum of ns_tile_gemm_rows
+// Four paths, chosen from the geometry alone:
+// - Winograd F(4x4, 3x3) (op_winograd.c) for 3x3, stride 1, dilation 1,
+//   ungrouped convolutions with 16k input and output channels, when the CPU
+//   has AVX-512: forward, input gradient and weight gradient (each can be
+//   switched off: NETSMITH_WINOGRAD, ns_conv2d_set_winograd). Its rounding
+//   differs from the direct sum's: about 1e-5 of the rms output at worst
+//   against ~2e-6 (test_ops prints both).
+// - packed (the usual one otherwise): every product is a sum of ns_tile_gemm_rows
 //   tiles (lib/blas.h: netsmith's AVX-512 32x8 tile, or BLIS's microkernel)
 //   reading the images in place through tables of row offsets, so there is no
 //   im2col matrix to write and then repack. Samples are split over OpenMP
@@ -42,6 +48,11 @@
 //   one input plane and KH*KW weights. There is no dense product here; N*C
 //   one-row sgemm calls would cost more than the arithmetic, so a plain loop
 //   per (sample, channel) does it.
+//
+// ns_conv2d_forward_ex applies an epilogue (a folded eval-mode batch norm, a
+// residual add, a relu, the per-plane statistics a training-mode batch norm
+// needs) to each sample's output right after it is computed, while it is in
+// cache; the arithmetic is that of the separate ops (see ops.h).
 #include "ops.h"
 
 #include <omp.h>
@@ -454,7 +465,7 @@ static void make_plan(plan *p, const ns_conv2d_geom *g) {
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-int64_t ns_conv2d_scratch_floats(const ns_conv2d_geom *g) {
+static int64_t scratch_direct(const ns_conv2d_geom *g) {
     if (path_direct(g)) return 0;
     if (!path_packed(g)) {
         if (path_1x1(g)) return 0;
@@ -463,6 +474,12 @@ int64_t ns_conv2d_scratch_floats(const ns_conv2d_geom *g) {
     plan p;
     make_plan(&p, g);
     return p.total;
+}
+
+int64_t ns_conv2d_scratch_floats(const ns_conv2d_geom *g) {
+    int64_t s = scratch_direct(g);
+    s = max64(s, ns_wino_scratch_floats(g)); // 0 unless Winograd could run, switched on or not
+    return s;
 }
 
 // ----------------------------------------------------------------------------
@@ -635,6 +652,41 @@ PACKER static void pack_runs(float *restrict A, int64_t TP, const float *restric
     }
 }
 
+// d[i] = s[2 i] for i < n, where avail floats from s on may be read: vectors
+// of 32 deinterleaved while they fit, then one by one.
+PACKER static void copy_stride2(float *restrict d, const float *restrict s, int64_t n,
+                                int64_t avail) {
+    int64_t i = 0;
+    for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) {
+        vf16 a = *(const vf16 *)(s + 2 * i), b = *(const vf16 *)(s + 2 * i + 16);
+        *(vf16 *)(d + i) = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                                   22, 24, 26, 28, 30);
+    }
+    for (; i < n; i++) d[i] = s[2 * i];
+}
+
+// d[2 i] += s[i] for i < n, where avail floats from d on may be touched:
+// vectors of 32 while they fit (the odd floats rewritten unchanged), then one
+// by one.
+PACKER static void add_stride2(float *restrict d, const float *restrict s, int64_t n,
+                               int64_t avail) {
+    int64_t i = 0;
+    const vf16 z = {0};
+    for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) {
+        vf16 sv = *(const vf16 *)(s + i);
+        vf16 lo = __builtin_shufflevector(sv, z, 0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
+        vf16 hi = __builtin_shufflevector(sv, z, 8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16);
+        vf16 d0 = *(vf16 *)(d + 2 * i), d1 = *(vf16 *)(d + 2 * i + 16);
+        vf16 a0 = d0 + lo, a1 = d1 + hi;
+        // even floats from the sums, odd ones as they were (bit for bit: -0 stays -0)
+        *(vf16 *)(d + 2 * i) = __builtin_shufflevector(a0, d0, 0, 17, 2, 19, 4, 21, 6, 23, 8, 25,
+                                                       10, 27, 12, 29, 14, 31);
+        *(vf16 *)(d + 2 * i + 16) = __builtin_shufflevector(a1, d1, 0, 17, 2, 19, 4, 21, 6, 23, 8,
+                                                            25, 10, 27, 12, 29, 14, 31);
+    }
+    for (; i < n; i++) d[2 * i] += s[i];
+}
+
 // Whether some tap reads phase (a, b): kh*DH = a mod SH and kw*DW = b mod SW.
 static int phase_used(int64_t a, int64_t b, const ns_conv2d_geom *g) {
     int ra = 0, rb = 0;
@@ -667,6 +719,11 @@ static void phase_planes(float *dst, const float *src, const ns_conv2d_geom *g, 
                     if (ih < 0 || ih >= H) continue;
                     const float *sr = src + (c * H + ih) * W + b - g->PW;
                     float *dr = d + r * Wph;
+                    if (SW == 2 && shi > slo) {
+                        // the row's input from column 2 slo + b - PW on
+                        copy_stride2(dr + slo, sr + 2 * slo, shi - slo, W - (2 * slo + b - g->PW));
+                        continue;
+                    }
                     for (int64_t s2 = slo; s2 < shi; s2++) dr[s2] = sr[s2 * SW];
                 }
             }
@@ -737,8 +794,13 @@ static void forward_sample(float *out, const float *x, const float *wq, const fl
     }
 }
 
+static void epilogue_sample(float *out, const float *raw, const float *bias,
+                            const ns_conv2d_epilogue *ep, int64_t n, int64_t OC, int64_t OHW);
+
 static void packed_forward(float *out, float *scratch, const float *inp, const float *weight,
-                           const float *bias, const ns_conv2d_geom *g) {
+                           const float *bias, const ns_conv2d_geom *g,
+                           const ns_conv2d_epilogue *ep) {
+    float *raw = ep && ep->conv_out ? ep->conv_out : out;
     plan p;
     make_plan(&p, g);
     float *base = align64(scratch);
@@ -754,9 +816,10 @@ static void packed_forward(float *out, float *scratch, const float *inp, const f
             for (int64_t grp = 0; grp < G; grp++) {
                 const float *x = inp + (n * C + grp * p.Cg) * HW;
                 const float *next = grp + 1 < G ? x + p.Cg * HW : n + 1 < N ? x + (C - grp * p.Cg) * HW : NULL;
-                forward_sample(out + (n * OC + grp * p.OCg) * OHW, x,
+                forward_sample(raw + (n * OC + grp * p.OCg) * OHW, x,
                                base + grp * p.nq_f * p.Kd * p.TQ,
                                bias ? bias + grp * p.OCg : NULL, t, g, &p, next, p.Cg * HW);
+                if (ep && grp + 1 == G) epilogue_sample(out, raw, NULL, ep, n, OC, OHW);
             }
     }
 }
@@ -882,6 +945,9 @@ static void dinp_sample(float *dx, const float *dy, const float *wq, float *t,
                     for (int64_t r = 0; r < nruns; r++) {
                         if (SW == 1) {
                             add_floats(d + runs[r].d0, cj + runs[r].i0, runs[r].len);
+                        } else if (SW == 2) {
+                            add_stride2(d + runs[r].d0, cj + runs[r].i0, runs[r].len,
+                                        p->HW - runs[r].d0);
                         } else {
                             float *dr = d + runs[r].d0;
                             const float *sr = cj + runs[r].i0;
@@ -987,7 +1053,8 @@ static void dweight_sample(float *part, const float *x, const float *dy, float *
 }
 
 static void packed_backward(float *dinp, float *dweight, float *scratch, const float *dout,
-                            const float *inp, const float *weight, const ns_conv2d_geom *g) {
+                            const float *inp, const float *weight, const ns_conv2d_geom *g,
+                            int overwrite) {
     plan p;
     make_plan(&p, g);
     float *base = align64(scratch), *parts = base + p.o_part;
@@ -1020,6 +1087,7 @@ static void packed_backward(float *dinp, float *dweight, float *scratch, const f
                 for (int64_t grp = 0; grp < G; grp++) {
                     const float *dy = dout + (n * OC + grp * p.OCg) * OHW;
                     const int last = n + 1 == min64(N, (ch + 1) * p.chunk) && grp + 1 == G;
+                    if (dinp && overwrite) zero_floats(dinp + (n * C + grp * Cg) * HW, Cg * HW);
                     if (dinp)
                         dinp_sample(dinp + (n * C + grp * Cg) * HW, dy,
                                     base + grp * p.nq_b * p.TQ * p.Kb, t, g, &p,
@@ -1050,16 +1118,150 @@ static void packed_backward(float *dinp, float *dweight, float *scratch, const f
 
 // ----------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------
+// epilogue (ns_conv2d_epilogue)
+
+enum { EPI_SCALE = 1, EPI_RES = 2, EPI_RELU = 4, EPI_AOUT = 8, EPI_ROUT = 16 };
+
+// out = the epilogue's steps applied to x, n floats of one plane; x may be out.
+__attribute__((always_inline)) static inline void epi_run(const int f, float *out, const float *x,
+                                                          int64_t n, float s, float sh,
+                                                          const float *restrict res,
+                                                          float *restrict aout,
+                                                          float *restrict rout) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float y = x[i];
+        if (f & EPI_SCALE) {
+            y = y * s + sh;
+            if (f & EPI_AOUT) aout[i] = y;
+        }
+        if (f & EPI_RES) {
+            y = y + res[i];
+            if (f & EPI_ROUT) rout[i] = y;
+        }
+        if (f & EPI_RELU) y = y > 0.0f ? y : 0.0f;
+        out[i] = y;
+    }
+}
+
+#define EPI_CASE(f)                                                                            \
+    case f:                                                                                    \
+        epi_run(f, out, x, n, s, sh, res, aout, rout);                                         \
+        break;
+#define EPI_CASE8(b) EPI_CASE(b) EPI_CASE(b + 1) EPI_CASE(b + 2) EPI_CASE(b + 3) EPI_CASE(b + 4) \
+    EPI_CASE(b + 5) EPI_CASE(b + 6) EPI_CASE(b + 7)
+
+static void epi_plane(int f, float *out, const float *x, int64_t n, float s, float sh,
+                      const float *res, float *aout, float *rout) {
+    switch (f) { EPI_CASE8(0) EPI_CASE8(8) EPI_CASE8(16) EPI_CASE8(24) }
+}
+
+// Sample n's OC planes: raw (the convolution, in ep->conv_out when that is
+// given, else in out) plus bias (when not NULL: not yet added), then the
+// plane statistics, then the steps into out.
+static void epilogue_sample(float *out, const float *raw, const float *bias,
+                            const ns_conv2d_epilogue *ep, int64_t n, int64_t OC, int64_t OHW) {
+    const int f = (ep->scale ? EPI_SCALE | (ep->affine_out ? EPI_AOUT : 0) : 0) |
+                  (ep->residual ? EPI_RES | (ep->residual_out ? EPI_ROUT : 0) : 0) |
+                  (ep->relu ? EPI_RELU : 0);
+    for (int64_t oc = 0; oc < OC; oc++) {
+        const int64_t off = (n * OC + oc) * OHW;
+        float *cur = (float *)raw + off;
+        if (bias) {
+            const float b = bias[oc];
+#pragma omp simd
+            for (int64_t i = 0; i < OHW; i++) cur[i] += b;
+        }
+        if (ep->plane_stats) ns_batchnorm_plane_stats(ep->plane_stats + 2 * (n * OC + oc), cur, OHW);
+        if (f || cur != out + off)
+            epi_plane(f, out + off, cur, OHW, ep->scale ? ep->scale[oc] : 1.0f,
+                      ep->scale ? ep->shift[oc] : 0.0f, ep->residual ? ep->residual + off : NULL,
+                      ep->affine_out ? ep->affine_out + off : NULL,
+                      ep->residual_out ? ep->residual_out + off : NULL);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Winograd (op_winograd.c): threads over samples, one sample's product in
+// op_winograd.c, then the epilogue while the output is in cache.
+
+static void wino_forward(float *out, float *scratch, const float *inp, const float *weight,
+                         const float *bias, const ns_conv2d_geom *g,
+                         const ns_conv2d_epilogue *ep) {
+    float *raw = ep && ep->conv_out ? ep->conv_out : out;
+    ns_conv2d_epilogue none = {0};
+    if (!ep) ep = &none;
+    ns_wino_prepare(scratch, weight, g, 0);
+    const int64_t N = g->N, C = g->C, OC = g->OC, HW = g->H * g->W, OHW = g->OH * g->OW;
+#pragma omp parallel num_threads(ns_threads()) if (N > 1)
+    {
+        float *t = ns_wino_thread(scratch, omp_get_thread_num(), g);
+        ns_wino_thread_init(t, g, 0);
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t n = 0; n < N; n++) {
+            const int more = n + 1 < N;
+            ns_wino_sample(raw + n * OC * OHW, 0, inp + n * C * HW, scratch, t, g, 0,
+                           more ? inp + (n + 1) * C * HW : NULL,
+                           more ? raw + (n + 1) * OC * OHW : NULL);
+            epilogue_sample(out, raw, bias, ep, n, OC, OHW);
+        }
+    }
+}
+
+// dinp (= or +=) the input gradient, sample by sample.
+static void wino_dinp(float *dinp, float *scratch, const float *dout, const float *weight,
+                      const ns_conv2d_geom *g, int overwrite) {
+    ns_wino_prepare(scratch, weight, g, 1);
+    const int64_t N = g->N, C = g->C, OC = g->OC, HW = g->H * g->W, OHW = g->OH * g->OW;
+#pragma omp parallel num_threads(ns_threads()) if (N > 1)
+    {
+        float *t = ns_wino_thread(scratch, omp_get_thread_num(), g);
+        ns_wino_thread_init(t, g, 1);
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t n = 0; n < N; n++)
+            ns_wino_sample(dinp + n * C * HW, !overwrite, dout + n * OC * OHW, scratch, t, g, 1,
+                           n + 1 < N ? dout + (n + 1) * OC * OHW : NULL,
+                           n + 1 < N ? dinp + (n + 1) * C * HW : NULL);
+    }
+}
+
+// ----------------------------------------------------------------------------
+
 void ns_conv2d_forward(float *out, float *scratch, const float *inp, const float *weight,
                        const float *bias, const ns_conv2d_geom *g) {
-    if (path_direct(g)) direct_forward(out, inp, weight, bias, g);
-    else if (path_packed(g)) packed_forward(out, scratch, inp, weight, bias, g);
-    else plain_forward(out, scratch, inp, weight, bias, g);
+    ns_conv2d_forward_ex(out, scratch, inp, weight, bias, g, NULL);
+}
+
+void ns_conv2d_forward_ex(float *out, float *scratch, const float *inp, const float *weight,
+                          const float *bias, const ns_conv2d_geom *g,
+                          const ns_conv2d_epilogue *ep) {
+    if (ep && !ep->scale && !ep->residual && !ep->relu && !ep->conv_out && !ep->plane_stats)
+        ep = NULL;
+    if (ns_wino_usable(g)) {
+        wino_forward(out, scratch, inp, weight, bias, g, ep);
+        return;
+    }
+    if (path_packed(g)) {
+        packed_forward(out, scratch, inp, weight, bias, g, ep);
+        return;
+    }
+    float *raw = ep && ep->conv_out ? ep->conv_out : out;
+    if (path_direct(g)) direct_forward(raw, inp, weight, bias, g);
+    else plain_forward(raw, scratch, inp, weight, bias, g);
+    if (ep)
+        for (int64_t n = 0; n < g->N; n++) epilogue_sample(out, raw, NULL, ep, n, g->OC, g->OH * g->OW);
 }
 
 void ns_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch,
                         const float *dout, const float *inp, const float *weight,
                         const ns_conv2d_geom *g) {
+    ns_conv2d_backward_ex(dinp, dweight, dbias, scratch, dout, inp, weight, g, 0);
+}
+
+void ns_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, float *scratch,
+                           const float *dout, const float *inp, const float *weight,
+                           const ns_conv2d_geom *g, int overwrite) {
     const int64_t N = g->N, OC = g->OC, OHW = g->OH * g->OW;
     if (dbias) {
 #pragma omp parallel for schedule(static) if (N * OC * OHW >= OMP_MIN)
@@ -1074,7 +1276,21 @@ void ns_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratc
             dbias[oc] += (float)s;
         }
     }
+    if (dinp && ns_wino_dinp_usable(g)) {
+        wino_dinp(dinp, scratch, dout, weight, g, overwrite);
+        dinp = NULL;
+        overwrite = 0;
+    }
+    if (dweight && ns_wino_dweight_usable(g)) {
+        ns_wino_dweight(dweight, scratch, dout, inp, g);
+        dweight = NULL;
+    }
+    if (!dinp && !dweight) return;
+    if (path_packed(g)) {
+        packed_backward(dinp, dweight, scratch, dout, inp, weight, g, overwrite);
+        return;
+    }
+    if (dinp && overwrite) memset(dinp, 0, (size_t)(g->N * g->C * g->H * g->W) * sizeof(float));
     if (path_direct(g)) direct_backward(dinp, dweight, dout, inp, weight, g);
-    else if (path_packed(g)) packed_backward(dinp, dweight, scratch, dout, inp, weight, g);
     else plain_backward(dinp, dweight, scratch, dout, inp, weight, g);
 }

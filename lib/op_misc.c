@@ -32,6 +32,33 @@ void ns_add_backward(float *da, float *db, const float *dout, int64_t n) {
     }
 }
 
+void ns_add_backward_ex(float *da, float *db, const float *dout, int64_t n, int overwrite) {
+    if (!(overwrite & 3) || (!da && !db)) {
+        ns_add_backward(da, db, dout, n);
+        return;
+    }
+    const int oa = da && (overwrite & 1), ob = db && (overwrite & 2);
+    if (da && db && da != db) {
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float d = dout[i];
+            da[i] = oa ? d : da[i] + d;
+            db[i] = ob ? d : db[i] + d;
+        }
+    } else if (da && db) { // the same buffer twice: 2 dout, or dout + 2 dout... in order
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float d = dout[i], v = oa ? d : da[i] + d;
+            da[i] = ob ? d : v + d;
+        }
+    } else {
+        float *dd = da ? da : db;
+        const int o = da ? oa : ob;
+#pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
+        for (int64_t i = 0; i < n; i++) dd[i] = o ? dout[i] : dd[i] + dout[i];
+    }
+}
+
 void ns_mul_forward(float *out, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= OMP_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];

@@ -7,7 +7,9 @@
 //   x_backward(dinputs..., dparams..., dout, saved..., inputs/params..., dims...).
 // - Backward kernels ACCUMULATE (+=) into every gradient buffer; the caller
 //   zeroes them. A gradient pointer may be NULL when that gradient is not
-//   wanted; the kernel then skips that work.
+//   wanted; the kernel then skips that work. The *_ex variants of the conv,
+//   batch norm, relu and add backward can overwrite instead, for a caller
+//   that knows a buffer has no other contribution yet (no zeroing pass).
 // - Kernels never allocate, print or fail. Scratch memory (im2col columns) and
 //   state saved for backward (batch statistics, argmax indices, dropout masks)
 //   are buffers the caller passes in. Geometry is validated once, up front, by
@@ -56,6 +58,9 @@ void ns_linear_backward(float *dinp,         // (N, IN) or NULL
 // ----------------------------------------------------------------------------
 // conv2d (op_conv.c): NCHW cross-correlation as torch.nn.functional.conv2d.
 // Fill the first block, then call ns_conv2d_geom_init to check it and set OH, OW.
+// 3x3 stride-1 convolutions with 16k channels go through Winograd F(4x4, 3x3)
+// on AVX-512 machines (op_winograd.c: ~1e-5 of the rms output at worst,
+// against ~2e-6 for the direct sum); NETSMITH_WINOGRAD=0 turns it off.
 
 typedef struct ns_conv2d_geom {
     int64_t N, C, H, W;     // input (N, C, H, W)
@@ -92,6 +97,45 @@ void ns_conv2d_backward(float *dinp,         // (N, C, H, W) or NULL
                         const float *weight, // (OC, C/G, KH, KW)
                         const ns_conv2d_geom *g);
 
+// What follows a convolution in a network, applied to each sample's output
+// while it is in cache (ns_conv2d_forward_ex). With y = conv + bias, the
+// steps, each only when its field is set, in this order:
+//     y = y * scale[oc] + shift[oc]     (an eval-mode batch norm, folded)
+//     y = y + residual                  (a residual connection)
+//     y = max(y, 0)                     (relu)
+// and out receives the final y. Each step is the float arithmetic of the op
+// it replaces (a multiply then an add, an add, a select), so the results are
+// bit for bit those of running ns_conv2d_forward, ns_batchnorm_forward (eval),
+// ns_add_forward and ns_relu_forward one after another. The stages can be
+// stored as well (NULL: not stored); none of the buffers may overlap.
+typedef struct ns_conv2d_epilogue {
+    const float *scale, *shift; // (OC) or NULL
+    const float *residual;      // (N, OC, OH, OW) or NULL
+    int relu;
+    float *conv_out;     // (N, OC, OH, OW): conv + bias, or NULL
+    float *affine_out;   // (N, OC, OH, OW): after the scale and shift, or NULL
+    float *residual_out; // (N, OC, OH, OW): after the residual, or NULL
+    // (N, OC, 2): per plane of conv + bias, its mean and the sum of squared
+    // deviations from it (ns_batchnorm_plane_stats), for a training-mode
+    // batch norm that follows (ns_batchnorm_stats), or NULL
+    double *plane_stats;
+} ns_conv2d_epilogue;
+
+// ns_conv2d_forward followed by the epilogue (NULL: none).
+void ns_conv2d_forward_ex(float *out,          // (N, OC, OH, OW)
+                          float *scratch,      // (ns_conv2d_scratch_floats) or NULL if 0
+                          const float *inp,    // (N, C, H, W)
+                          const float *weight, // (OC, C/G, KH, KW)
+                          const float *bias,   // (OC) or NULL
+                          const ns_conv2d_geom *g, const ns_conv2d_epilogue *ep);
+// ns_conv2d_backward with the choice of accumulating into dinp (as
+// ns_conv2d_backward) or overwriting it (overwrite_dinp != 0: dinp = the
+// gradient, whatever it held; for a caller whose gradient buffer has no
+// other contribution yet, saving the zeroing).
+void ns_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, float *scratch,
+                           const float *dout, const float *inp, const float *weight,
+                           const ns_conv2d_geom *g, int overwrite_dinp);
+
 // ----------------------------------------------------------------------------
 // normalisation (op_norm.c)
 
@@ -126,6 +170,53 @@ void ns_batchnorm_backward(float *dinp,          // (N, C, S) or NULL
                            const float *weight,  // (C) or NULL
                            int64_t N, int64_t C, int64_t S, int training);
 
+// The pieces of batch norm, for callers that fuse it with its neighbours
+// (the engine). Training statistics are built from per-plane statistics:
+// ns_batchnorm_plane_stats gives a plane's (S values) mean and sum of squared
+// deviations from that mean (two passes, float block sums added in double);
+// ns_batchnorm_stats merges N planes per channel in sample order (Chan et
+// al.'s pairwise update, in double) into the saved mean and rstd and the
+// running statistics, exactly as ns_batchnorm_forward does in training (which
+// is built from these two), so a convolution can compute the plane statistics
+// while its output is in cache (ns_conv2d_epilogue.plane_stats).
+void ns_batchnorm_plane_stats(double *st,      // (2) mean, sum of squared deviations
+                              const float *x,  // (S)
+                              int64_t S);
+void ns_batchnorm_stats(float *mean, float *rstd, float *running_mean, float *running_var,
+                        const double *plane_stats, // (N, C, 2)
+                        int64_t N, int64_t C, int64_t S, float momentum, float eps);
+// Eval mode: mean and rstd from the running statistics (as the forward).
+void ns_batchnorm_eval_stats(float *mean, float *rstd, const float *running_mean,
+                             const float *running_var, int64_t C, float eps);
+// The per-channel affine map the forward applies, out = x * scale + shift:
+// scale = rstd * w, shift = b - mean * rstd * w, in float.
+void ns_batchnorm_affine(float *scale, float *shift, const float *mean, const float *rstd,
+                         const float *weight, const float *bias, int64_t C);
+// The forward's elementwise pass with what follows it: y = x * scale + shift
+// (bn_out, when not NULL, receives it), then y + residual when residual is not
+// NULL (sum_out receives that), then max(y, 0) when relu; out receives the
+// final y. Bit for bit the separate ops; buffers must not overlap.
+void ns_batchnorm_apply(float *out, float *bn_out, float *sum_out,
+                        const float *inp,      // (N, C, S)
+                        const float *scale, const float *shift, // (C)
+                        const float *residual, // (N, C, S) or NULL
+                        int relu, int64_t N, int64_t C, int64_t S);
+// ns_batchnorm_backward for a batch norm followed by (a residual add and) a
+// relu: dout is the gradient at the relu's output, relu_out its output (the
+// gradient passes where relu_out > 0). With no add in between, relu_out may be
+// NULL and relu_affine (2C floats: the forward's scale, then shift, from
+// ns_batchnorm_affine) given instead: the relu's input is recomputed from inp
+// with the forward's arithmetic (same bits), saving a read of the output.
+// Both NULL: no relu. dres, when not NULL, receives the gradient of the
+// residual input (the masked dout).
+// overwrite: bit 0 set, dinp is written rather than accumulated into; bit 1,
+// dres (for a caller whose buffers have no other contribution yet).
+void ns_batchnorm_backward_ex(float *dinp, float *dweight, float *dbias, float *dres,
+                              const float *dout, const float *relu_out,
+                              const float *relu_affine, const float *inp, const float *mean,
+                              const float *rstd, const float *weight, int64_t N, int64_t C,
+                              int64_t S, int training, int overwrite);
+
 // Layer norm over the last D elements of each of N rows, with affine weight
 // and bias (either may be NULL), biased variance, as torch.nn.LayerNorm((D,)).
 void ns_layernorm_forward(float *out,          // (N, D)
@@ -152,6 +243,9 @@ void ns_layernorm_backward(float *dinp,         // (N, D) or NULL
 
 void ns_relu_forward(float *out, const float *inp, int64_t n);                // (n)
 void ns_relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
+// The same writing dinp (= instead of +=) when overwrite != 0.
+void ns_relu_backward_ex(float *dinp, const float *dout, const float *out, int64_t n,
+                         int overwrite);
 void ns_leaky_relu_forward(float *out, const float *inp, float slope, int64_t n);
 void ns_leaky_relu_backward(float *dinp, const float *dout, const float *inp, float slope,
                             int64_t n);
@@ -269,6 +363,9 @@ int ns_check_class_ids(const int32_t *ids, int64_t n, int64_t K, ns_err *err);
 
 void ns_add_forward(float *out, const float *a, const float *b, int64_t n); // (n)
 void ns_add_backward(float *da, float *db, const float *dout, int64_t n);   // (n)
+// The same writing da (bit 0 of overwrite) or db (bit 1) instead of adding;
+// da may equal db (then da is handled first).
+void ns_add_backward_ex(float *da, float *db, const float *dout, int64_t n, int overwrite);
 void ns_mul_forward(float *out, const float *a, const float *b, int64_t n); // (n)
 void ns_mul_backward(float *da, float *db, const float *dout, const float *a,
                      const float *b, int64_t n);                            // (n)
@@ -318,5 +415,33 @@ void ns_embedding_backward(float *dtable,       // (V, D)
                            const float *dout,   // (N, D)
                            const int32_t *ids,  // (N)
                            int64_t N, int64_t D);
+
+// ----------------------------------------------------------------------------
+// internal to op_conv.c: Winograd F(4x4, 3x3) (op_winograd.c) for 3x3,
+// stride 1, dilation 1, ungrouped convolutions with 16k input and output
+// channels and padding <= 2. Forward and input gradient one sample at a
+// time (op_conv.c runs the samples over threads); dinp != 0: the
+// input-gradient correlation (dout with the flipped, transposed kernel)
+// instead of the forward. NETSMITH_WINOGRAD=0 turns it off.
+// The switch, for tests and benchmarks: -1 leaves it to NETSMITH_WINOGRAD
+// (the default), 0 off, 1 forward only, 2 forward and input gradient, 3 the
+// weight gradient too (NETSMITH_WINOGRAD unset: 3). Not
+// thread-safe: call it between convolutions. Scratch sizes allow for
+// Winograd wherever it could run, switched on or not.
+void ns_conv2d_set_winograd(int mode);
+int ns_wino_usable(const ns_conv2d_geom *g);
+int ns_wino_dinp_usable(const ns_conv2d_geom *g);
+int ns_wino_dweight_usable(const ns_conv2d_geom *g);
+// dweight += the weight gradient over the batch (threads inside).
+void ns_wino_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
+                     const ns_conv2d_geom *g);
+int64_t ns_wino_scratch_floats(const ns_conv2d_geom *g);
+void ns_wino_prepare(float *scratch, const float *weight, const ns_conv2d_geom *g, int dinp);
+float *ns_wino_thread(float *scratch, int thread, const ns_conv2d_geom *g);
+void ns_wino_thread_init(float *t, const ns_conv2d_geom *g, int dinp);
+// next_x, next_dst: the next sample's input and output, prefetched (or NULL).
+void ns_wino_sample(float *dst, int acc, const float *x, const float *scratch, float *t,
+                    const ns_conv2d_geom *g, int dinp, const float *next_x,
+                    const float *next_dst);
 
 #endif
