@@ -652,10 +652,57 @@ PACKER static void pack_runs(float *restrict A, int64_t TP, const float *restric
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_STRIDE2 1
+// The two below with AVX-512 masks: 16 results at a time, the last partial,
+// touching only the floats the scalar loops would.
+__attribute__((target("avx512f"))) static void copy_stride2_512(float *restrict d,
+                                                                const float *restrict s,
+                                                                int64_t n) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t r = n - i < 16 ? n - i : 16, m = 2 * r - 1; // floats read: s[2i .. 2i+m)
+        const __mmask16 m0 = (__mmask16)(m >= 16 ? 0xffff : (1u << m) - 1);
+        const __mmask16 m1 = (__mmask16)(m > 16 ? (1u << (m - 16)) - 1 : 0);
+        __m512 a = _mm512_maskz_loadu_ps(m0, s + 2 * i);
+        __m512 b = m1 ? _mm512_maskz_loadu_ps(m1, s + 2 * i + 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << r) - 1), _mm512_permutex2var_ps(a, even, b));
+    }
+}
+
+__attribute__((target("avx512f"))) static void add_stride2_512(float *restrict d,
+                                                               const float *restrict s,
+                                                               int64_t n) {
+    const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t r = n - i < 16 ? n - i : 16, m = 2 * r - 1; // d[2i .. 2i+m), even ones
+        const __mmask16 m0 = (__mmask16)((m >= 16 ? 0xffff : (1u << m) - 1) & 0x5555);
+        const __mmask16 m1 = (__mmask16)((m > 16 ? (1u << (m - 16)) - 1 : 0) & 0x5555);
+        __m512 sv = _mm512_maskz_loadu_ps((__mmask16)((1u << r) - 1), s + i);
+        float *d0 = d + 2 * i;
+        __m512 a = _mm512_maskz_loadu_ps(m0, d0);
+        _mm512_mask_storeu_ps(d0, m0, _mm512_add_ps(a, _mm512_permutexvar_ps(lo, sv)));
+        if (m1) {
+            __m512 b = _mm512_maskz_loadu_ps(m1, d0 + 16);
+            _mm512_mask_storeu_ps(d0 + 16, m1, _mm512_add_ps(b, _mm512_permutexvar_ps(hi, sv)));
+        }
+    }
+}
+#endif
+
 // d[i] = s[2 i] for i < n, where avail floats from s on may be read: vectors
-// of 32 deinterleaved while they fit, then one by one.
+// of 32 deinterleaved while they fit, then one by one (AVX-512: all with
+// masked vectors).
 PACKER static void copy_stride2(float *restrict d, const float *restrict s, int64_t n,
                                 int64_t avail) {
+#ifdef HAVE_AVX512_STRIDE2
+    if (__builtin_cpu_supports("avx512f")) {
+        copy_stride2_512(d, s, n);
+        return;
+    }
+#endif
     int64_t i = 0;
     for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) {
         vf16 a = *(const vf16 *)(s + 2 * i), b = *(const vf16 *)(s + 2 * i + 16);
@@ -670,6 +717,12 @@ PACKER static void copy_stride2(float *restrict d, const float *restrict s, int6
 // by one.
 PACKER static void add_stride2(float *restrict d, const float *restrict s, int64_t n,
                                int64_t avail) {
+#ifdef HAVE_AVX512_STRIDE2
+    if (__builtin_cpu_supports("avx512f")) {
+        add_stride2_512(d, s, n);
+        return;
+    }
+#endif
     int64_t i = 0;
     const vf16 z = {0};
     for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) {
