@@ -109,6 +109,13 @@ static void profile(bench *b, int iters) {
         tinf += ns_now() - t0;
     }
     for (int i = 0; i < nn; i++) op_inf[m->nodes[i].op] += pf[i];
+    if (per_node) {
+        printf("\nper-node inference time, %s mode, ms per batch\n", b->e.fused ? "fused" : "default");
+        for (int i = 1; i < nn; i++)
+            if (pf[i] > 0)
+                printf("  %-22s %-10s %8.2f\n", m->nodes[i].name, ns_ops[m->nodes[i].op].name,
+                       pf[i] / iters * 1e3);
+    }
     memset(pf, 0, (size_t)nn * sizeof *pf);
     double total = 0;
     for (int it = 0; it < iters; it++) {
