@@ -55,11 +55,14 @@ void ns_engine_free(ns_engine *e);
 //
 // Fused mode, opt-in, for callers that only read the output, the parameter
 // gradients and grad[0] (net-eval, net-train): the act[] of a group's inner
-// nodes (the batch norm, the add before a relu) and the convolution's act[] in
-// an eval forward of a forward-only engine are not written, and backward
-// fills neither the grad[] of the inner nodes nor of the relu's input.
-// ns_engine_keep(e, node) keeps a node's act[] written even in fused mode
-// (a probe reading a hidden layer). Same results bit for bit either way.
+// nodes (the batch norm, the add before a relu) are not written, nor the
+// convolution's in an eval forward of a forward-only engine; backward runs
+// the batch norm, add and relu as one pass and writes no grad[] for the inner
+// nodes. ns_engine_keep(e, node) keeps a node's act[] written even in fused
+// mode (a probe reading a hidden layer). The output, parameter gradients and
+// grad[0] are the same bit for bit in both modes. Fused mode saves ~10% in
+// eval (resnet20 on 28x28: 42 against 48 ms per batch of 256, 2 threads) and
+// a little in training.
 void ns_engine_set_fused(ns_engine *e, int on);
 void ns_engine_keep(ns_engine *e, int node);
 

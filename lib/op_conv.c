@@ -1254,10 +1254,16 @@ static void wino_forward(float *out, float *scratch, const float *inp, const flo
 #pragma omp for schedule(dynamic, 4)
         for (int64_t n = 0; n < N; n++) {
             const int more = n + 1 < N;
+            // with nothing stored but the final output and no statistics,
+            // the epilogue runs as the tiles are stored
+            ns_wino_epi we = {bias, ep->scale, ep->shift,
+                              ep->residual ? ep->residual + n * OC * OHW : NULL, ep->relu};
+            const int in_tiles = !ep->conv_out && !ep->affine_out && !ep->residual_out &&
+                                 !ep->plane_stats;
             ns_wino_sample(raw + n * OC * OHW, 0, inp + n * C * HW, scratch, t, g, 0,
                            more ? inp + (n + 1) * C * HW : NULL,
-                           more ? raw + (n + 1) * OC * OHW : NULL);
-            epilogue_sample(out, raw, bias, ep, n, OC, OHW);
+                           more ? raw + (n + 1) * OC * OHW : NULL, in_tiles ? &we : NULL);
+            if (!in_tiles) epilogue_sample(out, raw, bias, ep, n, OC, OHW);
         }
     }
 }
@@ -1275,7 +1281,7 @@ static void wino_dinp(float *dinp, float *scratch, const float *dout, const floa
         for (int64_t n = 0; n < N; n++)
             ns_wino_sample(dinp + n * C * HW, !overwrite, dout + n * OC * OHW, scratch, t, g, 1,
                            n + 1 < N ? dout + (n + 1) * OC * OHW : NULL,
-                           n + 1 < N ? dinp + (n + 1) * C * HW : NULL);
+                           n + 1 < N ? dinp + (n + 1) * C * HW : NULL, NULL);
     }
 }
 

@@ -356,7 +356,8 @@ AVX512 static void input_tile(float *V, int64_t vstride, const float *x, int64_t
 // (rows x cols of the tile inside the output) stored at d + oc*ps + a*rs
 // (= or, with acc, +=).
 AVX512 static void output_tile_nchw(float *d, int64_t ps, int64_t rs, int rows, int cols,
-                                    const float *M, int64_t mstride, int acc) {
+                                    const float *M, int64_t mstride, int acc,
+                                    const ns_wino_epi *ep, int64_t c0, const float *res) {
     __m512 s[4][6], y[16], u[16];
     for (int l = 0; l < 6; l++) {
         __m512 v[4];
@@ -368,6 +369,38 @@ AVX512 static void output_tile_nchw(float *d, int64_t ps, int64_t rs, int rows, 
     }
     for (int a = 0; a < 4; a++) at6(y + 4 * a, s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5]);
     tr16(u, y); // u[oc] lane 4a + b: output (a, b) of channel oc
+    if (ep) {
+        // the epilogue, channel by channel, as op_conv.c's: + bias, * scale
+        // + shift, + residual, relu (separate multiply and add: the same bits)
+        const __m512 zero = _mm512_setzero_ps();
+        const int full = rows == 4 && cols == 4;
+        for (int oc = 0; oc < 16; oc++) {
+            __m512 v = u[oc];
+            if (ep->bias) v = _mm512_add_ps(v, _mm512_set1_ps(ep->bias[c0 + oc]));
+            if (ep->scale) {
+                v = _mm512_mul_ps(v, _mm512_set1_ps(ep->scale[c0 + oc]));
+                v = _mm512_add_ps(v, _mm512_set1_ps(ep->shift[c0 + oc]));
+            }
+            if (res) {
+                const float *r = res + oc * ps;
+                __m512 rv;
+                if (full) {
+                    rv = _mm512_castps128_ps512(_mm_loadu_ps(r));
+                    rv = _mm512_insertf32x4(rv, _mm_loadu_ps(r + rs), 1);
+                    rv = _mm512_insertf32x4(rv, _mm_loadu_ps(r + 2 * rs), 2);
+                    rv = _mm512_insertf32x4(rv, _mm_loadu_ps(r + 3 * rs), 3);
+                } else {
+                    float t[16] = {0};
+                    for (int a = 0; a < rows; a++)
+                        for (int b = 0; b < cols; b++) t[4 * a + b] = r[a * rs + b];
+                    rv = _mm512_loadu_ps(t);
+                }
+                v = _mm512_add_ps(v, rv);
+            }
+            if (ep->relu) v = _mm512_max_ps(v, zero); // v > 0 ? v : 0, NaN to 0 as the select
+            u[oc] = v;
+        }
+    }
     if (rows == 4 && cols == 4 && !acc) {
         for (int oc = 0; oc < 16; oc++) {
             float *o = d + oc * ps;
@@ -419,42 +452,68 @@ __attribute__((always_inline)) AVX512 static inline void mkernel(int R, int Q, i
         }
 }
 
-#define KCASE(Rv, Qv)                                                                          \
+// The kernels for each R (a switch over constants, so that the accumulators
+// stay in registers) and for row strides vr of 1, 16, 32, 64 as constants as
+// well as any: with a constant stride the R broadcasts of a step address
+// one register plus constant displacements; with a variable one GCC runs out
+// of registers for the R row addresses and the kernel runs at half speed.
+#define KCASE(Rv, Qv, VR)                                                                      \
     case Rv:                                                                                   \
-        mkernel(Rv, Qv, K, v, vr, vk, u, ldu, m, ldm, acc);                                    \
+        mkernel(Rv, Qv, K, v, VR, vk, u, ldu, m, ldm, acc);                                    \
         break;
-#define K7(Q) KCASE(1, Q) KCASE(2, Q) KCASE(3, Q) KCASE(4, Q) KCASE(5, Q) KCASE(6, Q) KCASE(7, Q)
 #define MK_ARGS                                                                                \
     int R, int64_t K, const float *v, int64_t vr, int64_t vk, const float *u, int64_t ldu,     \
         float *m, int64_t ldm, int acc
+#define MK_FUNCS(NAME, VR)                                                                     \
+    AVX512 static void NAME##_1(MK_ARGS) {                                                     \
+        (void)vr;                                                                              \
+        switch (R) {                                                                           \
+        KCASE(1, 1, VR) KCASE(2, 1, VR) KCASE(3, 1, VR) KCASE(4, 1, VR) KCASE(5, 1, VR) \
+        KCASE(6, 1, VR) KCASE(7, 1, VR) KCASE(8, 1, VR) KCASE(9, 1, VR) KCASE(10, 1, VR) \
+        KCASE(11, 1, VR) KCASE(12, 1, VR) KCASE(13, 1, VR) KCASE(14, 1, VR) KCASE(15, 1, VR) \
+        KCASE(16, 1, VR) KCASE(17, 1, VR) KCASE(18, 1, VR) KCASE(19, 1, VR) KCASE(20, 1, VR) \
+        KCASE(21, 1, VR) KCASE(22, 1, VR) KCASE(23, 1, VR) KCASE(24, 1, VR) KCASE(25, 1, VR) \
+        KCASE(26, 1, VR) KCASE(27, 1, VR) KCASE(28, 1, VR)                                                   \
+        }                                                                                      \
+    }                                                                                          \
+    AVX512 static void NAME##_2(MK_ARGS) {                                                     \
+        (void)vr;                                                                              \
+        switch (R) {                                                                           \
+        KCASE(1, 2, VR) KCASE(2, 2, VR) KCASE(3, 2, VR) KCASE(4, 2, VR) KCASE(5, 2, VR) \
+        KCASE(6, 2, VR) KCASE(7, 2, VR) KCASE(8, 2, VR) KCASE(9, 2, VR) KCASE(10, 2, VR) \
+        KCASE(11, 2, VR) KCASE(12, 2, VR) KCASE(13, 2, VR) KCASE(14, 2, VR)                                                   \
+        }                                                                                      \
+    }                                                                                          \
+    AVX512 static void NAME##_3(MK_ARGS) {                                                     \
+        (void)vr;                                                                              \
+        switch (R) { KCASE(1, 3, VR) KCASE(2, 3, VR) KCASE(3, 3, VR) KCASE(4, 3, VR) KCASE(5, 3, VR) KCASE(6, 3, VR) KCASE(7, 3, VR) KCASE(8, 3, VR) KCASE(9, 3, VR) }                    \
+    }                                                                                          \
+    AVX512 static void NAME##_4(MK_ARGS) {                                                     \
+        (void)vr;                                                                              \
+        switch (R) { KCASE(1, 4, VR) KCASE(2, 4, VR) KCASE(3, 4, VR) KCASE(4, 4, VR) KCASE(5, 4, VR) KCASE(6, 4, VR) KCASE(7, 4, VR) }                                      \
+    }                                                                                          \
+    AVX512 static void NAME(int Q, MK_ARGS) {                                                  \
+        if (Q == 4) NAME##_4(R, K, v, vr, vk, u, ldu, m, ldm, acc);                            \
+        else if (Q == 3) NAME##_3(R, K, v, vr, vk, u, ldu, m, ldm, acc);                       \
+        else if (Q == 2) NAME##_2(R, K, v, vr, vk, u, ldu, m, ldm, acc);                       \
+        else NAME##_1(R, K, v, vr, vk, u, ldu, m, ldm, acc);                                   \
+    }
 
-AVX512 static void mk1(MK_ARGS) {
-    switch (R) {
-        K7(1) KCASE(8, 1) KCASE(9, 1) KCASE(10, 1) KCASE(11, 1) KCASE(12, 1) KCASE(13, 1)
-        KCASE(14, 1) KCASE(15, 1) KCASE(16, 1) KCASE(17, 1) KCASE(18, 1) KCASE(19, 1)
-        KCASE(20, 1) KCASE(21, 1) KCASE(22, 1) KCASE(23, 1) KCASE(24, 1) KCASE(25, 1)
-        KCASE(26, 1) KCASE(27, 1) KCASE(28, 1)
-    }
-}
-AVX512 static void mk2(MK_ARGS) {
-    switch (R) {
-        K7(2) KCASE(8, 2) KCASE(9, 2) KCASE(10, 2) KCASE(11, 2) KCASE(12, 2) KCASE(13, 2)
-        KCASE(14, 2)
-    }
-}
-AVX512 static void mk3(MK_ARGS) {
-    switch (R) { K7(3) KCASE(8, 3) KCASE(9, 3) }
-}
-AVX512 static void mk4(MK_ARGS) {
-    switch (R) { K7(4) }
-}
+MK_FUNCS(mk_v1, 1)
+MK_FUNCS(mk_v16, 16)
+MK_FUNCS(mk_v32, 32)
+MK_FUNCS(mk_v64, 64)
+MK_FUNCS(mk_vany, vr)
 
 // Q (1 to 4) vectors of columns, R <= 28 / Q rows.
 AVX512 static void mk(int Q, MK_ARGS) {
-    if (Q == 4) mk4(R, K, v, vr, vk, u, ldu, m, ldm, acc);
-    else if (Q == 3) mk3(R, K, v, vr, vk, u, ldu, m, ldm, acc);
-    else if (Q == 2) mk2(R, K, v, vr, vk, u, ldu, m, ldm, acc);
-    else mk1(R, K, v, vr, vk, u, ldu, m, ldm, acc);
+    switch (vr) {
+    case 1: mk_v1(Q, R, K, v, vr, vk, u, ldu, m, ldm, acc); break;
+    case 16: mk_v16(Q, R, K, v, vr, vk, u, ldu, m, ldm, acc); break;
+    case 32: mk_v32(Q, R, K, v, vr, vk, u, ldu, m, ldm, acc); break;
+    case 64: mk_v64(Q, R, K, v, vr, vk, u, ldu, m, ldm, acc); break;
+    default: mk_vany(Q, R, K, v, vr, vk, u, ldu, m, ldm, acc);
+    }
 }
 
 // -DWINO_PROF: seconds per stage of sample() in wino_prof (a development aid)
@@ -494,7 +553,8 @@ __attribute__((noipa)) static void prefetch_part(const float *x, int64_t n, int6
 }
 
 AVX512 static void sample(float *dst, int acc, const float *x, const float *U, float *t,
-                          const wplan *p, const float *next_x, const float *next_dst) {
+                          const wplan *p, const float *next_x, const float *next_dst,
+                          const ns_wino_epi *epi) {
 #ifdef WINO_PROF
     double tp_ = wclock();
 #endif
@@ -535,7 +595,8 @@ AVX512 static void sample(float *dst, int acc, const float *x, const float *U, f
             const int cols = OW - 4 * tx < 4 ? (int)(OW - 4 * tx) : 4;
             for (int64_t c = 0; c < Cout; c += 16)
                 output_tile_nchw(dst + c * OHW + 4 * ty * OW + 4 * tx, OHW, OW, rows, cols,
-                                 M + tile * Cout + c, Tpad * Cout, acc);
+                                 M + tile * Cout + c, Tpad * Cout, acc, epi, c,
+                                 epi && epi->res ? epi->res + c * OHW + 4 * ty * OW + 4 * tx : NULL);
         }
     WP(3);
 }
@@ -701,13 +762,13 @@ void ns_wino_dweight(float *dweight, float *scratch, const float *dout, const fl
 // planes), with the weights ns_wino_prepare transformed, in thread slice t.
 void ns_wino_sample(float *dst, int acc, const float *x, const float *scratch, float *t,
                     const ns_conv2d_geom *g, int dinp, const float *next_x,
-                    const float *next_dst) {
+                    const float *next_dst, const ns_wino_epi *epi) {
 #ifdef WINO_AVX512
     wplan p;
     make_wplan(&p, g, dinp);
-    sample(dst, acc, x, align64((float *)scratch), t, &p, next_x, next_dst);
+    sample(dst, acc, x, align64((float *)scratch), t, &p, next_x, next_dst, epi);
 #else
     (void)dst, (void)acc, (void)x, (void)scratch, (void)t, (void)g, (void)dinp, (void)next_x;
-    (void)next_dst;
+    (void)next_dst, (void)epi;
 #endif
 }

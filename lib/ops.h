@@ -440,8 +440,15 @@ void ns_wino_prepare(float *scratch, const float *weight, const ns_conv2d_geom *
 float *ns_wino_thread(float *scratch, int thread, const ns_conv2d_geom *g);
 void ns_wino_thread_init(float *t, const ns_conv2d_geom *g, int dinp);
 // next_x, next_dst: the next sample's input and output, prefetched (or NULL).
+// epi (forward, not acc; or NULL): applied as each tile is stored, with
+// op_conv.c's epilogue arithmetic: + bias[oc], * scale[oc] + shift[oc] (both
+// or neither), + res (the sample's residual planes), relu.
+typedef struct ns_wino_epi {
+    const float *bias, *scale, *shift, *res;
+    int relu;
+} ns_wino_epi;
 void ns_wino_sample(float *dst, int acc, const float *x, const float *scratch, float *t,
                     const ns_conv2d_geom *g, int dinp, const float *next_x,
-                    const float *next_dst);
+                    const float *next_dst, const ns_wino_epi *epi);
 
 #endif

@@ -39,6 +39,7 @@ static void run_free(run *r) {
 static int run_init(run *r, ns_model *m, const ns_samples *train, const ns_train_config *cfg, ns_err *err) {
     memset(r, 0, sizeof *r);
     if (ns_engine_init(&r->e, m, cfg->batch, 1, err) < 0) return -1;
+    ns_engine_set_fused(&r->e, 1); // only the logits and parameter gradients are read
     r->e.seed = cfg->seed;
     for (int t = 0; t < m->ntensors; t++)
         if (r->e.param_grad[t] && cfg->trainable && !cfg->trainable[t]) ns_engine_set_trainable(&r->e, t, 0, err);
@@ -122,6 +123,7 @@ static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns
 int ns_evaluate(ns_model *m, const ns_samples *s, int64_t batch, double *accuracy, ns_err *err) {
     ns_engine e;
     if (ns_engine_init(&e, m, batch, 0, err) < 0) return -1;
+    ns_engine_set_fused(&e, 1);
     int64_t k = m->nodes[m->output].numel, correct = 0, counted = 0;
     for (int64_t start = 0; start < s->n; start += batch) {
         int64_t n = s->n - start < batch ? s->n - start : batch;
