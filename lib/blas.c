@@ -175,6 +175,22 @@ static char tile_desc[64];
 
 // C (32 x 8, column j at c + j*ldc) = beta C + sum_t p[t*32 + 0..31] q[t*8 + j]:
 // 16 accumulators, two FMAs per broadcast weight.
+// Writes the 32x8 accumulators c<j>0, c<j>1 to column j of C (beta 0 or not):
+// shared by both tile kernels below.
+#define TILE_STORE(j)                                                                          \
+    if (beta == 0.0f) {                                                                        \
+        _mm512_storeu_ps(c + j * ldc, c##j##0);                                                \
+        _mm512_storeu_ps(c + j * ldc + 16, c##j##1);                                           \
+    } else {                                                                                   \
+        __m512 bv = _mm512_set1_ps(beta);                                                      \
+        _mm512_storeu_ps(c + j * ldc, _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc), c##j##0)); \
+        _mm512_storeu_ps(c + j * ldc + 16,                                                     \
+                         _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc + 16), c##j##1));     \
+    }
+#define TILE_STORE_ALL                                                                         \
+    TILE_STORE(0) TILE_STORE(1) TILE_STORE(2) TILE_STORE(3)                                    \
+    TILE_STORE(4) TILE_STORE(5) TILE_STORE(6) TILE_STORE(7)
+
 __attribute__((target("avx512f"))) static void tile_avx512_32x8(int64_t k, const float *p,
                                                                  const float *q, float beta,
                                                                  float *c, int64_t ldc) {
@@ -190,18 +206,7 @@ __attribute__((target("avx512f"))) static void tile_avx512_32x8(int64_t k, const
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
 #undef STEP
     }
-#define STORE(j)                                                                               \
-    if (beta == 0.0f) {                                                                        \
-        _mm512_storeu_ps(c + j * ldc, c##j##0);                                                \
-        _mm512_storeu_ps(c + j * ldc + 16, c##j##1);                                           \
-    } else {                                                                                   \
-        __m512 bv = _mm512_set1_ps(beta);                                                      \
-        _mm512_storeu_ps(c + j * ldc, _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc), c##j##0)); \
-        _mm512_storeu_ps(c + j * ldc + 16,                                                     \
-                         _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc + 16), c##j##1));     \
-    }
-    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
-#undef STORE
+    TILE_STORE_ALL
 }
 
 // The same with rows read in place (ns_tile_gemm_rows).
@@ -223,19 +228,10 @@ __attribute__((target("avx512f"))) static void tile_avx512_32x8_rows(
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
 #undef STEP
     }
-#define STORE(j)                                                                               \
-    if (beta == 0.0f) {                                                                        \
-        _mm512_storeu_ps(c + j * ldc, c##j##0);                                                \
-        _mm512_storeu_ps(c + j * ldc + 16, c##j##1);                                           \
-    } else {                                                                                   \
-        __m512 bv = _mm512_set1_ps(beta);                                                      \
-        _mm512_storeu_ps(c + j * ldc, _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc), c##j##0)); \
-        _mm512_storeu_ps(c + j * ldc + 16,                                                     \
-                         _mm512_fmadd_ps(bv, _mm512_loadu_ps(c + j * ldc + 16), c##j##1));     \
-    }
-    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
-#undef STORE
+    TILE_STORE_ALL
 }
+#undef TILE_STORE_ALL
+#undef TILE_STORE
 #endif
 
 static void choose_ukernel(void) {

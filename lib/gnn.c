@@ -216,6 +216,17 @@ static void layout(ns_gnn_ctx *c, const ns_gnn *m, carve *cv) {
     c->dxt = sgc_dx ? take(cv, N * c->D) : NULL;
 }
 
+// Sizes the buffers with a dry run of layout, allocates one block, then
+// points them into it. -1 when out of memory.
+static int alloc_layout(ns_gnn_ctx *c, const ns_gnn *m) {
+    carve cv = {NULL, 0};
+    layout(c, m, &cv);
+    if (!(c->block = ns_aligned_alloc((size_t)cv.used * sizeof(float)))) return -1;
+    cv = (carve){c->block, 0};
+    layout(c, m, &cv);
+    return 0;
+}
+
 // Non-zero features of g.
 static int64_t feature_nnz(const ns_graph *g) {
     if (g->sparse_features) return g->sfeatures.nnz;
@@ -299,11 +310,7 @@ int ns_gnn_ctx_init(ns_gnn_ctx *c, const ns_gnn *m, const ns_graph *g, const ns_
         free(tmp);
     }
 
-    carve cv = {NULL, 0};
-    layout(c, m, &cv);
-    if (!(c->block = ns_aligned_alloc((size_t)cv.used * sizeof(float)))) goto oom;
-    cv = (carve){c->block, 0};
-    layout(c, m, &cv);
+    if (alloc_layout(c, m) < 0) goto oom;
     return 0;
 oom:
     ns_errf(err, "out of memory (a graph of %lld nodes, %lld features)", (long long)N, (long long)D);
@@ -556,11 +563,7 @@ static int ctx_rows(ns_gnn_ctx *s, const ns_gnn *m, const ns_gnn_ctx *c, const i
         if (!(s->x = ns_aligned_alloc((size_t)(n * D) * sizeof *s->x))) goto oom;
         for (int64_t k = 0; k < n; k++) memcpy(s->x + k * D, c->x + rows[k] * D, (size_t)D * sizeof *s->x);
     }
-    carve cv = {NULL, 0};
-    layout(s, m, &cv);
-    if (!(s->block = ns_aligned_alloc((size_t)cv.used * sizeof(float)))) goto oom;
-    cv = (carve){s->block, 0};
-    layout(s, m, &cv);
+    if (alloc_layout(s, m) < 0) goto oom;
     return 0;
 oom:
     ns_errf(err, "out of memory (%lld rows of %lld features)", (long long)n, (long long)D);
