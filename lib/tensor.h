@@ -62,6 +62,10 @@ size_t ns_tensor_nbytes(const ns_tensor *t);
 // valid unique pointer). Free with free().
 void *ns_aligned_alloc(size_t nbytes);
 
+// For elementwise kernels written as `omp simd` loops: GCC compiles the function
+// for AVX-512, AVX2 and the baseline and picks one at load time.
+#define NS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
 // Converts n elements from src (dtype from, host order) to float. Integers and
 // bool convert by value; f16/bf16 decode exactly.
 void ns_convert_to_f32(float *dst, const void *src, ns_dtype from, size_t n);

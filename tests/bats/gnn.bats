@@ -9,36 +9,6 @@ load common
 
 CORA="$ROOT/../shared/data/cora"
 
-# Two communities of N/2 nodes (class = node id mod 2), edges with
-# probability 0.05 inside a community and 0.005 across; D binary features,
-# each 1 with probability 0.2 when its index has the node's parity, else 0.1
-# (weak evidence on their own). Split: 20 train, 60 val, the rest test.
-make_sbm() { # dir [n]
-    mkdir -p "$1"
-    awk -v n="${2:-200}" -v d=20 -v dir="$1" 'BEGIN {
-        srand(7)
-        for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
-            if (rand() < (i % 2 == j % 2 ? 0.05 : 0.005)) print i, j > (dir "/edges.txt")
-        for (i = 0; i < n; i++) {
-            line = ""
-            for (j = 0; j < d; j++) line = line (j ? " " : "") (rand() < (j % 2 == i % 2 ? 0.2 : 0.1))
-            print line > (dir "/features.txt")
-            print i % 2 > (dir "/labels.txt")
-            print (i < 20 ? "train" : i < 80 ? "val" : "test") > (dir "/split.txt")
-        }
-    }'
-    graph-import -u -n "${2:-200}" -f "$1/features.txt" -l "$1/labels.txt" -s "$1/split.txt" \
-        -o "$1/g.tns" "$1/edges.txt"
-}
-
-# The value of a key in gnn-train's TSV result.
-key() { # key < result
-    awk -F '\t' -v k="$1" '$1 == k {print $2}'
-}
-
-# 1 when a >= b (decimals).
-ge() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
-
 @test "two communities: GCN beats an MLP clearly; SGC and GraphSAGE use the graph too" {
     make_sbm "$T/s"
     gcn=$(gnn-train -q --epochs 100 "$T/s/g.tns" | key test_acc)

@@ -1,0 +1,172 @@
+#!/bin/sh
+# SimGC figures, printed as Markdown (copied into bench/RESULTS.md by hand):
+#   1. Cora: whole-graph GCN, and SimGC at r = 0.25, 0.5, 1 (1.3%, 2.6%, 5.2%
+#      of the nodes) over SEEDS seeds, each condensed graph judged by SimGC's
+#      protocol (a GCN with 1024 hidden units and no activation, trained on
+#      the condensed graph alone for 3000 epochs at lr 0.001, selected and
+#      tested on Cora); with a random coreset (r x n_c real training nodes per
+#      class and the edges among them) beside it; condensation wall time.
+#   2. A CSBM (graph-gen --preset arxiv) at growing N: time and peak memory
+#      of condensation, and how they grow with N.
+#   3. The Fashion-MNIST kNN graph (graph-knn): whole graph against condensed.
+#
+#   sh bench/simgc.sh [OUTDIR]
+#   CORA=dir SEEDS="1 2 3 4 5" RATIOS="0.25 0.5 1" VAL_EVERY=100 VAL_EPOCHS=3000 sh bench/simgc.sh
+#
+# Cora comes from ../shared/data/cora on development machines; without it that
+# part is skipped with a note. Everything runs on NETSMITH_THREADS threads.
+set -eu
+BIN=${BIN:-bin}
+W=${1:-/tmp/netsmith-bench/simgc}
+CORA=${CORA:-../shared/data/cora}
+SEEDS=${SEEDS:-1 2 3 4 5}
+RATIOS=${RATIOS:-0.25 0.5 1}
+VAL_EVERY=${VAL_EVERY:-100}
+VAL_EPOCHS=${VAL_EPOCHS:-3000}
+SIZES=${SIZES:-25000 50000 100000}
+F=/usr/share/datasets/fashion-mnist
+mkdir -p "$W"
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
+key() { awk -F '\t' -v k="$1" '$1 == k {print $2}'; }
+# mean ± std (sample) of the numbers on stdin, as percentages with 2 decimals
+meanstd() {
+    awk '{x[NR] = $1; s += $1} END {m = s / NR; for (i = 1; i <= NR; i++) v += (x[i] - m) ^ 2;
+         printf "%.2f ± %.2f", 100 * m, NR > 1 ? 100 * sqrt(v / (NR - 1)) : 0}'
+}
+mean() { awk '{s += $1} END {printf "%.1f", s / NR}'; }
+# SimGC's evaluation of a condensed graph on the original
+judge() { # condensed original seed -> test accuracy
+    "$BIN/gnn-train" -q --eval-graph "$2" --hidden 1024 --act none --dropout 0 --wd 0 --lr 0.001 \
+        --epochs 3000 --lr-drop 0 --eval-every 100 --seed "$3" "$1" | key test_acc
+}
+
+# A random coreset: ceil(r * n_c) random training nodes per class, with the
+# edges among them (a graph stream, every node in the training split).
+coreset() { # graph ratio seed out
+    $PY - "$ROOT/examples" "$@" <<'PY'
+import math, random, sys
+import msgpack, numpy as np
+sys.path.insert(0, sys.argv[1])
+from tns_read import records
+src, r, seed, out = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+meta, t = {}, {}
+for rec, a in records(open(src, "rb")):
+    if rec["kind"] == "meta": meta.update(rec.get("meta", {}))
+    elif a is not None: t[rec["name"]] = a
+if "graph.features" not in t:
+    n, d = len(t["graph.features.indptr"]) - 1, meta["graph.feature_dim"]
+    x = np.zeros((n, d), np.float32)
+    ip, ix, v = t["graph.features.indptr"], t["graph.features.indices"], t["graph.features.values"]
+    for i in range(n): x[i, ix[ip[i]:ip[i + 1]]] = v[ip[i]:ip[i + 1]]
+    t["graph.features"] = x
+y, train = t["graph.labels"], t["graph.train"].astype(bool)
+rng = random.Random(seed)
+keep = []
+for c in sorted(set(y[train].tolist())):
+    idx = [i for i in np.nonzero(train & (y == c))[0].tolist()]
+    keep += sorted(rng.sample(idx, math.ceil(r * len(idx) - 1e-9)))
+keep = np.array(sorted(keep))
+pos = {int(k): i for i, k in enumerate(keep)}
+ip, ix = t["graph.indptr"], t["graph.indices"]
+rows, cols = [], []
+for i, k in enumerate(keep):
+    for j in ix[ip[k]:ip[k + 1]]:
+        if int(j) in pos: rows.append(i); cols.append(pos[int(j)])
+order = sorted(zip(rows, cols))
+indptr = np.zeros(len(keep) + 1, np.int64)
+for i, _ in order: indptr[i + 1] += 1
+indptr = np.cumsum(indptr)
+def tensor(name, a, dt):
+    return {"fmt": "tns", "ver": 1, "kind": "tensor", "name": name, "dtype": dt, "shape": list(a.shape),
+            "data": np.ascontiguousarray(a).tobytes()}
+m = {k: meta[k] for k in ("general.labels",) if k in meta}
+m.update({"graph.nodes": len(keep), "graph.edges": len(order), "graph.undirected": True,
+          "graph.classes": meta["graph.classes"], "graph.feature_dim": int(t["graph.features"].shape[1]),
+          "graph.source": "random coreset"})
+with open(out, "wb") as f:
+    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "name": "graph", "meta": m}))
+    f.write(msgpack.packb(tensor("graph.indptr", indptr, "i64")))
+    f.write(msgpack.packb(tensor("graph.indices", np.array([c for _, c in order], np.int32), "i32")))
+    f.write(msgpack.packb(tensor("graph.features", t["graph.features"][keep].astype(np.float32), "f32")))
+    f.write(msgpack.packb(tensor("graph.labels", y[keep].astype(np.int32), "i32")))
+    f.write(msgpack.packb(tensor("graph.train", np.ones(len(keep), np.uint8), "bool")))
+PY
+}
+ROOT=$(pwd)
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+echo "## SimGC (sgc-condense), $(date -u +%Y-%m-%d), $(nproc) cores, NETSMITH_THREADS=${NETSMITH_THREADS:-all}"
+echo
+
+if [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
+    "$BIN/graph-import" -o "$W/cora.tns" "$CORA"
+    for s in $SEEDS; do
+        "$BIN/gnn-train" -q --seed "$s" "$W/cora.tns" | key test_acc
+    done > "$W/whole.txt"
+    echo "### Cora: GCN test accuracy (%), $(echo $SEEDS | wc -w) seeds"
+    echo
+    echo "Whole graph (2708 nodes, GCond's GCN protocol): $(meanstd < "$W/whole.txt")"
+    echo
+    echo "Validation during condensation: every $VAL_EVERY iterations, $VAL_EPOCHS epochs."
+    echo
+    echo "| r | nodes | share | random coreset | SimGC | condensation s (teacher + optimisation + validation) |"
+    echo "|---|---|---|---|---|---|"
+    for r in $RATIOS; do
+        : > "$W/simgc-$r.txt"; : > "$W/core-$r.txt"; : > "$W/time-$r.txt"
+        for s in $SEEDS; do
+            "$BIN/sgc-condense" -q -r "$r" --seed "$s" --val-every "$VAL_EVERY" --val-epochs "$VAL_EPOCHS" \
+                -o "$W/cora-$r-$s.tns" "$W/cora.tns" > "$W/report-$r-$s.txt"
+            judge "$W/cora-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/simgc-$r.txt"
+            awk -F '\t' '$1 ~ /_seconds$/ {s += $2} END {print s}' "$W/report-$r-$s.txt" >> "$W/time-$r.txt"
+            coreset "$W/cora.tns" "$r" "$s" "$W/core-$r-$s.tns"
+            judge "$W/core-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/core-$r.txt"
+        done
+        n=$(key nodes < "$W/report-$r-1.txt" 2> /dev/null || true)
+        [ -n "$n" ] || n=$(key nodes < "$(ls "$W"/report-"$r"-*.txt | head -1)")
+        share=$(awk -v n="$n" 'BEGIN {printf "%.1f%%", 100 * n / 2708}')
+        echo "| $r | $n | $share | $(meanstd < "$W/core-$r.txt") | $(meanstd < "$W/simgc-$r.txt") | $(mean < "$W/time-$r.txt") |"
+    done
+    echo
+else
+    echo "(Cora not found at $CORA: skipped)"
+    echo
+fi
+
+echo "### CSBM (graph-gen --preset arxiv sizes): condensation at growing N"
+echo
+echo "r 0.25 of 20 training nodes per class (40 classes: 200 condensed nodes), 300 iterations, no validation."
+echo
+echo "| nodes | edges | teacher s | optimisation s | total wall s | peak RSS MB |"
+echo "|---|---|---|---|---|---|"
+for n in $SIZES; do
+    "$BIN/graph-gen" --preset arxiv --nodes "$n" --seed 1 -o "$W/csbm-$n.tns"
+    edges=$("$BIN/tns-info" "$W/csbm-$n.tns" | head -1 | tr ' ' '\n' | sed -n 's/^graph.edges=//p')
+    /usr/bin/time -f '%e %M' -o "$W/time-csbm-$n.txt" "$BIN/sgc-condense" -q --teacher sgc -r 0.25 -T 300 \
+        --val-every 0 -o "$W/csbm-$n-small.tns" "$W/csbm-$n.tns" > "$W/report-csbm-$n.txt"
+    read -r wall rss < "$W/time-csbm-$n.txt"
+    echo "| $n | $edges | $(key teacher_seconds < "$W/report-csbm-$n.txt") | $(key condense_seconds < "$W/report-csbm-$n.txt") | $wall | $(awk -v k="$rss" 'BEGIN {printf "%.0f", k / 1024}') |"
+done
+echo
+
+if [ -f "$F/train-images-idx3-ubyte.gz" ]; then
+    echo "### Fashion-MNIST kNN graph (70000 images, k = 10, cosine; 20 labelled per class)"
+    echo
+    "$BIN/img-read" -q "$F/train-images-idx3-ubyte.gz" "$F/t10k-images-idx3-ubyte.gz" |
+        "$BIN/graph-knn" -q -k 10 --train-per-class 20 --val 500 --test 10000 --seed 1 -o "$W/fmnist-knn.tns"
+    for s in $SEEDS; do
+        "$BIN/gnn-train" -q --seed "$s" "$W/fmnist-knn.tns" | key test_acc
+    done > "$W/fm-whole.txt"
+    : > "$W/fm-simgc.txt"
+    for s in $SEEDS; do
+        "$BIN/sgc-condense" -q -r 1 --seed "$s" --val-every 300 --val-epochs 1000 -o "$W/fm-$s.tns" \
+            "$W/fmnist-knn.tns" > "$W/fm-report-$s.txt"
+        judge "$W/fm-$s.tns" "$W/fmnist-knn.tns" "$s" >> "$W/fm-simgc.txt"
+    done
+    echo "| graph | nodes | GCN test accuracy (%) |"
+    echo "|---|---|---|"
+    echo "| whole kNN graph | 70000 | $(meanstd < "$W/fm-whole.txt") |"
+    echo "| SimGC r = 1 | $(key nodes < "$W/fm-report-1.txt" 2> /dev/null || echo 200) | $(meanstd < "$W/fm-simgc.txt") |"
+    echo
+fi
