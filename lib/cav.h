@@ -147,7 +147,7 @@ int ns_cav_fit(float *v, ns_cav_decision *dec, ns_cav_report *rep, const float *
                ns_err *err);
 
 // ----------------------------------------------------------------------------
-// LG-CAV building blocks (cav_fit.c)
+// LG-CAV building blocks (cav_lg.c)
 
 // Concept text embedding t (Dv) from T template embeddings tpl (T, Dv).
 // ensemble (CE): normalise each row, average, renormalise. Otherwise the row
@@ -193,7 +193,7 @@ double ns_cav_cls_loss(float *grad_v, float *grad_b, const float *v, float b, co
                        int64_t n_pos, const float *neg, int64_t n_neg, int64_t df, double coef);
 
 // ----------------------------------------------------------------------------
-// LG-CAV (cav_fit.c)
+// LG-CAV (cav_lg.c)
 
 // Append-only.
 typedef enum ns_lgcav_init {
@@ -222,8 +222,8 @@ typedef struct ns_lgcav_config {
     int std_ddof;            // ddof of every std (GA's two, DSR's): 1 (torch.std)
     int pair_diag;           // GA pairs include x' == x'' and both orders (0)
     ns_lgcav_thresh thresh;  // cosine decision's threshold (BEST)
-    ns_optim_config optim;   // Adam, torch's betas, weight decay 0.3 (cav_fit.c says why)
-    double lr;               // 0.02, see cav_fit.c
+    ns_optim_config optim;   // Adam, torch's betas, weight decay 0.3 (cav_lg.c says why)
+    double lr;               // 0.02, see cav_lg.c
     const char *schedule;    // lr schedule spec for ns_lr_parse ("cosine")
     int epochs;              // 60
     int64_t batch;           // probes per step (100); 0: all of R
