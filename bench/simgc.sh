@@ -24,6 +24,8 @@ RATIOS=${RATIOS:-0.25 0.5 1}
 VAL_EVERY=${VAL_EVERY:-100}
 VAL_EPOCHS=${VAL_EPOCHS:-3000}
 SIZES=${SIZES:-25000 50000 100000}
+PARTS=${PARTS:-cora csbm fmnist}
+want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 F=/usr/share/datasets/fashion-mnist
 mkdir -p "$W"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -100,7 +102,9 @@ PY=python3
 echo "## SimGC (sgc-condense), $(date -u +%Y-%m-%d), $(nproc) cores, NETSMITH_THREADS=${NETSMITH_THREADS:-all}"
 echo
 
-if [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
+if ! want cora; then
+    :
+elif [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
     "$BIN/graph-import" -o "$W/cora.tns" "$CORA"
     for s in $SEEDS; do
         "$BIN/gnn-train" -q --seed "$s" "$W/cora.tns" | key test_acc
@@ -134,6 +138,7 @@ else
     echo
 fi
 
+if want csbm; then
 echo "### CSBM (graph-gen --preset arxiv sizes): condensation at growing N"
 echo
 echo "r 0.25 of 20 training nodes per class (40 classes: 200 condensed nodes), 300 iterations, no validation."
@@ -149,8 +154,9 @@ for n in $SIZES; do
     echo "| $n | $edges | $(key teacher_seconds < "$W/report-csbm-$n.txt") | $(key condense_seconds < "$W/report-csbm-$n.txt") | $wall | $(awk -v k="$rss" 'BEGIN {printf "%.0f", k / 1024}') |"
 done
 echo
+fi
 
-if [ -f "$F/train-images-idx3-ubyte.gz" ]; then
+if want fmnist && [ -f "$F/train-images-idx3-ubyte.gz" ]; then
     echo "### Fashion-MNIST kNN graph (70000 images, k = 10, cosine; 20 labelled per class)"
     echo
     "$BIN/img-read" -q "$F/train-images-idx3-ubyte.gz" "$F/t10k-images-idx3-ubyte.gz" |

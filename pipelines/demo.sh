@@ -1,17 +1,35 @@
 #!/bin/sh
-# make demo: runs the Fashion-MNIST pipeline (pipelines/fashion.mk) and shows
-# what it made. Later issues add training, concept vectors and merging here.
+# make demo: the Fashion-MNIST pipeline (pipelines/fashion.mk: streams,
+# archives, a trained model), then small versions of the methods on the same
+# data: concept vectors and model correction (lgcav.mk), model merging
+# (merge.mk) and graph condensation (condense.mk). Prints what each made.
 set -eu
 out=${OUT:-demo-out}
 start=$(date +%s)
+# OpenMP threads spinning while they wait slow everything down on a busy machine
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+step() { echo "demo: $1 ($(($(date +%s) - start)) s so far)" >&2; }
+
+step "Fashion-MNIST: streams, archives, a model (pipelines/fashion.mk)"
 make --no-print-directory -f pipelines/fashion.mk OUT="$out" "$@"
 bin/net-info --totals "$out/model.tns" > "$out/model-info.txt"
+step "concept vectors and ASR (pipelines/lgcav.mk)"
+make --no-print-directory -f pipelines/lgcav.mk OUT="$out"
+step "model merging (pipelines/merge.mk)"
+make --no-print-directory -f pipelines/merge.mk OUT="$out"
+step "graph condensation (pipelines/condense.mk)"
+make --no-print-directory -f pipelines/condense.mk OUT="$out"
+
 echo
 cat "$out/summary.txt"
 echo
 echo "# $(grep -m1 arch "$out/model-info.txt" 2>/dev/null || echo model), trained on fashion-train, tested on fashion-test:"
 cat "$out/eval.txt"
+for f in lgcav.txt merge.txt condense.txt; do
+    echo
+    cat "$out/$f"
+done
 echo
 echo "demo: files in $out/ ($(($(date +%s) - start)) s):"
-ls -l "$out" | tail -n +2 | awk '{printf "  %-26s %10d bytes\n", $9, $5}'
+ls -l "$out" | tail -n +2 | grep -v '^d' | awk '{printf "  %-26s %10d bytes\n", $9, $5}'
 echo "demo: contact sheet of 100 test images: $out/contact-sheet.png"

@@ -4,6 +4,8 @@
 # learns images and captions, then for every concept the original CAV (10
 # labelled positives and negatives) and LG-CAV (guided by the VLM) are fitted
 # on the model's backbone features and judged on held-out test images.
+# Then ASR: one LG-CAV per class ("a photo of k, not k'") weights the
+# training samples, and the head is fine-tuned with and without the weights.
 #
 #   make -f pipelines/lgcav.mk OUT=demo-out          (what `make demo` runs)
 #   make -f pipelines/lgcav.mk OUT=out POOL=40 VLM_EPOCHS=3 VLM_ARCH="vgg --depth 4 --width 2"
@@ -81,14 +83,44 @@ $(L)/lgcav.tsv: $(L)/pool-f.tns $(L)/heldout-f.tns $(L)/pool-c.tns $(L)/heldout-
 $(L)/lgcav-vlm-only.tsv: $(L)/pool-f.tns $(L)/heldout-f.tns $(L)/pool-c.tns $(L)/heldout-c.tns $(L)/pool-g.tns $(L)/texts.tns
 	$(FIT) -q $(EVAL) $(LG) -M ga --positives 0 $(L)/pool-f.tns > $@
 
+# --- ASR: weight the training set by each class's LG-CAV, fine-tune the head
+A         := $(OUT)/asr
+ASR_FLAGS ?= --lr 1e-3 --epochs 20 --seed $(SEED)
+
+$(A):
+	mkdir -p $@
+# backbone features (the head's input) of the whole training and test sets
+$(A)/train-f.tns: $(MODEL) $(TRAIN) | $(A)
+	$(BIN)/probe-embed $(Q) -m $(MODEL) -o $@ $(TRAIN)
+$(A)/test-f.tns: $(MODEL) $(TEST) | $(A)
+	$(BIN)/probe-embed $(Q) -m $(MODEL) -o $@ $(TEST)
+# "a photo of k, not k2", k2 the class the model most often takes k for
+$(A)/classes.txt: $(A)/train-f.tns
+	$(BIN)/asr-reweight --describe $< > $@.tmp && mv $@.tmp $@
+$(A)/texts.tns: $(L)/vlm.tns $(A)/classes.txt
+	$(BIN)/probe-embed $(Q) --vlm $(L)/vlm.tns --texts $(A)/classes.txt -o $@
+# one LG-CAV per class from the VLM alone (no positives), as the paper's ASR
+$(A)/cavs.tns: $(L)/pool-f.tns $(L)/pool-g.tns $(A)/texts.tns
+	$(FIT) -q -g $(L)/pool-g.tns -t $(A)/texts.tns -k $(PROBES) --seed $(SEED) -o $@ $(L)/pool-f.tns > $(A)/cav-fit.tsv
+# ASR, and the control (uniform weights, the same budget, lr and seed)
+$(A)/asr.tsv: $(MODEL) $(A)/train-f.tns $(A)/test-f.tns $(A)/cavs.tns $(A)/classes.txt
+	$(BIN)/asr-reweight $(Q) -c $(A)/cavs.tns -d $(A)/classes.txt -m $(MODEL) -o $(A)/model-asr.tns \
+	    -w $(A)/weights.tns -t $(A)/test-f.tns $(ASR_FLAGS) $(A)/train-f.tns > $@.tmp && mv $@.tmp $@
+$(A)/asr-uniform.tsv: $(A)/train-f.tns $(A)/test-f.tns
+	$(BIN)/asr-reweight $(Q) -u -t $(A)/test-f.tns $(ASR_FLAGS) $(A)/train-f.tns > $@.tmp && mv $@.tmp $@
+
 # mean concept accuracy (column 7) and concept-to-class x100 (column 8)
 MEANS = awk -F '\t' 'NR > 1 {a += $$7; n++; if ($$8 != "nan") {c += $$8; m++}} \
         END {printf "concept accuracy %.2f%%, concept-to-class %.2f\n", 100 * a / n, m ? c / m : 0}'
-$(OUT)/lgcav.txt: $(L)/cav.tsv $(L)/lgcav.tsv $(L)/lgcav-vlm-only.tsv
+$(OUT)/lgcav.txt: $(L)/cav.tsv $(L)/lgcav.tsv $(L)/lgcav-vlm-only.tsv $(A)/asr.tsv $(A)/asr-uniform.tsv
 	@{ echo "# concept vectors for $$(wc -l < $(L)/texts.txt) concepts of Fashion-MNIST, on $(MODEL)'s features:"; \
 	  echo "VLM: zero-shot $$(awk -F '\t' '$$1 == "zero_shot_accuracy" {printf "%.2f%%", 100 * $$2}' $(L)/vlm-eval.tsv)," \
 	       "mean concept AUC $$(awk -F '\t' '$$1 == "mean_auc" {printf "%.3f", $$2}' $(L)/vlm-eval.tsv)"; \
 	  printf 'original CAV (10 + 10 labelled) %s' "$$($(MEANS) $(L)/cav.tsv)"; echo; \
 	  printf 'LG-CAV +GA (the same labels)     %s' "$$($(MEANS) $(L)/lgcav.tsv)"; echo; \
 	  printf 'LG-CAV +GA, no labels at all    %s' "$$($(MEANS) $(L)/lgcav-vlm-only.tsv)"; echo; \
+	  test_acc() { awk -F '\t' -v c="$$2" '$$1 == "test" && $$2 == "all" {printf "%.2f%%", 100 * $$c}' "$$1"; }; \
+	  echo "# ASR, the head fine-tuned with weights from each class's LG-CAV (test accuracy):"; \
+	  echo "base model $$(test_acc $(A)/asr.tsv 5), ASR $$(test_acc $(A)/asr.tsv 6)," \
+	       "control (uniform weights, same budget) $$(test_acc $(A)/asr-uniform.tsv 6)"; \
 	} > $@
