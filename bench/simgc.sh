@@ -24,7 +24,7 @@ RATIOS=${RATIOS:-0.25 0.5 1}
 VAL_EVERY=${VAL_EVERY:-100}
 VAL_EPOCHS=${VAL_EPOCHS:-3000}
 SIZES=${SIZES:-25000 50000 100000}
-PARTS=${PARTS:-cora csbm fmnist}
+PARTS=${PARTS:-cora speed csbm fmnist}
 want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 F=/usr/share/datasets/fashion-mnist
 mkdir -p "$W"
@@ -34,7 +34,7 @@ key() { awk -F '\t' -v k="$1" '$1 == k {print $2}'; }
 # mean ± std (sample) of the numbers on stdin, as percentages with 2 decimals
 meanstd() {
     awk '{x[NR] = $1; s += $1} END {m = s / NR; for (i = 1; i <= NR; i++) v += (x[i] - m) ^ 2;
-         printf "%.2f ± %.2f", 100 * m, NR > 1 ? 100 * sqrt(v / (NR - 1)) : 0}'
+         printf "%.2f ± %.2f", 100 * m, (NR > 1 ? 100 * sqrt(v / (NR - 1)) : 0)}'
 }
 mean() { awk '{s += $1} END {printf "%.1f", s / NR}'; }
 # SimGC's evaluation of a condensed graph on the original
@@ -136,6 +136,29 @@ elif [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
 else
     echo "(Cora not found at $CORA: skipped)"
     echo
+fi
+
+if want speed && [ -f "$W/cora.tns" ]; then
+echo "### Condensation speed against PyTorch (the same iteration, bench/simgc_torch.py)"
+echo
+echo "Cora, r = 0.5 (70 condensed nodes, 1433 features), 300 iterations without validation;"
+echo "PyTorch $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing) on the same machine, same threads."
+echo
+echo "PyTorch as the official code computes the pair generator (features of all n^2 pairs into"
+echo "the first layer), and with the per-node split netsmith uses (lib/pge.h)."
+echo
+echo "| threads | netsmith ms/iteration | PyTorch, official | ratio | PyTorch, split | ratio |"
+echo "|---|---|---|---|---|---|"
+for th in 1 2; do
+    NETSMITH_THREADS=$th "$BIN/sgc-condense" -q -r 0.5 --teacher-epochs 1 --val-every 0 -T 300 \
+        -o "$W/speed.tns" "$W/cora.tns" > "$W/speed-$th.txt"
+    ours=$(awk -F '\t' '$1 == "condense_seconds" {printf "%.2f", 1000 * $2 / 301}' "$W/speed-$th.txt")
+    ratio() { awk -v a="$ours" -v b="$1" 'BEGIN {if (b > 0) printf "%.2fx", b / a; else print "n/a"}'; }
+    official=$($PY bench/simgc_torch.py 70 1433 20 "$th" official 2>/dev/null | sed -n 's/.*: \([0-9.]*\) ms.*/\1/p')
+    split=$($PY bench/simgc_torch.py 70 1433 100 "$th" split 2>/dev/null | sed -n 's/.*: \([0-9.]*\) ms.*/\1/p')
+    echo "| $th | $ours | ${official:-n/a} | $(ratio "$official") | ${split:-n/a} | $(ratio "$split") |"
+done
+echo
 fi
 
 if want csbm; then
