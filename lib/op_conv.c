@@ -54,6 +54,7 @@
 // needs) to each sample's output right after it is computed, while it is in
 // cache; the arithmetic is that of the separate ops (see ops.h).
 #include "ops.h"
+#include "tensor.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -556,14 +557,9 @@ static void transpose(float *restrict d, int64_t ldd, const float *restrict s, i
 }
 
 // The packers below run once per tile or pixel block and move most of the
-// data, so GCC compiles them for AVX-512 and AVX2 as well (target_clones:
-// the variant is chosen once, at load time, from the CPU); vf16 is a 64-byte
-// vector, one register with AVX-512, four SSE registers in the default build.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define PACKER __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PACKER
-#endif
+// data, so they are compiled for AVX-512 and AVX2 as well (NS_SIMD_CLONES,
+// tensor.h); vf16 is a 64-byte vector, one register with AVX-512, four SSE
+// registers in the default build.
 typedef float vf16 __attribute__((vector_size(64), aligned(4), may_alias));
 
 static inline void copy_wide(float *restrict d, const float *restrict s, int64_t n) {
@@ -594,7 +590,7 @@ NOIPA static void prefetch_slice(const float *x, int64_t n, int64_t part,
 
 // P[k*TP + i] = src[off[k] + i] for taps k < ntaps and i < TP: the panel of
 // one tile on a padded grid, where a tap's TP positions are consecutive.
-PACKER static void pack_consecutive(float *restrict P, const float *restrict src,
+NS_SIMD_CLONES static void pack_consecutive(float *restrict P, const float *restrict src,
                                     const int64_t *off, int64_t ntaps, int64_t TP) {
     for (int64_t k = 0; k < ntaps; k++) copy_wide(P + k * TP, src + off[k], TP);
 }
@@ -603,7 +599,7 @@ PACKER static void pack_consecutive(float *restrict P, const float *restrict src
 // at row r0, column c0 (either may be negative: then it is cropped). Only the
 // image is written: the caller zeroes the planes once per call, and the
 // borders stay zero from sample to sample.
-PACKER static void copy_planes(float *restrict dst, int64_t Lp, int64_t Hp, int64_t Wp,
+NS_SIMD_CLONES static void copy_planes(float *restrict dst, int64_t Lp, int64_t Hp, int64_t Wp,
                                const float *restrict src, int64_t nplanes, int64_t H, int64_t W,
                                int64_t r0, int64_t c0) {
     int64_t rlo = max64(0, -r0), rhi = min64(H, Hp - r0);
@@ -641,7 +637,7 @@ static int64_t tile_runs(run *runs, int64_t q0, int64_t TP, int64_t npos, int64_
 // A[t*TP + i] for pixels t < kc: row t of a dW panel, gathered from
 // src + pb[t] by runs (position i0 in the row, offset d0 from src + pb[t],
 // len floats); positions nk .. TP-1 are zero.
-PACKER static void pack_runs(float *restrict A, int64_t TP, const float *restrict src,
+NS_SIMD_CLONES static void pack_runs(float *restrict A, int64_t TP, const float *restrict src,
                              const int64_t *pb, int64_t kc, const run *runs, int64_t nruns,
                              int64_t nk) {
     for (int64_t t = 0; t < kc; t++) {
@@ -695,7 +691,7 @@ __attribute__((target("avx512f"))) static void add_stride2_512(float *restrict d
 // d[i] = s[2 i] for i < n, where avail floats from s on may be read: vectors
 // of 32 deinterleaved while they fit, then one by one (AVX-512: all with
 // masked vectors).
-PACKER static void copy_stride2(float *restrict d, const float *restrict s, int64_t n,
+NS_SIMD_CLONES static void copy_stride2(float *restrict d, const float *restrict s, int64_t n,
                                 int64_t avail) {
 #ifdef HAVE_AVX512_STRIDE2
     if (__builtin_cpu_supports("avx512f")) {
@@ -715,7 +711,7 @@ PACKER static void copy_stride2(float *restrict d, const float *restrict s, int6
 // d[2 i] += s[i] for i < n, where avail floats from d on may be touched:
 // vectors of 32 while they fit (the odd floats rewritten unchanged), then one
 // by one.
-PACKER static void add_stride2(float *restrict d, const float *restrict s, int64_t n,
+NS_SIMD_CLONES static void add_stride2(float *restrict d, const float *restrict s, int64_t n,
                                int64_t avail) {
 #ifdef HAVE_AVX512_STRIDE2
     if (__builtin_cpu_supports("avx512f")) {

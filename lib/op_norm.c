@@ -9,6 +9,7 @@
 // planes' statistics while its output is in cache and the result is the same
 // bit for bit (ns_batchnorm_plane_stats, ns_batchnorm_stats).
 #include "ops.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -29,11 +30,6 @@
 // the result does not depend on the instruction set the clone below uses.
 #define BLOCK 1024
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
 typedef float vf16 __attribute__((vector_size(64), aligned(4), may_alias));
 typedef int32_t vi16 __attribute__((vector_size(64), aligned(4), may_alias));
 
@@ -44,7 +40,7 @@ static float lanes_sum(const vf16 *a, const vf16 *b) {
 }
 
 // Over x[0..n): sum of (x - m) when sq == 0, sum of (x - m)^2 when sq == 1.
-CLONES static float block_sum(const float *x, int64_t n, float m, int sq) {
+NS_SIMD_CLONES static float block_sum(const float *x, int64_t n, float m, int sq) {
     vf16 a = {0}, b = {0}, mv = m - (vf16){0};
     int64_t i = 0;
     if (sq) {
@@ -65,7 +61,7 @@ CLONES static float block_sum(const float *x, int64_t n, float m, int sq) {
 }
 
 // Over a block: *s1 = sum of dy, *s2 = sum of dy * (x - m).
-CLONES static void block_dy_sums(const float *dy, const float *x, int64_t n, float m, float *s1,
+NS_SIMD_CLONES static void block_dy_sums(const float *dy, const float *x, int64_t n, float m, float *s1,
                                  float *s2) {
     vf16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, mv = m - (vf16){0};
     int64_t i = 0;
@@ -86,7 +82,7 @@ CLONES static void block_dy_sums(const float *dy, const float *x, int64_t n, flo
 }
 
 // The same with g = dy where mask > 0, else 0 (a relu's output as mask).
-CLONES static void block_dy_sums_masked(const float *dy, const float *mask, const float *x,
+NS_SIMD_CLONES static void block_dy_sums_masked(const float *dy, const float *mask, const float *x,
                                         int64_t n, float m, float *s1, float *s2) {
     vf16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, mv = m - (vf16){0}, z = {0};
     int64_t i = 0;
@@ -112,7 +108,7 @@ CLONES static void block_dy_sums_masked(const float *dy, const float *mask, cons
 // The same with g = dy where x * a + b > 0, else 0: the mask of a relu that
 // directly follows the batch norm, recomputed from its input with the
 // forward's arithmetic (a multiply, then an add: the same bits).
-CLONES static void block_dy_sums_affmask(const float *dy, const float *x, int64_t n, float m,
+NS_SIMD_CLONES static void block_dy_sums_affmask(const float *dy, const float *x, int64_t n, float m,
                                          float a, float b, float *s1, float *s2) {
     vf16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, mv = m - (vf16){0}, z = {0};
     vf16 av = a - (vf16){0}, bv = b - (vf16){0};

@@ -62,9 +62,14 @@ size_t ns_tensor_nbytes(const ns_tensor *t);
 // valid unique pointer). Free with free().
 void *ns_aligned_alloc(size_t nbytes);
 
-// For elementwise kernels written as `omp simd` loops: GCC compiles the function
-// for AVX-512, AVX2 and the baseline and picks one at load time.
+// For kernels that move or combine a lot of data in vectorisable loops: GCC
+// compiles the function for AVX-512, AVX2 and the baseline and the variant is
+// chosen once, at load time, from the CPU. Other compilers get the baseline.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define NS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NS_SIMD_CLONES
+#endif
 
 // Converts n elements from src (dtype from, host order) to float. Integers and
 // bool convert by value; f16/bf16 decode exactly.
