@@ -331,6 +331,30 @@ static int propagate_original(condenser *k, const ns_graph *g, ns_err *err) {
     return 0;
 }
 
+// Full-batch Adam on the graph train (dense features; its train_mask nodes,
+// or every labelled node when NULL) without weight decay or lr drop, selected
+// on g's validation nodes as eval reads them (NULL: train's own context): the
+// teacher and every validation GCN.
+static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask, ns_gnn_ctx *eval,
+                     const ns_graph *g, int epochs, double lr, int eval_every, uint64_t seed, ns_gnn_result *r,
+                     ns_err *err) {
+    ns_gnn_ctx ctx;
+    ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
+    if (ns_gnn_ctx_init(&ctx, m, train, &cc, err) < 0) return -1;
+    ns_gnn_train_config tc;
+    ns_gnn_train_config_default(&tc);
+    tc.epochs = epochs;
+    tc.lr = lr;
+    tc.weight_decay = 0;
+    tc.lr_drop = 0;
+    tc.eval_every = eval_every;
+    tc.seed = seed;
+    int rc = ns_gnn_train(m, &ctx, train_mask, eval ? eval : &ctx, g->masks[NS_SPLIT_VAL], g->masks[NS_SPLIT_TEST],
+                          &tc, r, err);
+    ns_gnn_ctx_free(&ctx);
+    return rc;
+}
+
 static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, ns_err *err) {
     const ns_simgc_config *cfg = k->cfg;
     ns_gnn_config tc;
@@ -344,21 +368,9 @@ static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, 
     ns_graph sg = *g; // the original graph with S = Â^K X as its features (borrowed)
     sg.features = k->hs[k->K];
     sg.sparse_features = 0;
-    ns_gnn_ctx ctx;
-    ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
-    if (ns_gnn_ctx_init(&ctx, &k->teacher, &sg, &cc, err) < 0) return -1;
-    ns_gnn_train_config trc;
-    ns_gnn_train_config_default(&trc);
-    trc.epochs = cfg->teacher_epochs;
-    trc.lr = cfg->teacher_lr;
-    trc.weight_decay = 0;
-    trc.lr_drop = 0;
-    trc.eval_every = cfg->teacher_eval_every;
-    trc.seed = cfg->seed;
     ns_gnn_result r;
-    int rc = ns_gnn_train(&k->teacher, &ctx, g->masks[NS_SPLIT_TRAIN], &ctx, g->masks[NS_SPLIT_VAL],
-                          g->masks[NS_SPLIT_TEST], &trc, &r, err);
-    ns_gnn_ctx_free(&ctx);
+    int rc = train_gnn(&k->teacher, &sg, g->masks[NS_SPLIT_TRAIN], NULL, g, cfg->teacher_epochs, cfg->teacher_lr,
+                       cfg->teacher_eval_every, cfg->seed, &r, err);
     if (rc < 0) return ns_err_prefix(err, "teacher");
     res->teacher_val = r.val_acc, res->teacher_test = r.test_acc;
     return 0;
@@ -385,9 +397,19 @@ static int condenser_alloc(condenser *k, ns_err *err) {
     return 0;
 }
 
-// a = a0 with the entries below tau set to 0
-static void threshold(float *a, const float *a0, int64_t nn, float tau) {
-    for (int64_t i = 0; i < nn; i++) a[i] = a0[i] >= tau ? a0[i] : 0.0f;
+// a0 = the generator's adjacency for the current X', a = a0 with the entries
+// below tau set to 0
+static void generate_adjacency(condenser *k) {
+    int64_t nn = k->n * k->n;
+    float tau = (float)k->cfg->tau;
+    ns_pge_forward(&k->pge, k->x, k->a0);
+    for (int64_t i = 0; i < nn; i++) k->a[i] = k->a0[i] >= tau ? k->a0[i] : 0.0f;
+}
+
+// The current (X', A') becomes the result.
+static void keep_snapshot(condenser *k) {
+    memcpy(k->best_x, k->x, (size_t)(k->n * k->D) * sizeof(float));
+    memcpy(k->best_a, k->a, (size_t)(k->n * k->n) * sizeof(float));
 }
 
 // One forward and backward of L; returns L (NaN when not finite).
@@ -395,8 +417,7 @@ static double step_loss(condenser *k) {
     const ns_simgc_config *cfg = k->cfg;
     int64_t n = k->n, D = k->D, nD = n * D, nn = n * n;
     int K = k->K;
-    ns_pge_forward(&k->pge, k->x, k->a0);
-    threshold(k->a, k->a0, nn, (float)cfg->tau);
+    generate_adjacency(k);
     memset(k->dx, 0, (size_t)nD * sizeof(float));
     memset(k->da, 0, (size_t)nn * sizeof(float));
     for (int l = 1; l <= K; l++) memset(k->dlayers[l], 0, (size_t)nD * sizeof(float));
@@ -436,22 +457,10 @@ static int validate(condenser *k, const ns_graph *g, ns_gnn_ctx *ectx, ns_gnn *v
     ns_graph cg;
     if (condensed_graph(&cg, k->x, k->a, k->labels, k->n, k->D, g, err) < 0) return -1;
     ns_gnn_init(vm, cfg->seed * 1000003u + (uint64_t)it);
-    ns_gnn_ctx ctx;
-    ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
-    int rc = ns_gnn_ctx_init(&ctx, vm, &cg, &cc, err);
-    ns_graph_free(&cg);
-    if (rc < 0) return -1;
-    ns_gnn_train_config tc;
-    ns_gnn_train_config_default(&tc);
-    tc.epochs = cfg->val_epochs;
-    tc.lr = cfg->val_lr;
-    tc.weight_decay = 0;
-    tc.lr_drop = 0;
-    tc.eval_every = 100 < cfg->val_epochs ? 100 : cfg->val_epochs;
-    tc.seed = cfg->seed;
     ns_gnn_result r;
-    rc = ns_gnn_train(vm, &ctx, NULL, ectx, g->masks[NS_SPLIT_VAL], g->masks[NS_SPLIT_TEST], &tc, &r, err);
-    ns_gnn_ctx_free(&ctx);
+    int rc = train_gnn(vm, &cg, NULL, ectx, g, cfg->val_epochs, cfg->val_lr,
+                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->seed, &r, err);
+    ns_graph_free(&cg);
     if (rc < 0) return ns_err_prefix(err, "validation at iteration %d", it);
     *val = r.val_acc, *test = r.test_acc;
     return 0;
@@ -590,13 +599,11 @@ int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *e
         double val = NAN, test = NAN;
         if (cfg->val_every > 0) {
             double tv = now();
-            ns_pge_forward(&k->pge, k->x, k->a0);
-            threshold(k->a, k->a0, k->n * k->n, (float)cfg->tau);
+            generate_adjacency(k);
             if (validate(k, g, &k->ectx, &k->vm, it, &val, &test, err) < 0) return -1;
             if (!(val <= res->best_val)) { // the first, or better
                 res->best_val = val, res->best_test = test, res->best_iter = it;
-                memcpy(k->best_x, k->x, (size_t)(k->n * k->D) * sizeof(float));
-                memcpy(k->best_a, k->a, (size_t)(k->n * k->n) * sizeof(float));
+                keep_snapshot(k);
             }
             tval += now() - tv;
         }
@@ -604,10 +611,8 @@ int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *e
             cfg->progress(cfg, it, loss, val, res->best_val, res->best_test, now() - t1, cfg->progress_arg);
     }
     if (res->best_iter < 0) { // no validation: the last state
-        ns_pge_forward(&k->pge, k->x, k->a0);
-        threshold(k->a, k->a0, k->n * k->n, (float)cfg->tau);
-        memcpy(k->best_x, k->x, (size_t)(k->n * k->D) * sizeof(float));
-        memcpy(k->best_a, k->a, (size_t)(k->n * k->n) * sizeof(float));
+        generate_adjacency(k);
+        keep_snapshot(k);
         res->best_iter = cfg->iterations;
     }
     res->last_loss = loss;
