@@ -6,6 +6,11 @@
 #   SAN=1          ASan + UBSan build (what `make sanitize` does, into build/san)
 #   PREFIX=/usr/local  for `make install`
 
+# Every core by default; an explicit -jN on the command line wins.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
+
 PREFIX   ?= /usr/local
 BUILD    ?= build
 SAN      ?= 0
@@ -29,7 +34,7 @@ else
 BINDIR   := bin
 endif
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*/*.c))
 LIB_OBJ   := $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 LIB       := $(BUILD)/libnetsmith.a
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
@@ -64,7 +69,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BINDIR)/%: tools/%.c $(LIB) $(wildcard lib/*.h)
+$(BINDIR)/%: tools/%.c $(LIB) $(wildcard lib/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 

@@ -37,11 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch.h"
-#include "blas.h"
-#include "cli.h"
-#include "engine.h"
-#include "ops.h"
+#include "nn/arch.h"
+#include "base/blas.h"
+#include "cli/cli.h"
+#include "nn/engine.h"
+#include "nn/ops.h"
 
 #define CLASSES 10
 

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
-#include "lsa.h"
+#include "cli/cli.h"
+#include "merge/lsa.h"
 
 static double uniform_at(uint64_t seed, uint64_t k) {
     uint64_t z = seed + (k + 1) * 0x9e3779b97f4a7c15ULL;

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "blas.h"
-#include "cli.h"
+#include "base/blas.h"
+#include "cli/cli.h"
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 2048;

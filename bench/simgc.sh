@@ -14,12 +14,11 @@
 #   sh bench/simgc.sh [OUTDIR]
 #   CORA=dir SEEDS="1 2 3 4 5" RATIOS="0.25 0.5 1" VAL_EVERY=100 VAL_EPOCHS=3000 sh bench/simgc.sh
 #
-# Cora comes from ../shared/data/cora on development machines; without it that
-# part is skipped with a note. Everything runs on NETSMITH_THREADS threads.
+# Cora comes from data/cora in the repository (CORA=dir for another copy). Everything runs on NETSMITH_THREADS threads.
 set -eu
 BIN=${BIN:-bin}
 W=${1:-/tmp/netsmith-bench/simgc}
-CORA=${CORA:-../shared/data/cora}
+CORA=${CORA:-data/cora}
 SEEDS=${SEEDS:-1 2 3 4 5}
 RATIOS=${RATIOS:-0.25 0.5 1}
 VAL_EVERY=${VAL_EVERY:-100}
@@ -147,7 +146,7 @@ echo "Cora, r = 0.5 (70 condensed nodes, 1433 features), 300 iterations without 
 echo "PyTorch $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing) on the same machine, same threads."
 echo
 echo "PyTorch as the official code computes the pair generator (features of all n^2 pairs into"
-echo "the first layer), and with the per-node split netsmith uses (lib/pge.h)."
+echo "the first layer), and with the per-node split netsmith uses (lib/graph/pge.h)."
 echo
 echo "| threads | netsmith ms/iteration | PyTorch, official | ratio | PyTorch, split | ratio |"
 echo "|---|---|---|---|---|---|"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SimGC's condensation iteration in PyTorch, for timing against sgc-condense.
 
-The same work per iteration as lib/simgc.c on a Cora-sized problem: the pair
+The same work per iteration as lib/graph/simgc.c on a Cora-sized problem: the pair
 generator (PGE: Linear(2d, h) BN ReLU Linear(h, h) BN ReLU Linear(h, 1) over
 all n*n pairs, symmetrised, sigmoid, zero diagonal, threshold), the GCN
 normalisation, two propagation steps, the frozen MLP teacher (d -> 2048 -> C)
@@ -15,7 +15,7 @@ prints: torch <threads> threads: <ms> ms/iteration
 official: the pair features [x_i ; x_j] are built for all n*n pairs and fed to
 the first Linear, as GCond's and SimGC's code do (O(n^2 d h)); split: the
 first layer as x_i W1a^T + x_j W1b^T, computed per node (O(n d h + n^2 h)),
-as lib/pge.c does.
+as lib/graph/pge.c does.
 """
 import sys
 import time

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # torch_speed.py: the PyTorch peer of build/bench/engine_speed: resnet20 (the
-# CIFAR ResNet of lib/arch.c: 3x3 stem, 3 stages x 3 BasicBlocks at 16w/32w/64w
+# CIFAR ResNet of lib/nn/arch.c: 3x3 stem, 3 stages x 3 BasicBlocks at 16w/32w/64w
 # channels, bias-free convs, batch norm, 1x1 conv + BN shortcuts where the
 # shape changes, global average pool, linear) on random 1x28x28 inputs.
 # Prints images/s for inference (eval mode, no_grad) and for training

@@ -1,14 +1,14 @@
-// fuzz_archive.c: libFuzzer target for opening datasets from bytes (lib/dataset.c,
-// lib/idx.c, through libarchive): tar/zip/... archives, IDX files, plain or
+// fuzz_archive.c: libFuzzer target for opening datasets from bytes (lib/stream/dataset.c,
+// lib/stream/idx.c, through libarchive): tar/zip/... archives, IDX files, plain or
 // compressed. Opens the input with ns_dataset_open_memory and decodes every
 // sample with ns_dataset_get; a failure must say why, and what opens must be
 // self-consistent (labels in range, names present). Build and run from the
 // repo root (seed it with a few small tar, tar.gz, zip and IDX files):
-//   clang-14 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib $(pkg-config --cflags libarchive libpng) fuzz/fuzz_archive.c lib/dataset.c lib/idx.c lib/image.c lib/err.c -larchive -lpng16 -lm -o /tmp/fuzz_archive && /tmp/fuzz_archive -max_total_time=30 -artifact_prefix=/tmp/ CORPUS_DIR
+//   clang-14 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib $(pkg-config --cflags libarchive libpng) fuzz/fuzz_archive.c lib/stream/dataset.c lib/stream/idx.c lib/stream/image.c lib/base/err.c -larchive -lpng16 -lm -o /tmp/fuzz_archive && /tmp/fuzz_archive -max_total_time=30 -artifact_prefix=/tmp/ CORPUS_DIR
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "dataset.h"
+#include "stream/dataset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int init;

@@ -1,11 +1,11 @@
-// fuzz_png.c: libFuzzer target for the PNG decoder (lib/image.c). Decodes the
+// fuzz_png.c: libFuzzer target for the PNG decoder (lib/stream/image.c). Decodes the
 // input; when that succeeds, encodes the image and decodes it again, which must
 // give back the same shape. Build and run from the repo root:
-//   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -I/usr/include/libpng16 fuzz/fuzz_png.c lib/image.c lib/err.c -lpng16 -lm -o /tmp/fuzz_png && /tmp/fuzz_png -max_total_time=30
+//   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -I/usr/include/libpng16 fuzz/fuzz_png.c lib/stream/image.c lib/base/err.c -lpng16 -lm -o /tmp/fuzz_png && /tmp/fuzz_png -max_total_time=30
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "image.h"
+#include "stream/image.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ns_image img = {0}, back = {0};

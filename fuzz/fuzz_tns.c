@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "tns.h"
+#include "stream/tns.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int fds[2];

@@ -11,7 +11,7 @@ mkdir -p "$out"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -DNS_VERSION=\"fuzz\" -Ilib \
   -isystem /usr/include/x86_64-linux-gnu/blis-openmp $(pkg-config --cflags msgpack libarchive libpng)"
 libs="-lblis $(pkg-config --libs msgpack libarchive libpng) -lm -fopenmp"
-srcs=$(ls lib/*.c)
+srcs=$(ls lib/*/*.c)
 
 # Seeds: a few real streams, PNGs and archives.
 seeds=$out/seeds

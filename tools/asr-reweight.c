@@ -1,4 +1,4 @@
-// asr-reweight: activation sample reweighting (ASR, lib/asr.h): weights each
+// asr-reweight: activation sample reweighting (ASR, lib/cav/asr.h): weights each
 // training sample by how strongly it activates its class's concept vector
 // (an LG-CAV from cav-fit), fine-tunes the model's linear head on cached
 // features with weighted cross-entropy, and reports the accuracy before and
@@ -18,12 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "asr.h"
-#include "cav_io.h"
-#include "cli.h"
-#include "graph.h"
-#include "json.h"
-#include "probe.h"
+#include "cav/asr.h"
+#include "cav/cav_io.h"
+#include "cli/cli.h"
+#include "nn/model.h"
+#include "base/json.h"
+#include "nn/probe.h"
 
 #define WEIGHTS_PER_RECORD 4096
 

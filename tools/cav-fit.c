@@ -1,7 +1,7 @@
 // cav-fit: concept activation vectors from cached features, one per concept:
 // the original CAV of TCAV (--method cav: a linear classifier between concept
 // and non-concept images) or LG-CAV (--method lgcav: guided by a
-// vision-language model's scores on a probe pool, lib/cav.h), then judged:
+// vision-language model's scores on a probe pool, lib/cav/cav.h), then judged:
 // concept accuracy on held-out images, concept-to-class cosine with the
 // head, the TCAV score through the model's autodiff, and its significance
 // against random CAVs (Student's t-test).
@@ -15,13 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batches.h"
-#include "cav.h"
-#include "cav_io.h"
-#include "cli.h"
-#include "json.h"
-#include "probe.h"
-#include "rng.h"
+#include "nn/batches.h"
+#include "cav/cav.h"
+#include "cav/cav_io.h"
+#include "cli/cli.h"
+#include "base/json.h"
+#include "nn/probe.h"
+#include "base/rng.h"
 
 #define MAX_CONCEPTS 4096
 

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "concepts.h"
-#include "streaminfo.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "cav/concepts.h"
+#include "stream/streaminfo.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *attributes, *thresholds_from, *captions, *output;

@@ -8,18 +8,18 @@
 //                                                    node of GRAPH (a condensed graph), select
 //                                                    and test on ORIGINAL's val/test nodes
 //
-// The models and their maths are in lib/gnn.h; defaults are GCond's evaluation
+// The models and their maths are in lib/graph/gnn.h; defaults are GCond's evaluation
 // protocol (which SimGC's code reuses outside Cora): Adam lr 0.01, weight decay
 // 5e-4, hidden 256, dropout 0.5, 600 epochs with the lr cut tenfold after 300.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "gnn.h"
-#include "graphdata.h"
-#include "json.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "graph/gnn.h"
+#include "graph/graphdata.h"
+#include "base/json.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *model, *act, *features, *eval_graph, *output, *graph;

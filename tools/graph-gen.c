@@ -1,5 +1,5 @@
 // graph-gen: a synthetic graph from a contextual stochastic block model
-// (lib/csbm.h), with Planetoid's split, as a graph stream (tns(5), "Graphs").
+// (lib/graph/csbm.h), with Planetoid's split, as a graph stream (tns(5), "Graphs").
 //
 //   graph-gen [options] > graph.tns
 //
@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "csbm.h"
-#include "graphdata.h"
-#include "tns.h"
+#include "base/blas.h"
+#include "cli/cli.h"
+#include "graph/csbm.h"
+#include "graph/graphdata.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *preset, *kind, *output;

@@ -3,8 +3,8 @@
 //   graph-import [options] SOURCE
 //
 // SOURCE is one of (recognised by what it is, not by its name):
-//   a directory in the layout of Cora as exported to text (the development
-//     machines have it in ../shared/data/cora): nodes.txt ("N C", then
+//   a directory in the layout of Cora as exported to text (the repository
+//     ships Cora in data/cora): nodes.txt ("N C", then
 //     "LABEL SPLIT" per node), edges.txt ("N E", then "U V" per edge) and
 //     optionally features.txt ("N D NNZ", then "ROW COL VALUE" per non-zero);
 //   a graph stream (TNS, as this program writes): re-checked, and re-split or
@@ -23,12 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "graphdata.h"
-#include "rng.h"
-#include "sparse.h"
-#include "tns.h"
+#include "base/blas.h"
+#include "cli/cli.h"
+#include "graph/graphdata.h"
+#include "base/rng.h"
+#include "graph/sparse.h"
+#include "stream/tns.h"
 
 struct cmdline {
     int undirected, directed, self_loops, sparse;

@@ -10,21 +10,21 @@
 // features as stored (converted to f32, not rescaled), labels (N), the
 // neighbour lists (N, k), the adjacency (N, N) in CSR.
 //
-// The search is exact (lib/knn.h: tiles of X X^T through ns_sgemm, top-k
+// The search is exact (lib/graph/knn.h: tiles of X X^T through ns_sgemm, top-k
 // heaps per thread); the graph is made undirected by union or by mutual
-// neighbourhood, binary or weighted, and gets Planetoid's split (lib/csbm.h)
+// neighbourhood, binary or weighted, and gets Planetoid's split (lib/graph/csbm.h)
 // over the labelled samples. Class names (general.labels) carry over.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "csbm.h"
-#include "graphdata.h"
-#include "knn.h"
-#include "streaminfo.h"
-#include "tns.h"
+#include "base/blas.h"
+#include "cli/cli.h"
+#include "graph/csbm.h"
+#include "graph/graphdata.h"
+#include "graph/knn.h"
+#include "stream/streaminfo.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *metric_name, *name, *output;

@@ -12,11 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "dataset.h"
-#include "rng.h"
-#include "tns.h"
+#include "base/blas.h"
+#include "cli/cli.h"
+#include "stream/dataset.h"
+#include "base/rng.h"
+#include "stream/tns.h"
 
 #define MAX_CHANNELS 4
 

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "streaminfo.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "stream/streaminfo.h"
+#include "stream/tns.h"
 
 #define MAX_CLASSES 4096
 

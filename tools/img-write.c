@@ -12,12 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
-#include "dataset.h"
-#include "image.h"
-#include "streaminfo.h"
-#include "strset.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "stream/dataset.h"
+#include "stream/image.h"
+#include "stream/streaminfo.h"
+#include "base/strset.h"
+#include "stream/tns.h"
 
 enum format { FMT_TAR, FMT_TGZ, FMT_ZIP, FMT_DIR, FMT_SHEET };
 static const char *format_names[] = {"tar", "tar.gz", "zip", "dir", "sheet"};

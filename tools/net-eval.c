@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batches.h"
-#include "cli.h"
-#include "engine.h"
-#include "json.h"
+#include "nn/batches.h"
+#include "cli/cli.h"
+#include "nn/engine.h"
+#include "base/json.h"
 
 struct cmdline {
     const char *model, *logits, *probs;

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blas.h"
-#include "chgroups.h"
-#include "cli.h"
-#include "graph.h"
-#include "spec.h"
+#include "base/blas.h"
+#include "nn/chgroups.h"
+#include "cli/cli.h"
+#include "nn/model.h"
+#include "nn/spec.h"
 
 struct cmdline {
     int totals, spec, groups, verbose;

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch.h"
-#include "cli.h"
-#include "graph.h"
-#include "spec.h"
-#include "streaminfo.h"
-#include "tns.h"
+#include "nn/arch.h"
+#include "cli/cli.h"
+#include "nn/model.h"
+#include "nn/spec.h"
+#include "stream/streaminfo.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *arch, *spec, *like, *in, *hidden, *output;

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batches.h"
-#include "cli.h"
-#include "trainer.h"
+#include "nn/batches.h"
+#include "cli/cli.h"
+#include "nn/trainer.h"
 
 struct cmdline {
     const char *model, *val, *optim, *schedule, *warmup, *weights, *train_only, *checkpoint, *output,

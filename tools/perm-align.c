@@ -5,15 +5,15 @@
 //
 //   perm-align -o OUT --data DATA [options] MODEL MODEL...
 //
-// Shapes: per channel group, similarity matrices (N*Om, N*Om); see lib/merge.h.
+// Shapes: per channel group, similarity matrices (N*Om, N*Om); see lib/merge/merge.h.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chgroups.h"
-#include "cli.h"
-#include "json.h"
-#include "merge.h"
+#include "nn/chgroups.h"
+#include "cli/cli.h"
+#include "base/json.h"
+#include "merge/merge.h"
 
 struct cmdline {
     const char *output, *data, *method, *heads;

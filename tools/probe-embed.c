@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batches.h"
-#include "cav.h"
-#include "cli.h"
-#include "engine.h"
-#include "probe.h"
-#include "vlm.h"
+#include "nn/batches.h"
+#include "cav/cav.h"
+#include "cli/cli.h"
+#include "nn/engine.h"
+#include "nn/probe.h"
+#include "cav/vlm.h"
 
 struct cmdline {
     const char *model, *vlm, *layer, *texts, *templates, *output;

@@ -1,5 +1,5 @@
 // sgc-condense: condenses a graph stream into a small synthetic graph with
-// SimGC (lib/simgc.h): trains the SGC teacher, then optimises the condensed
+// SimGC (lib/graph/simgc.h): trains the SGC teacher, then optimises the condensed
 // features and the adjacency generator, selecting the snapshot whose GCN does
 // best on the original graph's validation nodes. Writes the condensed graph
 // (X' dense, weighted symmetric A', Y', every node in graph.train) as a graph
@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "gnn.h"
-#include "graphdata.h"
-#include "json.h"
-#include "simgc.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "graph/gnn.h"
+#include "graph/graphdata.h"
+#include "base/json.h"
+#include "graph/simgc.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *graph, *output, *teacher, *val_act, *preset;

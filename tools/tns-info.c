@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "json.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "base/json.h"
+#include "stream/tns.h"
 
 struct cmdline {
     int json, stats, summary;

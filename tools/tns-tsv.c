@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "tns.h"
+#include "cli/cli.h"
+#include "stream/tns.h"
 
 struct cmdline {
     const char *name;

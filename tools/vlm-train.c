@@ -12,13 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch.h"
-#include "cli.h"
-#include "concepts.h"
-#include "ops.h"
-#include "rng.h"
-#include "streaminfo.h"
-#include "vlm_train.h"
+#include "nn/arch.h"
+#include "cli/cli.h"
+#include "cav/concepts.h"
+#include "nn/ops.h"
+#include "base/rng.h"
+#include "stream/streaminfo.h"
+#include "cav/vlm_train.h"
 
 struct cmdline {
     const char *arch, *image_model, *init, *captions, *concepts, *optim, *schedule, *warmup, *eval,

@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # gnn-train: GCN, SGC, MLP and GraphSAGE on a two-community graph made here
 # (a stochastic block model where the graph carries most of the signal), Cora
-# when ../shared/data is here, SimGC's train-on-one-graph protocol, the weights
+# (data/cora), SimGC's train-on-one-graph protocol, the weights
 # stream, and every error with its status and message.
 # sanitize: yes
 bats_require_minimum_version 1.5.0
 load common
 
-CORA="$ROOT/../shared/data/cora"
+CORA="$ROOT/data/cora"
 
 @test "two communities: GCN beats an MLP clearly; SGC and GraphSAGE use the graph too" {
     make_sbm "$T/s"
@@ -93,7 +93,6 @@ CORA="$ROOT/../shared/data/cora"
 }
 
 @test "Cora: GCN, 200 epochs, seed 1: test accuracy >= 0.78" {
-    [ -d "$CORA" ] || skip "../shared/data absent"
     graph-import -o "$T/cora.tns" "$CORA"
     run --separate-stderr gnn-train -q --epochs 200 --seed 1 "$T/cora.tns"
     [ "$status" -eq 0 ]

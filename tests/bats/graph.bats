@@ -1,15 +1,12 @@
 #!/usr/bin/env bats
-# graph-import: Cora (when ../shared/data is here), hand-made edge lists, side
+# graph-import: Cora (data/cora), hand-made edge lists, side
 # files, graph streams as input, and every kind of broken input.
 # sanitize: yes
 bats_require_minimum_version 1.5.0
 load common
 
-CORA="$ROOT/../shared/data/cora"
+CORA="$ROOT/data/cora"
 
-need_cora() {
-    [ -d "$CORA" ] || skip "../shared/data absent"
-}
 
 # Sum of a 1-D record (a mask: its size).
 total() { # file name
@@ -30,7 +27,6 @@ tiny_dir() {
 }
 
 @test "Cora: 2708 nodes, 5278 edges stored both ways, 1433 features, 7 classes, 140/500/1000" {
-    need_cora
     graph-import -o "$T/cora.tns" "$CORA"
     run tns-info "$T/cora.tns"
     [ "$status" -eq 0 ]
@@ -42,7 +38,6 @@ tiny_dir() {
 }
 
 @test "Cora: adjacency, features, labels and split equal the text files (numpy)" {
-    need_cora
     $PY -c 'import msgpack, numpy' 2> /dev/null || skip "python3-msgpack or numpy missing"
     graph-import -o "$T/cora.tns" "$CORA"
     $PY - "$ROOT/examples" "$CORA" "$T/cora.tns" <<'PY'
@@ -75,7 +70,6 @@ PY
 }
 
 @test "Cora: reproducible; --sparse and back through a stream gives the same bytes" {
-    need_cora
     graph-import -o "$T/a.tns" "$CORA"
     graph-import "$CORA" > "$T/b.tns"
     cmp "$T/a.tns" "$T/b.tns"
@@ -87,7 +81,6 @@ PY
 }
 
 @test "Cora: --split-random over the labelled nodes, seeded" {
-    need_cora
     graph-import -r 0.5,0.25,0.25 --seed 7 -o "$T/a.tns" "$CORA"
     [ "$(total "$T/a.tns" graph.train) $(total "$T/a.tns" graph.val) $(total "$T/a.tns" graph.test)" = "1354 677 677" ]
     graph-import -r 0.5,0.25,0.25 --seed 7 "$CORA" | cmp - "$T/a.tns"

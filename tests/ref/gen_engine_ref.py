@@ -6,7 +6,7 @@
 # committed file. Run from the repo root:
 #     /usr/bin/python3 tests/ref/gen_engine_ref.py
 #
-# Module names match netsmith's node names (lib/arch.c: conv1, bn1,
+# Module names match netsmith's node names (lib/nn/arch.c: conv1, bn1,
 # layer1.0.shortcut.0, features.conv0, fc, ...), so every state_dict key is a
 # model tensor name. The file is a TNS stream (man/man5/tns.5); for each case C
 # (meta of C/x: the case's parameters):
@@ -68,7 +68,7 @@ class Single(nn.Module):
         return getattr(self, self.name)(x)
 
 
-class LeNet(nn.Module):  # lib/arch.c build_lenet
+class LeNet(nn.Module):  # lib/nn/arch.c build_lenet
     def __init__(self, in_c, in_hw, classes):
         super().__init__()
         self.conv1 = nn.Conv2d(in_c, 6, 5, padding=2)
@@ -109,7 +109,7 @@ class VGGFeatures(nn.Module):  # features.conv0, features.bn0, ...
         return x
 
 
-class VGG(nn.Module):  # lib/arch.c build_vgg
+class VGG(nn.Module):  # lib/nn/arch.c build_vgg
     def __init__(self, in_c, in_hw, classes, depth, width):
         super().__init__()
         self.features = VGGFeatures(in_c, depth, width)
@@ -120,7 +120,7 @@ class VGG(nn.Module):  # lib/arch.c build_vgg
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-class BasicBlock(nn.Module):  # lib/arch.c basic_block
+class BasicBlock(nn.Module):  # lib/nn/arch.c basic_block
     def __init__(self, in_c, out_c, stride):
         super().__init__()
         self.conv1 = nn.Conv2d(in_c, out_c, 3, stride=stride, padding=1, bias=False)
@@ -138,7 +138,7 @@ class BasicBlock(nn.Module):  # lib/arch.c basic_block
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet20(nn.Module):  # lib/arch.c build_resnet(16, 3 stages, 3 blocks)
+class ResNet20(nn.Module):  # lib/nn/arch.c build_resnet(16, 3 stages, 3 blocks)
     def __init__(self, in_c, classes, width):
         super().__init__()
         c = round(16 * width)

@@ -1,4 +1,4 @@
-// test_asr.c: activation sample reweighting (lib/asr.h) on generated
+// test_asr.c: activation sample reweighting (lib/cav/asr.h) on generated
 // features with known answers: weights against the formula by hand and
 // their mean of 1 per class, a planted off-concept direction down-weighted,
 // a zero CAV giving weights of exactly 1 and the same head as uniform
@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "asr.h"
+#include "cav/asr.h"
 #include "check.h"
-#include "rng.h"
-#include "tns.h"
+#include "base/rng.h"
+#include "stream/tns.h"
 
 #define N 300
 #define D 6

@@ -1,4 +1,4 @@
-// test_cav.c: lib/cav.h, concept activation vectors on cached features.
+// test_cav.c: lib/cav/cav.h, concept activation vectors on cached features.
 // sanitize: yes
 //
 // 1. Statistics against scipy 1.10.1 (Debian 12's python3-scipy, numbers made
@@ -75,9 +75,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cav.h"
+#include "cav/cav.h"
 #include "check.h"
-#include "rng.h"
+#include "base/rng.h"
 
 // ----------------------------------------------------------------------------
 // 1. statistics against scipy

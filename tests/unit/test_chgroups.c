@@ -1,4 +1,4 @@
-// test_chgroups.c: the channel-group analysis (lib/chgroups.h) and the two
+// test_chgroups.c: the channel-group analysis (lib/nn/chgroups.h) and the two
 // edits built on it, on every built-in and on special graphs written as specs.
 //
 // 1. Groups. The expected groups of each model are worked out by hand below
@@ -36,12 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch.h"
+#include "nn/arch.h"
 #include "check.h"
-#include "chgroups.h"
-#include "engine.h"
-#include "graph.h"
-#include "spec.h"
+#include "nn/chgroups.h"
+#include "nn/engine.h"
+#include "nn/model.h"
+#include "nn/spec.h"
 
 #define BATCH 3
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "concepts.h"
+#include "cav/concepts.h"
 
 static char path[] = "/tmp/test_concepts_XXXXXX";
 

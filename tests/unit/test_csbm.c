@@ -1,4 +1,4 @@
-// test_csbm.c: the contextual stochastic block model (lib/csbm.h) against
+// test_csbm.c: the contextual stochastic block model (lib/graph/csbm.h) against
 // what it promises: the mean degree and homophily asked for (within a few
 // standard deviations of the binomial edge counts), balanced class sizes,
 // an undirected canonical adjacency without loops, features with the class
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "csbm.h"
+#include "graph/csbm.h"
 
 static ns_csbm model(int64_t n, int64_t c, int64_t d, ns_csbm_features kind, uint64_t seed) {
     ns_csbm m = {.nodes = n, .classes = c, .features = d, .kind = kind, .separation = 3, .words = 18, .seed = seed};

@@ -1,4 +1,4 @@
-// test_dataset.c: datasets (lib/dataset.c, lib/idx.c) against fixtures built
+// test_dataset.c: datasets (lib/stream/dataset.c, lib/stream/idx.c) against fixtures built
 // here in a temporary directory: archives from ns_archive_writer with PNGs from
 // ns_png_encode, IDX files plain and gzip'd, a directory tree, and malformed
 // inputs. With Fashion-MNIST installed it also opens the real t10k set and
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "dataset.h"
+#include "stream/dataset.h"
 
 static char tmp[64];
 

@@ -1,5 +1,5 @@
-// test_engine.c: the engine (lib/engine.h) with the graph code around it
-// (lib/graph.h, lib/arch.h, model streams), end to end. The op kernels
+// test_engine.c: the engine (lib/nn/engine.h) with the graph code around it
+// (lib/nn/model.h, lib/nn/arch.h, model streams), end to end. The op kernels
 // themselves are checked one by one in test_ops.c; here it is the wiring:
 // shapes, parameter binding, gradient routing and accumulation across nodes,
 // batch statistics, dropout masks, model files.
@@ -47,13 +47,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arch.h"
-#include "blas.h"
+#include "nn/arch.h"
+#include "base/blas.h"
 #include "check.h"
-#include "engine.h"
-#include "graph.h"
-#include "ops.h"
-#include "tns.h"
+#include "nn/engine.h"
+#include "nn/model.h"
+#include "nn/ops.h"
+#include "stream/tns.h"
 
 #define REF_PATH "tests/ref/engine.tns"
 #define REF_TOL 1e-4

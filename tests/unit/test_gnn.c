@@ -1,4 +1,4 @@
-// test_gnn.c: the GNNs of lib/gnn.h (GCN, SGC, MLP, GraphSAGE-mean): forward
+// test_gnn.c: the GNNs of lib/graph/gnn.h (GCN, SGC, MLP, GraphSAGE-mean): forward
 // against a dense reference in double, every gradient by finite differences,
 // sparse against dense features, and the training loop (selection, seeds,
 // errors).
@@ -22,9 +22,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "gnn.h"
-#include "ops.h"
-#include "rng.h"
+#include "graph/gnn.h"
+#include "nn/ops.h"
+#include "base/rng.h"
 
 #define ACC 0.25f
 #define REF_TOL 1e-4   // analytic (float) against the double reference's differences

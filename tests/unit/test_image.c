@@ -1,4 +1,4 @@
-// test_image.c: unit tests for lib/image.c. PNG fixtures of every colour type,
+// test_image.c: unit tests for lib/stream/image.c. PNG fixtures of every colour type,
 // bit depth, tRNS and interlace variant are written here with libpng directly
 // and decoded by ns_png_decode against the known samples; malformed PNGs
 // (truncated, corrupted, oversized) must fail with a message; the bilinear resize
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "image.h"
+#include "stream/image.h"
 
 #define REF_PATH "tests/ref/image_resize.ref"
 

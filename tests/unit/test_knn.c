@@ -1,4 +1,4 @@
-// test_knn.c: the tiled kNN search (lib/knn.h) against the naive O(N^2 D)
+// test_knn.c: the tiled kNN search (lib/graph/knn.h) against the naive O(N^2 D)
 // search, and the kNN graph (union, mutual, weights) against hand-worked
 // answers and its invariants (symmetric, canonical, no self loops).
 //
@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "knn.h"
-#include "rng.h"
-#include "sparse.h"
+#include "graph/knn.h"
+#include "base/rng.h"
+#include "graph/sparse.h"
 
 static ns_rng rng;
 

@@ -1,4 +1,4 @@
-// test_lsa.c: lib/lsa.h, linear sum assignment.
+// test_lsa.c: lib/merge/lsa.h, linear sum assignment.
 //
 // Against brute force (every injection of the smaller side into the larger) on
 // a few thousand random matrices, square up to 7x7 and rectangular up to 5x8
@@ -19,9 +19,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "cli.h"
-#include "lsa.h"
-#include "rng.h"
+#include "cli/cli.h"
+#include "merge/lsa.h"
+#include "base/rng.h"
 
 // ----------------------------------------------------------------------------
 // brute force

@@ -1,4 +1,4 @@
-// test_merge.c: model merging (lib/merge.h) against known answers.
+// test_merge.c: model merging (lib/merge/merge.h) against known answers.
 //
 // 1. Streaming correlation: features with a large common offset (post-ReLU
 //    like, mean 1000, std 1) fed in uneven chunks must give the two-pass
@@ -22,12 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arch.h"
+#include "nn/arch.h"
 #include "check.h"
-#include "chgroups.h"
-#include "engine.h"
-#include "merge.h"
-#include "rng.h"
+#include "nn/chgroups.h"
+#include "nn/engine.h"
+#include "merge/merge.h"
+#include "base/rng.h"
 
 static ns_rng rng;
 

@@ -1,4 +1,4 @@
-// test_ops.c: every op kernel of lib/ops.h, forward and backward.
+// test_ops.c: every op kernel of lib/nn/ops.h, forward and backward.
 //
 // Gradients: for each op, a scalar loss L = sum(out * R) with a fixed random R,
 // so dL/dout = R is what backward receives. Each input and parameter is
@@ -10,12 +10,12 @@
 // Forward values: hand-computed tiny cases, and a naive convolution for every
 // geometry (also at a size where the OpenMP paths engage). A summary of the
 // worst error per op is printed at the end as TAP comments.
-#include "arch.h"
-#include "blas.h"
+#include "nn/arch.h"
+#include "base/blas.h"
 #include "check.h"
-#include "engine.h"
-#include "graph.h"
-#include "ops.h"
+#include "nn/engine.h"
+#include "nn/model.h"
+#include "nn/ops.h"
 
 #include <omp.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// test_optim.c: lib/optim.h and lib/augment.h.
+// test_optim.c: lib/nn/optim.h and lib/stream/augment.h.
 //
 // Optimisers and schedules against PyTorch 1.13: tests/ref/optim.tns (made by
 // tests/ref/gen_optim_ref.py; format described there) holds torch's inputs and
@@ -14,10 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "augment.h"
+#include "stream/augment.h"
 #include "check.h"
-#include "optim.h"
-#include "tns.h"
+#include "nn/optim.h"
+#include "stream/tns.h"
 
 #define REF_PATH "tests/ref/optim.tns"
 #define PARAM_TOL 1e-6

@@ -1,4 +1,4 @@
-// test_probe.c: lib/probe.h (a model read at one layer) and lib/cav_io.h
+// test_probe.c: lib/nn/probe.h (a model read at one layer) and lib/cav/cav_io.h
 // (feature, concept and attribute files in memory).
 // sanitize: yes
 //
@@ -25,11 +25,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cav_io.h"
+#include "cav/cav_io.h"
 #include "check.h"
-#include "engine.h"
-#include "probe.h"
-#include "rng.h"
+#include "nn/engine.h"
+#include "nn/probe.h"
+#include "base/rng.h"
 
 // conv(2->3) bn tanh conv(3->4) tanh gap fc(4->5), input 2x5x5
 static void build_net(ns_model *m, uint64_t seed) {

@@ -1,4 +1,4 @@
-// test_simgc.c: SimGC's pieces (lib/simgc.h, lib/pge.h): the vectorisable exp,
+// test_simgc.c: SimGC's pieces (lib/graph/simgc.h, lib/graph/pge.h): the vectorisable exp,
 // condensed class sizes, and every gradient by central differences: the
 // normalisation, L_rep, L_smt, the pair generator, and the whole loss of a
 // condensation (through the teacher and the propagation). Then a short
@@ -16,10 +16,10 @@
 #include <string.h>
 
 #include "check.h"
-#include "pge.h"
-#include "rng.h"
-#include "simgc.h"
-#include "sparse.h"
+#include "graph/pge.h"
+#include "base/rng.h"
+#include "graph/simgc.h"
+#include "graph/sparse.h"
 
 static ns_rng rng;
 

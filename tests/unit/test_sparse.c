@@ -1,5 +1,5 @@
-// test_sparse.c: CSR matrices (lib/sparse.h) against dense computations, and
-// the graph stream (lib/graphdata.h): round trip and every invariant the
+// test_sparse.c: CSR matrices (lib/graph/sparse.h) against dense computations, and
+// the graph stream (lib/graph/graphdata.h): round trip and every invariant the
 // reader must refuse with a message naming the record and the bad value.
 // sanitize: yes (runs under ASan/UBSan in `make check-sanitize`)
 //
@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "graphdata.h"
-#include "rng.h"
-#include "sparse.h"
+#include "graph/graphdata.h"
+#include "base/rng.h"
+#include "graph/sparse.h"
 
 static ns_rng rng;
 

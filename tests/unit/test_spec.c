@@ -1,10 +1,10 @@
-// test_spec.c: the text architecture format (lib/spec.h, netsmith-spec(5)).
+// test_spec.c: the text architecture format (lib/nn/spec.h, netsmith-spec(5)).
 // sanitize: yes (untrusted input: runs under ASan/UBSan in `make check-sanitize`)
 //
 // - The examples in examples/specs parse to the nodes, shapes and parameter
 //   counts worked out by hand in their comments, and run forward.
 // - ns_spec_write then ns_spec_parse reproduces every built-in architecture
-//   of lib/arch.c, the examples and a spec that uses every op: the same node
+//   of lib/nn/arch.c, the examples and a spec that uses every op: the same node
 //   names, ops, inputs, attribute values, shapes and parameter counts, and
 //   writing the result again gives the same text.
 // - Every kind of mistake gives "<label>:<line>: ..." with the right line and
@@ -14,10 +14,10 @@
 // - The man page documents every op and attribute with ns_ops' defaults, and
 //   its worked examples are the files in examples/specs.
 // Run from the repository root (tests/run.sh does).
-#include "arch.h"
+#include "nn/arch.h"
 #include "check.h"
-#include "engine.h"
-#include "spec.h"
+#include "nn/engine.h"
+#include "nn/spec.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

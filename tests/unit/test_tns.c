@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "tns.h"
+#include "stream/tns.h"
 
 // Writes records into a memory buffer through the real writer.
 static char *mem_stream(size_t *len, void (*fill)(ns_writer *)) {

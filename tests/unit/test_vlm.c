@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arch.h"
+#include "nn/arch.h"
 #include "check.h"
-#include "rng.h"
-#include "vlm_train.h"
+#include "base/rng.h"
+#include "cav/vlm_train.h"
 
 // ----------------------------------------------------------------------------
 // tokenizer

@@ -1,0 +1,84 @@
+// cli.h: the one skeleton every program shares (netpbm's pm_proginit/pm_error,
+// jq's exit codes). This is the only part of lib/ that exits, and it does so only
+// on behalf of main(): ns_die* and ns_parse_args (for --help, --version and
+// usage errors).
+//
+// Exit status: 0 success, 1 data error (bad input, I/O), 2 usage error.
+#ifndef NS_CLI_H
+#define NS_CLI_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+
+#define NS_EXIT_DATA 1
+#define NS_EXIT_USAGE 2
+
+extern const char *ns_progname;
+
+// Sets ns_progname from argv[0].
+void ns_proginit(int argc, char **argv);
+
+// "prog: message" on stderr, exit 1.
+_Noreturn void ns_die(const char *fmt, ...) NS_PRINTF(1, 2);
+// "prog: message" and "Try 'prog --help'." on stderr, exit 2.
+_Noreturn void ns_die_usage(const char *fmt, ...) NS_PRINTF(1, 2);
+// "prog: <err->msg>", exit 1.
+_Noreturn void ns_die_err(const ns_err *err);
+
+// "prog: message" on stderr, no exit (progress lines and warnings).
+void ns_warn(const char *fmt, ...) NS_PRINTF(1, 2);
+
+typedef enum ns_opt_type {
+    NS_OPT_FLAG,   // int*: set to 1 (no value)
+    NS_OPT_INT,    // int*
+    NS_OPT_I64,    // int64_t*
+    NS_OPT_DOUBLE, // double*
+    NS_OPT_STR,    // const char**: points into argv
+} ns_opt_type;
+
+typedef struct ns_opt {
+    const char *name;     // long name without "--"
+    char short_name;      // 0 when none
+    ns_opt_type type;
+    void *dest;
+    const char *metavar;  // shown in --help for options taking a value
+    const char *help;
+    double min, max;      // numeric range, checked when min < max
+} ns_opt;
+
+typedef struct ns_cli {
+    const char *usage;    // after the program name: "[options] [FILE...]"
+    const char *summary;  // one line: what the program does
+    const char *details;  // optional paragraph after the options, may be NULL
+    int min_args, max_args; // positional arguments allowed (max -1: unbounded)
+} ns_cli;
+
+// Parses argv against opts (terminated by an entry with name NULL). Handles
+// --help (to stdout, exit 0), --version (exit 0), "--", "-" as a positional,
+// --name=value, --name value, -x value, -xVALUE and bundled short flags. Exact
+// names only: no abbreviations. Bad option, missing or malformed value, or a
+// value out of range: usage error naming the bad value (exit 2). On return,
+// argv[*first_arg .. argc) are the positional arguments.
+void ns_parse_args(int argc, char **argv, const ns_cli *cli, const ns_opt *opts,
+                   int *first_arg);
+
+// Parses "a,b,c" numbers into out (up to cap); returns the count or -1.
+int ns_parse_doubles(const char *s, double *out, int cap, ns_err *err);
+
+// Progress on stderr: one line rewritten in place when stderr is a terminal,
+// a line every few seconds otherwise; silent when quiet.
+typedef struct ns_progress {
+    const char *what;     // "images", "records", ...
+    int64_t total;        // 0 when unknown
+    int64_t done;
+    double start, last;   // seconds (monotonic)
+    int quiet, tty, shown;
+} ns_progress;
+
+void ns_progress_start(ns_progress *p, const char *what, int64_t total, int quiet);
+void ns_progress_update(ns_progress *p, int64_t done);
+void ns_progress_end(ns_progress *p);
+double ns_now(void); // monotonic seconds
+
+#endif

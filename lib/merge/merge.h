@@ -1,0 +1,205 @@
+// merge.h: merging N models of one architecture into one (perm-align), in the
+// manner of MuDSC (Xu et al., CVPR 2024), ZipIt! and Git Re-Basin. The pieces,
+// one file each:
+//   merge_stats.c   data passes: the joint correlation of all N models'
+//                   features on the same inputs, and the batch-norm reset
+//   merge_solve.c   the solvers Psi: alignment (exact LSA, a star onto model 0),
+//                   group-structured alignment (heads/blocks), greedy zip
+//   merge_weights.c weight vectors and their correlation C_w, the merged tensors
+//   merge.c         the driver: compatibility checks, coordinate descent over
+//                   the channel groups, the merged model
+//
+// Notation. N models, a group p (lib/nn/chgroups.h) of Om channels in each model,
+// O = N * Om rows in every similarity matrix: row i * Om + u is channel u of
+// model i. Every merge here keeps the width: the merged model has Om channels
+// in every group (MuDSC's r = 1 - 1/N).
+//
+// A group's merge is an assignment: dest[i * Om + u] in [0, Om) is the merged
+// channel that channel u of model i goes into, count[j] how many channels (over
+// all models) went into merged channel j. In matrix form (MuDSC's U and M,
+// O x Om): U[i*Om+u, j] = 1 when dest = j, M = N * U / (count + 1e-5). The
+// merged tensor is sum_i lambda_i * T_i(W_i), where T_i multiplies every
+// output-side axis by M_i^T and every input-side axis by U_i^T; lambda_i = 1/N
+// unless given (interpolation).
+#ifndef NS_MERGE_H
+#define NS_MERGE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/chgroups.h"
+#include "base/err.h"
+#include "nn/model.h"
+#include "merge/lsa.h"
+
+#define NS_MERGE_MAX_MODELS 16
+#define NS_MERGE_EPS 1e-5     // MuDSC's merge normalisation: N / (count + 1e-5)
+#define NS_MERGE_CORR_EPS 1e-7 // the clamp on sqrt(var_i) * sqrt(var_j)
+
+// ---------------------------------------------------------------------------
+// Correlation of features (merge_stats.c)
+
+// out (n, n) += x x^T for x (n, k) row-major: the gemm tile (blas.h) on
+// panels of 256 steps of k, each tile's float sum added into double. Single-
+// threaded: for the few rows and very many columns of statistics (BLIS's
+// threads spin idle on such shapes: 4x slower on 2 busy cores).
+int ns_merge_gram(const float *x, int64_t n, int64_t k, double *out, ns_err *err);
+
+// Streaming Pearson correlation of dim variables. Each call adds a chunk of
+// observations; the chunk is centred on its own mean (double), its co-moment
+// formed by ns_merge_gram on the centred values, and merged into the running
+// double co-moment with Chan's pairwise update, so large post-ReLU means do
+// not cancel.
+typedef struct ns_corr_acc {
+    int64_t dim;
+    double n;       // observations so far
+    double *mean;   // (dim)
+    double *m2;     // (dim, dim) sum of centred products
+    double *gram;   // (dim, dim) scratch
+    double *cmean;  // (dim) scratch
+} ns_corr_acc;
+
+int ns_corr_acc_init(ns_corr_acc *a, int64_t dim, ns_err *err);
+void ns_corr_acc_free(ns_corr_acc *a);
+// x is (dim, nobs) row-major; it is centred in place. -1 when out of memory.
+int ns_corr_acc_add(ns_corr_acc *a, float *x, int64_t nobs, ns_err *err);
+// corr (dim, dim): cov_ij / max(sqrt(cov_ii cov_jj), 1e-7), diagonal 1. A
+// variable of zero variance (a dead unit: relative variance below 1e-12 of its
+// squared mean, or exactly 0) correlates 0 with live units and 1 with dead
+// units of the same constant (ReLU outputs always 0: merging them changes
+// nothing on the data); returns how many there were.
+int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr);
+
+// The activation correlation of every group: one pass of the data stream at
+// path through all N models (the same inputs), up to max_samples samples (0:
+// all). corr[p] is (N*Om)^2 floats for each group p that is not fixed and has
+// an act_node, NULL otherwise; dead[p] counts its dead units. All models must
+// share g's structure (checked by the caller) and their input normalisation.
+int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, const char *path,
+                      int64_t max_samples, int64_t batch, int quiet, float **corr, int64_t *dead,
+                      int64_t *seen, ns_err *err);
+
+// REPAIR's "reset": recomputes every batch norm's running mean and variance as
+// the average over one pass of the data (training-mode batch statistics, as
+// torch with momentum=None), up to max_samples samples (0: all).
+int ns_merge_reset_bn(ns_model *m, const char *path, int64_t max_samples, int64_t batch,
+                      int quiet, ns_err *err);
+
+// ---------------------------------------------------------------------------
+// Solvers (merge_solve.c). C is (O, O) row-major, O = n * om, symmetric.
+
+// Alignment: every model i >= 1 is matched to model 0 by an exact LSA on the
+// cross block C[0:om, i*om:(i+1)*om] (maximised); model 0 keeps its order.
+// With block < om (a divisor), channels are matched only within their block
+// (block b of model i to block b of model 0). *score: mean of the matched
+// entries. dest is (n * om).
+int ns_merge_align(const float *C, int n, int64_t om, int64_t block, ns_lsa_ws *ws,
+                   int64_t *dest, double *score, ns_err *err);
+
+// Group-structured alignment (MuDSC's heads/GroupNorm groups): om channels in
+// nblocks blocks; for each model i >= 1 and every block pair (a of model 0, b
+// of model i) an LSA inside the pair gives s[a][b], the mean matched entry; an
+// LSA on s pairs the blocks; channel matches are those of the paired blocks.
+// nblocks^2 + 1 LSAs per model. Block b of model i moves to block a.
+int ns_merge_align_blocks(const float *C, int n, int64_t om, int64_t nblocks, ns_lsa_ws *ws,
+                          int64_t *dest, double *score, ns_err *err);
+
+// ZipIt!'s greedy zip (MuDSC's default_fusion_weight): repeatedly merge the
+// most correlated pair of current units (any models, a unit never with
+// itself) until om remain; the merged unit's similarities are
+// min(of the two) * a (a <= 0: -inf); each model may merge at most
+// floor(b * (O - om) / n) pairs of its own units. Ties go to the first maximum
+// in row-major order. With block < om, units merge only within their block
+// (same block index in every model) and each block keeps block units. Merged
+// units are numbered by their first row. *score: mean of the picked values.
+int ns_merge_zip(const float *C, int n, int64_t om, int64_t block, double a, double b,
+                 int64_t *dest, double *score, ns_err *err);
+
+// count[j] for a dest (n * om entries into [0, om)).
+void ns_merge_count(const int64_t *dest, int n, int64_t om, int64_t *count);
+
+// ---------------------------------------------------------------------------
+// Weights (merge_weights.c)
+
+// The state of a merge: every group's assignment. Fixed groups and groups of
+// one model stay the identity.
+typedef struct ns_merge_state {
+    int n;                // models
+    const ns_chgroups *g;
+    int64_t **dest;       // per group: (n * size)
+    int64_t **count;      // per group: (size)
+    int head_node;        // output linear whose rows are concatenated, -1: averaged
+    int64_t head_rows[NS_MERGE_MAX_MODELS]; // with head_node: each model's classes
+} ns_merge_state;
+
+int ns_merge_state_init(ns_merge_state *s, const ns_chgroups *g, int n, ns_err *err);
+void ns_merge_state_free(ns_merge_state *s);
+// Sets group p to the identity (channel u of every model into merged u).
+void ns_merge_state_identity(ns_merge_state *s, int p);
+
+// Pearson correlation of the channels' weight vectors for group p (O x O into
+// C): a channel's vector is its slice of every trainable tensor indexing p,
+// every other axis mapped into the merged coordinates of its own group by the
+// current state. Tensors of a concatenated head are left out.
+int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p, float *C,
+                         ns_err *err);
+
+// Writes the merged tensors into out, a model with the structure of models[0]
+// (heads: out's head node must already have sum(head_rows) outputs), weights
+// lambda (n, NULL: 1/N each).
+int ns_merge_weights(ns_model *const *models, const ns_merge_state *s, const double *lambda,
+                     ns_model *out, ns_err *err);
+
+// ---------------------------------------------------------------------------
+// The driver (merge.c)
+
+typedef enum ns_merge_solver {
+    NS_MERGE_AVERAGE, // no matching: every group the identity
+    NS_MERGE_ALIGN,
+    NS_MERGE_ZIP,
+} ns_merge_solver;
+
+typedef struct ns_merge_opts {
+    ns_merge_solver solver;
+    double alpha;        // C = alpha * C_w + (1 - alpha) * C_act
+    int act_init;        // start from Psi(C_act) (else the identity)
+    int iterate;         // coordinate descent over the groups
+    int max_sweeps, patience;
+    double zip_a, zip_b;
+    uint64_t seed;       // order of groups in each sweep (lib/rng)
+    int quiet;
+} ns_merge_opts;
+
+typedef struct ns_merge_report {
+    int ngroups;
+    double *score;       // per group: the last solver score (NAN: not matched)
+    int64_t *dead;       // per group: dead units over all models (-1: no statistics);
+                         // the caller's (malloc), freed with the report
+    int sweeps;          // coordinate-descent sweeps run
+    double objective;    // mean score over matched groups, of the state returned
+    double seconds_stats, seconds_match;
+} ns_merge_report;
+
+void ns_merge_report_free(ns_merge_report *r);
+
+// Checks that models[1..n) have models[0]'s architecture: nodes (op, inputs,
+// attributes), tensor shapes, input shape and normalisation. With allow_head,
+// the output node may differ in its number of outputs (task heads). The error
+// names the first difference.
+int ns_merge_check_compatible(ns_model *const *models, const char *const *names, int n,
+                              int allow_head, ns_err *err);
+
+// Prepares out (a copy of models[0]) for concatenated task heads: the output
+// linear gets sum of the models' classes (its tensors zeroed), the class names
+// are concatenated (a model without names contributes "m<i>:<k>"), and s
+// records the head. Refused when the output node is not a linear layer.
+int ns_merge_concat_head(ns_model *out, ns_model *const *models, int n, ns_merge_state *s,
+                         ns_err *err);
+
+// Finds the assignments for every group (rep->score is allocated here when
+// NULL). corr: the activation correlations
+// (ns_merge_act_corr), may be NULL when opts needs none.
+int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act_corr,
+                   const ns_merge_opts *opts, ns_merge_report *rep, ns_err *err);
+
+#endif

@@ -1,0 +1,35 @@
+// arch.h: built-in architectures. Node and tensor names follow the module
+// names of the usual PyTorch definitions (the CIFAR ResNets of the model-
+// merging papers: layer1.0.conv1.weight, layer2.0.shortcut.0.weight), so such
+// a state_dict maps one to one, num_batches_tracked aside; torchvision's own
+// VGG/ResNet modules name some layers differently (features.0, downsample.0).
+//
+//   mlp       flatten, [linear(h), relu] per hidden size, linear(classes)
+//   lenet     LeNet-5: conv5(6,pad2) relu maxpool conv5(16) relu maxpool fc120 fc84 fc
+//   vgg       depth/2 stages of [conv3-bn-relu] x2 + maxpool, widths w, 2w, 4w, ...;
+//             flatten, linear(classes)
+//   resnet20  CIFAR ResNet (3 stages x 3 BasicBlocks, 16w/32w/64w channels, 1x1
+//             conv+BN shortcuts where the shape changes), the ResNet-20xW of the
+//             model-merging papers
+//   resnet18  ResNet-18 for small inputs (3x3 stem, no max pool), 64w..512w
+#ifndef NS_ARCH_H
+#define NS_ARCH_H
+
+#include "nn/model.h"
+
+typedef struct ns_arch_opts {
+    int in_c, in_h, in_w;   // input (C, H, W); in_h = in_w = 0 for a vector input of in_c
+    int classes;
+    double width;           // width multiplier (resnets: 1 = 16 channels; vgg: base channels / 16)
+    int depth;              // vgg: convolutions (even); mlp: ignored
+    int hidden[8], nhidden; // mlp hidden sizes
+} ns_arch_opts;
+
+// Names of the built-ins, NULL-terminated, for --help texts.
+extern const char *const ns_arch_names[];
+
+// Builds the named architecture into an empty model (nodes and zeroed,
+// resolved parameters). Fails on an unknown name or options it cannot use.
+int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *err);
+
+#endif

@@ -1,0 +1,52 @@
+// batches.h: labelled samples from a data stream, ready for a model: records
+// of images (N, C, H, W) or features (N, D), f32 or u8, cut or joined into
+// batches of at most max_batch, converted to f32 and normalised the way the
+// model expects. Labels and ids come from each record's meta (-1 when absent).
+#ifndef NS_BATCHES_H
+#define NS_BATCHES_H
+
+#include <stdint.h>
+
+#include "nn/model.h"
+#include "stream/streaminfo.h"
+#include "stream/tns.h"
+
+typedef struct ns_batches {
+    ns_reader *r;
+    const ns_model *model;
+    int64_t max_batch, sample_numel;
+    ns_stream_info info;  // what the stream's meta records said
+    // the record being cut into batches
+    ns_record rec;
+    int have_rec;
+    int64_t rec_pos, rec_n;
+    int64_t *rec_labels, *rec_ids;
+    int64_t rec_cap;
+    // the current batch
+    float *x;      // (n, sample_numel)
+    int32_t *y;    // (n)
+    int64_t *ids;  // (n)
+    int64_t n;
+    int64_t seen;  // samples delivered so far
+} ns_batches;
+
+int ns_batches_open(ns_batches *b, const char *path, const ns_model *m, int64_t max_batch,
+                    ns_err *err);
+// 1: a batch of b->n samples in b->x, b->y, b->ids; 0: end of stream; -1: error.
+int ns_batches_next(ns_batches *b, ns_err *err);
+void ns_batches_close(ns_batches *b);
+
+// A whole labelled data set in memory (training shuffles it every epoch).
+typedef struct ns_samples {
+    float *x;      // (n, numel)
+    int32_t *y;    // (n)
+    int64_t *ids;  // (n)
+    int64_t n, numel;
+    char **labels; // class names the stream gave, may be NULL
+    size_t nlabels;
+} ns_samples;
+
+int ns_samples_load(ns_samples *s, const char *path, const ns_model *m, ns_err *err);
+void ns_samples_free(ns_samples *s);
+
+#endif

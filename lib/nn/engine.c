@@ -1,0 +1,663 @@
+// engine.c: forward and backward over a model graph (engine.h). Each op's
+// forward and backward are two small functions calling the kernels of ops.h,
+// gathered in one table indexed by ns_op.
+#include "nn/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/ops.h"
+
+static double ns_engine_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---------------------------------------------------------------------------
+// per-op glue
+
+typedef struct op_ctx {
+    ns_engine *e;
+    const ns_node *node;
+    int index;
+    int64_t N;
+    int overwrite; // backward: bit k set, input k's gradient is written, not accumulated
+} op_ctx;
+
+static const ns_node *input_node(const op_ctx *c, int k) { return &c->e->model->nodes[c->node->inputs[k]]; }
+static float *in_act(const op_ctx *c, int k) { return c->e->act[c->node->inputs[k]]; }
+// The gradient buffer of input k, or NULL when nothing needs it (the input node).
+static float *in_grad(const op_ctx *c, int k) {
+    int j = c->node->inputs[k];
+    return j == 0 && !c->e->want_input_grad ? NULL : c->e->grad[j];
+}
+static float *param(const op_ctx *c, int p) {
+    int t = c->node->params[p];
+    return t < 0 ? NULL : c->e->model->tensors[t].t.data;
+}
+static float *param_grad(const op_ctx *c, int p) {
+    int t = c->node->params[p];
+    return t < 0 ? NULL : c->e->param_grad[t];
+}
+
+static ns_conv2d_geom conv_geom(const op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    const int64_t *a = c->node->iattr; // out, kernel, stride, pad, dilation, groups
+    ns_conv2d_geom g = {c->N, in->shape[0], in->shape[1], in->shape[2], a[0], a[1], a[1],
+                        a[2], a[2], a[3], a[3], a[4], a[4], a[5], 0, 0};
+    ns_conv2d_geom_init(&g, NULL); // checked when the model was resolved
+    return g;
+}
+
+static ns_pool2d_geom pool_geom(const op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    int64_t k = c->node->iattr[0], s = c->node->iattr[1] ? c->node->iattr[1] : k, p = c->node->iattr[2];
+    ns_pool2d_geom g = {c->N, in->shape[0], in->shape[1], in->shape[2], k, k, s, s, p, p, 0, 0};
+    ns_pool2d_geom_init(&g, NULL);
+    return g;
+}
+
+static int64_t total(const op_ctx *c) { return c->N * c->node->numel; }
+static float *out_act(const op_ctx *c) { return c->e->act[c->index]; }
+static float *out_grad(const op_ctx *c) { return c->e->grad[c->index]; }
+
+static void accumulate(float *dst, const float *src, int64_t n) {
+    if (!dst) return;
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+// --- forward ---------------------------------------------------------------------
+
+static int fwd_linear(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_linear_forward(out_act(c), in_act(c, 0), param(c, 0), param(c, 1), c->N,
+                      input_node(c, 0)->numel, c->node->numel);
+    return 0;
+}
+static int fwd_conv2d(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_conv2d_geom g = conv_geom(c);
+    ns_conv2d_forward(out_act(c), c->e->scratch, in_act(c, 0), param(c, 0), param(c, 1), &g);
+    return 0;
+}
+static int fwd_batchnorm(op_ctx *c, ns_err *err) {
+    (void)err;
+    int64_t C = c->node->shape[0], S = c->node->numel / C;
+    ns_batchnorm_forward(out_act(c), c->e->saved_mean[c->index], c->e->saved_rstd[c->index],
+                         param(c, 2), param(c, 3), in_act(c, 0), param(c, 0), param(c, 1), c->N, C,
+                         S, c->e->training, (float)c->node->fattr[1], (float)c->node->fattr[0]);
+    return 0;
+}
+static int fwd_layernorm(op_ctx *c, ns_err *err) {
+    (void)err;
+    int64_t D = c->node->shape[c->node->ndim - 1];
+    ns_layernorm_forward(out_act(c), c->e->saved_mean[c->index], c->e->saved_rstd[c->index],
+                         in_act(c, 0), param(c, 0), param(c, 1), total(c) / D, D,
+                         (float)c->node->fattr[0]);
+    return 0;
+}
+static int fwd_relu(op_ctx *c, ns_err *err) { (void)err; ns_relu_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
+static int fwd_leaky_relu(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_leaky_relu_forward(out_act(c), in_act(c, 0), (float)c->node->fattr[0], total(c));
+    return 0;
+}
+static int fwd_gelu(op_ctx *c, ns_err *err) { (void)err; ns_gelu_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
+static int fwd_sigmoid(op_ctx *c, ns_err *err) { (void)err; ns_sigmoid_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
+static int fwd_tanh(op_ctx *c, ns_err *err) { (void)err; ns_tanh_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
+static int fwd_maxpool(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_pool2d_geom g = pool_geom(c);
+    ns_maxpool2d_forward(out_act(c), c->e->argmax[c->index], in_act(c, 0), &g);
+    return 0;
+}
+static int fwd_avgpool(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_pool2d_geom g = pool_geom(c);
+    ns_avgpool2d_forward(out_act(c), in_act(c, 0), &g);
+    return 0;
+}
+static int fwd_global_avgpool(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    ns_global_avgpool_forward(out_act(c), in_act(c, 0), c->N, in->shape[0], in->numel / in->shape[0]);
+    return 0;
+}
+static int fwd_add(op_ctx *c, ns_err *err) { (void)err; ns_add_forward(out_act(c), in_act(c, 0), in_act(c, 1), total(c)); return 0; }
+static int fwd_mul(op_ctx *c, ns_err *err) { (void)err; ns_mul_forward(out_act(c), in_act(c, 0), in_act(c, 1), total(c)); return 0; }
+static int fwd_concat(op_ctx *c, ns_err *err) {
+    (void)err;
+    const float *inps[NS_MAX_INPUTS];
+    int64_t Cs[NS_MAX_INPUTS];
+    for (int k = 0; k < c->node->ninputs; k++) {
+        inps[k] = in_act(c, k);
+        Cs[k] = input_node(c, k)->shape[0];
+    }
+    ns_concat_forward(out_act(c), inps, Cs, c->node->ninputs, c->N, c->node->numel / c->node->shape[0]);
+    return 0;
+}
+static int fwd_copy(op_ctx *c, ns_err *err) { // flatten, reshape: same bytes, new shape
+    (void)err;
+    memcpy(out_act(c), in_act(c, 0), (size_t)total(c) * sizeof(float));
+    return 0;
+}
+static int fwd_transpose(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    for (int64_t s = 0; s < c->N; s++)
+        ns_transpose_forward(out_act(c) + s * in->numel, in_act(c, 0) + s * in->numel, in->shape[0], in->shape[1]);
+    return 0;
+}
+static int fwd_dropout(op_ctx *c, ns_err *err) {
+    (void)err;
+    float p = (float)c->node->fattr[0];
+    if (!c->e->training || p == 0) return fwd_copy(c, err);
+    uint64_t seed = ns_rand_u64(c->e->seed, c->e->step * 1024 + (uint64_t)c->index);
+    ns_dropout_mask(c->e->mask[c->index], p, seed, total(c));
+    ns_dropout_forward(out_act(c), in_act(c, 0), c->e->mask[c->index], p, total(c));
+    return 0;
+}
+static int fwd_embedding(op_ctx *c, ns_err *err) {
+    const ns_node *in = input_node(c, 0);
+    int64_t n = c->N * in->numel, V = c->node->iattr[0];
+    const float *x = in_act(c, 0);
+    for (int64_t i = 0; i < n; i++) {
+        if (!(x[i] >= 0 && x[i] < (float)V) || x[i] != (float)(int32_t)x[i])
+            return ns_errf(err, "node %s: id %g is not an integer in [0, %lld)", c->node->name, x[i], (long long)V);
+        c->e->ids[c->index][i] = (int32_t)x[i];
+    }
+    ns_embedding_forward(out_act(c), c->e->ids[c->index], param(c, 0), n, c->node->iattr[1]);
+    return 0;
+}
+
+// --- backward -------------------------------------------------------------------
+
+static void bwd_linear(op_ctx *c) {
+    ns_linear_backward(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), out_grad(c), in_act(c, 0),
+                       param(c, 0), c->N, input_node(c, 0)->numel, c->node->numel);
+}
+static void bwd_conv2d(op_ctx *c) {
+    ns_conv2d_geom g = conv_geom(c);
+    ns_conv2d_backward_ex(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), c->e->scratch,
+                          out_grad(c), in_act(c, 0), param(c, 0), &g, c->overwrite & 1);
+}
+static void bwd_batchnorm(op_ctx *c) {
+    int64_t C = c->node->shape[0], S = c->node->numel / C;
+    ns_batchnorm_backward_ex(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), NULL, out_grad(c),
+                             NULL, NULL, in_act(c, 0), c->e->saved_mean[c->index],
+                             c->e->saved_rstd[c->index], param(c, 0), c->N, C, S,
+                             c->e->training, c->overwrite & 1);
+}
+static void bwd_layernorm(op_ctx *c) {
+    int64_t D = c->node->shape[c->node->ndim - 1];
+    ns_layernorm_backward(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), out_grad(c), in_act(c, 0),
+                          c->e->saved_mean[c->index], c->e->saved_rstd[c->index], param(c, 0),
+                          total(c) / D, D);
+}
+static void bwd_relu(op_ctx *c) {
+    if (in_grad(c, 0)) ns_relu_backward_ex(in_grad(c, 0), out_grad(c), out_act(c), total(c), c->overwrite & 1);
+}
+static void bwd_leaky_relu(op_ctx *c) {
+    if (in_grad(c, 0))
+        ns_leaky_relu_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), (float)c->node->fattr[0], total(c));
+}
+static void bwd_gelu(op_ctx *c) { if (in_grad(c, 0)) ns_gelu_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), total(c)); }
+static void bwd_sigmoid(op_ctx *c) { if (in_grad(c, 0)) ns_sigmoid_backward(in_grad(c, 0), out_grad(c), out_act(c), total(c)); }
+static void bwd_tanh(op_ctx *c) { if (in_grad(c, 0)) ns_tanh_backward(in_grad(c, 0), out_grad(c), out_act(c), total(c)); }
+static void bwd_maxpool(op_ctx *c) {
+    if (!in_grad(c, 0)) return;
+    ns_pool2d_geom g = pool_geom(c);
+    ns_maxpool2d_backward(in_grad(c, 0), out_grad(c), c->e->argmax[c->index], &g);
+}
+static void bwd_avgpool(op_ctx *c) {
+    if (!in_grad(c, 0)) return;
+    ns_pool2d_geom g = pool_geom(c);
+    ns_avgpool2d_backward(in_grad(c, 0), out_grad(c), &g);
+}
+static void bwd_global_avgpool(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    if (in_grad(c, 0))
+        ns_global_avgpool_backward(in_grad(c, 0), out_grad(c), c->N, in->shape[0], in->numel / in->shape[0]);
+}
+static void bwd_add(op_ctx *c) {
+    ns_add_backward_ex(in_grad(c, 0), in_grad(c, 1), out_grad(c), total(c), c->overwrite & 3);
+}
+static void bwd_mul(op_ctx *c) {
+    ns_mul_backward(in_grad(c, 0), in_grad(c, 1), out_grad(c), in_act(c, 0), in_act(c, 1), total(c));
+}
+static void bwd_concat(op_ctx *c) {
+    float *dinps[NS_MAX_INPUTS];
+    int64_t Cs[NS_MAX_INPUTS];
+    for (int k = 0; k < c->node->ninputs; k++) {
+        dinps[k] = in_grad(c, k);
+        Cs[k] = input_node(c, k)->shape[0];
+    }
+    ns_concat_backward(dinps, out_grad(c), Cs, c->node->ninputs, c->N, c->node->numel / c->node->shape[0]);
+}
+static void bwd_copy(op_ctx *c) { accumulate(in_grad(c, 0), out_grad(c), total(c)); }
+static void bwd_transpose(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    if (!in_grad(c, 0)) return;
+    for (int64_t s = 0; s < c->N; s++)
+        ns_transpose_backward(in_grad(c, 0) + s * in->numel, out_grad(c) + s * in->numel, in->shape[0], in->shape[1]);
+}
+static void bwd_dropout(op_ctx *c) {
+    float p = (float)c->node->fattr[0];
+    if (!c->e->training || p == 0) { bwd_copy(c); return; }
+    if (in_grad(c, 0)) ns_dropout_backward(in_grad(c, 0), out_grad(c), c->e->mask[c->index], p, total(c));
+}
+static void bwd_embedding(op_ctx *c) {
+    if (param_grad(c, 0))
+        ns_embedding_backward(param_grad(c, 0), out_grad(c), c->e->ids[c->index], c->N * input_node(c, 0)->numel,
+                              c->node->iattr[1]);
+}
+
+typedef struct op_exec {
+    int (*forward)(op_ctx *c, ns_err *err);
+    void (*backward)(op_ctx *c);
+    int overwrites; // bit k: the backward can write input k's gradient (op_ctx.overwrite)
+} op_exec;
+
+static const op_exec exec_table[NS_OP_COUNT] = {
+    [NS_OP_INPUT] = {NULL, NULL},
+    [NS_OP_LINEAR] = {fwd_linear, bwd_linear},
+    [NS_OP_CONV2D] = {fwd_conv2d, bwd_conv2d, 1},
+    [NS_OP_BATCHNORM] = {fwd_batchnorm, bwd_batchnorm, 1},
+    [NS_OP_LAYERNORM] = {fwd_layernorm, bwd_layernorm},
+    [NS_OP_RELU] = {fwd_relu, bwd_relu, 1},
+    [NS_OP_LEAKY_RELU] = {fwd_leaky_relu, bwd_leaky_relu},
+    [NS_OP_GELU] = {fwd_gelu, bwd_gelu},
+    [NS_OP_SIGMOID] = {fwd_sigmoid, bwd_sigmoid},
+    [NS_OP_TANH] = {fwd_tanh, bwd_tanh},
+    [NS_OP_MAXPOOL] = {fwd_maxpool, bwd_maxpool},
+    [NS_OP_AVGPOOL] = {fwd_avgpool, bwd_avgpool},
+    [NS_OP_GLOBAL_AVGPOOL] = {fwd_global_avgpool, bwd_global_avgpool},
+    [NS_OP_ADD] = {fwd_add, bwd_add, 3},
+    [NS_OP_MUL] = {fwd_mul, bwd_mul},
+    [NS_OP_CONCAT] = {fwd_concat, bwd_concat},
+    [NS_OP_FLATTEN] = {fwd_copy, bwd_copy},
+    [NS_OP_RESHAPE] = {fwd_copy, bwd_copy},
+    [NS_OP_TRANSPOSE] = {fwd_transpose, bwd_transpose},
+    [NS_OP_DROPOUT] = {fwd_dropout, bwd_dropout},
+    [NS_OP_EMBEDDING] = {fwd_embedding, bwd_embedding},
+};
+
+// ---------------------------------------------------------------------------
+// fusion: a convolution with the batch norm after it, and the add and relu
+// after that (ResNet's conv-bn-relu and conv-bn-add-relu), run as one group
+//
+// A group is found from the graph alone, at init: conv c whose only consumer
+// is batch norm b (over c's channels), then, when b's only consumer is a relu
+// r, that relu; or when it is an add a of b and an earlier node s (the
+// residual) whose only consumer is a relu r, the add and the relu (or the add
+// alone). Every member but the last is consumed only inside the group, so the
+// group runs when the loop reaches its last member:
+// - eval: the convolution's epilogue applies the batch norm (running
+//   statistics), the residual and the relu while each sample's output is in
+//   cache (ns_conv2d_forward_ex);
+// - training: the convolution computes each output plane's statistics while
+//   it is in cache, the batch statistics are merged from them
+//   (ns_batchnorm_stats), then one elementwise pass applies the batch norm,
+//   the residual and the relu (ns_batchnorm_apply).
+// The arithmetic is that of the separate ops, so the results are the same bit
+// for bit. By default every member's act[] is written as well. In fused mode
+// (ns_engine_set_fused) the members' act[] are skipped (the convolution's is
+// kept when a backward may need it) and backward runs the group's batch norm,
+// add and relu as one pass (ns_batchnorm_backward_ex), leaving the members'
+// grad[] unwritten.
+
+typedef struct fuse_group {
+    int conv, bn, add, relu, res, last; // node indices, -1 when absent
+} fuse_group;
+
+struct ns_engine_plan {
+    int *group;           // per node: index into groups, -1 when not in one
+    fuse_group *groups;
+    int ngroups;
+    double **plane_stats; // per group: (max_batch, OC, 2)
+    float **affine;       // per group: (2, OC) scale, shift
+    uint8_t *ginit;       // per node, during backward: grad[i] holds a value
+};
+
+static void plan_groups(ns_engine *e, int *failed) {
+    const ns_model *m = e->model;
+    ns_engine_plan *p = e->plan;
+    int nn = m->nnodes;
+    int *uses = calloc((size_t)nn, sizeof *uses), *user = calloc((size_t)nn, sizeof *user);
+    p->group = malloc((size_t)nn * sizeof *p->group);
+    p->groups = calloc((size_t)nn, sizeof *p->groups);
+    p->plane_stats = calloc((size_t)nn, sizeof *p->plane_stats);
+    p->affine = calloc((size_t)nn, sizeof *p->affine);
+    p->ginit = calloc((size_t)nn, 1);
+    if (!uses || !user || !p->group || !p->groups || !p->plane_stats || !p->affine || !p->ginit) {
+        *failed = 1;
+        free(uses);
+        free(user);
+        return;
+    }
+    for (int i = 0; i < nn; i++) p->group[i] = -1;
+    for (int i = 1; i <= m->output; i++)
+        for (int k = 0; k < m->nodes[i].ninputs; k++) {
+            int j = m->nodes[i].inputs[k];
+            uses[j]++;
+            user[j] = i;
+        }
+    // a member other than the last: used once, by the next member, and not the output
+    #define INNER(j, next_op) (uses[j] == 1 && m->nodes[user[j]].op == (next_op) && (j) != m->output && p->group[user[j]] < 0)
+    for (int c = 1; c <= m->output && !*failed; c++) {
+        const ns_node *cn = &m->nodes[c];
+        if (cn->op != NS_OP_CONV2D || !INNER(c, NS_OP_BATCHNORM)) continue;
+        fuse_group g = {c, user[c], -1, -1, -1, user[c]};
+        int b = g.bn;
+        if (INNER(b, NS_OP_RELU)) {
+            g.relu = g.last = user[b];
+        } else if (uses[b] == 1 && b != m->output && m->nodes[user[b]].op == NS_OP_ADD &&
+                   p->group[user[b]] < 0) {
+            const ns_node *an = &m->nodes[user[b]];
+            int s = an->inputs[0] == b ? an->inputs[1] : an->inputs[0];
+            if (an->ninputs == 2 && s != b && s != c) {
+                g.add = g.last = user[b];
+                g.res = s;
+                if (INNER(g.add, NS_OP_RELU)) g.relu = g.last = user[g.add];
+            }
+        }
+        int gi = p->ngroups++;
+        p->groups[gi] = g;
+        p->group[g.conv] = p->group[g.bn] = gi;
+        if (g.add >= 0) p->group[g.add] = gi;
+        if (g.relu >= 0) p->group[g.relu] = gi;
+        int64_t OC = cn->shape[0];
+        p->plane_stats[gi] = ns_aligned_alloc((size_t)(e->max_batch * OC * 2) * sizeof(double));
+        p->affine[gi] = ns_aligned_alloc((size_t)(2 * OC) * sizeof(float));
+        if (!p->plane_stats[gi] || !p->affine[gi]) *failed = 1;
+    }
+    #undef INNER
+    free(uses);
+    free(user);
+}
+
+static void free_plan(ns_engine *e) {
+    ns_engine_plan *p = e->plan;
+    if (!p) return;
+    for (int i = 0; p->plane_stats && i < p->ngroups; i++) free(p->plane_stats[i]);
+    for (int i = 0; p->affine && i < p->ngroups; i++) free(p->affine[i]);
+    free(p->plane_stats);
+    free(p->affine);
+    free(p->group);
+    free(p->groups);
+    free(p->ginit);
+    free(p);
+    e->plan = NULL;
+}
+
+// Whether member i's act[] is written: always, unless in fused mode (then
+// only when kept).
+static int store_act(const ns_engine *e, int i) { return !e->fused || (e->keep && e->keep[i]); }
+
+static void group_forward(ns_engine *e, const fuse_group *g, int gi, int64_t n) {
+    const ns_model *m = e->model;
+    const ns_node *bn = &m->nodes[g->bn];
+    op_ctx cc = {e, &m->nodes[g->conv], g->conv, n, 0}, bc = {e, bn, g->bn, n, 0};
+    ns_conv2d_geom geom = conv_geom(&cc);
+    const int64_t C = bn->shape[0], S = bn->numel / C;
+    const float eps = (float)bn->fattr[0], momentum = (float)bn->fattr[1];
+    float *scale = e->plan->affine[gi], *shift = scale + C;
+    float *mean = e->saved_mean[g->bn], *rstd = e->saved_rstd[g->bn];
+    float *out = e->act[g->last];
+    float *bn_out = g->bn != g->last && store_act(e, g->bn) ? e->act[g->bn] : NULL;
+    float *sum_out = g->add >= 0 && g->add != g->last && store_act(e, g->add) ? e->act[g->add] : NULL;
+    const float *res = g->add >= 0 ? e->act[g->res] : NULL;
+    double t0 = e->prof_fwd ? ns_engine_clock() : 0;
+    if (!e->training) {
+        ns_batchnorm_eval_stats(mean, rstd, param(&bc, 2), param(&bc, 3), C, eps);
+        ns_batchnorm_affine(scale, shift, mean, rstd, param(&bc, 0), param(&bc, 1), C);
+        ns_conv2d_epilogue ep = {scale, shift, res, g->relu >= 0,
+                                 store_act(e, g->conv) || e->with_grads ? e->act[g->conv] : NULL,
+                                 bn_out, sum_out, NULL};
+        ns_conv2d_forward_ex(out, e->scratch, in_act(&cc, 0), param(&cc, 0), param(&cc, 1), &geom, &ep);
+        if (e->prof_fwd) e->prof_fwd[g->conv] += ns_engine_clock() - t0;
+        return;
+    }
+    ns_conv2d_epilogue ep = {0};
+    ep.plane_stats = e->plan->plane_stats[gi];
+    ns_conv2d_forward_ex(e->act[g->conv], e->scratch, in_act(&cc, 0), param(&cc, 0), param(&cc, 1),
+                         &geom, &ep);
+    double t1 = e->prof_fwd ? ns_engine_clock() : 0;
+    if (e->prof_fwd) e->prof_fwd[g->conv] += t1 - t0;
+    ns_batchnorm_stats(mean, rstd, param(&bc, 2), param(&bc, 3), ep.plane_stats, n, C, S, momentum, eps);
+    ns_batchnorm_affine(scale, shift, mean, rstd, param(&bc, 0), param(&bc, 1), C);
+    ns_batchnorm_apply(out, bn_out, sum_out, e->act[g->conv], scale, shift, res, g->relu >= 0, n, C, S);
+    if (e->prof_fwd) e->prof_fwd[g->bn] += ns_engine_clock() - t1;
+}
+
+// ---------------------------------------------------------------------------
+// set-up
+
+static void *alloc_floats(int64_t n, int *failed) {
+    void *p = ns_aligned_alloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) *failed = 1;
+    else memset(p, 0, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    return p;
+}
+
+int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads, ns_err *err) {
+    memset(e, 0, sizeof *e);
+    e->model = m;
+    e->max_batch = max_batch;
+    e->with_grads = with_grads;
+    int nn = m->nnodes, failed = 0;
+    e->act = calloc((size_t)nn, sizeof *e->act);
+    e->grad = calloc((size_t)nn, sizeof *e->grad);
+    e->saved_mean = calloc((size_t)nn, sizeof *e->saved_mean);
+    e->saved_rstd = calloc((size_t)nn, sizeof *e->saved_rstd);
+    e->argmax = calloc((size_t)nn, sizeof *e->argmax);
+    e->mask = calloc((size_t)nn, sizeof *e->mask);
+    e->ids = calloc((size_t)nn, sizeof *e->ids);
+    e->param_grad = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *e->param_grad);
+    if (!e->act || !e->grad || !e->saved_mean || !e->saved_rstd || !e->argmax || !e->mask || !e->ids || !e->param_grad) {
+        ns_engine_free(e);
+        return ns_errf(err, "out of memory");
+    }
+    for (int i = 0; i < nn && !failed; i++) {
+        const ns_node *n = &m->nodes[i];
+        int64_t size = max_batch * n->numel;
+        e->act[i] = alloc_floats(size, &failed);
+        if (with_grads) e->grad[i] = alloc_floats(size, &failed);
+        if (n->op == NS_OP_BATCHNORM) {
+            e->saved_mean[i] = alloc_floats(n->shape[0], &failed);
+            e->saved_rstd[i] = alloc_floats(n->shape[0], &failed);
+        } else if (n->op == NS_OP_LAYERNORM) {
+            int64_t rows = size / n->shape[n->ndim - 1];
+            e->saved_mean[i] = alloc_floats(rows, &failed);
+            e->saved_rstd[i] = alloc_floats(rows, &failed);
+        } else if (n->op == NS_OP_MAXPOOL) {
+            e->argmax[i] = (int32_t *)alloc_floats(size, &failed);
+        } else if (n->op == NS_OP_DROPOUT) {
+            e->mask[i] = (uint8_t *)alloc_floats(size, &failed);
+        } else if (n->op == NS_OP_EMBEDDING) {
+            e->ids[i] = (int32_t *)alloc_floats(max_batch * m->nodes[n->inputs[0]].numel, &failed);
+        } else if (n->op == NS_OP_CONV2D) {
+            op_ctx c = {e, n, i, max_batch, 0};
+            ns_conv2d_geom g = conv_geom(&c);
+            int64_t s = ns_conv2d_scratch_floats(&g);
+            if (s > e->scratch_floats) e->scratch_floats = s;
+        }
+    }
+    e->scratch = alloc_floats(e->scratch_floats, &failed);
+    e->keep = calloc((size_t)nn, 1);
+    e->plan = calloc(1, sizeof *e->plan);
+    if (!e->keep || !e->plan) failed = 1;
+    else plan_groups(e, &failed);
+    for (int t = 0; t < m->ntensors && with_grads && !failed; t++)
+        if (m->tensors[t].used && m->tensors[t].trainable)
+            e->param_grad[t] = alloc_floats(m->tensors[t].t.numel, &failed);
+    if (failed) {
+        ns_engine_free(e);
+        return ns_errf(err, "out of memory for a batch of %lld", (long long)max_batch);
+    }
+    return 0;
+}
+
+void ns_engine_free(ns_engine *e) {
+    const ns_model *m = e->model;
+    for (int i = 0; m && i < m->nnodes; i++) {
+        if (e->act) free(e->act[i]);
+        if (e->grad) free(e->grad[i]);
+        if (e->saved_mean) free(e->saved_mean[i]);
+        if (e->saved_rstd) free(e->saved_rstd[i]);
+        if (e->argmax) free(e->argmax[i]);
+        if (e->mask) free(e->mask[i]);
+        if (e->ids) free(e->ids[i]);
+    }
+    for (int t = 0; m && e->param_grad && t < m->ntensors; t++) free(e->param_grad[t]);
+    free(e->act);
+    free(e->grad);
+    free(e->saved_mean);
+    free(e->saved_rstd);
+    free(e->argmax);
+    free(e->mask);
+    free(e->param_grad);
+    free(e->scratch);
+    free(e->ids);
+    free(e->keep);
+    free_plan(e);
+    memset(e, 0, sizeof *e);
+}
+
+int ns_engine_set_trainable(ns_engine *e, int tensor, int on, ns_err *err) {
+    ns_named_tensor *t = &e->model->tensors[tensor];
+    if (!on) {
+        free(e->param_grad[tensor]);
+        e->param_grad[tensor] = NULL;
+        return 0;
+    }
+    if (!t->trainable || !e->with_grads) return ns_errf(err, "%s cannot be trained", t->name);
+    if (e->param_grad[tensor]) return 0;
+    int failed = 0;
+    e->param_grad[tensor] = alloc_floats(t->t.numel, &failed);
+    return failed ? ns_errf(err, "out of memory") : 0;
+}
+
+int64_t ns_engine_output_numel(const ns_engine *e) { return e->model->nodes[e->model->output].numel; }
+
+// ---------------------------------------------------------------------------
+// running
+
+void ns_engine_set_fused(ns_engine *e, int on) { e->fused = on != 0; }
+
+void ns_engine_keep(ns_engine *e, int node) {
+    if (node >= 0 && node < e->model->nnodes) e->keep[node] = 1;
+}
+
+const float *ns_engine_forward(ns_engine *e, const float *x, int64_t n, int training, ns_err *err) {
+    const ns_model *m = e->model;
+    if (n < 1 || n > e->max_batch) {
+        ns_errf(err, "batch of %lld outside 1..%lld", (long long)n, (long long)e->max_batch);
+        return NULL;
+    }
+    e->n = n;
+    e->training = training;
+    if (training) e->step++;
+    memcpy(e->act[0], x, (size_t)(n * m->nodes[0].numel) * sizeof(float));
+    const ns_engine_plan *p = e->plan;
+    for (int i = 1; i <= m->output; i++) {
+        int gi = p->group[i];
+        if (gi >= 0) { // a group runs when the loop reaches its last member
+            if (p->groups[gi].last == i) group_forward(e, &p->groups[gi], gi, n);
+            continue;
+        }
+        op_ctx c = {e, &m->nodes[i], i, n, 0};
+        double t0 = e->prof_fwd ? ns_engine_clock() : 0;
+        if (exec_table[m->nodes[i].op].forward(&c, err) < 0) return NULL;
+        if (e->prof_fwd) e->prof_fwd[i] += ns_engine_clock() - t0;
+    }
+    return e->act[m->output];
+}
+
+void ns_engine_zero_grad(ns_engine *e) {
+    for (int t = 0; t < e->model->ntensors; t++)
+        if (e->param_grad[t]) memset(e->param_grad[t], 0, (size_t)e->model->tensors[t].t.numel * sizeof(float));
+}
+
+// Before node i's backward: a gradient buffer of an input that holds no
+// value yet is either written by the op (when it can: bit k of
+// c->overwrite) or zeroed here. Gradients are thus zeroed only where an op
+// cannot write them, right before it needs them.
+static void prepare_input_grads(ns_engine *e, op_ctx *c, int can) {
+    uint8_t *init = e->plan->ginit;
+    c->overwrite = 0;
+    for (int k = 0; k < c->node->ninputs; k++) {
+        int j = c->node->inputs[k];
+        if (init[j] || !in_grad(c, k)) continue;
+        if (can & (1 << k)) c->overwrite |= 1 << k;
+        else memset(e->grad[j], 0, (size_t)(c->N * e->model->nodes[j].numel) * sizeof(float));
+        init[j] = 1;
+    }
+}
+
+// Fused mode: the group's relu, add and batch norm backward in one pass,
+// from grad[last] to grad[conv] and grad[res].
+static void group_backward(ns_engine *e, const fuse_group *g, int gi) {
+    const ns_model *m = e->model;
+    const ns_node *bn = &m->nodes[g->bn];
+    op_ctx bc = {e, bn, g->bn, e->n, 0};
+    uint8_t *init = e->plan->ginit;
+    const int64_t C = bn->shape[0], S = bn->numel / C;
+    float *dres = NULL;
+    int ow = 0;
+    // the conv's output is used by the batch norm alone: written here first
+    float *dconv = e->grad[g->conv];
+    if (!init[g->conv]) ow |= 1;
+    init[g->conv] = 1;
+    if (g->add >= 0 && (g->res != 0 || e->want_input_grad)) {
+        dres = e->grad[g->res];
+        if (!init[g->res]) ow |= 2;
+        init[g->res] = 1;
+    }
+    double t0 = e->prof_bwd ? ns_engine_clock() : 0;
+    // a relu right after the batch norm: its mask from the batch norm's input
+    // and the forward's affine map (saved in the plan), not from its output
+    const int direct = g->relu >= 0 && g->add < 0;
+    ns_batchnorm_backward_ex(dconv, param_grad(&bc, 0), param_grad(&bc, 1), dres, e->grad[g->last],
+                             g->relu >= 0 && !direct ? e->act[g->last] : NULL,
+                             direct ? e->plan->affine[gi] : NULL, e->act[g->conv],
+                             e->saved_mean[g->bn], e->saved_rstd[g->bn], param(&bc, 0), e->n, C, S,
+                             e->training, ow);
+    if (e->prof_bwd) e->prof_bwd[g->bn] += ns_engine_clock() - t0;
+}
+
+void ns_engine_backward(ns_engine *e, const float *dout) {
+    const ns_model *m = e->model;
+    if (!e->with_grads) return; // nothing to fill: a forward-only engine
+    const ns_engine_plan *p = e->plan;
+    memset(p->ginit, 0, (size_t)m->nnodes);
+    memcpy(e->grad[m->output], dout, (size_t)(e->n * m->nodes[m->output].numel) * sizeof(float));
+    p->ginit[m->output] = 1;
+    for (int i = m->output; i >= 1; i--) {
+        int gi = p->group[i];
+        if (e->fused && gi >= 0 && i != p->groups[gi].conv) {
+            if (i == p->groups[gi].last) {
+                if (!p->ginit[i]) { // nothing reached the group's output: a zero gradient
+                    memset(e->grad[i], 0, (size_t)(e->n * m->nodes[i].numel) * sizeof(float));
+                    p->ginit[i] = 1;
+                }
+                group_backward(e, &p->groups[gi], gi);
+            }
+            continue;
+        }
+        op_ctx c = {e, &m->nodes[i], i, e->n, 0};
+        if (!p->ginit[i]) {
+            memset(e->grad[i], 0, (size_t)(e->n * m->nodes[i].numel) * sizeof(float));
+            p->ginit[i] = 1;
+        }
+        prepare_input_grads(e, &c, exec_table[m->nodes[i].op].overwrites);
+        double t0 = e->prof_bwd ? ns_engine_clock() : 0;
+        exec_table[m->nodes[i].op].backward(&c);
+        if (e->prof_bwd) e->prof_bwd[i] += ns_engine_clock() - t0;
+    }
+    if (e->want_input_grad && !p->ginit[0])
+        memset(e->grad[0], 0, (size_t)(e->n * m->nodes[0].numel) * sizeof(float));
+}

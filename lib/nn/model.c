@@ -1,0 +1,480 @@
+// model.c: the op table, building and checking model graphs, shape inference,
+// PyTorch-style initialisation, and reading/writing model streams (model.h).
+#include "nn/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/ops.h"
+#include "base/rng.h"
+
+// ---------------------------------------------------------------------------
+// The op table. Attribute defaults follow torch's (stride 1, eps 1e-5, ...).
+// Pooling's stride 0 means "the kernel size", torch's default.
+const ns_op_info ns_ops[NS_OP_COUNT] = {
+    [NS_OP_INPUT] = {"input", 0, 0, {"channels", "height", "width"}, {1, 0, 0}},
+    [NS_OP_LINEAR] = {"linear", 1, 1, {"out", "bias"}, {1, 1}, {NULL}, {0},
+                      {"weight", "bias"}, {1, 1}},
+    [NS_OP_CONV2D] = {"conv2d", 1, 1,
+                      {"out", "kernel", "stride", "pad", "dilation", "groups", "bias"},
+                      {1, 3, 1, 0, 1, 1, 1}, {NULL}, {0}, {"weight", "bias"}, {1, 1}},
+    [NS_OP_BATCHNORM] = {"batchnorm", 1, 1, {NULL}, {0}, {"eps", "momentum"}, {1e-5, 0.1},
+                         {"weight", "bias", "running_mean", "running_var"}, {1, 1, 0, 0}},
+    [NS_OP_LAYERNORM] = {"layernorm", 1, 1, {NULL}, {0}, {"eps"}, {1e-5},
+                         {"weight", "bias"}, {1, 1}},
+    [NS_OP_RELU] = {"relu", 1, 1},
+    [NS_OP_LEAKY_RELU] = {"leaky_relu", 1, 1, {NULL}, {0}, {"slope"}, {0.01}},
+    [NS_OP_GELU] = {"gelu", 1, 1},
+    [NS_OP_SIGMOID] = {"sigmoid", 1, 1},
+    [NS_OP_TANH] = {"tanh", 1, 1},
+    [NS_OP_MAXPOOL] = {"maxpool", 1, 1, {"kernel", "stride", "pad"}, {2, 0, 0}},
+    [NS_OP_AVGPOOL] = {"avgpool", 1, 1, {"kernel", "stride", "pad"}, {2, 0, 0}},
+    [NS_OP_GLOBAL_AVGPOOL] = {"global_avgpool", 1, 1},
+    [NS_OP_ADD] = {"add", 2, 2},
+    [NS_OP_MUL] = {"mul", 2, 2},
+    [NS_OP_CONCAT] = {"concat", 2, NS_MAX_INPUTS},
+    [NS_OP_FLATTEN] = {"flatten", 1, 1},
+    [NS_OP_RESHAPE] = {"reshape", 1, 1, {"dim0", "dim1", "dim2", "dim3"}, {-1, 0, 0, 0}},
+    [NS_OP_TRANSPOSE] = {"transpose", 1, 1},
+    [NS_OP_DROPOUT] = {"dropout", 1, 1, {NULL}, {0}, {"p"}, {0.5}},
+    [NS_OP_EMBEDDING] = {"embedding", 1, 1, {"num", "dim"}, {1, 1}, {NULL}, {0},
+                         {"weight"}, {1}},
+};
+_Static_assert(NS_OP_COUNT == 21, "describe the new op in ns_ops");
+
+int ns_op_from_name(const char *name) {
+    for (int op = 0; op < NS_OP_COUNT; op++)
+        if (strcmp(ns_ops[op].name, name) == 0) return op;
+    return -1;
+}
+
+static int attr_index(const char *const *names, const char *key) {
+    for (int i = 0; i < NS_MAX_ATTRS && names[i]; i++)
+        if (strcmp(names[i], key) == 0) return i;
+    return -1;
+}
+
+static int slot_count(const char *const *names, int cap) {
+    int n = 0;
+    while (n < cap && names[n]) n++;
+    return n;
+}
+
+// ---------------------------------------------------------------------------
+// building
+
+void ns_model_init(ns_model *m) {
+    memset(m, 0, sizeof *m);
+    m->output = -1;
+}
+
+void ns_model_free(ns_model *m) {
+    for (int i = 0; i < m->ntensors; i++) ns_tensor_free(&m->tensors[i].t);
+    free(m->tensors);
+    free(m->nodes);
+    ns_strings_free(m->labels, m->nlabels);
+    ns_model_init(m);
+}
+
+static int grow(void **items, int *cap, int count, size_t item_size, ns_err *err) {
+    if (count < *cap) return 0;
+    int next = *cap ? *cap * 2 : 32;
+    void *grown = realloc(*items, (size_t)next * item_size);
+    if (!grown) return ns_errf(err, "out of memory");
+    *items = grown;
+    *cap = next;
+    return 0;
+}
+
+int ns_model_find_node(const ns_model *m, const char *name) {
+    for (int i = 0; i < m->nnodes; i++)
+        if (strcmp(m->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+int ns_model_find_tensor(const ns_model *m, const char *name) {
+    for (int i = 0; i < m->ntensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return i;
+    return -1;
+}
+
+int ns_model_add_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
+                      ns_err *err) {
+    const ns_op_info *info = &ns_ops[op];
+    if (strlen(name) >= NS_NODE_NAME_MAX || !name[0])
+        return ns_errf(err, "node name empty or longer than %d bytes (%s)", NS_NODE_NAME_MAX - 1, name);
+    if (ns_model_find_node(m, name) >= 0) return ns_errf(err, "duplicate node name (%s)", name);
+    if (ninputs < info->min_inputs || ninputs > info->max_inputs)
+        return ns_errf(err, "node %s: %s takes %d to %d inputs, not %d", name, info->name,
+                       info->min_inputs, info->max_inputs, ninputs);
+    for (int i = 0; i < ninputs; i++)
+        if (inputs[i] < 0 || inputs[i] >= m->nnodes)
+            return ns_errf(err, "node %s: input %d is not an earlier node", name, i);
+    if (grow((void **)&m->nodes, &m->cap_nodes, m->nnodes, sizeof *m->nodes, err) < 0) return -1;
+    ns_node *n = &m->nodes[m->nnodes];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->op = op;
+    n->ninputs = ninputs;
+    for (int i = 0; i < ninputs; i++) n->inputs[i] = inputs[i];
+    for (int i = 0; i < NS_MAX_PARAMS; i++) n->params[i] = -1;
+    for (int i = 0; i < NS_MAX_ATTRS; i++) {
+        n->iattr[i] = info->idefault[i];
+        n->fattr[i] = info->fdefault[i];
+    }
+    m->output = m->nnodes;
+    return m->nnodes++;
+}
+
+int ns_model_add_input(ns_model *m, int c, int h, int w, ns_err *err) {
+    if (m->nnodes) return ns_errf(err, "the input must be the first node");
+    int id = ns_model_add_node(m, "input", NS_OP_INPUT, NULL, 0, err);
+    if (id < 0) return -1;
+    m->nodes[id].iattr[0] = c;
+    m->nodes[id].iattr[1] = h;
+    m->nodes[id].iattr[2] = w;
+    return id;
+}
+
+int ns_node_set_iattr(ns_node *n, const char *key, int64_t v, ns_err *err) {
+    int i = attr_index(ns_ops[n->op].iattr, key);
+    if (i < 0) return ns_errf(err, "node %s: %s has no integer attribute %s", n->name, ns_ops[n->op].name, key);
+    n->iattr[i] = v;
+    return 0;
+}
+
+int ns_node_set_fattr(ns_node *n, const char *key, double v, ns_err *err) {
+    int i = attr_index(ns_ops[n->op].fattr, key);
+    if (i < 0) return ns_errf(err, "node %s: %s has no real attribute %s", n->name, ns_ops[n->op].name, key);
+    n->fattr[i] = v;
+    return 0;
+}
+
+int64_t ns_node_iattr(const ns_node *n, const char *key) {
+    int i = attr_index(ns_ops[n->op].iattr, key);
+    return i < 0 ? 0 : n->iattr[i];
+}
+
+double ns_node_fattr(const ns_node *n, const char *key) {
+    int i = attr_index(ns_ops[n->op].fattr, key);
+    return i < 0 ? 0 : n->fattr[i];
+}
+
+int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
+                        int trainable, ns_err *err) {
+    if (strlen(name) > NS_NAME_MAX) return ns_errf(err, "tensor name too long (%.40s...)", name);
+    if (ns_model_find_tensor(m, name) >= 0) return ns_errf(err, "duplicate tensor name (%s)", name);
+    if (grow((void **)&m->tensors, &m->cap_tensors, m->ntensors, sizeof *m->tensors, err) < 0)
+        return -1;
+    ns_named_tensor *nt = &m->tensors[m->ntensors];
+    memset(nt, 0, sizeof *nt);
+    snprintf(nt->name, sizeof nt->name, "%s", name);
+    nt->trainable = trainable;
+    if (ns_tensor_alloc(&nt->t, NS_F32, ndim, shape, err) < 0) return -1;
+    return m->ntensors++;
+}
+
+// ---------------------------------------------------------------------------
+// shape inference
+
+// Per-sample sizes above this are refused: no real model has a 2^31-element
+// activation per sample, and the products below must not overflow.
+#define NODE_NUMEL_MAX ((int64_t)1 << 31)
+
+// a * b, or -1 when it would exceed INT64_MAX (both non-negative).
+static int64_t mul_or_fail(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? -1 : r;
+}
+
+static int set_shape(ns_node *n, int ndim, const int64_t *shape, ns_err *err) {
+    n->ndim = ndim;
+    n->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        n->shape[i] = shape[i];
+        n->numel = mul_or_fail(n->numel, shape[i]);
+        if (n->numel < 0 || n->numel > NODE_NUMEL_MAX)
+            return ns_errf(err, "node %s: output of more than 2^31 elements per sample", n->name);
+    }
+    return 0;
+}
+
+static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    ns_shape_format(buf, cap, ndim, shape);
+    return buf;
+}
+
+// The shapes a node's parameter slots must have, given its input shape.
+static int param_shapes(const ns_node *n, const ns_node *in, int64_t shapes[][4], int *ndims,
+                        ns_err *err) {
+    (void)err;
+    memset(ndims, 0, NS_MAX_PARAMS * sizeof *ndims);
+    switch (n->op) {
+    case NS_OP_LINEAR: {
+        int64_t out = n->iattr[0];
+        ndims[0] = 2; shapes[0][0] = out; shapes[0][1] = in->numel;
+        if (n->iattr[1]) { ndims[1] = 1; shapes[1][0] = out; }
+        return 0;
+    }
+    case NS_OP_CONV2D: {
+        int64_t out = n->iattr[0], k = n->iattr[1], groups = n->iattr[5];
+        ndims[0] = 4; shapes[0][0] = out; shapes[0][1] = in->shape[0] / groups;
+        shapes[0][2] = k; shapes[0][3] = k;
+        if (n->iattr[6]) { ndims[1] = 1; shapes[1][0] = out; }
+        return 0;
+    }
+    case NS_OP_BATCHNORM:
+        for (int i = 0; i < 4; i++) { ndims[i] = 1; shapes[i][0] = in->shape[0]; }
+        return 0;
+    case NS_OP_LAYERNORM:
+        for (int i = 0; i < 2; i++) { ndims[i] = 1; shapes[i][0] = in->shape[in->ndim - 1]; }
+        return 0;
+    case NS_OP_EMBEDDING:
+        ndims[0] = 2; shapes[0][0] = n->iattr[0]; shapes[0][1] = n->iattr[1];
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int infer_shape(ns_model *m, ns_node *n, ns_err *err);
+
+// Shape inference, then multiply-adds per sample with overflow checks.
+static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
+    n->macs = 0;
+    if (infer_shape(m, n, err) < 0) return -1;
+    const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
+    if (n->op == NS_OP_LINEAR) {
+        n->macs = mul_or_fail(in->numel, n->iattr[0]);
+    } else if (n->op == NS_OP_CONV2D) {
+        int64_t per_out = mul_or_fail(mul_or_fail(in->shape[0] / n->iattr[5], n->iattr[1]), n->iattr[1]);
+        n->macs = per_out < 0 ? -1 : mul_or_fail(n->numel, per_out);
+    }
+    if (n->macs < 0) return ns_errf(err, "node %s: too many multiply-adds to count", n->name);
+    return 0;
+}
+
+static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
+    const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
+    char a[64], b[64];
+    int64_t s[NS_MAX_SHAPE];
+    switch (n->op) {
+    case NS_OP_INPUT: {
+        int64_t c = n->iattr[0], h = n->iattr[1], w = n->iattr[2];
+        if (c < 1 || h < 0 || w < 0 || (h == 0) != (w == 0))
+            return ns_errf(err, "input shape %lldx%lldx%lld is not C x H x W or D", (long long)c,
+                           (long long)h, (long long)w);
+        if (c > (1 << 24) || h > (1 << 16) || w > (1 << 16))
+            return ns_errf(err, "input shape %lldx%lldx%lld is too large (C at most 2^24, H and W 2^16)",
+                           (long long)c, (long long)h, (long long)w);
+        s[0] = c; s[1] = h; s[2] = w;
+        return set_shape(n, h ? 3 : 1, s, err);
+    }
+    case NS_OP_LINEAR:
+        if (in->ndim != 1)
+            return ns_errf(err, "node %s: linear needs a 1-D input, got %s (add a flatten)", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        if (n->iattr[0] < 1) return ns_errf(err, "node %s: out must be positive", n->name);
+        s[0] = n->iattr[0];
+        return set_shape(n, 1, s, err);
+    case NS_OP_CONV2D: {
+        if (in->ndim != 3)
+            return ns_errf(err, "node %s: conv2d needs a C x H x W input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        ns_conv2d_geom g = {1, in->shape[0], in->shape[1], in->shape[2], n->iattr[0], n->iattr[1],
+                            n->iattr[1], n->iattr[2], n->iattr[2], n->iattr[3], n->iattr[3],
+                            n->iattr[4], n->iattr[4], n->iattr[5], 0, 0};
+        if (ns_conv2d_geom_init(&g, err) < 0) return ns_err_prefix(err, "node %s", n->name);
+        s[0] = g.OC; s[1] = g.OH; s[2] = g.OW;
+        return set_shape(n, 3, s, err);
+    }
+    case NS_OP_MAXPOOL:
+    case NS_OP_AVGPOOL: {
+        if (in->ndim != 3)
+            return ns_errf(err, "node %s: pooling needs a C x H x W input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        int64_t k = n->iattr[0], st = n->iattr[1] ? n->iattr[1] : k;
+        ns_pool2d_geom g = {1, in->shape[0], in->shape[1], in->shape[2], k, k, st, st,
+                            n->iattr[2], n->iattr[2], 0, 0};
+        if (ns_pool2d_geom_init(&g, err) < 0) return ns_err_prefix(err, "node %s", n->name);
+        s[0] = g.C; s[1] = g.OH; s[2] = g.OW;
+        return set_shape(n, 3, s, err);
+    }
+    case NS_OP_GLOBAL_AVGPOOL:
+        if (in->ndim != 3)
+            return ns_errf(err, "node %s: global_avgpool needs a C x H x W input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        return set_shape(n, 1, in->shape, err);
+    case NS_OP_BATCHNORM:
+        if (in->ndim != 1 && in->ndim != 3)
+            return ns_errf(err, "node %s: batchnorm needs a C or C x H x W input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        return set_shape(n, in->ndim, in->shape, err);
+    case NS_OP_ADD:
+    case NS_OP_MUL: {
+        const ns_node *other = &m->nodes[n->inputs[1]];
+        if (in->ndim != other->ndim || memcmp(in->shape, other->shape, (size_t)in->ndim * sizeof *in->shape))
+            return ns_errf(err, "node %s: inputs differ in shape (%s and %s)", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape),
+                           shape_str(b, sizeof b, other->ndim, other->shape));
+        return set_shape(n, in->ndim, in->shape, err);
+    }
+    case NS_OP_CONCAT: {
+        memcpy(s, in->shape, sizeof s);
+        for (int i = 1; i < n->ninputs; i++) {
+            const ns_node *o = &m->nodes[n->inputs[i]];
+            if (o->ndim != in->ndim || memcmp(o->shape + 1, in->shape + 1, (size_t)(in->ndim - 1) * sizeof *s))
+                return ns_errf(err, "node %s: input %d is %s, cannot join %s on channels", n->name, i,
+                               shape_str(a, sizeof a, o->ndim, o->shape),
+                               shape_str(b, sizeof b, in->ndim, in->shape));
+            s[0] += o->shape[0];
+        }
+        return set_shape(n, in->ndim, s, err);
+    }
+    case NS_OP_FLATTEN:
+        s[0] = in->numel;
+        return set_shape(n, 1, s, err);
+    case NS_OP_RESHAPE: {
+        int nd = 0, infer = -1;
+        int64_t known = 1;
+        for (int i = nd; i < 4; i++)
+            if (n->iattr[i] == 0 && i < 3 && n->iattr[i + 1] != 0)
+                return ns_errf(err, "node %s: reshape dim%d is given after dim%d = 0", n->name, i + 1, i);
+        for (int i = 0; i < 4 && n->iattr[i] != 0; i++, nd++) {
+            if (n->iattr[i] > NODE_NUMEL_MAX)
+                return ns_errf(err, "node %s: reshape dim %lld is too large", n->name, (long long)n->iattr[i]);
+            if (n->iattr[i] == -1) {
+                if (infer >= 0) return ns_errf(err, "node %s: reshape with two -1 dims", n->name);
+                infer = i;
+            } else if (n->iattr[i] < 0) {
+                return ns_errf(err, "node %s: bad reshape dim (%lld)", n->name, (long long)n->iattr[i]);
+            } else {
+                known = mul_or_fail(known, n->iattr[i]);
+                if (known < 0 || known > NODE_NUMEL_MAX)
+                    return ns_errf(err, "node %s: reshape to more than 2^31 elements", n->name);
+            }
+            s[i] = n->iattr[i];
+        }
+        if (infer >= 0) s[infer] = known ? in->numel / known : 0;
+        int64_t total = 1;
+        for (int i = 0; i < nd && total >= 0; i++) total = mul_or_fail(total, s[i]);
+        if (nd == 0 || total != in->numel)
+            return ns_errf(err, "node %s: cannot reshape %s to %lld elements", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape), (long long)total);
+        return set_shape(n, nd, s, err);
+    }
+    case NS_OP_TRANSPOSE:
+        if (in->ndim != 2)
+            return ns_errf(err, "node %s: transpose needs a 2-D input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        s[0] = in->shape[1]; s[1] = in->shape[0];
+        return set_shape(n, 2, s, err);
+    case NS_OP_EMBEDDING:
+        if (in->ndim != 1) return ns_errf(err, "node %s: embedding needs a 1-D input of ids", n->name);
+        if (n->iattr[0] < 1 || n->iattr[1] < 1) return ns_errf(err, "node %s: num and dim must be positive", n->name);
+        s[0] = in->shape[0]; s[1] = n->iattr[1];
+        return set_shape(n, 2, s, err);
+    case NS_OP_DROPOUT:
+        if (n->fattr[0] < 0 || n->fattr[0] >= 1) return ns_errf(err, "node %s: p must be in [0, 1)", n->name);
+        return set_shape(n, in->ndim, in->shape, err);
+    default: // elementwise: relu, leaky_relu, gelu, sigmoid, tanh, layernorm
+        return set_shape(n, in->ndim, in->shape, err);
+    }
+}
+
+// Binds a node's parameter slots to tensors "<node>.<slot>": creates them
+// (create) or checks the existing ones' shapes.
+static int bind_params(ns_model *m, ns_node *n, int create, ns_err *err) {
+    int64_t shapes[NS_MAX_PARAMS][4];
+    int ndims[NS_MAX_PARAMS];
+    const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
+    if (param_shapes(n, in, shapes, ndims, err) < 0) return -1;
+    const ns_op_info *info = &ns_ops[n->op];
+    for (int p = 0; p < slot_count(info->param, NS_MAX_PARAMS); p++) {
+        if (!ndims[p]) { n->params[p] = -1; continue; }
+        char name[NS_NAME_MAX + 1];
+        int idx = n->params[p];
+        if (idx < 0) {
+            snprintf(name, sizeof name, "%s.%s", n->name, info->param[p]);
+            idx = ns_model_find_tensor(m, name);
+        }
+        if (idx < 0 && create) {
+            int64_t numel = 1;
+            for (int d = 0; d < ndims[p] && numel >= 0; d++) numel = mul_or_fail(numel, shapes[p][d]);
+            if (numel < 0 || numel > NODE_NUMEL_MAX)
+                return ns_errf(err, "node %s: parameter %s would have more than 2^31 elements", n->name, name);
+            idx = ns_model_add_tensor(m, name, ndims[p], shapes[p], info->trainable[p], err);
+            if (idx < 0) return ns_err_prefix(err, "node %s", n->name);
+        }
+        if (idx < 0) return create ? -1 : ns_errf(err, "node %s: missing parameter tensor %s", n->name, name);
+        ns_named_tensor *t = &m->tensors[idx];
+        if (t->t.ndim != ndims[p] || memcmp(t->t.shape, shapes[p], (size_t)ndims[p] * sizeof(int64_t))) {
+            char a[64], b[64];
+            return ns_errf(err, "node %s: %s is %s, expected %s", n->name, t->name,
+                           shape_str(a, sizeof a, t->t.ndim, t->t.shape),
+                           shape_str(b, sizeof b, ndims[p], shapes[p]));
+        }
+        t->trainable = info->trainable[p];
+        t->used = 1;
+        n->params[p] = idx;
+    }
+    return 0;
+}
+
+int ns_model_resolve(ns_model *m, int create, ns_err *err) {
+    if (m->nnodes == 0 || m->nodes[0].op != NS_OP_INPUT)
+        return ns_errf(err, "the graph must start with an input node");
+    for (int i = 0; i < m->ntensors; i++) m->tensors[i].used = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        ns_node *n = &m->nodes[i];
+        if (i > 0 && n->op == NS_OP_INPUT) return ns_errf(err, "node %s: only one input node", n->name);
+        if (infer_node(m, n, err) < 0 || bind_params(m, n, create, err) < 0) return -1;
+    }
+    if (m->output < 0 || m->output >= m->nnodes) m->output = m->nnodes - 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// initialisation and totals
+
+void ns_model_init_params(ns_model *m, uint64_t seed) {
+    ns_rng rng;
+    ns_rng_seed(&rng, seed);
+    for (int i = 0; i < m->nnodes; i++) {
+        const ns_node *n = &m->nodes[i];
+        for (int p = 0; p < NS_MAX_PARAMS; p++) {
+            if (n->params[p] < 0) continue;
+            ns_tensor *t = &m->tensors[n->params[p]].t;
+            float *x = t->data;
+            const char *slot = ns_ops[n->op].param[p];
+            if (n->op == NS_OP_LINEAR || n->op == NS_OP_CONV2D) {
+                // fan_in from the weight: everything but its first axis
+                const ns_tensor *w = &m->tensors[n->params[0]].t;
+                double fan_in = (double)(w->numel / w->shape[0]);
+                double bound = fan_in > 0 ? 1.0 / sqrt(fan_in) : 0;
+                for (int64_t j = 0; j < t->numel; j++)
+                    x[j] = (float)((2.0 * ns_rng_uniform(&rng) - 1.0) * bound);
+            } else if (n->op == NS_OP_EMBEDDING) {
+                for (int64_t j = 0; j < t->numel; j++) x[j] = (float)ns_rng_normal(&rng);
+            } else {
+                float v = strcmp(slot, "weight") == 0 || strcmp(slot, "running_var") == 0 ? 1.0f : 0.0f;
+                for (int64_t j = 0; j < t->numel; j++) x[j] = v;
+            }
+        }
+    }
+}
+
+int64_t ns_model_param_count(const ns_model *m, int trainable_only) {
+    int64_t total = 0;
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->tensors[i].used && (!trainable_only || m->tensors[i].trainable))
+            total += m->tensors[i].t.numel;
+    return total;
+}
+
+int64_t ns_model_macs(const ns_model *m) {
+    int64_t total = 0;
+    for (int i = 0; i < m->nnodes; i++) total += m->nodes[i].macs;
+    return total;
+}
