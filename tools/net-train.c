@@ -172,7 +172,7 @@ static void configure(const struct cmdline *cmd, ns_train_config *c) {
     c->decay_norm_and_bias = !cmd->no_decay_norm;
     c->checkpoint = cmd->checkpoint;
     c->resume = cmd->resume;
-    c->quiet = cmd->quiet;
+    c->report = ns_stderr_reporter(cmd->quiet);
     c->producer = "net-train " NS_VERSION;
 }
 

@@ -97,7 +97,7 @@ static const method *configure(struct cmdline *cmd, int n, ns_merge_opts *o) {
         ns_die_usage("--data is required (%s)", needs_act ? "activation statistics" : "batch-norm reset; or --no-reset");
     if (cmd->data && strcmp(cmd->data, "-") == 0) ns_die_usage("--data needs a file: it is read twice");
     *o = (ns_merge_opts){mt->solver, isnan(cmd->alpha) ? mt->alpha : cmd->alpha, needs_act, mt->iterate,
-                         cmd->sweeps, cmd->patience, cmd->zip_a, cmd->zip_b, (uint64_t)cmd->seed, cmd->quiet};
+                         cmd->sweeps, cmd->patience, cmd->zip_a, cmd->zip_b, (uint64_t)cmd->seed, ns_stderr_reporter(cmd->quiet)};
     return mt;
 }
 
@@ -202,8 +202,8 @@ int main(int argc, char **argv) {
     int failed = 0;
     if (opts.act_init) {
         double ts = ns_now();
-        failed = ns_merge_act_corr(mp, n, &g, cmd.data, cmd.samples, cmd.batch, cmd.quiet, act, rep.dead, &seen,
-                                   &err) < 0;
+        failed = ns_merge_act_corr(mp, n, &g, cmd.data, cmd.samples, cmd.batch, ns_stderr_reporter(cmd.quiet), act,
+                                   rep.dead, &seen, &err) < 0;
         rep.seconds_stats = ns_now() - ts;
     }
     if (!failed) failed = ns_merge_match(mp, &st, act, &opts, &rep, &err) < 0;
@@ -214,7 +214,8 @@ int main(int argc, char **argv) {
     double lambda[2] = {1 - cmd.lambda, cmd.lambda};
     if (!failed) failed = ns_merge_weights(mp, &st, isnan(cmd.lambda) ? NULL : lambda, &out, &err) < 0;
     if (!failed && !cmd.no_reset)
-        failed = ns_merge_reset_bn(&out, cmd.data, cmd.reset_samples, cmd.batch, cmd.quiet, &err) < 0;
+        failed = ns_merge_reset_bn(&out, cmd.data, cmd.reset_samples, cmd.batch, ns_stderr_reporter(cmd.quiet),
+                                   &err) < 0;
     if (!failed) {
         ns_writer w;
         ns_writer_init(&w, output.f);

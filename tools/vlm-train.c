@@ -418,7 +418,7 @@ static void configure(const struct cmdline *cmd, ns_vlm_train_config *c) {
     c->batch = cmd->batch;
     c->seed = (uint64_t)cmd->seed;
     c->freeze_image = cmd->freeze_image;
-    c->quiet = cmd->quiet;
+    c->report = ns_stderr_reporter(cmd->quiet);
 }
 
 static ns_vlm *make_model(const struct cmdline *cmd, const char *train_path, ns_samples *train, captioner *cap) {

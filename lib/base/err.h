@@ -1,6 +1,7 @@
 // err.h: how lib/ reports failure. Library functions never print or exit: they
 // return -1 (or NULL) and leave a one-line message in an ns_err. Only a tool's
 // main() turns that into "prog: message" on stderr and an exit status.
+// Progress and other news go through an ns_reporter (base/report.h).
 #ifndef NS_ERR_H
 #define NS_ERR_H
 

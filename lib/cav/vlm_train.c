@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "nn/engine.h"
 #include "nn/ops.h"
+#include "base/report.h"
 #include "base/rng.h"
 #include "cav/vlm_train.h"
 
@@ -159,8 +159,7 @@ int ns_vlm_train(ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void
         ns_rng_seed(&rng, ns_rand_u64(cfg->seed, (uint64_t)epoch));
         for (int64_t i = 0; i < train->n; i++) r.order[i] = i;
         ns_rng_shuffle(&rng, r.order, train->n);
-        ns_progress progress;
-        ns_progress_start(&progress, "images", train->n, cfg->quiet);
+        ns_report_begin(cfg->report, "images", train->n);
         for (int64_t b = 0; b < steps; b++) {
             int64_t start = b * cfg->batch, n = train->n - start < cfg->batch ? train->n - start : cfg->batch;
             r.e.step = (uint64_t)epoch * (uint64_t)steps + (uint64_t)b;
@@ -172,16 +171,15 @@ int ns_vlm_train(ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void
             }
             loss_sum += loss * (double)n;
             seen += n;
-            ns_progress_update(&progress, start + n);
+            ns_report_update(cfg->report, start + n);
         }
-        ns_progress_end(&progress);
+        ns_report_end(cfg->report);
         if (rc < 0) break;
         double secs = ns_now() - t0, done = ns_now() - t_start, scale = exp(((float *)v->logit_scale.data)[0]);
         double loss = loss_sum / (double)seen;
-        if (!cfg->quiet)
-            ns_warn("epoch %d/%d  loss %.4f  scale %.2f  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs", epoch + 1,
-                    cfg->epochs, loss, scale, lr0, (double)seen / secs, secs,
-                    done / (epoch + 1) * (cfg->epochs - epoch - 1));
+        ns_report_message(cfg->report, "epoch %d/%d  loss %.4f  scale %.2f  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs",
+                          epoch + 1, cfg->epochs, loss, scale, lr0, (double)seen / secs, secs,
+                          done / (epoch + 1) * (cfg->epochs - epoch - 1));
         if (cfg->log) {
             fprintf(cfg->log, "%d\t%.6f\t%.4f\t%.6g\t%.3f\t%.1f\n", epoch + 1, loss, scale, lr0, secs,
                     (double)seen / secs);

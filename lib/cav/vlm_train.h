@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 
+#include "base/report.h"
 #include "nn/batches.h"
 #include "nn/optim.h"
 #include "cav/tokenize.h"
@@ -97,7 +98,7 @@ typedef struct ns_vlm_train_config {
     ns_optim_config optim;
     ns_lr_schedule schedule;  // base lr inside; total_steps is set by ns_vlm_train
     int freeze_image;         // 1: train only the image tower's output layer (and the text tower)
-    int quiet;
+    const ns_reporter *report; // progress and a line per epoch (NULL: silent)
     FILE *log;                // a TSV line per epoch when not NULL
 } ns_vlm_train_config;
 

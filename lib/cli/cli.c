@@ -219,12 +219,6 @@ int ns_parse_doubles(const char *s, double *out, int cap, ns_err *err) {
 }
 
 // --- progress --------------------------------------------------------------------
-double ns_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void ns_progress_start(ns_progress *p, const char *what, int64_t total, int quiet) {
     memset(p, 0, sizeof *p);
     p->what = what;

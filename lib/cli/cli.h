@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/report.h"
 
 #define NS_EXIT_DATA 1
 #define NS_EXIT_USAGE 2
@@ -79,6 +80,10 @@ typedef struct ns_progress {
 void ns_progress_start(ns_progress *p, const char *what, int64_t total, int quiet);
 void ns_progress_update(ns_progress *p, int64_t done);
 void ns_progress_end(ns_progress *p);
-double ns_now(void); // monotonic seconds
+
+// The reporter tools pass to lib/ (base/report.h): progress through one
+// ns_progress and messages through ns_warn, on stderr; NULL (silent) when
+// quiet. lib/cli/report.c.
+const ns_reporter *ns_stderr_reporter(int quiet);
 
 #endif

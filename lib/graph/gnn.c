@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "base/blas.h"
-#include "cli/cli.h"
+#include "base/report.h"
 #include "nn/ops.h"
 #include "nn/optim.h"
 #include "base/rng.h"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "base/report.h"
 #include "base/rng.h"
 
 void ns_merge_report_free(ns_merge_report *r) {
@@ -218,7 +218,7 @@ int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act
             }
             rep->sweeps = sweep + 1;
             double obj = mean_score(rep->score, ng);
-            if (!opts->quiet) ns_warn("sweep %d: mean score %.6f", sweep + 1, obj);
+            ns_report_message(opts->report, "sweep %d: mean score %.6f", sweep + 1, obj);
             if (obj > best_obj) {
                 best_obj = obj;
                 save_state(s, best);

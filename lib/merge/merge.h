@@ -29,6 +29,7 @@
 
 #include "nn/chgroups.h"
 #include "base/err.h"
+#include "base/report.h"
 #include "nn/model.h"
 #include "merge/lsa.h"
 
@@ -76,14 +77,14 @@ int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr);
 // an act_node, NULL otherwise; dead[p] counts its dead units. All models must
 // share g's structure (checked by the caller) and their input normalisation.
 int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, const char *path,
-                      int64_t max_samples, int64_t batch, int quiet, float **corr, int64_t *dead,
-                      int64_t *seen, ns_err *err);
+                      int64_t max_samples, int64_t batch, const ns_reporter *report, float **corr,
+                      int64_t *dead, int64_t *seen, ns_err *err);
 
 // REPAIR's "reset": recomputes every batch norm's running mean and variance as
 // the average over one pass of the data (training-mode batch statistics, as
 // torch with momentum=None), up to max_samples samples (0: all).
 int ns_merge_reset_bn(ns_model *m, const char *path, int64_t max_samples, int64_t batch,
-                      int quiet, ns_err *err);
+                      const ns_reporter *report, ns_err *err);
 
 // ---------------------------------------------------------------------------
 // Solvers (merge_solve.c). C is (O, O) row-major, O = n * om, symmetric.
@@ -167,7 +168,7 @@ typedef struct ns_merge_opts {
     int max_sweeps, patience;
     double zip_a, zip_b;
     uint64_t seed;       // order of groups in each sweep (lib/rng)
-    int quiet;
+    const ns_reporter *report; // a line per sweep (NULL: silent)
 } ns_merge_opts;
 
 typedef struct ns_merge_report {

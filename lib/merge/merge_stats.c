@@ -13,7 +13,7 @@
 
 #include "nn/batches.h"
 #include "base/blas.h"
-#include "cli/cli.h"
+#include "base/report.h"
 #include "nn/engine.h"
 
 #define GRAM_KBLOCK 256 // steps of k packed at once (the panels stay in cache)
@@ -152,8 +152,8 @@ static ns_model unlabelled(const ns_model *m) {
 #define CHUNK_FLOATS (4 << 20) // observations gathered at once, times O
 
 int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, const char *path,
-                      int64_t max_samples, int64_t batch, int quiet, float **corr, int64_t *dead,
-                      int64_t *seen, ns_err *err) {
+                      int64_t max_samples, int64_t batch, const ns_reporter *report, float **corr,
+                      int64_t *dead, int64_t *seen, ns_err *err) {
     int ng = g->ngroups, rc = -1;
     ns_engine eng[NS_MERGE_MAX_MODELS];
     int neng = 0;
@@ -185,8 +185,7 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
         goto done;
     }
     if (ns_batches_open(&b, path, &view, batch, err) < 0) goto done;
-    ns_progress prog;
-    ns_progress_start(&prog, "images (statistics)", max_samples, quiet);
+    ns_report_begin(report, "images (statistics)", max_samples);
     int got;
     int64_t total = 0;
     while ((got = ns_batches_next(&b, err)) == 1) {
@@ -230,7 +229,7 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
             }
         }
         total += bn;
-        ns_progress_update(&prog, total);
+        ns_report_update(report, total);
         if (max_samples > 0 && total >= max_samples) break;
     }
     if (got < 0) goto done_prog;
@@ -250,7 +249,7 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
     if (seen) *seen = total;
     rc = 0;
 done_prog:
-    ns_progress_end(&prog);
+    ns_report_end(report);
 done:
     if (rc < 0 && corr)
         for (int p = 0; p < ng; p++) {
@@ -268,7 +267,7 @@ done:
 }
 
 int ns_merge_reset_bn(ns_model *m, const char *path, int64_t max_samples, int64_t batch,
-                      int quiet, ns_err *err) {
+                      const ns_reporter *report, ns_err *err) {
     ns_model view = unlabelled(m);
     ns_engine e;
     if (ns_engine_init(&e, m, batch, 0, err) < 0) return -1;
@@ -283,8 +282,7 @@ int ns_merge_reset_bn(ns_model *m, const char *path, int64_t max_samples, int64_
     double *momentum = calloc((size_t)m->nnodes, sizeof *momentum);
     int rc = -1, got;
     int64_t total = 0, k = 0;
-    ns_progress prog;
-    ns_progress_start(&prog, "images (batch-norm reset)", max_samples, quiet);
+    ns_report_begin(report, "images (batch-norm reset)", max_samples);
     if (!momentum) {
         ns_errf(err, "out of memory");
         goto done;
@@ -302,7 +300,7 @@ int ns_merge_reset_bn(ns_model *m, const char *path, int64_t max_samples, int64_
         if (!ns_engine_forward(&e, b.x, bn, 1, err)) goto restore;
         k++;
         total += bn;
-        ns_progress_update(&prog, total);
+        ns_report_update(report, total);
         if (max_samples > 0 && total >= max_samples) break;
     }
     if (got < 0) goto restore;
@@ -315,7 +313,7 @@ restore:
     for (int i = 0; i < m->nnodes; i++)
         if (m->nodes[i].op == NS_OP_BATCHNORM) ns_node_set_fattr(&m->nodes[i], "momentum", momentum[i], NULL);
 done:
-    ns_progress_end(&prog);
+    ns_report_end(report);
     free(momentum);
     ns_batches_close(&b);
     ns_engine_free(&e);

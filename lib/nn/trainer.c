@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "stream/augment.h"
-#include "cli/cli.h"
 #include "nn/engine.h"
 #include "nn/ops.h"
+#include "base/report.h"
 #include "base/rng.h"
 
 // Everything one run holds, allocated once.
@@ -163,8 +163,7 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
     ns_rng_shuffle(&rng, r->order, train->n);
     int64_t k = m->nodes[m->output].numel, numel = train->numel, correct = 0;
     double loss_sum = 0;
-    ns_progress progress;
-    ns_progress_start(&progress, "images", train->n, cfg->quiet);
+    ns_report_begin(cfg->report, "images", train->n);
     for (int64_t b = 0; b < steps_per_epoch; b++) {
         int64_t start = b * cfg->batch, n = train->n - start < cfg->batch ? train->n - start : cfg->batch;
         for (int64_t i = 0; i < n; i++) {
@@ -193,9 +192,9 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
         ns_engine_zero_grad(&r->e);
         ns_engine_backward(&r->e, r->dlogits);
         ns_optim_step(r->opt, ns_lr_at(&cfg->schedule, (int64_t)epoch * steps_per_epoch + b, steps_per_epoch));
-        ns_progress_update(&progress, start + n);
+        ns_report_update(cfg->report, start + n);
     }
-    ns_progress_end(&progress);
+    ns_report_end(cfg->report);
     *loss_out = loss_sum / (double)train->n;
     *acc_out = (double)correct / (double)train->n;
     return 0;
@@ -229,12 +228,12 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
         if (val && (rc = ns_evaluate(m, val, c.batch, &val_acc, err)) < 0) break;
         double secs = ns_now() - t0, done = ns_now() - t_start;
         int left = end_epoch - epoch - 1;
-        if (!c.quiet) {
+        if (c.report) {
             char val_text[32] = "";
             if (val) snprintf(val_text, sizeof val_text, "  val %.2f%%", 100 * val_acc);
-            ns_warn("epoch %d/%d  loss %.4f  train %.2f%%%s  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs", epoch + 1,
-                    c.epochs, loss, 100 * acc, val_text, lr, (double)train->n / t_train, secs,
-                    done / (epoch + 1 - start_epoch) * left);
+            ns_report_message(c.report, "epoch %d/%d  loss %.4f  train %.2f%%%s  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs",
+                              epoch + 1, c.epochs, loss, 100 * acc, val_text, lr, (double)train->n / t_train, secs,
+                              done / (epoch + 1 - start_epoch) * left);
         }
         if (c.log) {
             fprintf(c.log, "%d\t%.6f\t%.6f\t%.6f\t%.6g\t%.3f\t%.1f\n", epoch + 1, loss, acc, val_acc, lr, secs,

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 
+#include "base/report.h"
 #include "nn/batches.h"
 #include "nn/model.h"
 #include "nn/optim.h"
@@ -31,7 +32,7 @@ typedef struct ns_train_config {
     const float *sample_weights;  // (train->n) or NULL
     const char *checkpoint;       // written after every epoch when not NULL
     int resume;                   // the model holds a checkpoint's optimiser state
-    int quiet;
+    const ns_reporter *report;    // progress and a line per epoch (NULL: silent)
     FILE *log;                    // a TSV line per epoch when not NULL
     const char *producer;         // "net-train 0.1.0", for the checkpoint's meta
 } ns_train_config;

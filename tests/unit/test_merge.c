@@ -275,7 +275,7 @@ static void test_model(const char *arch, double width) {
     close(fd);
     write_stream(path, x, &a);
     // BN statistics of this data (the reset), so that few units are dead
-    CHECK(ns_merge_reset_bn(&a, path, 0, 16, 1, &err) == 0, "%s: batch-norm reset", arch);
+    CHECK(ns_merge_reset_bn(&a, path, 0, 16, NULL, &err) == 0, "%s: batch-norm reset", arch);
     if (copy_model(&b, &a) < 0) return;
     ns_chgroups g;
     CHECK(ns_chgroups_build(&g, &a, &err) == 0, "%s: groups", arch);
@@ -287,14 +287,14 @@ static void test_model(const char *arch, double width) {
     ns_model *models[2] = {&a, &b};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
     int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, 1, act, dead, NULL, &err) == 0, "%s: activation statistics", arch);
+    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, NULL, act, dead, NULL, &err) == 0, "%s: activation statistics", arch);
     const char *variants[] = {"average", "weight matching", "activation matching", "zip on activations", "mudsc-zip"};
     ns_merge_opts opts[] = {
-        {NS_MERGE_AVERAGE, 0, 0, 0, 100, 5, 0.5, 1, 0, 1},
-        {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, 1},
-        {NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, 1},
-        {NS_MERGE_ZIP, 0, 1, 0, 100, 5, 0.5, 1, 0, 1},
-        {NS_MERGE_ZIP, 0.5, 1, 1, 100, 5, 0.5, 1, 0, 1},
+        {NS_MERGE_AVERAGE, 0, 0, 0, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ZIP, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ZIP, 0.5, 1, 1, 100, 5, 0.5, 1, 0, NULL},
     };
     for (int v = 0; v < 5; v++) {
         ns_merge_state st;
@@ -366,7 +366,7 @@ static void test_three(void) {
     int fd = mkstemp(path);
     close(fd);
     write_stream(path, x, &a);
-    ns_merge_reset_bn(&a, path, 0, 16, 1, &err);
+    ns_merge_reset_bn(&a, path, 0, 16, NULL, &err);
     copy_model(&b, &a);
     copy_model(&c, &a);
     ns_chgroups g;
@@ -377,11 +377,11 @@ static void test_three(void) {
     ns_model *models[3] = {&a, &b, &c};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
     int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    ns_merge_act_corr(models, 3, &g, path, 0, 16, 1, act, dead, NULL, &err);
+    ns_merge_act_corr(models, 3, &g, path, 0, 16, NULL, act, dead, NULL, &err);
     int64_t k;
     float *ref = forward(&a, x, &k);
-    ns_merge_opts opts[2] = {{NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, 1},
-                             {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, 1}};
+    ns_merge_opts opts[2] = {{NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
+                             {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, NULL}};
     for (int v = 0; v < 2; v++) {
         ns_merge_state st;
         ns_merge_report rep = {0};

@@ -366,7 +366,7 @@ static void test_training_learns(void) {
         data.ids[i] = i;
         for (int j = 0; j < F; j++) data.x[i * F + j] = means[i % 4][j] + (float)(0.3 * ns_rng_normal(&rng));
     }
-    ns_vlm_train_config cfg = {.epochs = 12, .batch = 64, .seed = 2, .quiet = 1};
+    ns_vlm_train_config cfg = {.epochs = 12, .batch = 64, .seed = 2, .report = NULL};
     ns_optim_config_default(&cfg.optim, NS_OPTIM_ADAMW);
     ns_err err;
     ns_lr_parse(&cfg.schedule, "constant", 3e-3, &err);
