@@ -18,6 +18,7 @@
 #include "nn/batches.h"
 #include "cav/cav.h"
 #include "cav/cav_io.h"
+#include "cav/concepts.h"
 #include "cli/cli.h"
 #include "base/json.h"
 #include "nn/probe.h"
@@ -164,8 +165,8 @@ typedef struct world {
     ns_features ef;           // held-out features
     ns_concepts ec;
     int64_t *ec_row;
-    ns_attributes attr;
-    int64_t *attr_class;      // (attr.nc): head class of each table row
+    ns_attr_table attr;
+    int64_t *attr_class;      // (attr.nclasses): head class of each table row
     // TCAV
     ns_model model;
     int have_model;
@@ -231,10 +232,10 @@ static int load_world(world *w, const struct cmdline *cmd, ns_err *err) {
         if (ns_match_ids(w->ec_row, w->ef.ids, w->ef.n, w->ec.ids, w->ec.n, cmd->eval_concepts, err) < 0) return -1;
     }
     if (cmd->attributes) {
-        if (ns_attributes_load(&w->attr, cmd->attributes, err) < 0) return -1;
+        if (ns_attr_table_load(&w->attr, cmd->attributes, err) < 0) return -1;
         if (!w->f.labels) return ns_errf(err, "%s: no class names (general.labels) to match %s", cmd->features, cmd->attributes);
-        if (!(w->attr_class = malloc((size_t)w->attr.nc * sizeof *w->attr_class))) return ns_errf(err, "out of memory");
-        for (int64_t i = 0; i < w->attr.nc; i++) {
+        if (!(w->attr_class = malloc(w->attr.nclasses * sizeof *w->attr_class))) return ns_errf(err, "out of memory");
+        for (size_t i = 0; i < w->attr.nclasses; i++) {
             w->attr_class[i] = -1;
             for (size_t k = 0; k < w->f.nlabels; k++)
                 if (strcmp(w->f.labels[k], w->attr.classes[i]) == 0) w->attr_class[i] = (int64_t)k;
@@ -273,7 +274,7 @@ static void free_world(world *w) {
     ns_features_free(&w->ef);
     ns_concepts_free(&w->c);
     ns_concepts_free(&w->ec);
-    ns_attributes_free(&w->attr);
+    ns_attr_table_free(&w->attr);
     free(w->g_rows);
     free(w->c_row);
     free(w->ec_row);
@@ -445,10 +446,10 @@ static int concept_accuracy(double *acc, const float *v, const ns_cav_decision *
 // have it. Returns the count written to cls (cap).
 static int64_t related_classes(int64_t *cls, int64_t cap, const world *w, const char *name) {
     int64_t m = 0;
-    for (int64_t j = 0; w->attr.attrs && j < w->attr.na; j++) {
+    for (size_t j = 0; w->attr.attrs && j < w->attr.nattrs; j++) {
         if (strcmp(w->attr.attrs[j], name) != 0) continue;
-        for (int64_t i = 0; i < w->attr.nc && m < cap; i++)
-            if (w->attr.has[i * w->attr.na + j]) cls[m++] = w->attr_class[i];
+        for (size_t i = 0; i < w->attr.nclasses && m < cap; i++)
+            if (w->attr.values[i * w->attr.nattrs + j]) cls[m++] = w->attr_class[i];
     }
     return m;
 }

@@ -1,9 +1,8 @@
-// cav_io.c: feature streams, concept streams and attribute tables into memory,
+// cav_io.c: feature streams and concept streams into memory,
 // and id matching (cav_io.h). Feature rows (N, D) and concept rows (N, K)
 // grow by doubling as batches arrive.
 #include "cav/cav_io.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,125 +339,6 @@ int64_t ns_concepts_find(const ns_concepts *c, const char *name) {
     for (int64_t i = 0; i < c->k; i++)
         if (strcmp(c->names[i], name) == 0) return i;
     return -1;
-}
-
-// ----------------------------------------------------------------------------
-// attribute table
-
-// Splits line at tabs in place into fields (room for cap); returns the count.
-static int64_t split_tabs(char *line, char **fields, int64_t cap) {
-    int64_t n = 0;
-    for (char *p = line;;) {
-        if (n < cap) fields[n] = p;
-        n++;
-        char *t = strchr(p, '\t');
-        if (!t) break;
-        *t = 0;
-        p = t + 1;
-    }
-    return n;
-}
-
-int ns_attributes_load(ns_attributes *a, const char *path, ns_err *err) {
-    memset(a, 0, sizeof *a);
-    FILE *fp = fopen(path, "r");
-    if (!fp) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t len;
-    int64_t lineno = 0, cap_c = 0, cap_f = 0;
-    char **fields = NULL;
-    int rc = -1;
-    while ((len = getline(&line, &lcap, fp)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
-        int64_t nf = 1;
-        for (char *p = line; *p; p++) nf += *p == '\t';
-        if (nf > cap_f) {
-            char **fl = realloc(fields, (size_t)nf * sizeof *fl);
-            if (!fl) {
-                ns_errf(err, "out of memory");
-                goto done;
-            }
-            fields = fl;
-            cap_f = nf;
-        }
-        split_tabs(line, fields, cap_f);
-        if (!a->attrs) { // the header
-            if (nf < 2) {
-                ns_errf(err, "%s:%lld: the header needs 'class' and at least one attribute", path,
-                        (long long)lineno);
-                goto done;
-            }
-            a->na = nf - 1;
-            if (!(a->attrs = calloc((size_t)a->na, sizeof *a->attrs))) {
-                ns_errf(err, "out of memory");
-                goto done;
-            }
-            for (int64_t i = 1; i < nf; i++)
-                if (!(a->attrs[i - 1] = strdup(fields[i]))) {
-                    ns_errf(err, "out of memory");
-                    goto done;
-                }
-            continue;
-        }
-        if (nf != a->na + 1) {
-            ns_errf(err, "%s:%lld: %lld fields, the header has %lld", path, (long long)lineno,
-                    (long long)nf, (long long)(a->na + 1));
-            goto done;
-        }
-        if (a->nc >= cap_c) {
-            int64_t c = cap_c ? 2 * cap_c : 16;
-            char **cl = realloc(a->classes, (size_t)c * sizeof *cl);
-            if (cl) a->classes = cl;
-            uint8_t *h = realloc(a->has, (size_t)(c * a->na));
-            if (h) a->has = h;
-            if (!cl || !h) {
-                ns_errf(err, "out of memory");
-                goto done;
-            }
-            cap_c = c;
-        }
-        for (int64_t j = 0; j < a->na; j++) {
-            const char *v = fields[j + 1];
-            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
-                ns_errf(err, "%s:%lld: attribute %s is '%s', not 0 or 1", path, (long long)lineno,
-                        a->attrs[j], v);
-                goto done;
-            }
-            a->has[a->nc * a->na + j] = (uint8_t)(v[0] - '0');
-        }
-        if (!(a->classes[a->nc] = strdup(fields[0]))) {
-            ns_errf(err, "out of memory");
-            goto done;
-        }
-        a->nc++;
-    }
-    if (ferror(fp)) {
-        ns_errf(err, "%s: read error", path);
-        goto done;
-    }
-    if (!a->attrs) {
-        ns_errf(err, "%s: empty attribute table", path);
-        goto done;
-    }
-    rc = 0;
-done:
-    free(fields);
-    free(line);
-    fclose(fp);
-    if (rc < 0) ns_attributes_free(a);
-    return rc;
-}
-
-void ns_attributes_free(ns_attributes *a) {
-    for (int64_t i = 0; a->attrs && i < a->na; i++) free(a->attrs[i]);
-    for (int64_t i = 0; a->classes && i < a->nc; i++) free(a->classes[i]);
-    free(a->attrs);
-    free(a->classes);
-    free(a->has);
-    memset(a, 0, sizeof *a);
 }
 
 // ----------------------------------------------------------------------------

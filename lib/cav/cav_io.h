@@ -1,7 +1,8 @@
 // cav_io.h: the streams concept work reads, held in memory: feature streams
 // (probe-embed's output: target-model features, VLM image embeddings, VLM
 // text embeddings), concept-bank streams (which images have which concept),
-// the class -> attribute table, and matching rows of two streams by image id.
+// and matching rows of two streams by image id. (The class -> attribute table
+// has its one reader in concepts.h.)
 //
 // Feature stream (tns(5) records; the LG-CAV contract):
 //   meta    probe.source "model" | "vlm-image" | "vlm-text", probe.model (the
@@ -15,7 +16,6 @@
 //   meta    concepts.names (K str), concepts.kinds (K str, "class"/"pixel")
 //   tensor  "concepts" (N, K) u8 per batch (1 has, 0 has not, 2 unknown),
 //           meta labels and ids
-// Attribute table: "class<TAB>attr...", then one row per class of 0/1.
 #ifndef NS_CAV_IO_H
 #define NS_CAV_IO_H
 
@@ -66,15 +66,6 @@ typedef struct ns_concepts {
 int ns_concepts_load(ns_concepts *c, const char *path, ns_err *err);
 void ns_concepts_free(ns_concepts *c);
 int64_t ns_concepts_find(const ns_concepts *c, const char *name); // column or -1
-
-typedef struct ns_attributes {
-    char **classes, **attrs;
-    int64_t nc, na;
-    uint8_t *has;   // (nc, na)
-} ns_attributes;
-
-int ns_attributes_load(ns_attributes *a, const char *path, ns_err *err);
-void ns_attributes_free(ns_attributes *a);
 
 // For each of the nw ids in want, the row of have (nh ids, all distinct)
 // with the same id, into rows (nw). Fails naming what and the first id

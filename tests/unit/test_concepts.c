@@ -60,6 +60,31 @@ static void test_attr_table(void) {
           err.msg);
 }
 
+// The table as cav-fit reads it (these checks were test_probe's, for the
+// second reader cav_io.c had, whose messages said "path:3:" where this one
+// says "path line 3:", as concept-bank always did): names, values, errors.
+static void test_attr_table_for_cav_fit(void) {
+    ns_err err;
+    ns_attr_table a;
+    write_file("class\tround\tred\nball\t1\t0\napple\t1\t1\n");
+    int rc = ns_attr_table_load(&a, path, &err);
+    CHECK(rc == 0 && a.nclasses == 2 && a.nattrs == 2 && strcmp(a.attrs[1], "red") == 0 &&
+              strcmp(a.classes[1], "apple") == 0 && a.values[1 * 2 + 1] == 1 && a.values[0 * 2 + 1] == 0,
+          "attribute table read");
+    if (rc == 0) ns_attr_table_free(&a);
+    write_file("class\tround\tred\nball\t1\t0\napple\t1\n");
+    CHECK(ns_attr_table_load(&a, path, &err) < 0 && strstr(err.msg, "line 3: 2 fields, the header has 3"),
+          "a short row: %s", err.msg);
+    write_file("class\tround\nball\tyes\n");
+    CHECK(ns_attr_table_load(&a, path, &err) < 0 && strstr(err.msg, "'yes', not 0 or 1"), "a bad value: %s", err.msg);
+    // every message starts with the path and line
+    write_file("class\tround\nball\t1\nball\t0\n");
+    char want[64];
+    snprintf(want, sizeof want, "%s line 3: ", path);
+    CHECK(ns_attr_table_load(&a, path, &err) < 0 && strncmp(err.msg, want, strlen(want)) == 0,
+          "errors start with the path and line (%s)", err.msg);
+}
+
 static void test_pixel_stats(void) {
     // 5x5, a 3x3 block of 1.0 with a centre of 0.6: area 9/25, mean (8 + 0.6)/9,
     // one interior pixel (the centre) with |4*1 - 4*0.6| = 1.6
@@ -147,6 +172,7 @@ int main(void) {
     int fd = mkstemp(path);
     close(fd);
     test_attr_table();
+    test_attr_table_for_cav_fit();
     test_pixel_stats();
     test_thresholds();
     test_captions();

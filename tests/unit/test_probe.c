@@ -332,25 +332,7 @@ static void test_streams(void) {
     CHECK(ns_concepts_load(&cs, path, &err) < 0 && strstr(err.msg, "concept value 3 (row 1)"),
           "a concept value of 3: %s", err.msg);
 
-    // attribute tables
-    fp = fopen(path, "w");
-    fputs("class\tround\tred\nball\t1\t0\napple\t1\t1\n", fp);
-    fclose(fp);
-    ns_attributes a;
-    rc = ns_attributes_load(&a, path, &err);
-    CHECK(rc == 0 && a.nc == 2 && a.na == 2 && strcmp(a.attrs[1], "red") == 0 && strcmp(a.classes[1], "apple") == 0 &&
-              a.has[1 * 2 + 1] == 1 && a.has[0 * 2 + 1] == 0,
-          "attribute table read");
-    if (rc == 0) ns_attributes_free(&a);
-    fp = fopen(path, "w");
-    fputs("class\tround\tred\nball\t1\t0\napple\t1\n", fp);
-    fclose(fp);
-    CHECK(ns_attributes_load(&a, path, &err) < 0 && strstr(err.msg, ":3: 2 fields, the header has 3"),
-          "a short row: %s", err.msg);
-    fp = fopen(path, "w");
-    fputs("class\tround\nball\tyes\n", fp);
-    fclose(fp);
-    CHECK(ns_attributes_load(&a, path, &err) < 0 && strstr(err.msg, "'yes', not 0 or 1"), "a bad value: %s", err.msg);
+    // attribute tables: test_concepts.c (ns_attr_table, the one reader)
     unlink(path);
 }
 
