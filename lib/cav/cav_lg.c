@@ -371,76 +371,106 @@ static void permute_rows(float *f2, float *t2, float *w2, const float *f, const 
     }
 }
 
-int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
-                 const ns_lgcav_input *in, const ns_lgcav_config *cfg, ns_err *err) {
-    if (!v || !dec) return ns_errf(err, "LG-CAV: no output");
-    if (check_lgcav(in, cfg, err) < 0) return -1;
-    const int64_t n = in->n, df = in->df, dv = in->dv;
-    const int64_t nl = cfg->cls ? in->np + in->nn : 0;
-
+// One fit: its buffers (one block, sized in lgcav_alloc) and what each step
+// hands to the next. rep collects the figures ns_lgcav_fit reports.
+typedef struct lgcav_fit {
+    const ns_lgcav_input *in;
+    const ns_lgcav_config *cfg;
+    int64_t n, df, dv;
     float *t, *a, *fr, *fr2, *ar, *tg, *tg2, *w, *w2, *fl, *u, *gu, *ub;
     int64_t *idx, *perm;
     double *sc;
     int *lab;
+    void *blk;
+    int64_t nr, n_top;       // |R| and its top part
+    double scale;            // the RMS norm L_cls's features are divided by
+    ns_rng rng;              // the random start, then the epochs' shuffles
+    ns_optim *opt;
+    ns_lr_schedule sched;
+    int64_t batch, spe;      // mini-batch size and steps per epoch
+    ns_lgcav_report rep;
+} lgcav_fit;
+
+static int lgcav_alloc(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t n = s->n, df = s->df, dv = s->dv;
+    const int64_t nl = cfg->cls ? s->in->np + s->in->nn : 0;
     // |R| is at most min(N, k_top + k_bottom); size the per-probe buffers by it.
     int64_t rmax = n < cfg->k_top + cfg->k_bottom ? n : cfg->k_top + cfg->k_bottom;
     block_item items[] = {
-        {(void **)&t, dv, sizeof(float)},       {(void **)&a, n, sizeof(float)},
-        {(void **)&idx, n, sizeof(int64_t)},    {(void **)&fr, rmax * df, sizeof(float)},
-        {(void **)&fr2, rmax * df, sizeof(float)}, {(void **)&ar, rmax, sizeof(float)},
-        {(void **)&tg, rmax, sizeof(float)},    {(void **)&tg2, rmax, sizeof(float)},
-        {(void **)&w, rmax, sizeof(float)},     {(void **)&w2, rmax, sizeof(float)},
-        {(void **)&perm, rmax, sizeof(int64_t)}, {(void **)&sc, rmax, sizeof(double)},
-        {(void **)&lab, rmax, sizeof(int)},     {(void **)&fl, nl * df, sizeof(float)},
-        {(void **)&u, df, sizeof(float)},       {(void **)&gu, df, sizeof(float)},
-        {(void **)&ub, 2, sizeof(float)}, // bias and its gradient
+        {(void **)&s->t, dv, sizeof(float)},       {(void **)&s->a, n, sizeof(float)},
+        {(void **)&s->idx, n, sizeof(int64_t)},    {(void **)&s->fr, rmax * df, sizeof(float)},
+        {(void **)&s->fr2, rmax * df, sizeof(float)}, {(void **)&s->ar, rmax, sizeof(float)},
+        {(void **)&s->tg, rmax, sizeof(float)},    {(void **)&s->tg2, rmax, sizeof(float)},
+        {(void **)&s->w, rmax, sizeof(float)},     {(void **)&s->w2, rmax, sizeof(float)},
+        {(void **)&s->perm, rmax, sizeof(int64_t)}, {(void **)&s->sc, rmax, sizeof(double)},
+        {(void **)&s->lab, rmax, sizeof(int)},     {(void **)&s->fl, nl * df, sizeof(float)},
+        {(void **)&s->u, df, sizeof(float)},       {(void **)&s->gu, df, sizeof(float)},
+        {(void **)&s->ub, 2, sizeof(float)}, // bias and its gradient
     };
-    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
-    if (!blk) return ns_err_prefix(err, "LG-CAV");
-    ns_optim *opt = NULL;
-    int rc = -1;
+    s->blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    return s->blk ? 0 : ns_err_prefix(err, "LG-CAV");
+}
 
-    // 1. the concept's text embedding and the VLM scores of the pool
+// 1. the concept's text embedding and the VLM scores of the pool;
+// 2. probes: R's rows of f (fr) and their scores (ar), top part first.
+static int lgcav_probes(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_input *in = s->in;
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t n = s->n, df = s->df, dv = s->dv;
+    float *t = s->t, *a = s->a, *fr = s->fr, *ar = s->ar;
+    int64_t *idx = s->idx;
     if (ns_cav_text_embedding(t, in->tpl, in->nt, dv, cfg->ce, cfg->template_index, err) < 0)
-        goto done;
+        return -1;
     ns_cav_vlm_scores(a, in->g, n, dv, t);
 
-    // 2. probes
     int64_t n_top = 0;
     int64_t nr = ns_cav_select_probes(idx, &n_top, a, n, cfg->k_top, cfg->k_bottom);
-    if (nr < 0) {
-        ns_errf(err, "LG-CAV: out of memory selecting probes");
-        goto done;
-    }
-    if (nr < 2) {
-        ns_errf(err, "LG-CAV: needs at least 2 probes (have %lld)", (long long)nr);
-        goto done;
-    }
+    if (nr < 0) return ns_errf(err, "LG-CAV: out of memory selecting probes");
+    if (nr < 2) return ns_errf(err, "LG-CAV: needs at least 2 probes (have %lld)", (long long)nr);
     for (int64_t i = 0; i < nr; i++) {
         memcpy(fr + i * df, in->f + idx[i] * df, (size_t)df * sizeof *fr);
         ar[i] = a[idx[i]];
     }
+    s->nr = nr;
+    s->n_top = n_top;
+    return 0;
+}
 
-    // 3. Gaussian alignment: statistics always (reported), the target only with GA
+// 3. Gaussian alignment: statistics always (reported), the target (tg) only with GA
+static int lgcav_align(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr;
+    const float *fr = s->fr, *ar = s->ar;
+    float *tg = s->tg;
     double mu_t, sd_t, mu_vl = 0, var_vl = 0;
     if (ns_cav_pair_stats(&mu_t, &sd_t, fr, nr, df, cfg->pair_diag, cfg->std_ddof, err) < 0)
-        goto done;
+        return -1;
     for (int64_t i = 0; i < nr; i++) mu_vl += ar[i];
     mu_vl /= (double)nr;
     for (int64_t i = 0; i < nr; i++) var_vl += (ar[i] - mu_vl) * (ar[i] - mu_vl);
     double sd_vl = sqrt(var_vl / (double)(nr - cfg->std_ddof));
-    if (cfg->ga && !(sd_vl > 0)) {
-        ns_errf(err, "LG-CAV: every probe has the same VLM score (%g): nothing to align",
-                mu_vl);
-        goto done;
-    }
+    if (cfg->ga && !(sd_vl > 0))
+        return ns_errf(err, "LG-CAV: every probe has the same VLM score (%g): nothing to align",
+                       mu_vl);
     for (int64_t i = 0; i < nr; i++)
         tg[i] = cfg->ga ? (float)((ar[i] - mu_vl) / sd_vl * sd_t + mu_t) : ar[i];
+    s->rep.mu_t = mu_t;
+    s->rep.sd_t = sd_t;
+    s->rep.mu_vl = mu_vl;
+    s->rep.sd_vl = sd_vl;
+    return 0;
+}
 
-    // 4. deviation sample reweighting
+// 4. deviation sample reweighting (w)
+static int lgcav_reweight(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_input *in = s->in;
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr;
+    float *w = s->w;
     if (cfg->dsr) {
-        if (ns_cav_dsr_weights(w, NULL, fr, nr, in->pos, in->np, df, cfg->std_ddof, err) < 0)
-            goto done;
+        if (ns_cav_dsr_weights(w, NULL, s->fr, nr, in->pos, in->np, df, cfg->std_ddof, err) < 0)
+            return -1;
     } else {
         for (int64_t i = 0; i < nr; i++) w[i] = 1.0f;
     }
@@ -449,10 +479,19 @@ int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
         w_min = fmin(w_min, w[i]);
         w_max = fmax(w_max, w[i]);
     }
+    s->rep.w_min = w_min;
+    s->rep.w_max = w_max;
+    return 0;
+}
 
-    // 5. the labelled rows, divided by the RMS norm of every feature row used
+// 5. the labelled rows (fl), divided by the RMS norm of every feature row
+// used; the probes' rows made unit.
+static void lgcav_scale(lgcav_fit *s) {
+    const ns_lgcav_input *in = s->in;
+    const int64_t df = s->df, nr = s->nr;
+    float *fr = s->fr, *fl = s->fl;
     double scale = 1.0;
-    if (cfg->cls) {
+    if (s->cfg->cls) {
         double ss = 0;
         for (int64_t i = 0; i < nr * df; i++) ss += (double)fr[i] * fr[i];
         for (int64_t i = 0; i < in->np * df; i++) ss += (double)in->pos[i] * in->pos[i];
@@ -464,18 +503,22 @@ int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
             fl[in->np * df + i] = (float)(in->neg[i] / scale);
     }
     normalize_rows(fr, nr, df); // from here on only cosines of probes are needed
+    s->scale = scale;
+}
 
-    // 6. the start
-    ns_rng rng;
-    ns_rng_seed(&rng, cfg->seed);
+// 6. the start (u), from v when cfg->init is GIVEN
+static int lgcav_start(lgcav_fit *s, const float *v, ns_err *err) {
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr, n_top = s->n_top;
+    const float *fr = s->fr;
+    float *u = s->u;
+    ns_rng_seed(&s->rng, cfg->seed);
     if (cfg->init == NS_LGCAV_INIT_RANDOM) {
-        for (int64_t j = 0; j < df; j++) u[j] = (float)ns_rng_normal(&rng);
+        for (int64_t j = 0; j < df; j++) u[j] = (float)ns_rng_normal(&s->rng);
     } else if (cfg->init == NS_LGCAV_INIT_PROBES) {
-        if (n_top < 1 || n_top >= nr) {
-            ns_errf(err, "LG-CAV: the probe start needs a top and a bottom part (%lld of %lld)",
-                    (long long)n_top, (long long)nr);
-            goto done;
-        }
+        if (n_top < 1 || n_top >= nr)
+            return ns_errf(err, "LG-CAV: the probe start needs a top and a bottom part (%lld of %lld)",
+                           (long long)n_top, (long long)nr);
         for (int64_t j = 0; j < df; j++) {
             double st = 0, sb = 0;
             for (int64_t i = 0; i < n_top; i++) st += fr[i * df + j];
@@ -483,60 +526,65 @@ int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
             u[j] = (float)(st / (double)n_top - sb / (double)(nr - n_top));
         }
     } else {
-        if (check_finite(v, 1, df, "LG-CAV start", err) < 0) goto done;
-        for (int64_t j = 0; j < df; j++) u[j] = (float)(v[j] * scale);
+        if (check_finite(v, 1, df, "LG-CAV start", err) < 0) return -1;
+        for (int64_t j = 0; j < df; j++) u[j] = (float)(v[j] * s->scale);
     }
     double nu = norm_f(u, df);
-    if (!(nu > 0)) {
-        ns_errf(err, "LG-CAV: the start vector is zero");
-        goto done;
-    }
+    if (!(nu > 0)) return ns_errf(err, "LG-CAV: the start vector is zero");
     if (cfg->init != NS_LGCAV_INIT_GIVEN)
         for (int64_t j = 0; j < df; j++) u[j] = (float)(u[j] / nu);
+    return 0;
+}
 
-    // 7. the optimiser and the schedule
-    float *bias = &ub[0], *gbias = &ub[1];
+// 7. the optimiser (over u, and the bias with L_cls) and the schedule
+static int lgcav_optimiser(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr;
+    float *bias = &s->ub[0], *gbias = &s->ub[1];
     *bias = 0;
     ns_param params[2] = {
-        {.name = "cav.v", .value = u, .grad = gu, .numel = df, .decay = cfg->cls},
+        {.name = "cav.v", .value = s->u, .grad = s->gu, .numel = df, .decay = cfg->cls},
         {.name = "cav.bias", .value = bias, .grad = gbias, .numel = 1, .decay = 0},
     };
-    opt = ns_optim_create(&cfg->optim, params, cfg->cls ? 2 : 1, err);
-    if (!opt) {
-        ns_err_prefix(err, "LG-CAV");
-        goto done;
-    }
+    s->opt = ns_optim_create(&cfg->optim, params, cfg->cls ? 2 : 1, err);
+    if (!s->opt) return ns_err_prefix(err, "LG-CAV");
     int64_t batch = cfg->batch > 0 && cfg->batch < nr ? cfg->batch : nr;
     int64_t spe = (nr + batch - 1) / batch;
-    ns_lr_schedule sched;
-    if (ns_lr_parse(&sched, cfg->schedule ? cfg->schedule : "constant", cfg->lr, err) < 0)
-        goto done;
-    sched.total_steps = (int64_t)cfg->epochs * spe;
-    if (ns_lr_check(&sched, spe, err) < 0) goto done;
+    if (ns_lr_parse(&s->sched, cfg->schedule ? cfg->schedule : "constant", cfg->lr, err) < 0)
+        return -1;
+    s->sched.total_steps = (int64_t)cfg->epochs * spe;
+    if (ns_lr_check(&s->sched, spe, err) < 0) return -1;
+    s->batch = batch;
+    s->spe = spe;
+    return 0;
+}
 
-    // 8. training
-    // fr, tg, w keep R's order (top part first); each epoch trains on a fresh
-    // shuffle of them in fr2, tg2, w2.
-    const float *pl = fl, *nlab = fl + in->np * df;
+// 8. training
+// fr, tg, w keep R's order (top part first); each epoch trains on a fresh
+// shuffle of them in fr2, tg2, w2.
+static int lgcav_train(lgcav_fit *s, ns_err *err) {
+    const ns_lgcav_input *in = s->in;
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr, batch = s->batch;
+    float *u = s->u, *gu = s->gu, *bias = &s->ub[0], *gbias = &s->ub[1];
+    const float *pl = s->fl, *nlab = s->fl + in->np * df;
     int64_t step = 0;
     for (int ep = 0; ep < cfg->epochs; ep++) {
-        for (int64_t i = 0; i < nr; i++) perm[i] = i;
-        ns_rng_shuffle(&rng, perm, nr);
-        permute_rows(fr2, tg2, w2, fr, tg, w, perm, nr, df);
+        for (int64_t i = 0; i < nr; i++) s->perm[i] = i;
+        ns_rng_shuffle(&s->rng, s->perm, nr);
+        permute_rows(s->fr2, s->tg2, s->w2, s->fr, s->tg, s->w, s->perm, nr, df);
         for (int64_t b0 = 0; b0 < nr; b0 += batch) {
             int64_t nb = nr - b0 < batch ? nr - b0 : batch;
             memset(gu, 0, (size_t)df * sizeof *gu);
             *gbias = 0;
             if (cfg->lg) {
-                if (!(norm_f(u, df) > 0)) {
-                    ns_errf(err, "LG-CAV: v collapsed to zero at step %lld", (long long)step);
-                    goto done;
-                }
-                ns_cav_lg_loss(gu, u, fr2 + b0 * df, nb, df, tg2 + b0, w2 + b0, cfg->lambda);
+                if (!(norm_f(u, df) > 0))
+                    return ns_errf(err, "LG-CAV: v collapsed to zero at step %lld", (long long)step);
+                ns_cav_lg_loss(gu, u, s->fr2 + b0 * df, nb, df, s->tg2 + b0, s->w2 + b0, cfg->lambda);
             }
             if (cfg->cls)
                 ns_cav_cls_loss(gu, gbias, u, *bias, pl, in->np, nlab, in->nn, df, 1.0);
-            ns_optim_step(opt, ns_lr_at(&sched, step, spe));
+            ns_optim_step(s->opt, ns_lr_at(&s->sched, step, s->spe));
             if (!cfg->cls) { // L_LG sees only the direction: stay on the unit sphere
                 double nn_u = norm_f(u, df);
                 if (nn_u > 0)
@@ -545,50 +593,49 @@ int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
             step++;
         }
     }
+    s->rep.steps = step;
     for (int64_t j = 0; j < df; j++)
-        if (!isfinite(u[j])) {
-            ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
-            goto done;
-        }
-    if (!isfinite(*bias)) {
-        ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
-        goto done;
-    }
-    nu = norm_f(u, df);
-    if (!(nu > 0)) {
-        ns_errf(err, "LG-CAV: v collapsed to zero");
-        goto done;
-    }
+        if (!isfinite(u[j])) return ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
+    if (!isfinite(*bias)) return ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
+    if (!(norm_f(u, df) > 0)) return ns_errf(err, "LG-CAV: v collapsed to zero");
+    return 0;
+}
 
-    // 9. the result and its decision
+// 9. the result (v) and its decision, with the final losses and the
+// decision's agreement with R's parts
+static int lgcav_decide(lgcav_fit *s, float *v, ns_cav_decision *dec, ns_err *err) {
+    const ns_lgcav_input *in = s->in;
+    const ns_lgcav_config *cfg = s->cfg;
+    const int64_t df = s->df, nr = s->nr, n_top = s->n_top;
+    const float *fr = s->fr, *u = s->u, *pl = s->fl, *nlab = s->fl + in->np * df;
+    const float bias = s->ub[0];
+    double nu = norm_f(u, df);
     double loss_lg = NAN, loss_cls = NAN;
-    memset(gu, 0, (size_t)df * sizeof *gu);
-    if (cfg->lg) loss_lg = ns_cav_lg_loss(gu, u, fr, nr, df, tg, w, 1.0);
+    memset(s->gu, 0, (size_t)df * sizeof *s->gu);
+    if (cfg->lg) loss_lg = ns_cav_lg_loss(s->gu, u, fr, nr, df, s->tg, s->w, 1.0);
     if (cfg->cls)
-        loss_cls = ns_cav_cls_loss(gu, NULL, u, *bias, pl, in->np, nlab, in->nn, df, 1.0);
+        loss_cls = ns_cav_cls_loss(s->gu, NULL, u, bias, pl, in->np, nlab, in->nn, df, 1.0);
     if (cfg->cls) {
-        for (int64_t j = 0; j < df; j++) v[j] = (float)(u[j] / scale);
+        for (int64_t j = 0; j < df; j++) v[j] = (float)(u[j] / s->scale);
         dec->rule = NS_CAV_RULE_LINEAR;
-        dec->offset = *bias;
+        dec->offset = bias;
     } else {
         for (int64_t j = 0; j < df; j++) v[j] = (float)(u[j] / nu);
         dec->rule = NS_CAV_RULE_COSINE;
         double sum_top = 0, sum_bot = 0;
         for (int64_t i = 0; i < nr; i++) {
-            sc[i] = ns_cav_cos(v, fr + i * df, df);
-            lab[i] = i < n_top;
-            if (i < n_top) sum_top += sc[i];
-            else sum_bot += sc[i];
+            s->sc[i] = ns_cav_cos(v, fr + i * df, df);
+            s->lab[i] = i < n_top;
+            if (i < n_top) sum_top += s->sc[i];
+            else sum_bot += s->sc[i];
         }
         double thr, acc;
         if (cfg->thresh == NS_LGCAV_THRESH_BEST) {
-            if (ns_cav_best_threshold(&thr, &acc, sc, lab, nr, err) < 0) goto done;
+            if (ns_cav_best_threshold(&thr, &acc, s->sc, s->lab, nr, err) < 0) return -1;
         } else {
-            if (n_top < 1 || n_top >= nr) {
-                ns_errf(err, "LG-CAV: the midpoint threshold needs a top and a bottom part "
-                        "(%lld of %lld)", (long long)n_top, (long long)nr);
-                goto done;
-            }
+            if (n_top < 1 || n_top >= nr)
+                return ns_errf(err, "LG-CAV: the midpoint threshold needs a top and a bottom part "
+                               "(%lld of %lld)", (long long)n_top, (long long)nr);
             thr = 0.5 * (sum_top / (double)n_top + sum_bot / (double)(nr - n_top));
         }
         dec->offset = -thr;
@@ -596,33 +643,51 @@ int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
     // the decision's agreement with R's parts (raw rows for a linear rule: scale them back)
     int64_t agree = 0;
     for (int64_t i = 0; i < nr; i++) {
-        double s;
+        double sv;
         if (dec->rule == NS_CAV_RULE_COSINE) {
-            s = ns_cav_cos(v, fr + i * df, df) + dec->offset;
+            sv = ns_cav_cos(v, fr + i * df, df) + dec->offset;
         } else { // fr is unit: v·f_raw > -b  <=>  v·fhat > -b / |f_raw|
-            double nf = norm_f(in->f + idx[i] * df, df);
-            s = dot_f(v, fr + i * df, df) * nf + dec->offset;
+            double nf = norm_f(in->f + s->idx[i] * df, df);
+            sv = dot_f(v, fr + i * df, df) * nf + dec->offset;
         }
-        agree += (s > 0) == (i < n_top);
+        agree += (sv > 0) == (i < n_top);
     }
+    s->rep.loss_lg = loss_lg;
+    s->rep.loss_cls = loss_cls;
+    s->rep.fit_acc = (double)agree / (double)nr;
+    return 0;
+}
+
+int ns_lgcav_fit(float *v, ns_cav_decision *dec, ns_lgcav_report *rep,
+                 const ns_lgcav_input *in, const ns_lgcav_config *cfg, ns_err *err) {
+    if (!v || !dec) return ns_errf(err, "LG-CAV: no output");
+    if (check_lgcav(in, cfg, err) < 0) return -1;
+    lgcav_fit s = {.in = in, .cfg = cfg, .n = in->n, .df = in->df, .dv = in->dv};
+    if (lgcav_alloc(&s, err) < 0) return -1;
+    int rc = -1;
+    if (lgcav_probes(&s, err) < 0 || lgcav_align(&s, err) < 0 || lgcav_reweight(&s, err) < 0) goto done;
+    lgcav_scale(&s);
+    if (lgcav_start(&s, v, err) < 0 || lgcav_optimiser(&s, err) < 0 || lgcav_train(&s, err) < 0 ||
+        lgcav_decide(&s, v, dec, err) < 0)
+        goto done;
     rc = 0;
     if (rep) {
-        rep->n_probes = nr;
-        rep->n_top = n_top;
-        rep->mu_t = mu_t;
-        rep->sd_t = sd_t;
-        rep->mu_vl = mu_vl;
-        rep->sd_vl = sd_vl;
-        rep->w_min = w_min;
-        rep->w_max = w_max;
-        rep->feat_scale = scale;
-        rep->loss_lg = loss_lg;
-        rep->loss_cls = loss_cls;
-        rep->fit_acc = (double)agree / (double)nr;
-        rep->steps = step;
+        rep->n_probes = s.nr;
+        rep->n_top = s.n_top;
+        rep->mu_t = s.rep.mu_t;
+        rep->sd_t = s.rep.sd_t;
+        rep->mu_vl = s.rep.mu_vl;
+        rep->sd_vl = s.rep.sd_vl;
+        rep->w_min = s.rep.w_min;
+        rep->w_max = s.rep.w_max;
+        rep->feat_scale = s.scale;
+        rep->loss_lg = s.rep.loss_lg;
+        rep->loss_cls = s.rep.loss_cls;
+        rep->fit_acc = s.rep.fit_acc;
+        rep->steps = s.rep.steps;
     }
 done:
-    ns_optim_free(opt);
-    free(blk);
+    ns_optim_free(s.opt);
+    free(s.blk);
     return rc;
 }
