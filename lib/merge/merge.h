@@ -39,9 +39,9 @@
 // ---------------------------------------------------------------------------
 // Correlation of features (merge_stats.c)
 
-// out (n, n) += x x^T for x (n, k) row-major: the gemm tile (blas.h) on
-// panels of 256 steps of k, each tile's float sum added into double. Single-
-// threaded: for the few rows and very many columns of statistics (BLIS's
+// out (n, n) += x x^T for x (n, k) row-major: ns_sgemm_serial (blas.h) on
+// blocks of NS_SGEMM_SERIAL_KBLOCK (256) steps of k, each block's float
+// product added into double. Single-threaded: for the few rows and very many columns of statistics (BLIS's
 // threads spin idle on such shapes: 4x slower on 2 busy cores).
 int ns_merge_gram(const float *x, int64_t n, int64_t k, double *out, ns_err *err);
 

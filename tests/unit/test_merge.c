@@ -27,6 +27,7 @@
 #include "nn/chgroups.h"
 #include "nn/engine.h"
 #include "merge/merge.h"
+#include "base/blas.h"
 #include "base/rng.h"
 
 static ns_rng rng;
@@ -89,6 +90,41 @@ static void test_corr(void) {
     ns_corr_acc_free(&acc);
     free(x);
     free(buf);
+}
+
+// The single-threaded gemm under ns_merge_gram, on every op() pair, a k over
+// one block, sizes off the tile grid, alpha and beta: against a double sum.
+static void test_sgemm_serial(void) {
+    const int64_t m = 37, n = 21, k = 300; // k: two blocks of NS_SGEMM_SERIAL_KBLOCK
+    float *a = xmalloc((size_t)(m * k) * sizeof *a), *b = xmalloc((size_t)(k * n) * sizeof *b);
+    float *c = xmalloc((size_t)(m * n) * sizeof *c), *c0 = xmalloc((size_t)(m * n) * sizeof *c0);
+    for (int64_t i = 0; i < m * k; i++) a[i] = (float)ns_rng_normal(&rng);
+    for (int64_t i = 0; i < k * n; i++) b[i] = (float)ns_rng_normal(&rng);
+    for (int64_t i = 0; i < m * n; i++) c0[i] = (float)ns_rng_normal(&rng);
+    ns_err err;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int with_beta = 0; with_beta < 2; with_beta++) {
+                // a holds op(A) (m, k) stored as A (m, k) or A^T (k, m); b likewise
+                int64_t lda = ta ? m : k, ldb = tb ? k : n;
+                float alpha = 0.5f, beta = with_beta ? -2.0f : 0.0f;
+                for (int64_t i = 0; i < m * n; i++) c[i] = with_beta ? c0[i] : NAN; // beta 0: C not read
+                int rc = ns_sgemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n, &err);
+                double worst = 0;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double s = 0;
+                        for (int64_t t = 0; t < k; t++)
+                            s += (double)(ta ? a[t * lda + i] : a[i * lda + t]) * (tb ? b[j * ldb + t] : b[t * ldb + j]);
+                        double want = alpha * s + (with_beta ? beta * c0[i * n + j] : 0.0);
+                        worst = fmax(worst, fabs(c[i * n + j] - want));
+                    }
+                CHECK(rc == 0 && worst < 1e-4, "ns_sgemm_serial trans %d%d beta %g: max diff %.2g", ta, tb, beta, worst);
+            }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
 }
 
 // ---------------------------------------------------------------------------
@@ -458,5 +494,6 @@ int main(void) {
     test_model("vgg", 0.5);
     test_three();
     test_refusals();
+    test_sgemm_serial(); // last: its draws would move the others' data
     return check_done();
 }
