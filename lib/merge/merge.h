@@ -189,6 +189,11 @@ void ns_merge_report_free(ns_merge_report *r);
 int ns_merge_check_compatible(ns_model *const *models, const char *const *names, int n,
                               int allow_head, ns_err *err);
 
+// Checks that m's channel groups g can be permuted: refuses a free group read
+// by a grouped convolution (its input channels are tied to their conv group;
+// not supported yet), naming the convolution.
+int ns_merge_check_groups(const ns_chgroups *g, const ns_model *m, ns_err *err);
+
 // Prepares out (a copy of models[0]) for concatenated task heads: the output
 // linear gets sum of the models' classes (its tensors zeroed), the class names
 // are concatenated (a model without names contributes "m<i>:<k>"), and s
