@@ -149,15 +149,15 @@ static char **read_names(const char *path, int64_t k, ns_err *err) {
 // The CAV of each class (K, D): by concept name against the descriptions,
 // or in record order.
 static float *class_cavs(const struct cmdline *cmd, const ns_features *f, ns_err *err) {
-    ns_asr_cavs c;
-    if (ns_asr_cavs_load(&c, cmd->cavs, f->model, f->layer, f->d, err) < 0) return NULL;
+    ns_cavs c;
+    if (ns_cavs_load(&c, cmd->cavs, f->model, f->layer, f->d, err) < 0) return NULL;
     float *v = malloc((size_t)(f->k * f->d) * sizeof *v);
     char **names = NULL;
     int rc = v ? 0 : ns_errf(err, "out of memory");
     if (rc == 0 && cmd->descriptions) {
         if (!(names = read_names(cmd->descriptions, f->k, err))) rc = -1;
         for (int64_t k = 0; rc == 0 && k < f->k; k++) {
-            int64_t i = ns_asr_cavs_find(&c, names[k]);
+            int64_t i = ns_cavs_find(&c, names[k]);
             char buf[32];
             if (i < 0)
                 rc = ns_errf(err, "class %lld (%s) has no cav: no concept '%s' in %s", (long long)k,
@@ -173,7 +173,7 @@ static float *class_cavs(const struct cmdline *cmd, const ns_features *f, ns_err
     if (names)
         for (int64_t k = 0; k < f->k; k++) free(names[k]);
     free(names);
-    ns_asr_cavs_free(&c);
+    ns_cavs_free(&c);
     if (rc < 0) {
         free(v);
         return NULL;

@@ -17,6 +17,7 @@
 
 #include "nn/batches.h"
 #include "cav/cav.h"
+#include "cav/cav_concept.h"
 #include "cav/cav_io.h"
 #include "cav/concepts.h"
 #include "cli/cli.h"
@@ -173,10 +174,28 @@ typedef struct world {
     ns_probe probe;
     ns_engine e;
     ns_samples img;
-    float **grads;            // per class: (ngrads[k], D), computed when first needed
-    int64_t *ngrads;
-    int64_t k;                // classes
+    ns_tcav tcav;             // per-class gradients, computed when first needed
+    ns_cav_pool pool;         // f, the concept table and g_rows, for ns_cav_fit_concept
+    ns_cav_job job;
 } world;
+
+// What ns_cav_fit_concept is asked to do, from the options.
+static void make_job(ns_cav_job *job, const struct cmdline *cmd) {
+    memset(job, 0, sizeof *job);
+    job->lgcav = cmd->lgcav;
+    job->loss = strcmp(cmd->loss, "logistic") == 0 ? NS_CAV_LOGISTIC : NS_CAV_HINGE;
+    job->positives = cmd->positives;
+    job->negatives = cmd->negatives;
+    ns_lgcav_config_default(&job->lg);
+    job->lg.k_top = job->lg.k_bottom = cmd->probes;
+    job->lg.ga = cmd->ga;
+    job->lg.dsr = cmd->dsr;
+    job->lg.cls = cmd->cls;
+    job->lg.lambda = cmd->lambda;
+    job->lg.epochs = cmd->epochs;
+    job->lg.lr = cmd->lr;
+    job->ce = cmd->ce;
+}
 
 static int same_source(const ns_features *a, const ns_features *b, ns_err *err) {
     if (strcmp(a->model, b->model) != 0 || strcmp(a->layer, b->layer) != 0 || strcmp(a->pool, b->pool) != 0)
@@ -258,12 +277,13 @@ static int load_world(world *w, const struct cmdline *cmd, ns_err *err) {
                            (long long)w->probe.dim, ns_probe_pool_name(w->probe.pool), (long long)w->f.d, w->f.pool);
         if (ns_engine_init(&w->e, &w->model, 64, 1, err) < 0) return -1;
         for (int t = 0; t < w->model.ntensors; t++) ns_engine_set_trainable(&w->e, t, 0, err);
-        if (ns_samples_load(&w->img, cmd->tcav_images, &w->model, err) < 0) return -1;
-        w->k = ns_engine_output_numel(&w->e);
-        w->grads = calloc((size_t)w->k, sizeof *w->grads);
-        w->ngrads = calloc((size_t)w->k, sizeof *w->ngrads);
-        if (!w->grads || !w->ngrads) return ns_errf(err, "out of memory");
+        if (ns_samples_load(&w->img, cmd->tcav_images, &w->model, err) < 0 ||
+            ns_tcav_init(&w->tcav, &w->probe, &w->e, &w->img, cmd->tcav_max, err) < 0)
+            return -1;
     }
+    w->pool = (ns_cav_pool){.f = w->f.x, .n = n, .d = w->f.d, .has = w->c.has, .k = w->c.k, .row = w->c_row,
+                            .g = w->g_rows, .e = w->g.d};
+    make_job(&w->job, cmd);
     return 0;
 }
 
@@ -279,10 +299,8 @@ static void free_world(world *w) {
     free(w->c_row);
     free(w->ec_row);
     free(w->attr_class);
-    for (int64_t k = 0; w->grads && k < w->k; k++) free(w->grads[k]);
-    free(w->grads);
-    free(w->ngrads);
     if (w->have_model) {
+        ns_tcav_free(&w->tcav);
         ns_engine_free(&w->e);
         ns_samples_free(&w->img);
         ns_model_free(&w->model);
@@ -292,123 +310,22 @@ static void free_world(world *w) {
 // ----------------------------------------------------------------------------
 // fitting one CAV
 
-// Rows of f (in f's order) whose concept column col has value want, drawn
-// at random (seeded) up to max; returns the count gathered into out (max, D).
-static int64_t draw_rows(float *out, const world *w, int64_t col, int want, int64_t max, ns_rng *rng) {
-    int64_t *cand = malloc((size_t)w->f.n * sizeof *cand), m = 0;
-    if (!cand) return -1;
-    for (int64_t i = 0; i < w->f.n; i++)
-        if (col < 0 || w->c.has[w->c_row[i] * w->c.k + col] == want) cand[m++] = i;
-    ns_rng_shuffle(rng, cand, m);
-    if (m > max) m = max;
-    for (int64_t i = 0; i < m; i++) memcpy(out + i * w->f.d, w->f.x + cand[i] * w->f.d, (size_t)w->f.d * sizeof(float));
-    free(cand);
-    return m;
-}
-
-typedef struct fit_out {
-    ns_cav_decision dec;
-    double heldout;           // cav: held-out accuracy of its 67/33 split
-    int64_t np, nn;           // positives and negatives used
-    int cls;                  // lgcav: L_cls was on
-    char modules[64];
-} fit_out;
-
-// One CAV for concept `name` (column col of the concept stream, -1 when
-// none) with seed; random: a CAV between two random sets of the pool (the
-// TCAV null).
-static int fit_cav(float *v, fit_out *o, const world *w, const struct cmdline *cmd, const char *name, int64_t col,
-                   uint64_t seed, int random, ns_err *err) {
-    const int64_t d = w->f.d;
-    int64_t np = cmd->positives, nn = cmd->negatives;
-    float *pos = malloc((size_t)((np + nn + 1) * d) * sizeof *pos);
-    if (!pos) return ns_errf(err, "out of memory");
-    float *neg = pos + np * d;
-    ns_rng rng;
-    ns_rng_seed(&rng, seed);
-    int rc = -1;
-    memset(o, 0, sizeof *o);
-    o->heldout = NAN;
-    if (random || (col >= 0 && np > 0 && nn > 0)) {
-        o->np = draw_rows(pos, w, random ? -1 : col, 1, np, &rng);
-        o->nn = draw_rows(neg, w, random ? -1 : col, 0, nn, &rng);
-        if (o->np < 0 || o->nn < 0) {
-            ns_errf(err, "out of memory");
-            goto done;
-        }
-    }
-    if (!cmd->lgcav || random) {
-        if (o->np < 2 || o->nn < 2) {
-            ns_errf(err, "concept %s: %lld positives and %lld negatives in the pool; a CAV needs 2 of each", name,
-                    (long long)o->np, (long long)o->nn);
-            goto done;
-        }
-        ns_cav_config cfg;
-        ns_cav_config_default(&cfg);
-        cfg.loss = strcmp(cmd->loss, "logistic") == 0 ? NS_CAV_LOGISTIC : NS_CAV_HINGE;
-        cfg.seed = seed;
-        ns_cav_report rep;
-        if (ns_cav_fit(v, &o->dec, &rep, pos, o->np, neg, o->nn, d, &cfg, err) < 0) goto done;
-        o->heldout = rep.test_acc;
-        snprintf(o->modules, sizeof o->modules, "%s", cmd->loss);
-        rc = 0;
-        goto done;
-    }
+// lgcav: concept name's text embedding (E) in the texts stream, the
+// ensemble or, with --no-ce, the bare text.
+static int concept_text(const float **text, const world *w, const struct cmdline *cmd, const char *name, ns_err *err) {
+    *text = NULL;
+    if (!cmd->lgcav) return 0;
     int64_t ti = ns_features_text(&w->t, name);
-    if (ti < 0) {
-        ns_errf(err, "concept %s has no text embedding in %s", name, cmd->texts);
-        goto done;
-    }
-    const float *tpl = w->t.texts + ti * w->t.e;
-    if (cmd->ce && w->t.templates < 1) {
-        ns_errf(err, "%s holds bare texts (probe-embed --no-ensemble): the concept ensemble needs templates (use --no-ce)",
-                cmd->texts);
-        goto done;
-    }
+    if (ti < 0) return ns_errf(err, "concept %s has no text embedding in %s", name, cmd->texts);
+    *text = w->t.texts + ti * w->t.e;
+    if (cmd->ce && w->t.templates < 1)
+        return ns_errf(err, "%s holds bare texts (probe-embed --no-ensemble): the concept ensemble needs templates (use --no-ce)",
+                       cmd->texts);
     if (!cmd->ce) {
-        if (w->t.texts_plain) tpl = w->t.texts_plain + ti * w->t.e;
-        else if (w->t.templates > 0) {
-            ns_errf(err, "%s has no texts.plain record for --no-ce", cmd->texts);
-            goto done;
-        }
+        if (w->t.texts_plain) *text = w->t.texts_plain + ti * w->t.e;
+        else if (w->t.templates > 0) return ns_errf(err, "%s has no texts.plain record for --no-ce", cmd->texts);
     }
-    ns_lgcav_config cfg;
-    ns_lgcav_config_default(&cfg);
-    cfg.k_top = cfg.k_bottom = cmd->probes;
-    cfg.ga = cmd->ga;
-    cfg.ce = 1; // tpl is the one embedding to use (the ensemble was formed by probe-embed)
-    cfg.dsr = cmd->dsr;
-    cfg.cls = cmd->cls;
-    cfg.lambda = cmd->lambda;
-    cfg.epochs = cmd->epochs;
-    cfg.lr = cmd->lr;
-    cfg.seed = seed;
-    if (cfg.dsr && o->np < 2) {
-        ns_errf(err, "concept %s: DSR needs 2 positives, the pool has %lld", name, (long long)o->np);
-        goto done;
-    }
-    if (cfg.cls && (o->np < 1 || o->nn < 1)) {
-        ns_errf(err, "concept %s: L_cls needs positives and negatives (%lld, %lld)", name, (long long)o->np, (long long)o->nn);
-        goto done;
-    }
-    ns_lgcav_input in = {.n = w->f.n, .df = d, .dv = w->g.d, .nt = 1, .f = w->f.x, .g = w->g_rows, .tpl = tpl,
-                         .np = cfg.cls || cfg.dsr ? o->np : 0, .nn = cfg.cls ? o->nn : 0, .pos = pos, .neg = neg};
-    if (ns_lgcav_fit(v, &o->dec, NULL, &in, &cfg, err) < 0) {
-        ns_err_prefix(err, "concept %s", name);
-        goto done;
-    }
-    snprintf(o->modules, sizeof o->modules, "%s%s%s", cmd->ga ? "ga," : "", cmd->ce ? "ce," : "",
-             cmd->dsr ? "dsr," : "");
-    size_t ml = strlen(o->modules);
-    if (ml) o->modules[ml - 1] = 0;
-    else snprintf(o->modules, sizeof o->modules, "none");
-    o->cls = cmd->cls;
-    if (!cfg.cls) o->nn = 0; // what the fit used
-    if (!cfg.cls && !cfg.dsr) o->np = 0;
-    rc = 0;
-done:
-    free(pos);
-    return rc;
+    return 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -454,36 +371,6 @@ static int64_t related_classes(int64_t *cls, int64_t cap, const world *w, const 
     return m;
 }
 
-// Gradients of class k's logit at the probed layer for up to tcav_max images
-// of class k, computed once per class.
-static int class_grads(world *w, const struct cmdline *cmd, int64_t k, ns_err *err) {
-    if (w->grads[k]) return 0;
-    const int64_t d = w->probe.dim, per = w->img.numel, bmax = w->e.max_batch;
-    int64_t m = 0;
-    for (int64_t i = 0; i < w->img.n; i++) m += w->img.y[i] == k;
-    if (m > cmd->tcav_max) m = cmd->tcav_max;
-    w->grads[k] = malloc((size_t)((m ? m : 1) * d) * sizeof(float));
-    float *x = ns_aligned_alloc((size_t)(bmax * per) * sizeof *x);
-    int32_t *cls = malloc((size_t)bmax * sizeof *cls);
-    int rc = 0;
-    if (!w->grads[k] || !x || !cls) rc = ns_errf(err, "out of memory");
-    int64_t done = 0, nb = 0;
-    for (int64_t i = 0; rc == 0 && i < w->img.n && done < m; i++) {
-        if (w->img.y[i] != k) continue;
-        memcpy(x + nb * per, w->img.x + i * per, (size_t)per * sizeof *x);
-        cls[nb++] = (int32_t)k;
-        if (nb == bmax || done + nb == m) {
-            rc = ns_probe_gradients(&w->probe, &w->e, x, nb, cls, w->grads[k] + done * d, err);
-            done += nb;
-            nb = 0;
-        }
-    }
-    w->ngrads[k] = done;
-    free(x);
-    free(cls);
-    return rc;
-}
-
 // The TCAV score of v: the mean over the scored classes of the fraction of
 // their images whose class logit grows along v. NAN when no class applies.
 static int tcav_score(double *score, world *w, const struct cmdline *cmd, const float *v, const char *name, ns_err *err) {
@@ -498,18 +385,7 @@ static int tcav_score(double *score, world *w, const struct cmdline *cmd, const 
     } else {
         m = related_classes(cls, 256, w, name);
     }
-    double sum = 0;
-    int64_t used = 0;
-    for (int64_t j = 0; j < m; j++) {
-        if (class_grads(w, cmd, cls[j], err) < 0) return -1;
-        if (w->ngrads[cls[j]] == 0) continue;
-        double frac;
-        if (ns_cav_sign_fraction(&frac, w->grads[cls[j]], w->ngrads[cls[j]], w->probe.dim, v, err) < 0) return -1;
-        sum += frac;
-        used++;
-    }
-    if (used) *score = sum / (double)used;
-    return 0;
+    return ns_tcav_score(score, &w->tcav, v, cls, m, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -517,7 +393,7 @@ static int tcav_score(double *score, world *w, const struct cmdline *cmd, const 
 
 typedef struct result {
     const char *name;
-    fit_out fit;
+    ns_cav_result fit;
     double concept_acc, class_acc, tcav, tcav_p;
 } result;
 
@@ -525,7 +401,9 @@ static int run_concept(result *r, float *v, world *w, const struct cmdline *cmd,
     const char *name = r->name;
     int64_t col = w->c.names ? ns_concepts_find(&w->c, name) : -1;
     if (w->c.names && col < 0) return ns_errf(err, "concept %s is not in %s", name, cmd->concepts);
-    if (fit_cav(v, &r->fit, w, cmd, name, col, (uint64_t)cmd->seed, 0, err) < 0) return -1;
+    const float *text;
+    if (concept_text(&text, w, cmd, name, err) < 0) return -1;
+    if (ns_cav_fit_concept(v, &r->fit, &w->pool, &w->job, name, col, text, (uint64_t)cmd->seed, 0, err) < 0) return -1;
     r->concept_acc = r->class_acc = r->tcav = r->tcav_p = NAN;
     if (w->ec.names && concept_accuracy(&r->concept_acc, v, &r->fit.dec, w, name, err) < 0) return -1;
     if (w->f.head_w && w->attr.attrs) {
@@ -548,9 +426,9 @@ static int run_concept(result *r, float *v, world *w, const struct cmdline *cmd,
         }
         int rc = 0;
         for (int i = 0; rc == 0 && i < 2 * runs; i++) {
-            fit_out o;
+            ns_cav_result o;
             uint64_t seed = (uint64_t)cmd->seed + 1 + (uint64_t)(i % runs) + (i >= runs ? 1000003u : 0u);
-            rc = fit_cav(u, &o, w, cmd, name, col, seed, i >= runs, err);
+            rc = ns_cav_fit_concept(u, &o, &w->pool, &w->job, name, col, text, seed, i >= runs, err);
             if (rc == 0) rc = tcav_score(&sc[i], w, cmd, u, name, err);
         }
         double t;

@@ -58,10 +58,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"feature-kind", 'f', NS_OPT_STR, &cmd->kind, "KIND", "gaussian (dense, default) or bernoulli (binary bag of words, sparse)", 0, 0},
         {"separation", 's', NS_OPT_DOUBLE, &cmd->separation, "S", "gaussian: distance between class means in noise units (default 3); bernoulli: share of words from the class topic (default 0.35)", 0, 1e6},
         {"words", 'w', NS_OPT_DOUBLE, &cmd->words, "W", "bernoulli: mean words per node (default 18)", 0, 1e9},
-        {"train-per-class", 0, NS_OPT_I64, &cmd->train_per_class, "K", "training nodes per class (default 20)", 0, 2147483647.0},
-        {"val", 0, NS_OPT_I64, &cmd->val, "N", "validation nodes (default 500)", 0, 2147483647.0},
-        {"test", 0, NS_OPT_I64, &cmd->test, "N", "test nodes (default 1000)", 0, 2147483647.0},
-        {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the graph and the split (default 0)", 0, 1e18},
+        NS_PLANETOID_OPTIONS(&cmd->train_per_class, &cmd->val, &cmd->test, &cmd->seed, "nodes",
+                             "seed of the graph and the split (default 0)"),
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no summary on stderr", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
@@ -125,7 +123,8 @@ static void build_model(const struct cmdline *cmd, ns_csbm *m) {
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
     struct cmdline cmd = {
-        .nodes = -1, .classes = -1, .features = -1, .train_per_class = 20, .val = 500, .test = 1000,
+        .nodes = -1, .classes = -1, .features = -1,
+        .train_per_class = NS_PLANETOID_TRAIN_PER_CLASS, .val = NS_PLANETOID_VAL, .test = NS_PLANETOID_TEST,
         .seed = -1, .avg_degree = NAN, .homophily = NAN, .p_in = NAN, .p_out = NAN, .separation = NAN,
         .words = NAN, .output = "-",
     };

@@ -12,7 +12,7 @@
 //
 // The search is exact (lib/graph/knn.h: tiles of X X^T through ns_sgemm, top-k
 // heaps per thread); the graph is made undirected by union or by mutual
-// neighbourhood, binary or weighted, and gets Planetoid's split (lib/graph/csbm.h)
+// neighbourhood, binary or weighted, and gets Planetoid's split (lib/graph/graphdata.h)
 // over the labelled samples. Class names (general.labels) carry over.
 #include <math.h>
 #include <stdlib.h>
@@ -43,10 +43,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"weighted", 'w', NS_OPT_FLAG, &cmd->weighted, NULL, "store similarity weights (default: every edge weighs 1)", 0, 0},
         {"name", 'n', NS_OPT_STR, &cmd->name, "NAME", "the records to read (default: the name of the first tensor record)", 0, 0},
         {"limit", 'l', NS_OPT_I64, &cmd->limit, "N", "use only the first N samples", 2, 2147483647.0},
-        {"train-per-class", 0, NS_OPT_I64, &cmd->train_per_class, "K", "training samples per class (default 20)", 0, 2147483647.0},
-        {"val", 0, NS_OPT_I64, &cmd->val, "N", "validation samples (default 500)", 0, 2147483647.0},
-        {"test", 0, NS_OPT_I64, &cmd->test, "N", "test samples (default 1000)", 0, 2147483647.0},
-        {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the split (default 0)", 0, 1e18},
+        NS_PLANETOID_OPTIONS(&cmd->train_per_class, &cmd->val, &cmd->test, &cmd->seed, "samples",
+                             "seed of the split (default 0)"),
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress or summary on stderr", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
@@ -229,8 +227,8 @@ static char *join_paths(const struct cmdline *cmd) {
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
     struct cmdline cmd = {
-        .metric_name = "cosine", .output = "-", .k = 10, .limit = -1, .train_per_class = 20, .val = 500,
-        .test = 1000, .seed = 0,
+        .metric_name = "cosine", .output = "-", .k = 10, .limit = -1,
+        .train_per_class = NS_PLANETOID_TRAIN_PER_CLASS, .val = NS_PLANETOID_VAL, .test = NS_PLANETOID_TEST, .seed = 0,
     };
     parse_cmdline(argc, argv, &cmd);
     char *stdin_only[] = {"-"};

@@ -182,12 +182,7 @@ int main(int argc, char **argv) {
     if (ns_merge_check_compatible(mp, names, n, concat, &err) < 0) ns_die_err(&err);
     ns_chgroups g;
     if (ns_chgroups_build(&g, &models[0], &err) < 0) ns_die("%s: %s", names[0], err.msg);
-    for (int p = 0; p < g.ngroups; p++)
-        for (int k = 0; k < g.groups[p].nmembers; k++)
-            if (!g.groups[p].fixed && g.groups[p].members[k].conv_groups > 1 &&
-                g.groups[p].members[k].role == NS_CH_IN)
-                ns_die("%s: grouped convolutions are not supported yet (%s)", names[0],
-                       models[0].nodes[g.groups[p].members[k].node].name);
+    if (ns_merge_check_groups(&g, &models[0], &err) < 0) ns_die("%s: %s", names[0], err.msg);
     // Open the output now, so a bad path fails before the work.
     ns_output output;
     if (ns_output_open(&output, cmd.output, &err) < 0) ns_die_err(&err);

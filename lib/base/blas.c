@@ -11,6 +11,8 @@
 // NETSMITH_BLIS_SELECT=0 turns the selection off (benchmarks compare both).
 #include "base/blas.h"
 
+#include "base/tensor.h"
+
 #include <blis.h>
 #include <fcntl.h>
 #include <omp.h>
@@ -348,4 +350,67 @@ void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float a
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k,
                  &alpha, (float *)a, (inc_t)lda, 1, (float *)b, (inc_t)ldb, 1, &beta, c,
                  (inc_t)ldc, 1, NULL, &rntm);
+}
+
+// Packs rows [0, nb * r) of op(X) for steps [k0, k0 + kb) into panels of r
+// rows: panel[b][t][i] = op(X)[b*r + i][k0 + t], zero past rows. op(X)[i][t]
+// is x[i * ldx + t], or x[t * ldx + i] when trans.
+static void pack_panels(float *panel, const float *x, int64_t ldx, int trans, int64_t rows, int64_t nb,
+                        int64_t r, int64_t k0, int64_t kb) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t i = 0; i < r; i++) {
+            int64_t row = b * r + i;
+            float *dst = panel + b * r * kb + i;
+            if (row >= rows) {
+                for (int64_t t = 0; t < kb; t++) dst[t * r] = 0.0f;
+            } else if (trans) {
+                const float *src = x + k0 * ldx + row;
+                for (int64_t t = 0; t < kb; t++) dst[t * r] = src[t * ldx];
+            } else {
+                const float *src = x + row * ldx + k0;
+                for (int64_t t = 0; t < kb; t++) dst[t * r] = src[t];
+            }
+        }
+}
+
+int ns_sgemm_serial(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                    float *c, int64_t ldc, ns_err *err) {
+    ns_blas_init();
+    if (m <= 0 || n <= 0) return 0;
+    const int64_t R = tile_rows, Q = tile_cols, KB = NS_SGEMM_SERIAL_KBLOCK;
+    const int64_t nr = (m + R - 1) / R, nq = (n + Q - 1) / Q, kmax = k < KB ? k : KB;
+    // p: A's panels, q: B's (op(B)^T's rows), acc: the tiles, each column-stored
+    float *p = ns_aligned_alloc((size_t)(nr * R * (kmax ? kmax : 1)) * sizeof *p);
+    float *q = ns_aligned_alloc((size_t)(nq * Q * (kmax ? kmax : 1)) * sizeof *q);
+    float *acc = ns_aligned_alloc((size_t)(nr * nq * R * Q) * sizeof *acc);
+    if (!p || !q || !acc) {
+        free(p);
+        free(q);
+        free(acc);
+        return ns_errf(err, "out of memory for a %lld x %lld x %lld product", (long long)m, (long long)n,
+                       (long long)k);
+    }
+    if (k == 0) memset(acc, 0, (size_t)(nr * nq * R * Q) * sizeof *acc);
+    for (int64_t k0 = 0; k0 < k; k0 += KB) {
+        int64_t kb = k - k0 < KB ? k - k0 : KB;
+        pack_panels(p, a, lda, trans_a, m, nr, R, k0, kb);
+        pack_panels(q, b, ldb, !trans_b, n, nq, Q, k0, kb);
+        for (int64_t bi = 0; bi < nr; bi++)
+            for (int64_t bj = 0; bj < nq; bj++)
+                ns_tile_gemm(kb, p + bi * R * kb, q + bj * Q * kb, k0 ? 1.0f : 0.0f, acc + (bi * nq + bj) * R * Q, R);
+    }
+    for (int64_t bi = 0; bi < nr; bi++)
+        for (int64_t bj = 0; bj < nq; bj++) {
+            const float *tile = acc + (bi * nq + bj) * R * Q;
+            float *cb = c + bi * R * ldc + bj * Q;
+            for (int64_t i = 0; i < R && bi * R + i < m; i++)
+                for (int64_t j = 0; j < Q && bj * Q + j < n; j++)
+                    cb[i * ldc + j] = beta == 0.0f ? alpha * tile[i + j * R]
+                                                   : alpha * tile[i + j * R] + beta * cb[i * ldc + j];
+        }
+    free(p);
+    free(q);
+    free(acc);
+    return 0;
 }

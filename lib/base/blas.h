@@ -1,5 +1,5 @@
 // blas.h: the single door to BLIS. Every dense product in netsmith goes through
-// ns_sgemm. ns_blas_init (called by ns_sgemm on first use, and by --version)
+// ns_sgemm (or, on the calling thread alone, ns_sgemm_serial). ns_blas_init (called by ns_sgemm on first use, and by --version)
 // picks fast kernels when Debian's BLIS 0.9 would fall back to "generic" on a
 // CPU it does not know (AMD family 0x1A, see README), and sets the thread count
 // from NETSMITH_THREADS (default: all cores).
@@ -7,6 +7,8 @@
 #define NS_BLAS_H
 
 #include <stdint.h>
+
+#include "base/err.h"
 
 void ns_blas_init(void);
 // "skx (selected by netsmith: BLIS chose generic)", "haswell", ...
@@ -18,6 +20,19 @@ int ns_threads(void);
 void ns_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
               float *c, int64_t ldc);
+
+// The same product on the calling thread alone, with the tile kernel below
+// (ns_tile_gemm) on operands packed here, for callers that run many modest
+// products of their own: on the shapes of ns_merge_gram (a few hundred rows,
+// long k) BLIS with two threads was slower than this on one. For k up to
+// NS_SGEMM_SERIAL_KBLOCK each element of op(A) op(B) is one tile's sum over
+// t in order, in float; longer k is summed block by block into the same
+// float accumulator. beta == 0 does not read C. -1 with err set when out of
+// memory for the packed panels.
+#define NS_SGEMM_SERIAL_KBLOCK 256
+int ns_sgemm_serial(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                    float *c, int64_t ldc, ns_err *err);
 
 // A gemm microkernel tile, for kernels that build their operands themselves
 // (convolution reads its panels straight from the images, so no im2col matrix

@@ -16,6 +16,11 @@ void ns_rng_seed(ns_rng *rng, uint64_t seed) {
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
+void ns_rng_seed_stream(ns_rng *rng, uint64_t seed, uint64_t stream, uint64_t index) {
+    ns_rng_seed(rng, seed ^ (stream * 0x9e3779b97f4a7c15ull) ^ (index * 0xd1b54a32d192ed03ull) ^
+                         (index >> 32) * 0x8cb92ba72f3d8dd7ull);
+}
+
 uint64_t ns_rng_next(ns_rng *rng) {
     uint64_t *s = rng->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;

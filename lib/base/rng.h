@@ -11,6 +11,10 @@ typedef struct ns_rng {
 } ns_rng;
 
 void ns_rng_seed(ns_rng *rng, uint64_t seed);
+// Seeds rng for stream `stream`, item `index` of one seed: independent
+// sequences (labels, edges, per-node features, a split, ...) that do not
+// depend on the order or the thread they are drawn in.
+void ns_rng_seed_stream(ns_rng *rng, uint64_t seed, uint64_t stream, uint64_t index);
 uint64_t ns_rng_next(ns_rng *rng);
 // Uniform in [0, 1) with 53 random bits.
 double ns_rng_uniform(ns_rng *rng);

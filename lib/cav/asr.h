@@ -4,9 +4,9 @@
 // cached features: which class each class is most often taken for (the
 // default concept "a photo of k, not k'"), the per-sample weights from each
 // class's concept activation vector, fine-tuning a linear head with weighted
-// cross-entropy, and the head's accuracy. Also the reader of a cav-fit stream
-// as one CAV per class. No images and no models: every input is a row-major
-// f32 matrix that probe-embed extracted before.
+// cross-entropy, and the head's accuracy. The CAVs come from cav-fit
+// streams (ns_cavs_load, cav_io.h). No images and no models: every input is
+// a row-major f32 matrix that probe-embed extracted before.
 //
 // Dimensions:
 //   N  training samples   D  feature width (the head's input)
@@ -78,25 +78,5 @@ typedef struct ns_asr_report {
 // count. rep may be NULL. Epochs 0: nothing changes.
 int ns_asr_train_head(float *w, float *b, const float *x, const int32_t *y, const float *sw, int64_t n,
                       int64_t d, int64_t k, const ns_asr_config *cfg, ns_asr_report *rep, ns_err *err);
-
-// ----------------------------------------------------------------------------
-// CAV streams (cav-fit --output)
-
-typedef struct ns_asr_cavs {
-    int64_t m, d;
-    float *v;        // (M, D)
-    char **concepts; // (M) cav.concept of each
-} ns_asr_cavs;
-
-// Reads every tensor record named "cav" of path: f32 (any numeric dtype) of
-// shape (D), with meta cav.concept, cav.model and cav.layer. Refuses a CAV
-// whose cav.model or cav.layer is not model or layer (the features'
-// probe.model and probe.layer), a width other than d, non-finite values,
-// a repeated concept, a truncated stream, and a stream without CAVs.
-int ns_asr_cavs_load(ns_asr_cavs *c, const char *path, const char *model, const char *layer, int64_t d,
-                     ns_err *err);
-void ns_asr_cavs_free(ns_asr_cavs *c);
-// The CAV whose concept is name, or -1.
-int64_t ns_asr_cavs_find(const ns_asr_cavs *c, const char *name);
 
 #endif

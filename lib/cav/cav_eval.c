@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/vecmath.h"
+
 static const char *const rule_names[NS_CAV_RULE_COUNT] = {
     [NS_CAV_RULE_LINEAR] = "linear",
     [NS_CAV_RULE_COSINE] = "cosine",
@@ -34,9 +36,7 @@ double ns_cav_cos(const float *a, const float *b, int64_t d) {
 
 double ns_cav_score(const float *v, const ns_cav_decision *dec, const float *f, int64_t df) {
     if (dec->rule == NS_CAV_RULE_COSINE) return ns_cav_cos(v, f, df) + dec->offset;
-    double s = 0;
-    for (int64_t i = 0; i < df; i++) s += (double)v[i] * f[i];
-    return s + dec->offset;
+    return ns_dot_f(v, f, df) + dec->offset;
 }
 
 int ns_cav_accuracy(double *acc, const float *v, const ns_cav_decision *dec,
@@ -137,11 +137,7 @@ int ns_cav_sign_fraction(double *frac, const float *grads, int64_t n, int64_t df
         return ns_errf(err, "sign fraction: bad arguments (n %lld, Df %lld)", (long long)n,
                        (long long)df);
     int64_t count = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < df; j++) s += (double)grads[i * df + j] * v[j];
-        count += s > 0;
-    }
+    for (int64_t i = 0; i < n; i++) count += ns_dot_f(grads + i * df, v, df) > 0;
     *frac = (double)count / (double)n;
     return 0;
 }

@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cav/cav_util.h"
+#include "base/blocks.h"
+#include "base/vecmath.h"
 #include "base/rng.h"
 
 // ----------------------------------------------------------------------------
@@ -109,8 +110,8 @@ static double logistic_objective(double *g, const double *th, const labelled *tr
         double z = th[df];
         for (int64_t k = 0; k < df; k++) z += th[k] * train[i].x[k];
         double m = train[i].y * z;
-        j += c * softplus(-m);
-        double coef = -c * train[i].y * sigmoid(-m); // dJ/dz
+        j += c * ns_softplus(-m);
+        double coef = -c * train[i].y * ns_sigmoid(-m); // dJ/dz
         for (int64_t k = 0; k < df; k++) g[k] += coef * train[i].x[k];
         g[df] += coef;
     }
@@ -130,13 +131,13 @@ static int fit_logistic(double *th, int *iters, int *converged, const labelled *
                         int64_t n, int64_t df, const ns_cav_config *cfg, ns_err *err) {
     int64_t p = df + 1;
     double *g, *gn, *d, *thn, *sh, *yh, *rho, *al;
-    block_item items[] = {
+    ns_block_item items[] = {
         {(void **)&g, p, sizeof(double)},       {(void **)&gn, p, sizeof(double)},
         {(void **)&d, p, sizeof(double)},       {(void **)&thn, p, sizeof(double)},
         {(void **)&sh, LBFGS_M * p, sizeof(double)}, {(void **)&yh, LBFGS_M * p, sizeof(double)},
         {(void **)&rho, LBFGS_M, sizeof(double)}, {(void **)&al, LBFGS_M, sizeof(double)},
     };
-    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    void *blk = ns_block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
     if (!blk) return ns_err_prefix(err, "logistic CAV");
     double f = logistic_objective(g, th, train, n, df, cfg->c);
     int hist = 0, head = 0; // ring buffer of the last hist pairs, newest at head - 1
@@ -255,8 +256,8 @@ int ns_cav_fit(float *v, ns_cav_decision *dec, ns_cav_report *rep, const float *
     if (!(cfg->test_frac >= 0 && cfg->test_frac < 1))
         return ns_errf(err, "cav: test fraction must be in [0, 1) (%g)", cfg->test_frac);
     int64_t m = np < nn ? np : nn;
-    if (check_finite(pos, m, df, "cav positives", err) < 0) return -1;
-    if (check_finite(neg, m, df, "cav negatives", err) < 0) return -1;
+    if (ns_check_finite(pos, m, df, "cav positives", err) < 0) return -1;
+    if (ns_check_finite(neg, m, df, "cav negatives", err) < 0) return -1;
     int64_t n_test = 0;
     if (cfg->test_frac > 0) {
         if (m < 2)
@@ -271,14 +272,14 @@ int ns_cav_fit(float *v, ns_cav_decision *dec, ns_cav_report *rep, const float *
     labelled *train, *test;
     int64_t *perm, *order;
     double *th;
-    block_item items[] = {
+    ns_block_item items[] = {
         {(void **)&train, 2 * n_tr, sizeof(labelled)},
         {(void **)&test, 2 * n_test, sizeof(labelled)},
         {(void **)&perm, m, sizeof(int64_t)},
         {(void **)&order, 2 * n_tr, sizeof(int64_t)},
         {(void **)&th, df + 1, sizeof(double)},
     };
-    void *blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    void *blk = ns_block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
     if (!blk) return ns_err_prefix(err, "cav");
 
     ns_rng rng;

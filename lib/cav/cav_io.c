@@ -1,6 +1,6 @@
-// cav_io.c: feature streams and concept streams into memory,
+// cav_io.c: feature streams, concept streams and CAV streams into memory,
 // and id matching (cav_io.h). Feature rows (N, D) and concept rows (N, K)
-// grow by doubling as batches arrive.
+// grow by doubling as batches arrive; CAVs are (M, D).
 #include "cav/cav_io.h"
 
 #include <math.h>
@@ -394,5 +394,101 @@ int ns_match_ids(int64_t *rows, const int64_t *want, int64_t nw, const int64_t *
         rows[i] = s[lo].row;
     }
     free(s);
+    return 0;
+}
+
+// --- CAV streams (cav-fit --output) ---------------------------------------------
+
+#define CAV_STR 256 // longest cav.concept, cav.model, cav.layer
+
+void ns_cavs_free(ns_cavs *c) {
+    ns_strings_free(c->concepts, (size_t)c->m);
+    free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+int64_t ns_cavs_find(const ns_cavs *c, const char *name) {
+    for (int64_t i = 0; i < c->m; i++)
+        if (strcmp(c->concepts[i], name) == 0) return i;
+    return -1;
+}
+
+// A required string of a CAV record's meta into buf.
+static int cav_meta(const ns_record *rec, const char *key, char *buf, const char *path, ns_err *err) {
+    int got = ns_obj_str(rec->meta, key, buf, CAV_STR, err);
+    if (got < 0) return ns_err_prefix(err, "%s: record %llu", path, (unsigned long long)rec->index);
+    if (got == 0)
+        return ns_errf(err, "%s: record %llu: a cav without %s in its meta (not a cav-fit stream?)", path,
+                       (unsigned long long)rec->index, key);
+    return 0;
+}
+
+static int cav_record(ns_cavs *c, const ns_record *rec, const char *path, const char *model, const char *layer,
+                      int64_t d, int64_t *cap, ns_err *err) {
+    char concept[CAV_STR], m[CAV_STR], l[CAV_STR];
+    if (cav_meta(rec, "cav.concept", concept, path, err) < 0 || cav_meta(rec, "cav.model", m, path, err) < 0 ||
+        cav_meta(rec, "cav.layer", l, path, err) < 0)
+        return -1;
+    if (strcmp(m, model) != 0)
+        return ns_errf(err, "%s: the cav of '%s' was fitted on model %s, the features come from model %s", path,
+                       concept, m, model);
+    if (strcmp(l, layer) != 0)
+        return ns_errf(err, "%s: the cav of '%s' was fitted at layer %s, the features come from layer %s", path,
+                       concept, l, layer);
+    if (rec->ndim != 1 || rec->shape[0] != d)
+        return ns_errf(err, "%s: the cav of '%s' has %lld values for features of %lld", path, concept,
+                       (long long)(rec->ndim == 1 ? rec->shape[0] : rec->numel), (long long)d);
+    if (ns_cavs_find(c, concept) >= 0)
+        return ns_errf(err, "%s: two cavs for the concept '%s'", path, concept);
+    if (c->m == *cap) {
+        int64_t nc = *cap ? 2 * *cap : 16;
+        float *v = realloc(c->v, (size_t)(nc * d) * sizeof *v);
+        if (v) c->v = v;
+        char **s = v ? realloc(c->concepts, (size_t)nc * sizeof *s) : NULL;
+        if (!s) return ns_errf(err, "out of memory (%lld cavs)", (long long)nc);
+        c->concepts = s;
+        *cap = nc;
+    }
+    ns_tensor t;
+    if (ns_record_tensor_f32(rec, &t, err) < 0) return ns_err_prefix(err, "%s", path);
+    const float *src = t.data;
+    for (int64_t j = 0; j < d; j++)
+        if (!isfinite(src[j])) {
+            ns_tensor_free(&t);
+            return ns_errf(err, "%s: the cav of '%s' has a value that is not finite (element %lld)", path, concept,
+                           (long long)j);
+        }
+    memcpy(c->v + c->m * d, src, (size_t)d * sizeof *c->v);
+    ns_tensor_free(&t);
+    if (!(c->concepts[c->m] = strdup(concept))) return ns_errf(err, "out of memory");
+    c->m++;
+    return 0;
+}
+
+int ns_cavs_load(ns_cavs *c, const char *path, const char *model, const char *layer, int64_t d, ns_err *err) {
+    memset(c, 0, sizeof *c);
+    c->d = d;
+    ns_reader *r = ns_reader_open(path, err);
+    if (!r) return -1;
+    ns_record rec;
+    int got;
+    int64_t cap = 0;
+    while ((got = ns_reader_next(r, &rec, err)) == 1) {
+        if (strcmp(rec.kind, "tensor") != 0 || strcmp(rec.name, "cav") != 0 || !rec.has_data) continue;
+        if (cav_record(c, &rec, path, model, layer, d, &cap, err) < 0) {
+            got = -1;
+            break;
+        }
+    }
+    ns_reader_close(r);
+    if (got == 0 && c->m == 0) {
+        ns_errf(err, "%s: no cav records (expected cav-fit --output)", path);
+        got = -1;
+    }
+    if (got < 0) {
+        ns_cavs_free(c);
+        c->d = d;
+        return -1;
+    }
     return 0;
 }

@@ -1,8 +1,8 @@
 // cav_io.h: the streams concept work reads, held in memory: feature streams
 // (probe-embed's output: target-model features, VLM image embeddings, VLM
 // text embeddings), concept-bank streams (which images have which concept),
-// and matching rows of two streams by image id. (The class -> attribute table
-// has its one reader in concepts.h.)
+// the CAV streams cav-fit writes, and matching rows of two streams by image
+// id. (The class -> attribute table has its one reader in concepts.h.)
 //
 // Feature stream (tns(5) records; the LG-CAV contract):
 //   meta    probe.source "model" | "vlm-image" | "vlm-text", probe.model (the
@@ -16,6 +16,9 @@
 //   meta    concepts.names (K str), concepts.kinds (K str, "class"/"pixel")
 //   tensor  "concepts" (N, K) u8 per batch (1 has, 0 has not, 2 unknown),
 //           meta labels and ids
+// CAV stream (cav-fit --output):
+//   tensor  "cav" (D) per concept, meta cav.concept, cav.model, cav.layer
+//           (and cav.offset, cav.method, ... that the reader does not need)
 #ifndef NS_CAV_IO_H
 #define NS_CAV_IO_H
 
@@ -72,5 +75,22 @@ int64_t ns_concepts_find(const ns_concepts *c, const char *name); // column or -
 // missing from have.
 int ns_match_ids(int64_t *rows, const int64_t *want, int64_t nw, const int64_t *have, int64_t nh,
                  const char *what, ns_err *err);
+
+// CAV streams (cav-fit --output), as asr-reweight reads them.
+typedef struct ns_cavs {
+    int64_t m, d;
+    float *v;        // (M, D)
+    char **concepts; // (M) cav.concept of each
+} ns_cavs;
+
+// Reads every tensor record named "cav" of path: f32 (any numeric dtype) of
+// shape (D), with meta cav.concept, cav.model and cav.layer. Refuses a CAV
+// whose cav.model or cav.layer is not model or layer (the features'
+// probe.model and probe.layer), a width other than d, non-finite values,
+// a repeated concept, a truncated stream, and a stream without CAVs.
+int ns_cavs_load(ns_cavs *c, const char *path, const char *model, const char *layer, int64_t d, ns_err *err);
+void ns_cavs_free(ns_cavs *c);
+// The CAV whose concept is name, or -1.
+int64_t ns_cavs_find(const ns_cavs *c, const char *name);
 
 #endif

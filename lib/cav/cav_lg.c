@@ -66,7 +66,8 @@
 #include <string.h>
 
 #include "base/blas.h"
-#include "cav/cav_util.h"
+#include "base/blocks.h"
+#include "base/vecmath.h"
 #include "nn/optim.h"
 #include "base/rng.h"
 
@@ -82,7 +83,7 @@ int ns_cav_text_embedding(float *t, const float *tpl, int64_t nt, int64_t dv, in
         if (index < 0 || index >= nt)
             return ns_errf(err, "text embedding: template %lld out of range (T %lld)",
                            (long long)index, (long long)nt);
-        double nr = norm_f(tpl + index * dv, dv);
+        double nr = ns_norm_f(tpl + index * dv, dv);
         if (!(nr > 0) || !isfinite(nr))
             return ns_errf(err, "text embedding: template %lld is zero or not finite",
                            (long long)index);
@@ -93,7 +94,7 @@ int ns_cav_text_embedding(float *t, const float *tpl, int64_t nt, int64_t dv, in
     double *acc = calloc((size_t)dv, sizeof *acc);
     if (!acc) return ns_errf(err, "text embedding: out of memory (Dv %lld)", (long long)dv);
     for (int64_t i = 0; i < nt; i++) {
-        double nr = norm_f(tpl + i * dv, dv);
+        double nr = ns_norm_f(tpl + i * dv, dv);
         if (!(nr > 0) || !isfinite(nr)) {
             free(acc);
             return ns_errf(err, "text embedding: template %lld is zero or not finite",
@@ -163,14 +164,14 @@ int ns_cav_pair_stats(double *mean, double *sd, const float *f, int64_t n, int64
     if (bs < 1) bs = 1;
     if (bs > n) bs = n;
     float *u, *gram;
-    block_item items[] = {
+    ns_block_item items[] = {
         {(void **)&u, n * df, sizeof(float)},
         {(void **)&gram, bs * n, sizeof(float)},
     };
-    void *blk = block_alloc(items, 2, err);
+    void *blk = ns_block_alloc(items, 2, err);
     if (!blk) return ns_err_prefix(err, "pair stats");
     memcpy(u, f, (size_t)(n * df) * sizeof *u);
-    normalize_rows(u, n, df);
+    ns_normalize_rows(u, n, df);
     double sum = 0, sumsq = 0;
     for (int64_t i0 = 0; i0 < n; i0 += bs) {
         int64_t rows = n - i0 < bs ? n - i0 : bs;
@@ -207,20 +208,20 @@ int ns_cav_dsr_weights(float *w, float *s, const float *f, int64_t n, const floa
     if (bs < 1) bs = 1;
     if (bs > n) bs = n;
     float *ur, *up, *c;
-    block_item items[] = {
+    ns_block_item items[] = {
         {(void **)&ur, bs * df, sizeof(float)},
         {(void **)&up, np * df, sizeof(float)},
         {(void **)&c, bs * np, sizeof(float)},
     };
-    void *blk = block_alloc(items, 3, err);
+    void *blk = ns_block_alloc(items, 3, err);
     if (!blk) return ns_err_prefix(err, "DSR");
     memcpy(up, pos, (size_t)(np * df) * sizeof *up);
-    normalize_rows(up, np, df);
+    ns_normalize_rows(up, np, df);
     double smin = INFINITY;
     for (int64_t i0 = 0; i0 < n; i0 += bs) {
         int64_t rows = n - i0 < bs ? n - i0 : bs;
         memcpy(ur, f + i0 * df, (size_t)(rows * df) * sizeof *ur);
-        normalize_rows(ur, rows, df);
+        ns_normalize_rows(ur, rows, df);
         ns_sgemm(0, 1, rows, np, df, 1.0f, ur, df, up, df, 0.0f, c, np);
         for (int64_t r = 0; r < rows; r++) {
             double m = 0, v = 0;
@@ -245,7 +246,7 @@ int ns_cav_dsr_weights(float *w, float *s, const float *f, int64_t n, const floa
 
 double ns_cav_lg_loss(float *grad_v, const float *v, const float *f, int64_t n, int64_t df,
                       const float *target, const float *w, double coef) {
-    double nv = norm_f(v, df);
+    double nv = ns_norm_f(v, df);
     double loss = 0, rc = 0; // rc = sum r_i c_i
     for (int64_t i = 0; i < n; i++) {
         const float *fi = f + i * df;
@@ -279,9 +280,9 @@ double ns_cav_cls_loss(float *grad_v, float *grad_b, const float *v, float b, co
     for (int64_t i = 0; i < n; i++) {
         const float *x = i < n_pos ? pos + i * df : neg + (i - n_pos) * df;
         double y = i < n_pos ? 1.0 : 0.0;
-        double z = b + dot_f(v, x, df);
-        loss += softplus(z) - y * z;
-        double dz = coef * (sigmoid(z) - y) / (double)n;
+        double z = b + ns_dot_f(v, x, df);
+        loss += ns_softplus(z) - y * z;
+        double dz = coef * (ns_sigmoid(z) - y) / (double)n;
         for (int64_t j = 0; j < df; j++) grad_v[j] += (float)(dz * x[j]);
         gb += dz;
     }
@@ -353,11 +354,11 @@ static int check_lgcav(const ns_lgcav_input *in, const ns_lgcav_config *cfg, ns_
     if (cfg->epochs < 1) return ns_errf(err, "LG-CAV: epochs must be >= 1 (%d)", cfg->epochs);
     if (cfg->batch < 0) return ns_errf(err, "LG-CAV: batch must be >= 0 (%lld)",
                                        (long long)cfg->batch);
-    if (check_finite(in->f, in->n, in->df, "LG-CAV pool features", err) < 0) return -1;
-    if (check_finite(in->g, in->n, in->dv, "LG-CAV pool VLM embeddings", err) < 0) return -1;
-    if (check_finite(in->tpl, in->nt, in->dv, "LG-CAV templates", err) < 0) return -1;
-    if (in->np && check_finite(in->pos, in->np, in->df, "LG-CAV positives", err) < 0) return -1;
-    if (in->nn && check_finite(in->neg, in->nn, in->df, "LG-CAV negatives", err) < 0) return -1;
+    if (ns_check_finite(in->f, in->n, in->df, "LG-CAV pool features", err) < 0) return -1;
+    if (ns_check_finite(in->g, in->n, in->dv, "LG-CAV pool VLM embeddings", err) < 0) return -1;
+    if (ns_check_finite(in->tpl, in->nt, in->dv, "LG-CAV templates", err) < 0) return -1;
+    if (in->np && ns_check_finite(in->pos, in->np, in->df, "LG-CAV positives", err) < 0) return -1;
+    if (in->nn && ns_check_finite(in->neg, in->nn, in->df, "LG-CAV negatives", err) < 0) return -1;
     return 0;
 }
 
@@ -397,7 +398,7 @@ static int lgcav_alloc(lgcav_fit *s, ns_err *err) {
     const int64_t nl = cfg->cls ? s->in->np + s->in->nn : 0;
     // |R| is at most min(N, k_top + k_bottom); size the per-probe buffers by it.
     int64_t rmax = n < cfg->k_top + cfg->k_bottom ? n : cfg->k_top + cfg->k_bottom;
-    block_item items[] = {
+    ns_block_item items[] = {
         {(void **)&s->t, dv, sizeof(float)},       {(void **)&s->a, n, sizeof(float)},
         {(void **)&s->idx, n, sizeof(int64_t)},    {(void **)&s->fr, rmax * df, sizeof(float)},
         {(void **)&s->fr2, rmax * df, sizeof(float)}, {(void **)&s->ar, rmax, sizeof(float)},
@@ -408,7 +409,7 @@ static int lgcav_alloc(lgcav_fit *s, ns_err *err) {
         {(void **)&s->u, df, sizeof(float)},       {(void **)&s->gu, df, sizeof(float)},
         {(void **)&s->ub, 2, sizeof(float)}, // bias and its gradient
     };
-    s->blk = block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
+    s->blk = ns_block_alloc(items, (int)(sizeof items / sizeof items[0]), err);
     return s->blk ? 0 : ns_err_prefix(err, "LG-CAV");
 }
 
@@ -502,7 +503,7 @@ static void lgcav_scale(lgcav_fit *s) {
         for (int64_t i = 0; i < in->nn * df; i++)
             fl[in->np * df + i] = (float)(in->neg[i] / scale);
     }
-    normalize_rows(fr, nr, df); // from here on only cosines of probes are needed
+    ns_normalize_rows(fr, nr, df); // from here on only cosines of probes are needed
     s->scale = scale;
 }
 
@@ -526,10 +527,10 @@ static int lgcav_start(lgcav_fit *s, const float *v, ns_err *err) {
             u[j] = (float)(st / (double)n_top - sb / (double)(nr - n_top));
         }
     } else {
-        if (check_finite(v, 1, df, "LG-CAV start", err) < 0) return -1;
+        if (ns_check_finite(v, 1, df, "LG-CAV start", err) < 0) return -1;
         for (int64_t j = 0; j < df; j++) u[j] = (float)(v[j] * s->scale);
     }
-    double nu = norm_f(u, df);
+    double nu = ns_norm_f(u, df);
     if (!(nu > 0)) return ns_errf(err, "LG-CAV: the start vector is zero");
     if (cfg->init != NS_LGCAV_INIT_GIVEN)
         for (int64_t j = 0; j < df; j++) u[j] = (float)(u[j] / nu);
@@ -578,7 +579,7 @@ static int lgcav_train(lgcav_fit *s, ns_err *err) {
             memset(gu, 0, (size_t)df * sizeof *gu);
             *gbias = 0;
             if (cfg->lg) {
-                if (!(norm_f(u, df) > 0))
+                if (!(ns_norm_f(u, df) > 0))
                     return ns_errf(err, "LG-CAV: v collapsed to zero at step %lld", (long long)step);
                 ns_cav_lg_loss(gu, u, s->fr2 + b0 * df, nb, df, s->tg2 + b0, s->w2 + b0, cfg->lambda);
             }
@@ -586,7 +587,7 @@ static int lgcav_train(lgcav_fit *s, ns_err *err) {
                 ns_cav_cls_loss(gu, gbias, u, *bias, pl, in->np, nlab, in->nn, df, 1.0);
             ns_optim_step(s->opt, ns_lr_at(&s->sched, step, s->spe));
             if (!cfg->cls) { // L_LG sees only the direction: stay on the unit sphere
-                double nn_u = norm_f(u, df);
+                double nn_u = ns_norm_f(u, df);
                 if (nn_u > 0)
                     for (int64_t j = 0; j < df; j++) u[j] = (float)(u[j] / nn_u);
             }
@@ -597,7 +598,7 @@ static int lgcav_train(lgcav_fit *s, ns_err *err) {
     for (int64_t j = 0; j < df; j++)
         if (!isfinite(u[j])) return ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
     if (!isfinite(*bias)) return ns_errf(err, "LG-CAV: training diverged (lr %g too high?)", cfg->lr);
-    if (!(norm_f(u, df) > 0)) return ns_errf(err, "LG-CAV: v collapsed to zero");
+    if (!(ns_norm_f(u, df) > 0)) return ns_errf(err, "LG-CAV: v collapsed to zero");
     return 0;
 }
 
@@ -609,7 +610,7 @@ static int lgcav_decide(lgcav_fit *s, float *v, ns_cav_decision *dec, ns_err *er
     const int64_t df = s->df, nr = s->nr, n_top = s->n_top;
     const float *fr = s->fr, *u = s->u, *pl = s->fl, *nlab = s->fl + in->np * df;
     const float bias = s->ub[0];
-    double nu = norm_f(u, df);
+    double nu = ns_norm_f(u, df);
     double loss_lg = NAN, loss_cls = NAN;
     memset(s->gu, 0, (size_t)df * sizeof *s->gu);
     if (cfg->lg) loss_lg = ns_cav_lg_loss(s->gu, u, fr, nr, df, s->tg, s->w, 1.0);
@@ -647,8 +648,8 @@ static int lgcav_decide(lgcav_fit *s, float *v, ns_cav_decision *dec, ns_err *er
         if (dec->rule == NS_CAV_RULE_COSINE) {
             sv = ns_cav_cos(v, fr + i * df, df) + dec->offset;
         } else { // fr is unit: v·f_raw > -b  <=>  v·fhat > -b / |f_raw|
-            double nf = norm_f(in->f + s->idx[i] * df, df);
-            sv = dot_f(v, fr + i * df, df) * nf + dec->offset;
+            double nf = ns_norm_f(in->f + s->idx[i] * df, df);
+            sv = ns_dot_f(v, fr + i * df, df) * nf + dec->offset;
         }
         agree += (sv > 0) == (i < n_top);
     }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "base/vecmath.h"
 #include "cav/vlm_train.h"
 
 #define VLM_KIND "clip-small"
@@ -206,15 +207,6 @@ int ns_vlm_load(const char *path, ns_vlm **out, ns_err *err) {
 
 // --- text embeddings -----------------------------------------------------------
 
-void ns_vlm_normalize_rows(float *x, int64_t n, int64_t E) {
-    for (int64_t i = 0; i < n; i++) {
-        double ss = 0;
-        for (int64_t j = 0; j < E; j++) ss += (double)x[i * E + j] * x[i * E + j];
-        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-        for (int64_t j = 0; j < E; j++) x[i * E + j] *= inv;
-    }
-}
-
 int ns_vlm_embed_texts(const ns_vlm *v, const char *const *texts, int64_t n, float *out, ns_err *err) {
     if (n < 0) return ns_errf(err, "negative text count (%lld)", (long long)n);
     if (n == 0) return 0;
@@ -227,7 +219,7 @@ int ns_vlm_embed_texts(const ns_vlm *v, const char *const *texts, int64_t n, flo
     }
     ns_text_tower_forward(out, pooled, &tok, v->embedding.data, v->proj_weight.data, v->proj_bias.data,
                           v->text_dim, v->dim);
-    ns_vlm_normalize_rows(out, n, v->dim);
+    ns_normalize_rows(out, n, v->dim);
     ns_token_lists_free(&tok);
     free(pooled);
     return 0;

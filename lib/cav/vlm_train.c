@@ -10,6 +10,7 @@
 #include "nn/ops.h"
 #include "base/report.h"
 #include "base/rng.h"
+#include "base/vecmath.h"
 #include "cav/vlm_train.h"
 
 // Everything one run holds, allocated once.
@@ -208,7 +209,7 @@ int ns_vlm_embed_images(ns_vlm *v, const ns_samples *s, int64_t batch, float *ou
         memcpy(out + start * v->dim, y, (size_t)(n * v->dim) * sizeof *out);
     }
     ns_engine_free(&e);
-    ns_vlm_normalize_rows(out, s->n, v->dim);
+    ns_normalize_rows(out, s->n, v->dim);
     return 0;
 }
 

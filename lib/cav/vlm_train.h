@@ -82,10 +82,6 @@ double ns_clip_loss(float *dimg,        // (B, E) or NULL
                     const float *txt,   // (B, E)
                     double t, int64_t B, int64_t E, float *work);
 
-// Normalises each of the n rows of x (n, E) to unit length in place (a zero
-// row stays zero).
-void ns_vlm_normalize_rows(float *x, int64_t n, int64_t E);
-
 // --- training ----------------------------------------------------------------
 // The caption of training sample i (an index into the ns_samples) for an
 // epoch (0-based): fixed captions ignore the epoch, generated ones redraw.

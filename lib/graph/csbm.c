@@ -15,14 +15,10 @@
 #include "base/rng.h"
 #include "base/tensor.h"
 
-// Independent streams of one seed: labels, edges, class means, topics,
-// per-node features, the split.
-enum { STREAM_LABELS = 1, STREAM_EDGES, STREAM_MEANS, STREAM_TOPICS, STREAM_FEATURES, STREAM_SPLIT };
-
-static void stream_seed(ns_rng *r, uint64_t seed, uint64_t stream, uint64_t index) {
-    ns_rng_seed(r, seed ^ (stream * 0x9e3779b97f4a7c15ull) ^ (index * 0xd1b54a32d192ed03ull) ^
-                       (index >> 32) * 0x8cb92ba72f3d8dd7ull);
-}
+// Independent streams of one seed (ns_rng_seed_stream): labels, edges, class
+// means, topics, per-node features; the split (graphdata.h) draws from
+// NS_PLANETOID_STREAM, which follows them.
+enum { STREAM_LABELS = 1, STREAM_EDGES, STREAM_MEANS, STREAM_TOPICS, STREAM_FEATURES };
 
 // --- geometric skips --------------------------------------------------------
 // Successive positions in [0, n) of independent Bernoulli(p) successes.
@@ -114,7 +110,7 @@ static int draw_labels(ns_graph *g, const ns_csbm *m, int64_t **members, int64_t
         return ns_errf(err, "out of memory (%lld nodes)", (long long)n);
     }
     ns_rng r;
-    stream_seed(&r, m->seed, STREAM_LABELS, 0);
+    ns_rng_seed_stream(&r, m->seed, STREAM_LABELS, 0);
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     ns_rng_shuffle(&r, perm, n);
     for (int64_t k = 0; k < n; k++) g->labels[perm[k]] = (int32_t)(k % c);
@@ -178,7 +174,7 @@ static int between_classes(pairs *p, const int64_t *a, int64_t sa, const int64_t
 static int draw_edges(ns_graph *g, const ns_csbm *m, const int64_t *members, const int64_t *first, ns_err *err) {
     pairs p = {0};
     ns_rng r;
-    stream_seed(&r, m->seed, STREAM_EDGES, 0);
+    ns_rng_seed_stream(&r, m->seed, STREAM_EDGES, 0);
     int rc = 0;
     for (int64_t a = 0; a < m->classes && rc == 0; a++) {
         const int64_t *na = members + first[a];
@@ -205,13 +201,13 @@ static int gaussian_features(ns_graph *g, const ns_csbm *m, ns_err *err) {
         return ns_errf(err, "out of memory (%lld x %lld features)", (long long)n, (long long)d);
     }
     ns_rng r;
-    stream_seed(&r, m->seed, STREAM_MEANS, 0);
+    ns_rng_seed_stream(&r, m->seed, STREAM_MEANS, 0);
     double scale = m->separation / sqrt(2.0 * (double)d);
     for (int64_t k = 0; k < c * d; k++) mu[k] = (float)(scale * ns_rng_normal(&r));
     #pragma omp parallel for schedule(static) if (n * d > 65536)
     for (int64_t i = 0; i < n; i++) {
         ns_rng ri;
-        stream_seed(&ri, m->seed, STREAM_FEATURES, (uint64_t)i);
+        ns_rng_seed_stream(&ri, m->seed, STREAM_FEATURES, (uint64_t)i);
         const float *mean = mu + g->labels[i] * d;
         float *x = g->features + i * d;
         for (int64_t f = 0; f < d; f++) x[f] = mean[f] + (float)ns_rng_normal(&ri);
@@ -226,7 +222,7 @@ static int gaussian_features(ns_graph *g, const ns_csbm *m, ns_err *err) {
 static int64_t node_words(const ns_csbm *m, int64_t node, const int32_t *topic, int64_t topic_len,
                           double p_topic, double p_any, int32_t *out) {
     ns_rng r;
-    stream_seed(&r, m->seed, STREAM_FEATURES, (uint64_t)node);
+    ns_rng_seed_stream(&r, m->seed, STREAM_FEATURES, (uint64_t)node);
     skipper a, b;
     skipper_init(&a, p_topic, topic_len);
     skipper_init(&b, p_any, m->features);
@@ -254,7 +250,7 @@ static int bernoulli_features(ns_graph *g, const ns_csbm *m, ns_err *err) {
         goto done;
     }
     ns_rng r;
-    stream_seed(&r, m->seed, STREAM_TOPICS, 0);
+    ns_rng_seed_stream(&r, m->seed, STREAM_TOPICS, 0);
     for (int64_t k = 0; k < d; k++) perm[k] = k;
     ns_rng_shuffle(&r, perm, d);
     for (int64_t k = 0; k < d; k++) tfirst[k % c + 1]++;
@@ -325,62 +321,4 @@ double ns_graph_edge_homophily(const ns_graph *g) {
         }
     }
     return counted ? (double)same / (double)counted : -1;
-}
-
-// --- the split ----------------------------------------------------------------
-int ns_planetoid_split(ns_graph *g, int64_t train_per_class, int64_t val, int64_t test, uint64_t seed,
-                       ns_err *err) {
-    if (!g->labels) return ns_errf(err, "a split needs labels (the graph has none)");
-    if (train_per_class < 0 || val < 0 || test < 0)
-        return ns_errf(err, "split sizes %lld per class, %lld, %lld: need counts >= 0", (long long)train_per_class,
-                       (long long)val, (long long)test);
-    int64_t n = g->nodes;
-    int64_t *perm = malloc((size_t)n * sizeof *perm), *taken = calloc((size_t)g->classes + 1, sizeof *taken);
-    uint8_t *masks[NS_SPLIT_COUNT];
-    for (int s = 0; s < NS_SPLIT_COUNT; s++) masks[s] = calloc((size_t)n, 1);
-    int rc = 0;
-    if (!perm || !taken || !masks[0] || !masks[1] || !masks[2]) {
-        rc = ns_errf(err, "out of memory (%lld nodes)", (long long)n);
-        goto done;
-    }
-    ns_rng r;
-    stream_seed(&r, seed, STREAM_SPLIT, 0);
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    ns_rng_shuffle(&r, perm, n);
-    int64_t labelled = 0, trained = 0;
-    for (int64_t k = 0; k < n; k++) {
-        int32_t y = g->labels[perm[k]];
-        if (y < 0) continue;
-        labelled++;
-        if (taken[y] < train_per_class) {
-            taken[y]++;
-            trained++;
-            masks[NS_SPLIT_TRAIN][perm[k]] = 1;
-        }
-    }
-    if (labelled - trained < val + test) {
-        rc = ns_errf(err, "%lld labelled nodes: %lld train, then %lld val and %lld test do not fit",
-                     (long long)labelled, (long long)trained, (long long)val, (long long)test);
-        goto done;
-    }
-    int64_t want[2] = {val, test};
-    int split = 0;
-    for (int64_t k = 0; k < n && split < 2; k++) {
-        int64_t i = perm[k];
-        if (g->labels[i] < 0 || masks[NS_SPLIT_TRAIN][i]) continue;
-        while (split < 2 && want[split] == 0) split++;
-        if (split == 2) break;
-        masks[NS_SPLIT_VAL + split][i] = 1;
-        want[split]--;
-    }
-    for (int s = 0; s < NS_SPLIT_COUNT; s++) {
-        free(g->masks[s]);
-        g->masks[s] = masks[s];
-        masks[s] = NULL;
-    }
-done:
-    for (int s = 0; s < NS_SPLIT_COUNT; s++) free(masks[s]);
-    free(perm);
-    free(taken);
-    return rc;
 }

@@ -1,8 +1,6 @@
 // csbm.h: synthetic graphs from a contextual stochastic block model (CSBM),
 // the fallback data set of SimGC's scale tests (SimGC,
-// arXiv:2403.14951), and the Planetoid split (k labelled nodes per class for
-// training, then fixed numbers for validation and test) that graph-gen and
-// graph-knn both draw.
+// arXiv:2403.14951). graph-gen gives them Planetoid's split (graphdata.h).
 //
 // The model, with N nodes, C classes and D features:
 //   labels    balanced: class sizes differ by at most one, nodes in a seeded
@@ -25,7 +23,7 @@
 // inside its class), with s = N / C: p_in = h d / (s - 1) and
 // p_out = (1 - h) d / (N - s).
 //
-// Randomness: one seed; labels, edges, features and the split each draw from
+// Randomness: one seed; labels, edges and features each draw from
 // their own stream derived from it (features per node), so the same
 // parameters give the same graph on every machine and at any thread count.
 #ifndef NS_CSBM_H
@@ -66,14 +64,5 @@ int ns_csbm_generate(ns_graph *g, const ns_csbm *m, ns_err *err);
 // adjacency entries whose two ends share a label (entries touching an
 // unlabelled node are not counted). -1 when there are none.
 double ns_graph_edge_homophily(const ns_graph *g);
-
-// Planetoid's split, drawn with its own seed: train_per_class labelled nodes
-// of every class for training (all of a class when it has fewer), then val
-// and test nodes from the rest of the labelled nodes, in a seeded random
-// order. Replaces any split g had. Fails when the labelled nodes are too few
-// for val and test after training takes its share (the message gives the
-// counts).
-int ns_planetoid_split(ns_graph *g, int64_t train_per_class, int64_t val, int64_t test,
-                       uint64_t seed, ns_err *err);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/blas.h"
+#include "base/blocks.h"
 #include "base/report.h"
 #include "nn/ops.h"
 #include "nn/optim.h"
@@ -179,52 +180,52 @@ void ns_gnn_zero_grad(ns_gnn *m) { memset(m->grad, 0, (size_t)m->numel * sizeof 
 // ----------------------------------------------------------------------------
 // contexts
 
-// Activations are carved out of one block: a first pass (base NULL) counts
-// floats, the second points the buffers into the allocation.
-typedef struct carve {
-    float *base;
-    int64_t used;
-} carve;
+// The activation buffers a model and its options use, listed for one block
+// (base/blocks.h); those not needed are left NULL.
+typedef struct buffer_list {
+    ns_block_item items[3 * NS_GNN_MAX_LAYERS + 9];
+    int n;
+} buffer_list;
 
-static float *take(carve *cv, int64_t floats) {
-    float *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += (floats + 15) / 16 * 16;
-    return p;
+// Lists *ptr (a float* or uint8_t*) for count elements of size bytes when
+// needed, else sets it to NULL.
+static void need(buffer_list *b, int needed, void *ptr, int64_t count, size_t size) {
+    void **p = ptr;
+    *p = NULL;
+    if (needed) b->items[b->n++] = (ns_block_item){p, count, size};
 }
 
-static void layout(ns_gnn_ctx *c, const ns_gnn *m, carve *cv) {
+static void list_buffers(ns_gnn_ctx *c, const ns_gnn *m, buffer_list *b) {
+    const size_t f = sizeof(float);
     int64_t N = c->N, maxout = 0;
     for (int l = 0; l < m->nlayers; l++) {
         const ns_gnn_layer *L = &m->layers[l];
         maxout = L->out > maxout ? L->out : maxout;
-        c->t[l] = L->kind != NS_GNN_LAYER_LINEAR ? take(cv, N * L->out) : NULL;
-        c->tr[l] = L->kind == NS_GNN_LAYER_SAGE ? take(cv, N * L->out) : NULL;
-        c->z[l] = take(cv, N * L->out);
+        need(b, L->kind != NS_GNN_LAYER_LINEAR, &c->t[l], N * L->out, f);
+        need(b, L->kind == NS_GNN_LAYER_SAGE, &c->tr[l], N * L->out, f);
+        need(b, 1, &c->z[l], N * L->out, f);
     }
     int64_t H = m->layers[0].out; // the hidden width (sgc: C, unused)
-    c->wt = c->sparse ? take(cv, c->D * H) : NULL;
+    need(b, c->sparse, &c->wt, c->D * H, f);
     int hidden = m->nlayers == 2, dropout = hidden && m->cfg.dropout > 0;
-    c->h1d = dropout ? take(cv, N * H) : NULL;
-    c->mask = dropout ? (uint8_t *)take(cv, (N * H + 3) / 4) : NULL;
+    need(b, dropout, &c->h1d, N * H, f);
+    need(b, dropout, &c->mask, N * H, sizeof(uint8_t));
     if (!c->grad) return;
-    c->dt = take(cv, N * maxout);
-    c->dh[0] = hidden ? take(cv, N * H) : NULL;
-    c->dh[1] = hidden ? take(cv, N * H) : NULL;
-    c->dwt = c->sparse ? take(cv, c->D * H) : NULL;
+    need(b, 1, &c->dt, N * maxout, f);
+    need(b, hidden, &c->dh[0], N * H, f);
+    need(b, hidden, &c->dh[1], N * H, f);
+    need(b, c->sparse, &c->dwt, c->D * H, f);
     int sgc_dx = c->input_grad && m->cfg.kind == NS_GNN_SGC;
-    c->dxs = sgc_dx ? take(cv, N * c->D) : NULL;
-    c->dxt = sgc_dx ? take(cv, N * c->D) : NULL;
+    need(b, sgc_dx, &c->dxs, N * c->D, f);
+    need(b, sgc_dx, &c->dxt, N * c->D, f);
 }
 
-// Sizes the buffers with a dry run of layout, allocates one block, then
-// points them into it. -1 when out of memory.
+// One block for the buffers list_buffers names. -1 when out of memory.
 static int alloc_layout(ns_gnn_ctx *c, const ns_gnn *m) {
-    carve cv = {NULL, 0};
-    layout(c, m, &cv);
-    if (!(c->block = ns_aligned_alloc((size_t)cv.used * sizeof(float)))) return -1;
-    cv = (carve){c->block, 0};
-    layout(c, m, &cv);
-    return 0;
+    buffer_list b = {.n = 0};
+    list_buffers(c, m, &b);
+    ns_err err;
+    return (c->block = ns_block_alloc(b.items, b.n, &err)) ? 0 : -1;
 }
 
 // Non-zero features of g.

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
+
 const char *const ns_split_names[NS_SPLIT_COUNT] = {"train", "val", "test"};
 
 #define SOURCE_MAX 4096 // bytes of graph.source
@@ -479,4 +481,63 @@ int ns_graph_dense_features(const ns_graph *g, float **out, ns_err *err) {
     else memcpy(x, g->features, n * sizeof *x);
     *out = x;
     return 0;
+}
+
+// --- the Planetoid split ------------------------------------------------------
+
+int ns_planetoid_split(ns_graph *g, int64_t train_per_class, int64_t val, int64_t test, uint64_t seed,
+                       ns_err *err) {
+    if (!g->labels) return ns_errf(err, "a split needs labels (the graph has none)");
+    if (train_per_class < 0 || val < 0 || test < 0)
+        return ns_errf(err, "split sizes %lld per class, %lld, %lld: need counts >= 0", (long long)train_per_class,
+                       (long long)val, (long long)test);
+    int64_t n = g->nodes;
+    int64_t *perm = malloc((size_t)n * sizeof *perm), *taken = calloc((size_t)g->classes + 1, sizeof *taken);
+    uint8_t *masks[NS_SPLIT_COUNT];
+    for (int s = 0; s < NS_SPLIT_COUNT; s++) masks[s] = calloc((size_t)n, 1);
+    int rc = 0;
+    if (!perm || !taken || !masks[0] || !masks[1] || !masks[2]) {
+        rc = ns_errf(err, "out of memory (%lld nodes)", (long long)n);
+        goto done;
+    }
+    ns_rng r;
+    ns_rng_seed_stream(&r, seed, NS_PLANETOID_STREAM, 0);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    ns_rng_shuffle(&r, perm, n);
+    int64_t labelled = 0, trained = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int32_t y = g->labels[perm[k]];
+        if (y < 0) continue;
+        labelled++;
+        if (taken[y] < train_per_class) {
+            taken[y]++;
+            trained++;
+            masks[NS_SPLIT_TRAIN][perm[k]] = 1;
+        }
+    }
+    if (labelled - trained < val + test) {
+        rc = ns_errf(err, "%lld labelled nodes: %lld train, then %lld val and %lld test do not fit",
+                     (long long)labelled, (long long)trained, (long long)val, (long long)test);
+        goto done;
+    }
+    int64_t want[2] = {val, test};
+    int split = 0;
+    for (int64_t k = 0; k < n && split < 2; k++) {
+        int64_t i = perm[k];
+        if (g->labels[i] < 0 || masks[NS_SPLIT_TRAIN][i]) continue;
+        while (split < 2 && want[split] == 0) split++;
+        if (split == 2) break;
+        masks[NS_SPLIT_VAL + split][i] = 1;
+        want[split]--;
+    }
+    for (int s = 0; s < NS_SPLIT_COUNT; s++) {
+        free(g->masks[s]);
+        g->masks[s] = masks[s];
+        masks[s] = NULL;
+    }
+done:
+    for (int s = 0; s < NS_SPLIT_COUNT; s++) free(masks[s]);
+    free(perm);
+    free(taken);
+    return rc;
 }

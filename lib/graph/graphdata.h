@@ -80,4 +80,36 @@ int ns_graph_dense_features(const ns_graph *g, float **out, ns_err *err);
 // Nodes in a split (0 when the mask is absent).
 int64_t ns_graph_split_size(const ns_graph *g, int split);
 
+// Planetoid's split, drawn with its own seed: train_per_class labelled nodes
+// of every class for training (all of a class when it has fewer), then val
+// and test nodes from the rest of the labelled nodes, in a seeded random
+// order. Replaces any split g had. Fails when the labelled nodes are too few
+// for val and test after training takes its share (the message gives the
+// counts).
+int ns_planetoid_split(ns_graph *g, int64_t train_per_class, int64_t val, int64_t test,
+                       uint64_t seed, ns_err *err);
+
+// The split's stream of its seed (ns_rng_seed_stream), numbered after
+// csbm.c's five: graph-gen's one seed gives a split independent of its graph.
+#define NS_PLANETOID_STREAM 6
+
+// Planetoid's sizes, and the four options that set them and the seed, for a
+// program's option table (cli/cli.h's ns_opt): tpc, val and test point to
+// int64_t sizes, seed to the int64_t seed; what names what is split
+// ("nodes", "samples"), seed_help is --seed's help line.
+#define NS_PLANETOID_TRAIN_PER_CLASS 20
+#define NS_PLANETOID_VAL 500
+#define NS_PLANETOID_TEST 1000
+#define NS_PLANETOID_TEXT_(x) #x
+#define NS_PLANETOID_TEXT(x) NS_PLANETOID_TEXT_(x)
+#define NS_PLANETOID_OPTIONS(tpc, val, test, seed, what, seed_help)                                     \
+    {"train-per-class", 0, NS_OPT_I64, tpc, "K",                                                        \
+     "training " what " per class (default " NS_PLANETOID_TEXT(NS_PLANETOID_TRAIN_PER_CLASS) ")", 0,    \
+     2147483647.0},                                                                                     \
+    {"val", 0, NS_OPT_I64, val, "N", "validation " what " (default " NS_PLANETOID_TEXT(NS_PLANETOID_VAL) ")", \
+     0, 2147483647.0},                                                                                  \
+    {"test", 0, NS_OPT_I64, test, "N", "test " what " (default " NS_PLANETOID_TEXT(NS_PLANETOID_TEST) ")", 0, \
+     2147483647.0},                                                                                     \
+    {"seed", 0, NS_OPT_I64, seed, "S", seed_help, 0, 1e18}
+
 #endif

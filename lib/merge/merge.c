@@ -76,6 +76,16 @@ int ns_merge_check_compatible(ns_model *const *models, const char *const *names,
     return 0;
 }
 
+int ns_merge_check_groups(const ns_chgroups *g, const ns_model *m, ns_err *err) {
+    for (int p = 0; p < g->ngroups; p++)
+        for (int k = 0; k < g->groups[p].nmembers; k++) {
+            const ns_chmember *mb = &g->groups[p].members[k];
+            if (!g->groups[p].fixed && mb->conv_groups > 1 && mb->role == NS_CH_IN)
+                return ns_errf(err, "grouped convolutions are not supported yet (%s)", m->nodes[mb->node].name);
+        }
+    return 0;
+}
+
 int ns_merge_concat_head(ns_model *out, ns_model *const *models, int n, ns_merge_state *s,
                          ns_err *err) {
     int h = out->output;

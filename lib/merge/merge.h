@@ -40,9 +40,9 @@
 // ---------------------------------------------------------------------------
 // Correlation of features (merge_stats.c)
 
-// out (n, n) += x x^T for x (n, k) row-major: the gemm tile (blas.h) on
-// panels of 256 steps of k, each tile's float sum added into double. Single-
-// threaded: for the few rows and very many columns of statistics (BLIS's
+// out (n, n) += x x^T for x (n, k) row-major: ns_sgemm_serial (blas.h) on
+// blocks of NS_SGEMM_SERIAL_KBLOCK (256) steps of k, each block's float
+// product added into double. Single-threaded: for the few rows and very many columns of statistics (BLIS's
 // threads spin idle on such shapes: 4x slower on 2 busy cores).
 int ns_merge_gram(const float *x, int64_t n, int64_t k, double *out, ns_err *err);
 
@@ -189,6 +189,11 @@ void ns_merge_report_free(ns_merge_report *r);
 // names the first difference.
 int ns_merge_check_compatible(ns_model *const *models, const char *const *names, int n,
                               int allow_head, ns_err *err);
+
+// Checks that m's channel groups g can be permuted: refuses a free group read
+// by a grouped convolution (its input channels are tied to their conv group;
+// not supported yet), naming the convolution.
+int ns_merge_check_groups(const ns_chgroups *g, const ns_model *m, ns_err *err);
 
 // Prepares out (a copy of models[0]) for concatenated task heads: the output
 // linear gets sum of the models' classes (its tensors zeroed), the class names

@@ -16,46 +16,18 @@
 #include "base/report.h"
 #include "nn/engine.h"
 
-#define GRAM_KBLOCK 256 // steps of k packed at once (the panels stay in cache)
-
 int ns_merge_gram(const float *x, int64_t n, int64_t k, double *out, ns_err *err) {
-    int64_t R = ns_tile_rows(), Q = ns_tile_cols();
-    int64_t nr = (n + R - 1) / R, nq = (n + Q - 1) / Q;
-    float *p = ns_aligned_alloc((size_t)(nr * R * GRAM_KBLOCK) * sizeof *p);
-    float *q = ns_aligned_alloc((size_t)(nq * Q * GRAM_KBLOCK) * sizeof *q);
-    float *tile = ns_aligned_alloc((size_t)(R * Q) * sizeof *tile);
-    if (!p || !q || !tile) {
-        free(p);
-        free(q);
-        free(tile);
-        return ns_errf(err, "out of memory for a %lld x %lld product", (long long)n, (long long)n);
+    float *block = ns_aligned_alloc((size_t)(n * n) * sizeof *block);
+    if (!block) return ns_errf(err, "out of memory for a %lld x %lld product", (long long)n, (long long)n);
+    for (int64_t k0 = 0; k0 < k; k0 += NS_SGEMM_SERIAL_KBLOCK) {
+        int64_t kb = k - k0 < NS_SGEMM_SERIAL_KBLOCK ? k - k0 : NS_SGEMM_SERIAL_KBLOCK;
+        if (ns_sgemm_serial(0, 1, n, n, kb, 1.0f, x + k0, k, x + k0, k, 0.0f, block, n, err) < 0) {
+            free(block);
+            return -1;
+        }
+        for (int64_t i = 0; i < n * n; i++) out[i] += block[i];
     }
-    for (int64_t k0 = 0; k0 < k; k0 += GRAM_KBLOCK) {
-        int64_t kb = k - k0 < GRAM_KBLOCK ? k - k0 : GRAM_KBLOCK;
-        // panels: p[b][t][i] = x[b*R + i][k0 + t] (zero past n), q likewise
-        for (int64_t b = 0; b < nr; b++)
-            for (int64_t i = 0; i < R; i++) {
-                int64_t row = b * R + i;
-                float *dst = p + b * R * kb + i;
-                for (int64_t t = 0; t < kb; t++) dst[t * R] = row < n ? x[row * k + k0 + t] : 0.0f;
-            }
-        for (int64_t b = 0; b < nq; b++)
-            for (int64_t j = 0; j < Q; j++) {
-                int64_t row = b * Q + j;
-                float *dst = q + b * Q * kb + j;
-                for (int64_t t = 0; t < kb; t++) dst[t * Q] = row < n ? x[row * k + k0 + t] : 0.0f;
-            }
-        for (int64_t bi = 0; bi < nr; bi++)
-            for (int64_t bj = 0; bj < nq; bj++) {
-                ns_tile_gemm(kb, p + bi * R * kb, q + bj * Q * kb, 0.0f, tile, R);
-                for (int64_t j = 0; j < Q && bj * Q + j < n; j++)
-                    for (int64_t i = 0; i < R && bi * R + i < n; i++)
-                        out[(bi * R + i) * n + bj * Q + j] += tile[i + j * R];
-            }
-    }
-    free(p);
-    free(q);
-    free(tile);
+    free(block);
     return 0;
 }
 

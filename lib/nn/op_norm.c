@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn/plane_epilogue.h"
+
 #define OMP_MIN 32768
 
 // ----------------------------------------------------------------------------
@@ -267,50 +269,17 @@ void ns_batchnorm_forward(float *out, float *mean, float *rstd, float *running_m
     bn_apply(out, inp, mean, rstd, weight, bias, N, C, S);
 }
 
-enum { AP_BN = 1, AP_RES = 2, AP_SUM = 4, AP_RELU = 8 };
-
-// One plane of the elementwise pass; the flags are constants after inlining.
-// The arithmetic is bn_apply's, ns_add_forward's and ns_relu_forward's.
-__attribute__((always_inline)) static inline void apply_plane(const int f, float *restrict o,
-                                                              float *restrict bo,
-                                                              float *restrict so,
-                                                              const float *restrict x,
-                                                              const float *restrict r,
-                                                              float scale, float shift,
-                                                              int64_t S) {
-#pragma omp simd
-    for (int64_t i = 0; i < S; i++) {
-        float y = x[i] * scale + shift;
-        if (f & AP_BN) bo[i] = y;
-        if (f & AP_RES) {
-            y = y + r[i];
-            if (f & AP_SUM) so[i] = y;
-        }
-        if (f & AP_RELU) y = y > 0.0f ? y : 0.0f;
-        o[i] = y;
-    }
-}
-
-#define AP_CASE(f)                                                                             \
-    case f:                                                                                    \
-        apply_plane(f, o, bo, so, x, r, scale_c[c], shift_c[c], S);                            \
-        break;
-
 void ns_batchnorm_apply(float *out, float *bn_out, float *sum_out, const float *inp,
                         const float *scale_c, const float *shift_c, const float *residual,
                         int relu, int64_t N, int64_t C, int64_t S) {
-    const int f = (bn_out ? AP_BN : 0) | (residual ? AP_RES | (sum_out ? AP_SUM : 0) : 0) |
-                  (relu ? AP_RELU : 0);
+    const int f = NS_EPI_SCALE | (bn_out ? NS_EPI_AOUT : 0) |
+                  (residual ? NS_EPI_RES | (sum_out ? NS_EPI_ROUT : 0) : 0) | (relu ? NS_EPI_RELU : 0);
 #pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
     for (int64_t p = 0; p < N * C; p++) {
         const int64_t c = p % C;
-        const float *x = inp + p * S, *r = residual ? residual + p * S : NULL;
-        float *o = out + p * S, *bo = bn_out ? bn_out + p * S : NULL;
-        float *so = sum_out ? sum_out + p * S : NULL;
-        switch (f) {
-            AP_CASE(0) AP_CASE(1) AP_CASE(2) AP_CASE(3) AP_CASE(6) AP_CASE(7)
-            AP_CASE(8) AP_CASE(9) AP_CASE(10) AP_CASE(11) AP_CASE(14) AP_CASE(15)
-        }
+        ns_epilogue_plane(f, out + p * S, inp + p * S, S, scale_c[c], shift_c[c],
+                          residual ? residual + p * S : NULL, bn_out ? bn_out + p * S : NULL,
+                          sum_out ? sum_out + p * S : NULL);
     }
 }
 

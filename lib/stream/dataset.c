@@ -1,6 +1,6 @@
 // dataset.c: owns opening datasets (ImageFolder directories, tar/zip/... archives,
-// IDX files, plain or compressed) into one random-access list of samples, and
-// writing deterministic image archives. The IDX format itself is in idx.c.
+// IDX files, plain or compressed) into one random-access list of samples. The
+// IDX format itself is in idx.c, writing image archives in archive_write.c.
 //
 // Decisions made here:
 //   - Input is recognised by content through libarchive: the archive formats
@@ -78,13 +78,12 @@ typedef struct src {
     size_t len;
 } src;
 
-static const char *aerr(struct archive *a) {
+const char *ns_archive_error(struct archive *a) {
     const char *s = archive_error_string(a);
     return s ? s : "unknown libarchive error";
 }
 
-// Copies s into buf with control bytes shown as '?', so messages stay one line.
-static const char *printable(const char *s, char *buf, size_t n) {
+const char *ns_printable(const char *s, char *buf, size_t n) {
     size_t i = 0;
     for (; s[i] && i + 1 < n; i++)
         buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
@@ -168,7 +167,7 @@ static ns_dataset *ds_from_list(sample_list *l, const char *path, const char *ki
         if (i > 0 && strcmp(l->v[i].name, l->v[i - 1].name) == 0) {
             char buf[256];
             ns_errf(err, "%s: duplicate entry '%s'", path,
-                    printable(l->v[i].name, buf, sizeof buf));
+                    ns_printable(l->v[i].name, buf, sizeof buf));
             list_free(l);
             return NULL;
         }
@@ -201,9 +200,7 @@ static ns_dataset *ds_from_list(sample_list *l, const char *path, const char *ki
 
 // --- entry paths --------------------------------------------------------------
 
-// Checks an archive entry path and skips leading "./". Returns 0 with *out set,
-// 1 for the root entry ("." or "./"), -1 for an unsafe or absurd path.
-static int clean_path(const char *p, const char **out) {
+int ns_archive_clean_path(const char *p, const char **out) {
     while (p[0] == '.' && p[1] == '/') p += 2;
     if (p[0] == '\0' || strcmp(p, ".") == 0) return 1;
     if (strlen(p) > NS_MAX_PATH || p[0] == '/') return -1;
@@ -286,7 +283,7 @@ static int read_entry(struct archive *a, struct archive_entry *e, uint64_t room,
         la_ssize_t r = archive_read_data(a, dst, have < cap ? cap - have : sizeof probe);
         if (r < 0) {
             free(buf);
-            return ns_errf(err, "%s: %s", where, aerr(a));
+            return ns_errf(err, "%s: %s", where, ns_archive_error(a));
         }
         if (r == 0) break;
         if (dst == probe) {
@@ -317,16 +314,16 @@ static int take_entry(struct archive *a, struct archive_entry *e, sample_list *l
     const char *raw = archive_entry_pathname(e), *p = NULL;
     char shown[256];
     if (!raw) return ns_errf(err, "%s: an entry has an unreadable name", path);
-    int r = clean_path(raw, &p);
+    int r = ns_archive_clean_path(raw, &p);
     if (r < 0)
         return ns_errf(err, "%s: unsafe entry path '%s'", path,
-                       printable(raw, shown, sizeof shown));
+                       ns_printable(raw, shown, sizeof shown));
     if (r > 0 || archive_entry_filetype(e) != AE_IFREG || !is_png_entry(p)) return 0;
     if (archive_entry_hardlink(e))
         return ns_errf(err, "%s: '%s' is a hard link, which is not supported", path,
-                       printable(p, shown, sizeof shown));
+                       ns_printable(p, shown, sizeof shown));
     char where[600];
-    snprintf(where, sizeof where, "%s: %s", path, printable(p, shown, sizeof shown));
+    snprintf(where, sizeof where, "%s: %s", path, ns_printable(p, shown, sizeof shown));
     uint64_t room = max_bytes > l->bytes ? max_bytes - l->bytes : 0;
     unsigned char *png = NULL;
     size_t len = 0;
@@ -364,7 +361,7 @@ static ns_dataset *archive_dataset(struct archive *a, struct archive_entry *e, c
         int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF) break;
         if (r < ARCHIVE_WARN) {
-            ns_errf(err, "%s: %s", path, aerr(a));
+            ns_errf(err, "%s: %s", path, ns_archive_error(a));
             goto fail;
         }
     }
@@ -404,7 +401,7 @@ static struct archive *reader_open(const src *s, ns_err *err) {
     int r = s->mem ? archive_read_open_memory(a, s->mem, s->len)
                    : archive_read_open_filename(a, s->path, 1 << 16);
     if (r != ARCHIVE_OK) {
-        ns_errf(err, "%s: %s", s->path, aerr(a));
+        ns_errf(err, "%s: %s", s->path, ns_archive_error(a));
         archive_read_free(a);
         return NULL;
     }
@@ -421,7 +418,7 @@ static struct archive *reader_first(const src *s, struct archive_entry **e, ns_e
         if (r == ARCHIVE_EOF)
             ns_errf(err, "%s: empty archive (no entries)", s->path);
         else
-            ns_errf(err, "%s: %s", s->path, aerr(a));
+            ns_errf(err, "%s: %s", s->path, ns_archive_error(a));
         archive_read_free(a);
         return NULL;
     }
@@ -717,106 +714,4 @@ int ns_dataset_get(ns_dataset *ds, int64_t i, ns_image *img, int *label, ns_err 
     }
     if (ns_png_decode(s->png, s->len, img, err) == 0) return 0;
     return ns_err_prefix(err, "%s: %s", ds->path, s->name);
-}
-
-// --- writing archives ---------------------------------------------------------------
-
-struct ns_archive_writer {
-    struct archive *a;
-    FILE *f;
-};
-
-static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t n) {
-    ns_archive_writer *aw = client;
-    errno = 0;
-    if (fwrite(buf, 1, n, aw->f) != n) {
-        int e = errno ? errno : EIO;
-        archive_set_error(a, e, "write failed: %s", strerror(e));
-        return -1;
-    }
-    return (la_ssize_t)n;
-}
-
-// Sets up format and filters; 0 on success.
-static int writer_setup(struct archive *a, const char *format) {
-    if (strcmp(format, "tar") == 0) return archive_write_set_format_pax_restricted(a);
-    if (strcmp(format, "zip") == 0) return archive_write_set_format_zip(a);
-    if (strcmp(format, "tar.gz") != 0) return -1;
-    if (archive_write_set_format_pax_restricted(a) || archive_write_add_filter_gzip(a)) return -1;
-    // No timestamp in the gzip header, so the bytes depend on content only.
-    return archive_write_set_filter_option(a, "gzip", "timestamp", NULL);
-}
-
-ns_archive_writer *ns_archive_writer_open(FILE *f, const char *format, ns_err *err) {
-    if (!format || (strcmp(format, "tar") && strcmp(format, "tar.gz") && strcmp(format, "zip"))) {
-        ns_errf(err, "unknown archive format '%s' (tar, tar.gz or zip)", format ? format : "");
-        return NULL;
-    }
-    ns_archive_writer *aw = calloc(1, sizeof *aw);
-    if (!aw || !(aw->a = archive_write_new())) {
-        free(aw);
-        ns_errf(err, "archive writer: out of memory");
-        return NULL;
-    }
-    aw->f = f;
-    // No padding of the output to 10240 bytes: it would trail a gzip stream or a
-    // zip's central directory with zeros. A tar still ends with its two zero blocks.
-    if (writer_setup(aw->a, format) != ARCHIVE_OK ||
-        archive_write_set_bytes_in_last_block(aw->a, 1) != ARCHIVE_OK ||
-        archive_write_open(aw->a, aw, NULL, write_cb, NULL) != ARCHIVE_OK) {
-        ns_errf(err, "%s archive writer: %s", format, aerr(aw->a));
-        archive_write_free(aw->a);
-        free(aw);
-        return NULL;
-    }
-    return aw;
-}
-
-int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data, size_t len,
-                   ns_err *err) {
-    const char *p;
-    char shown[256];
-    if (!path || clean_path(path, &p) != 0 || p != path || path[strlen(path) - 1] == '/')
-        return ns_errf(err, "archive entry path '%s' is not a plain relative file path",
-                       path ? printable(path, shown, sizeof shown) : "");
-    struct archive_entry *e = archive_entry_new();
-    if (!e) return ns_errf(err, "%s: out of memory", path);
-    archive_entry_copy_pathname(e, path);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, (la_int64_t)len);
-    archive_entry_set_mtime(e, 0, 0);
-    archive_entry_set_uid(e, 0);
-    archive_entry_set_gid(e, 0);
-    archive_entry_copy_uname(e, "");
-    archive_entry_copy_gname(e, "");
-    int r = archive_write_header(aw->a, e);
-    archive_entry_free(e);
-    if (r < ARCHIVE_WARN) return ns_errf(err, "%s: %s", path, aerr(aw->a));
-    for (size_t done = 0; done < len;) {
-        la_ssize_t w = archive_write_data(aw->a, (const char *)data + done, len - done);
-        if (w <= 0) return ns_errf(err, "%s: %s", path, aerr(aw->a));
-        done += (size_t)w;
-    }
-    return 0;
-}
-
-void ns_archive_writer_abort(ns_archive_writer *aw) {
-    if (!aw) return;
-    archive_write_fail(aw->a);
-    archive_write_free(aw->a);
-    free(aw);
-}
-
-int ns_archive_writer_close(ns_archive_writer *aw, ns_err *err) {
-    if (!aw) return 0;
-    int rc = 0;
-    // libarchive ignores a close callback's result, so flush and check here.
-    if (archive_write_close(aw->a) != ARCHIVE_OK)
-        rc = ns_errf(err, "finishing archive: %s", aerr(aw->a));
-    else if ((errno = 0, fflush(aw->f) != 0) || ferror(aw->f))
-        rc = ns_errf(err, "finishing archive: write failed: %s", strerror(errno ? errno : EIO));
-    archive_write_free(aw->a);
-    free(aw);
-    return rc;
 }

@@ -74,8 +74,18 @@ int ns_archive_writer_close(ns_archive_writer *aw, ns_err *err);
 // a failed run leaves output that no reader mistakes for a complete archive.
 void ns_archive_writer_abort(ns_archive_writer *aw);
 
-// --- internal to lib/: the IDX format (idx.c), used by dataset.c -------------
+// --- internal to lib/: shared by dataset.c, idx.c and archive_write.c --------
 struct archive;
+// libarchive's message for a's last error, or "unknown libarchive error".
+const char *ns_archive_error(struct archive *a);
+// Copies s into buf (n bytes) with control bytes shown as '?', so messages
+// stay one line; returns buf.
+const char *ns_printable(const char *s, char *buf, size_t n);
+// Checks an archive entry path and skips leading "./". Returns 0 with *out
+// set, 1 for the root entry ("." or "./"), -1 for an unsafe or absurd path.
+int ns_archive_clean_path(const char *p, const char **out);
+
+// The IDX format (idx.c), used by dataset.c:
 #define NS_IDX_IMAGES 0x00000803u // unsigned byte, dims (N, H, W)
 #define NS_IDX_LABELS 0x00000801u // unsigned byte, dims (N)
 #define NS_IDX_MAX_DIMS 3

@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *aerr(struct archive *a) {
-    const char *s = archive_error_string(a);
-    return s ? s : "unknown libarchive error";
-}
-
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -36,7 +31,7 @@ static int64_t read_full(struct archive *a, void *buf, size_t n) {
 int ns_idx_magic(struct archive *a, const char *path, uint32_t *magic, ns_err *err) {
     unsigned char b[4];
     int64_t got = read_full(a, b, 4);
-    if (got < 0) return ns_errf(err, "%s: %s", path, aerr(a));
+    if (got < 0) return ns_errf(err, "%s: %s", path, ns_archive_error(a));
     if (got == 4 && memcmp(b, "\x89PNG", 4) == 0)
         return ns_errf(err,
                        "%s: a single PNG image is not a dataset (use a directory "
@@ -59,7 +54,7 @@ static int read_dims(struct archive *a, const char *path, int ndim, uint32_t *di
                      size_t shape_len, ns_err *err) {
     unsigned char b[4 * NS_IDX_MAX_DIMS];
     int64_t got = read_full(a, b, 4 * (size_t)ndim);
-    if (got < 0) return ns_errf(err, "%s: %s", path, aerr(a));
+    if (got < 0) return ns_errf(err, "%s: %s", path, ns_archive_error(a));
     if (got < 4 * ndim) return ns_errf(err, "%s: truncated IDX header", path);
     size_t used = 0;
     for (int i = 0; i < ndim; i++) {
@@ -125,7 +120,7 @@ int ns_idx_read(struct archive *a, const char *path, int ndim, uint32_t *dims, u
     if (have >= 0 && (uint64_t)have == total) extra = count_rest(a);
     if (have < 0 || extra < 0) {
         free(buf);
-        return ns_errf(err, "%s: %s", path, aerr(a));
+        return ns_errf(err, "%s: %s", path, ns_archive_error(a));
     }
     if ((uint64_t)have < total || extra > 0) {
         free(buf);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cav/asr.h"
+#include "cav/cav_io.h"
 #include "check.h"
 #include "base/rng.h"
 #include "stream/tns.h"
@@ -257,32 +258,32 @@ static void test_cav_stream(void) {
     close(fd);
     const char *c2[] = {"a", "b"}, *mm[] = {"m1", "m1"}, *ll[] = {"fc.in", "fc.in"};
     const int64_t w4[] = {4, 4};
-    ns_asr_cavs c;
+    ns_cavs c;
     ns_err err = {{0}};
     write_cavs(path, 2, c2, mm, ll, w4);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "fc.in", 4, &err) == 0 && c.m == 2 && c.v[4] == 1.0f &&
-              ns_asr_cavs_find(&c, "b") == 1 && ns_asr_cavs_find(&c, "z") < 0,
+    CHECK(ns_cavs_load(&c, path, "m1", "fc.in", 4, &err) == 0 && c.m == 2 && c.v[4] == 1.0f &&
+              ns_cavs_find(&c, "b") == 1 && ns_cavs_find(&c, "z") < 0,
           "two cavs read");
-    ns_asr_cavs_free(&c);
-    CHECK(ns_asr_cavs_load(&c, path, "m2", "fc.in", 4, &err) < 0 && strstr(err.msg, "model m1"),
+    ns_cavs_free(&c);
+    CHECK(ns_cavs_load(&c, path, "m2", "fc.in", 4, &err) < 0 && strstr(err.msg, "model m1"),
           "another model is refused (%s)", err.msg);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "avgpool", 4, &err) < 0 && strstr(err.msg, "layer fc.in"),
+    CHECK(ns_cavs_load(&c, path, "m1", "avgpool", 4, &err) < 0 && strstr(err.msg, "layer fc.in"),
           "another layer is refused (%s)", err.msg);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "fc.in", 5, &err) < 0 && strstr(err.msg, "4 values for features of 5"),
+    CHECK(ns_cavs_load(&c, path, "m1", "fc.in", 5, &err) < 0 && strstr(err.msg, "4 values for features of 5"),
           "another width is refused (%s)", err.msg);
     const char *dup[] = {"a", "a"};
     write_cavs(path, 2, dup, mm, ll, w4);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "two cavs"),
+    CHECK(ns_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "two cavs"),
           "a repeated concept is refused (%s)", err.msg);
     const char *nom[] = {"m1", NULL};
     write_cavs(path, 2, c2, nom, ll, w4);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "without cav.model"),
+    CHECK(ns_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "without cav.model"),
           "a cav without cav.model is refused (%s)", err.msg);
     write_cavs(path, 2, c2, mm, ll, w4);
-    CHECK(truncate(path, 60) == 0 && ns_asr_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0,
+    CHECK(truncate(path, 60) == 0 && ns_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0,
           "a truncated stream is refused (%s)", err.msg);
     write_cavs(path, 0, c2, mm, ll, w4);
-    CHECK(ns_asr_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "no cav records"),
+    CHECK(ns_cavs_load(&c, path, "m1", "fc.in", 4, &err) < 0 && strstr(err.msg, "no cav records"),
           "an empty stream is refused (%s)", err.msg);
     unlink(path);
 }

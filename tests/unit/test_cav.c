@@ -76,8 +76,10 @@
 #include <string.h>
 
 #include "cav/cav.h"
+#include "cav/cav_concept.h"
 #include "check.h"
 #include "base/rng.h"
+#include "nn/spec.h"
 
 // ----------------------------------------------------------------------------
 // 1. statistics against scipy
@@ -1140,6 +1142,117 @@ static void test_lgcav_api(void) {
     world_free(&w);
 }
 
+// ----------------------------------------------------------------------------
+// cav-fit's steps (cav_concept.h): one concept's CAV from a pool with a
+// concept table, and TCAV scores through a model.
+
+static double cos_e0(const float *v, int64_t d) {
+    double nn = 0;
+    for (int64_t j = 0; j < d; j++) nn += (double)v[j] * v[j];
+    return nn > 0 ? v[0] / sqrt(nn) : 0;
+}
+
+static void test_concept_fit(void) {
+    enum { N = 200, D = 6 };
+    static float f[N * D];
+    static uint8_t has[N * 2];
+    static int64_t row[N];
+    ns_rng rng;
+    ns_rng_seed(&rng, 5);
+    for (int64_t i = 0; i < N; i++) {
+        int in = i % 2 == 0; // column 0: the concept, planted along e0
+        for (int64_t j = 0; j < D; j++) f[i * D + j] = (float)ns_rng_normal(&rng) + (j == 0 && in ? 3.0f : 0.0f);
+        has[(N - 1 - i) * 2] = (uint8_t)in; // the table in another order: row[] maps
+        has[(N - 1 - i) * 2 + 1] = 2;       // column 1: unknown everywhere
+        row[i] = N - 1 - i;
+    }
+    ns_cav_pool pool = {.f = f, .n = N, .d = D, .has = has, .k = 2, .row = row, .g = f, .e = D};
+    ns_cav_job job = {.lgcav = 0, .loss = NS_CAV_HINGE, .positives = 40, .negatives = 30};
+    ns_lgcav_config_default(&job.lg);
+    float v[D], u[D];
+    ns_cav_result o;
+    ns_err err;
+    int rc = ns_cav_fit_concept(v, &o, &pool, &job, "round", 0, NULL, 3, 0, &err);
+    CHECK(rc == 0 && o.np == 40 && o.nn == 30 && strcmp(o.modules, "hinge") == 0 && o.heldout > 0.9 &&
+              cos_e0(v, D) > 0.9,
+          "original CAV from the pool: %lld/%lld rows, held-out %.3f, cos(v, e0) %.3f", (long long)o.np,
+          (long long)o.nn, o.heldout, cos_e0(v, D));
+    float v2[D];
+    ns_cav_result o2;
+    rc = ns_cav_fit_concept(v2, &o2, &pool, &job, "round", 0, NULL, 3, 0, &err);
+    CHECK(rc == 0 && memcmp(v, v2, sizeof v) == 0, "the same seed gives the same CAV");
+    rc = ns_cav_fit_concept(u, &o, &pool, &job, "odd", 1, NULL, 3, 0, &err);
+    CHECK(rc < 0 && strstr(err.msg, "concept odd: 0 positives and 0 negatives"), "no labelled rows: %s",
+          rc < 0 ? err.msg : "fitted");
+    rc = ns_cav_fit_concept(u, &o, &pool, &job, "odd", 1, NULL, 4, 1, &err);
+    CHECK(rc == 0 && o.np == 40 && o.nn == 30 && strcmp(o.modules, "hinge") == 0,
+          "a random CAV (the TCAV null) draws from the whole pool, labelled or not (%lld/%lld rows)",
+          (long long)o.np, (long long)o.nn);
+    // LG-CAV guided by cosines with e0 alone (G = F here, the text is e0)
+    float text[D] = {1, 0, 0, 0, 0, 0};
+    job.lgcav = 1;
+    job.lg.ga = job.lg.dsr = job.lg.cls = 0;
+    job.lg.k_top = job.lg.k_bottom = 40;
+    job.lg.epochs = 1500;
+    rc = ns_cav_fit_concept(u, &o, &pool, &job, "round", 0, NULL, 3, 0, &err);
+    CHECK(rc < 0 && strstr(err.msg, "needs its text embedding"), "LG-CAV without a text is refused");
+    rc = ns_cav_fit_concept(u, &o, &pool, &job, "round", 0, text, 3, 0, &err);
+    CHECK(rc == 0 && strcmp(o.modules, "none") == 0 && o.np == 0 && o.nn == 0 && isnan(o.heldout) &&
+              cos_e0(u, D) > 0.8,
+          "LG-CAV: modules %s, %lld/%lld rows used, cos(v, e0) %.3f", rc == 0 ? o.modules : err.msg,
+          (long long)o.np, (long long)o.nn, cos_e0(u, D));
+}
+
+static void test_tcav(void) {
+    // logits = W h + b on 4 features h: the gradient of logit k at the head's
+    // input (the default probe) is W_k, so TCAV of v on class k is 1 when
+    // W_k . v > 0, else 0
+    const char *spec = "[input]\nshape = 4\n[linear a]\nout = 4\n[relu]\n[linear fc]\nout = 3\n";
+    ns_model m;
+    ns_model_init(&m);
+    ns_err err;
+    int ok = ns_spec_parse(&m, spec, strlen(spec), "tcav", &err) == 0;
+    if (ok) ns_model_init_params(&m, 9);
+    ns_probe probe;
+    ns_engine e;
+    ok = ok && ns_probe_init(&probe, &m, NULL, 0, &err) == 0 && ns_engine_init(&e, &m, 8, 1, &err) == 0;
+    CHECK(ok, "a linear model, its probe and engine (%s)", ok ? "ok" : err.msg);
+    if (!ok) {
+        ns_model_free(&m);
+        return;
+    }
+    for (int t = 0; t < m.ntensors; t++) ns_engine_set_trainable(&e, t, 0, &err);
+    const float *w = m.tensors[m.nodes[m.output].params[0]].t.data; // (3, 4)
+    float x[20 * 4];
+    int32_t y[20];
+    ns_rng rng;
+    ns_rng_seed(&rng, 2);
+    for (int i = 0; i < 20; i++) {
+        y[i] = i % 3;
+        for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)ns_rng_normal(&rng);
+    }
+    ns_samples img = {.x = x, .y = y, .n = 20, .numel = 4};
+    ns_tcav t;
+    ok = ns_tcav_init(&t, &probe, &e, &img, 5, &err) == 0;
+    double s0 = -1, s1 = -1, s01 = -1;
+    float v[4], neg[4];
+    for (int j = 0; j < 4; j++) v[j] = w[j], neg[j] = -w[j]; // v = W_0
+    int64_t c0 = 0, c01[2] = {0, 1};
+    ok = ok && ns_tcav_score(&s0, &t, v, &c0, 1, &err) == 0 && ns_tcav_score(&s1, &t, neg, &c0, 1, &err) == 0 &&
+         ns_tcav_score(&s01, &t, v, c01, 2, &err) == 0;
+    double w01 = 0;
+    for (int j = 0; j < 4; j++) w01 += (double)w[4 + j] * w[j];
+    double want01 = 0.5 * (1.0 + (w01 > 0 ? 1.0 : 0.0));
+    CHECK(ok && s0 == 1.0 && s1 == 0.0 && s01 == want01 && t.ngrads[0] == 5 && t.ngrads[1] == 5,
+          "TCAV of W_0 on class 0: %g, of -W_0: %g, on classes 0 and 1: %g (want %g); %lld gradients of class 0", s0,
+          s1, s01, want01, (long long)t.ngrads[0]);
+    int64_t bad = 3;
+    CHECK(ns_tcav_score(&s0, &t, v, &bad, 1, &err) < 0 && isnan(s0), "a class past the model's is refused");
+    ns_tcav_free(&t);
+    ns_engine_free(&e);
+    ns_model_free(&m);
+}
+
 int main(void) {
     setenv("NETSMITH_THREADS", "1", 0); // small products; leave the cores to others
     test_stats();
@@ -1149,5 +1262,7 @@ int main(void) {
     test_lgcav_api();
     test_benchmark();
     test_dsr_outliers();
+    test_concept_fit();
+    test_tcav();
     return check_done();
 }

@@ -26,7 +26,9 @@
 #include "check.h"
 #include "nn/chgroups.h"
 #include "nn/engine.h"
+#include "nn/spec.h"
 #include "merge/merge.h"
+#include "base/blas.h"
 #include "base/rng.h"
 
 static ns_rng rng;
@@ -89,6 +91,69 @@ static void test_corr(void) {
     ns_corr_acc_free(&acc);
     free(x);
     free(buf);
+}
+
+// The single-threaded gemm under ns_merge_gram, on every op() pair, a k over
+// one block, sizes off the tile grid, alpha and beta: against a double sum.
+static void test_sgemm_serial(void) {
+    const int64_t m = 37, n = 21, k = 300; // k: two blocks of NS_SGEMM_SERIAL_KBLOCK
+    float *a = xmalloc((size_t)(m * k) * sizeof *a), *b = xmalloc((size_t)(k * n) * sizeof *b);
+    float *c = xmalloc((size_t)(m * n) * sizeof *c), *c0 = xmalloc((size_t)(m * n) * sizeof *c0);
+    for (int64_t i = 0; i < m * k; i++) a[i] = (float)ns_rng_normal(&rng);
+    for (int64_t i = 0; i < k * n; i++) b[i] = (float)ns_rng_normal(&rng);
+    for (int64_t i = 0; i < m * n; i++) c0[i] = (float)ns_rng_normal(&rng);
+    ns_err err;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int with_beta = 0; with_beta < 2; with_beta++) {
+                // a holds op(A) (m, k) stored as A (m, k) or A^T (k, m); b likewise
+                int64_t lda = ta ? m : k, ldb = tb ? k : n;
+                float alpha = 0.5f, beta = with_beta ? -2.0f : 0.0f;
+                for (int64_t i = 0; i < m * n; i++) c[i] = with_beta ? c0[i] : NAN; // beta 0: C not read
+                int rc = ns_sgemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n, &err);
+                double worst = 0;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double s = 0;
+                        for (int64_t t = 0; t < k; t++)
+                            s += (double)(ta ? a[t * lda + i] : a[i * lda + t]) * (tb ? b[j * ldb + t] : b[t * ldb + j]);
+                        double want = alpha * s + (with_beta ? beta * c0[i * n + j] : 0.0);
+                        worst = fmax(worst, fabs(c[i * n + j] - want));
+                    }
+                CHECK(rc == 0 && worst < 1e-4, "ns_sgemm_serial trans %d%d beta %g: max diff %.2g", ta, tb, beta, worst);
+            }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+}
+
+// perm-align's refusal of grouped convolutions (ns_merge_check_groups): c1's
+// channels feed g, a 2-group convolution, so their group cannot be permuted;
+// the same net with an ordinary convolution passes.
+static void test_grouped_refused(void) {
+    const char *specs[2] = {
+        "[input]\nshape = 4x8x8\n[conv2d c1]\nout = 8\npad = 1\n[relu]\n"
+        "[conv2d g]\nout = 8\ngroups = 2\npad = 1\n[relu]\n[global_avgpool]\n[linear fc]\nout = 3\n",
+        "[input]\nshape = 4x8x8\n[conv2d c1]\nout = 8\npad = 1\n[relu]\n"
+        "[conv2d g]\nout = 8\npad = 1\n[relu]\n[global_avgpool]\n[linear fc]\nout = 3\n",
+    };
+    for (int grouped = 1; grouped >= 0; grouped--) {
+        const char *spec = specs[!grouped];
+        ns_model m;
+        ns_model_init(&m);
+        ns_chgroups g;
+        ns_err err;
+        int built = ns_spec_parse(&m, spec, strlen(spec), "grouped", &err) == 0 && ns_chgroups_build(&g, &m, &err) == 0;
+        int rc = built ? ns_merge_check_groups(&g, &m, &err) : -2;
+        if (grouped)
+            CHECK(rc == -1 && strstr(err.msg, "grouped convolutions are not supported yet (g)"),
+                  "a group read by a grouped convolution is refused: %s", rc == -1 ? err.msg : "accepted");
+        else
+            CHECK(rc == 0, "the same net without conv groups passes (%d)", rc);
+        if (built) ns_chgroups_free(&g);
+        ns_model_free(&m);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -458,5 +523,7 @@ int main(void) {
     test_model("vgg", 0.5);
     test_three();
     test_refusals();
+    test_sgemm_serial(); // last: its draws would move the others' data
+    test_grouped_refused();
     return check_done();
 }
