@@ -1,5 +1,6 @@
-// model.c: the op table, building and checking model graphs, shape inference,
-// PyTorch-style initialisation, and reading/writing model streams (model.h).
+// model.c: the op table, building and checking model graphs (names,
+// attribute ranges), shape inference and PyTorch-style initialisation
+// (model.h). Reading and writing model streams: model_io.c.
 #include "nn/model.h"
 
 #include <math.h>

@@ -1,5 +1,9 @@
 // model_io.c: models as TNS streams: a meta record, one graph record, then the
-// parameter and buffer tensors (model.h, tns(5) "Models").
+// parameter and buffer tensors (model.h, tns(5) "Models"). The reader trusts
+// nothing: node and tensor names (ns_name_ok), attributes (ns_node_check_attrs),
+// params lists against the op's slots, parts, model.input_shape and the count
+// of general.labels are checked, and names are found through hash indexes so
+// that reading is linear in the size of the graph.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
