@@ -131,6 +131,12 @@ typedef struct ns_merge_state {
     int64_t **count;      // per group: (size)
     int head_node;        // output linear whose rows are concatenated, -1: averaged
     int64_t head_rows[NS_MERGE_MAX_MODELS]; // with head_node: each model's classes
+    // The parameter members of each tensor t, (group, member) pairs from
+    // member_off[t] to member_off[t + 1], so that mapping a tensor's axes does
+    // not scan every group (that made merges cubic in the number of layers).
+    int ntensors;
+    int *member_off;      // (ntensors + 1)
+    int (*members)[2];
 } ns_merge_state;
 
 int ns_merge_state_init(ns_merge_state *s, const ns_chgroups *g, int n, ns_err *err);

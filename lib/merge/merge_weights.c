@@ -16,6 +16,42 @@
 #include <string.h>
 
 
+// s->member_off and s->members: the parameter members by tensor, in group
+// then member order.
+static int index_members(ns_merge_state *s) {
+    const ns_chgroups *g = s->g;
+    int nt = 0, total = 0;
+    for (int p = 0; p < g->ngroups; p++)
+        for (int k = 0; k < g->groups[p].nmembers; k++) {
+            const ns_chmember *mb = &g->groups[p].members[k];
+            if (mb->role == NS_CH_ACT || mb->tensor < 0) continue;
+            if (mb->tensor >= nt) nt = mb->tensor + 1;
+            total++;
+        }
+    s->ntensors = nt;
+    s->member_off = calloc((size_t)nt + 1, sizeof *s->member_off);
+    s->members = malloc((size_t)(total ? total : 1) * sizeof *s->members);
+    if (!s->member_off || !s->members) return -1;
+    for (int p = 0; p < g->ngroups; p++)
+        for (int k = 0; k < g->groups[p].nmembers; k++) {
+            const ns_chmember *mb = &g->groups[p].members[k];
+            if (mb->role != NS_CH_ACT && mb->tensor >= 0) s->member_off[mb->tensor + 1]++;
+        }
+    for (int t = 0; t < nt; t++) s->member_off[t + 1] += s->member_off[t];
+    int *fill = calloc((size_t)nt + 1, sizeof *fill);
+    if (!fill) return -1;
+    for (int p = 0; p < g->ngroups; p++)
+        for (int k = 0; k < g->groups[p].nmembers; k++) {
+            const ns_chmember *mb = &g->groups[p].members[k];
+            if (mb->role == NS_CH_ACT || mb->tensor < 0) continue;
+            int at = s->member_off[mb->tensor] + fill[mb->tensor]++;
+            s->members[at][0] = p;
+            s->members[at][1] = k;
+        }
+    free(fill);
+    return 0;
+}
+
 int ns_merge_state_init(ns_merge_state *s, const ns_chgroups *g, int n, ns_err *err) {
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -32,6 +68,7 @@ int ns_merge_state_init(ns_merge_state *s, const ns_chgroups *g, int n, ns_err *
         if (!s->dest[p] || !s->count[p]) goto oom;
         ns_merge_state_identity(s, p);
     }
+    if (index_members(s) < 0) goto oom;
     return 0;
 oom:
     ns_merge_state_free(s);
@@ -46,6 +83,8 @@ void ns_merge_state_free(ns_merge_state *s) {
         }
     free(s->dest);
     free(s->count);
+    free(s->member_off);
+    free(s->members);
     memset(s, 0, sizeof *s);
 }
 
@@ -104,26 +143,24 @@ static int build_map(const ns_merge_state *s, const ns_model *mi, int i, int t, 
         return 0;
     }
     const ns_chgroups *g = s->g;
-    for (int p = 0; p < g->ngroups; p++) {
+    int first = t < s->ntensors ? s->member_off[t] : 0, end = t < s->ntensors ? s->member_off[t + 1] : 0;
+    for (int at = first; at < end; at++) {
+        int p = s->members[at][0];
         const ns_chgroup *gr = &g->groups[p];
-        if (gr->fixed || !s->dest[p]) continue;
-        for (int k = 0; k < gr->nmembers; k++) {
-            const ns_chmember *mb = &gr->members[k];
-            if (mb->role == NS_CH_ACT || mb->tensor != t || mb->axis != a) continue;
-            const int64_t *dest = s->dest[p] + i * gr->size;
-            for (int64_t c = 0; c < gr->size; c++) {
-                int64_t j = dest[c];
-                float w = mb->role == NS_CH_IN ? 1.0f
-                                               : (float)(s->n / ((double)s->count[p][j] + NS_MERGE_EPS));
-                for (int64_t r = 0; r < mb->reps; r++)
-                    for (int64_t e = 0; e < mb->inner; e++) {
-                        int64_t q = ns_chmember_index(mb, c, r, e);
-                        mp->dst[q] = ns_chmember_index(mb, j, r, e);
-                        mp->w[q] = w;
-                    }
-            }
-            mp->identity = 0;
+        const ns_chmember *mb = &gr->members[s->members[at][1]];
+        if (gr->fixed || !s->dest[p] || mb->axis != a) continue;
+        const int64_t *dest = s->dest[p] + i * gr->size;
+        for (int64_t c = 0; c < gr->size; c++) {
+            int64_t j = dest[c];
+            float w = mb->role == NS_CH_IN ? 1.0f : (float)(s->n / ((double)s->count[p][j] + NS_MERGE_EPS));
+            for (int64_t r = 0; r < mb->reps; r++)
+                for (int64_t e = 0; e < mb->inner; e++) {
+                    int64_t q = ns_chmember_index(mb, c, r, e);
+                    mp->dst[q] = ns_chmember_index(mb, j, r, e);
+                    mp->w[q] = w;
+                }
         }
+        mp->identity = 0;
     }
     return 0;
 }

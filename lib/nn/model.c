@@ -1,5 +1,6 @@
-// model.c: the op table, building and checking model graphs, shape inference,
-// PyTorch-style initialisation, and reading/writing model streams (model.h).
+// model.c: the op table, building and checking model graphs (names,
+// attribute ranges), shape inference and PyTorch-style initialisation
+// (model.h). Reading and writing model streams: model_io.c.
 #include "nn/model.h"
 
 #include <math.h>
@@ -99,12 +100,41 @@ int ns_model_find_tensor(const ns_model *m, const char *name) {
     return -1;
 }
 
-int ns_model_add_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
-                      ns_err *err) {
+int ns_name_ok(const char *s, size_t n, size_t max) {
+    if (n == 0 || n > max) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+        if (!letter && (i == 0 || !((c >= '0' && c <= '9') || c == '.' || c == '-'))) return 0;
+    }
+    return 1;
+}
+
+const char *ns_quote_bytes(char *buf, size_t max_in, const char *s, size_t n) {
+    size_t o = 0, cap = 4 * max_in + 4;
+    for (size_t i = 0; i < n && i < max_in; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f) buf[o++] = (char)c;
+        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    }
+    if (n > max_in) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+static int add_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
+                    int search_duplicate, ns_err *err) {
     const ns_op_info *info = &ns_ops[op];
-    if (strlen(name) >= NS_NODE_NAME_MAX || !name[0])
-        return ns_errf(err, "node name empty or longer than %d bytes (%s)", NS_NODE_NAME_MAX - 1, name);
-    if (ns_model_find_node(m, name) >= 0) return ns_errf(err, "duplicate node name (%s)", name);
+    size_t len = strlen(name);
+    if (!ns_name_ok(name, len, NS_NODE_NAME_MAX - 1)) {
+        char q[4 * NS_NODE_NAME_MAX + 4];
+        return ns_errf(err, "bad node name '%s' (1 to %d bytes: a letter or '_', then letters, digits, "
+                       "'_', '.' or '-')", ns_quote_bytes(q, NS_NODE_NAME_MAX, name, len), NS_NODE_NAME_MAX - 1);
+    }
+    if (search_duplicate && ns_model_find_node(m, name) >= 0) return ns_errf(err, "duplicate node name (%s)", name);
     if (ninputs < info->min_inputs || ninputs > info->max_inputs)
         return ns_errf(err, "node %s: %s takes %d to %d inputs, not %d", name, info->name,
                        info->min_inputs, info->max_inputs, ninputs);
@@ -125,6 +155,16 @@ int ns_model_add_node(ns_model *m, const char *name, ns_op op, const int *inputs
     }
     m->output = m->nnodes;
     return m->nnodes++;
+}
+
+int ns_model_add_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
+                      ns_err *err) {
+    return add_node(m, name, op, inputs, ninputs, 1, err);
+}
+
+int ns_model_append_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
+                         ns_err *err) {
+    return add_node(m, name, op, inputs, ninputs, 0, err);
 }
 
 int ns_model_add_input(ns_model *m, int c, int h, int w, ns_err *err) {
@@ -161,10 +201,11 @@ double ns_node_fattr(const ns_node *n, const char *key) {
     return i < 0 ? 0 : n->fattr[i];
 }
 
-int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
-                        int trainable, ns_err *err) {
+static int add_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape, int trainable,
+                      int search_duplicate, ns_err *err) {
     if (strlen(name) > NS_NAME_MAX) return ns_errf(err, "tensor name too long (%.40s...)", name);
-    if (ns_model_find_tensor(m, name) >= 0) return ns_errf(err, "duplicate tensor name (%s)", name);
+    if (search_duplicate && ns_model_find_tensor(m, name) >= 0)
+        return ns_errf(err, "duplicate tensor name (%s)", name);
     if (grow((void **)&m->tensors, &m->cap_tensors, m->ntensors, sizeof *m->tensors, err) < 0)
         return -1;
     ns_named_tensor *nt = &m->tensors[m->ntensors];
@@ -173,6 +214,85 @@ int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *
     nt->trainable = trainable;
     if (ns_tensor_alloc(&nt->t, NS_F32, ndim, shape, err) < 0) return -1;
     return m->ntensors++;
+}
+
+int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
+                        int trainable, ns_err *err) {
+    return add_tensor(m, name, ndim, shape, trainable, 1, err);
+}
+
+int ns_model_append_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
+                           int trainable, ns_err *err) {
+    return add_tensor(m, name, ndim, shape, trainable, 0, err);
+}
+
+// ---------------------------------------------------------------------------
+// attribute ranges
+
+#define ATTR_INT_MAX 2147483647LL // integer attributes lie below 2^31 (a spec can write them)
+
+static int int_in(const ns_node *n, int a, int64_t lo, int64_t hi, const char *rule, ns_err *err) {
+    int64_t v = n->iattr[a];
+    if (v >= lo && v <= hi) return 0;
+    return ns_errf(err, "node %s: %s must be %s, not %lld", n->name, ns_ops[n->op].iattr[a], rule, (long long)v);
+}
+
+int ns_node_check_attrs(const ns_node *n, ns_err *err) {
+    if ((int)n->op < 0 || n->op >= NS_OP_COUNT) return ns_errf(err, "node %s: no valid op", n->name);
+    const ns_op_info *info = &ns_ops[n->op];
+    const int64_t *iv = n->iattr;
+    const double *fv = n->fattr;
+    switch (n->op) {
+    case NS_OP_INPUT: {
+        int64_t c = iv[0], h = iv[1], w = iv[2];
+        if (c < 1 || h < 0 || w < 0 || (h == 0) != (w == 0))
+            return ns_errf(err, "input shape %lldx%lldx%lld is not C x H x W or D", (long long)c,
+                           (long long)h, (long long)w);
+        if (c > (1 << 24) || h > (1 << 16) || w > (1 << 16))
+            return ns_errf(err, "input shape %lldx%lldx%lld is too large (C at most 2^24, H and W 2^16)",
+                           (long long)c, (long long)h, (long long)w);
+        return 0;
+    }
+    case NS_OP_LINEAR:
+        if (iv[0] < 1) return ns_errf(err, "node %s: out must be positive, not %lld", n->name, (long long)iv[0]);
+        break;
+    case NS_OP_EMBEDDING:
+        if (iv[0] < 1 || iv[1] < 1)
+            return ns_errf(err, "node %s: num and dim must be positive, not %lld and %lld", n->name,
+                           (long long)iv[0], (long long)iv[1]);
+        break;
+    case NS_OP_CONV2D: // sizes, strides, padding and groups: ns_conv2d_geom_init
+    case NS_OP_MAXPOOL:
+    case NS_OP_AVGPOOL:
+    case NS_OP_RESHAPE: // dims: infer_shape
+    default:
+        break;
+    }
+    for (int a = 0; a < NS_MAX_ATTRS && info->iattr[a]; a++) {
+        int bias = strcmp(info->iattr[a], "bias") == 0;
+        if (int_in(n, a, bias ? 0 : -ATTR_INT_MAX - 1, bias ? 1 : ATTR_INT_MAX,
+                   bias ? "0 or 1" : "below 2^31 in magnitude", err) < 0)
+            return -1;
+    }
+    for (int a = 0; a < NS_MAX_ATTRS && info->fattr[a]; a++) {
+        const char *key = info->fattr[a];
+        double v = fv[a];
+        const char *rule = NULL;
+        if (!isfinite(v)) rule = "a finite number";
+        else if (strcmp(key, "eps") == 0 && !(v > 0)) rule = "positive";
+        else if (strcmp(key, "momentum") == 0 && !(v >= 0 && v <= 1)) rule = "in [0, 1]";
+        else if (strcmp(key, "p") == 0 && !(v >= 0 && v < 1)) rule = "in [0, 1)";
+        if (rule) return ns_errf(err, "node %s: %s must be %s, not %g", n->name, key, rule, v);
+    }
+    return 0;
+}
+
+int ns_node_uses_param(const ns_node *n, int p) {
+    const ns_op_info *info = &ns_ops[n->op];
+    if (p < 0 || p >= slot_count(info->param, NS_MAX_PARAMS)) return 0;
+    if (strcmp(info->param[p], "bias") == 0 && (n->op == NS_OP_LINEAR || n->op == NS_OP_CONV2D))
+        return ns_node_iattr(n, "bias") != 0;
+    return 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -243,7 +363,7 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err);
 // Shape inference, then multiply-adds per sample with overflow checks.
 static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
     n->macs = 0;
-    if (infer_shape(m, n, err) < 0) return -1;
+    if (ns_node_check_attrs(n, err) < 0 || infer_shape(m, n, err) < 0) return -1;
     const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
     if (n->op == NS_OP_LINEAR) {
         n->macs = mul_or_fail(in->numel, n->iattr[0]);
@@ -261,13 +381,7 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
     int64_t s[NS_MAX_SHAPE];
     switch (n->op) {
     case NS_OP_INPUT: {
-        int64_t c = n->iattr[0], h = n->iattr[1], w = n->iattr[2];
-        if (c < 1 || h < 0 || w < 0 || (h == 0) != (w == 0))
-            return ns_errf(err, "input shape %lldx%lldx%lld is not C x H x W or D", (long long)c,
-                           (long long)h, (long long)w);
-        if (c > (1 << 24) || h > (1 << 16) || w > (1 << 16))
-            return ns_errf(err, "input shape %lldx%lldx%lld is too large (C at most 2^24, H and W 2^16)",
-                           (long long)c, (long long)h, (long long)w);
+        int64_t c = n->iattr[0], h = n->iattr[1], w = n->iattr[2]; // ranges: ns_node_check_attrs
         s[0] = c; s[1] = h; s[2] = w;
         return set_shape(n, h ? 3 : 1, s, err);
     }
@@ -275,7 +389,6 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
         if (in->ndim != 1)
             return ns_errf(err, "node %s: linear needs a 1-D input, got %s (add a flatten)", n->name,
                            shape_str(a, sizeof a, in->ndim, in->shape));
-        if (n->iattr[0] < 1) return ns_errf(err, "node %s: out must be positive", n->name);
         s[0] = n->iattr[0];
         return set_shape(n, 1, s, err);
     case NS_OP_CONV2D: {
@@ -372,11 +485,9 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
         return set_shape(n, 2, s, err);
     case NS_OP_EMBEDDING:
         if (in->ndim != 1) return ns_errf(err, "node %s: embedding needs a 1-D input of ids", n->name);
-        if (n->iattr[0] < 1 || n->iattr[1] < 1) return ns_errf(err, "node %s: num and dim must be positive", n->name);
         s[0] = in->shape[0]; s[1] = n->iattr[1];
         return set_shape(n, 2, s, err);
     case NS_OP_DROPOUT:
-        if (n->fattr[0] < 0 || n->fattr[0] >= 1) return ns_errf(err, "node %s: p must be in [0, 1)", n->name);
         return set_shape(n, in->ndim, in->shape, err);
     default: // elementwise: relu, leaky_relu, gelu, sigmoid, tanh, layernorm
         return set_shape(n, in->ndim, in->shape, err);

@@ -62,6 +62,14 @@ typedef struct ns_op_info {
 extern const ns_op_info ns_ops[NS_OP_COUNT];
 int ns_op_from_name(const char *name); // -1 when unknown
 
+// Node names (tns(5) "Models"): 1 to NS_NODE_NAME_MAX - 1 bytes, a letter or
+// '_', then letters, digits, '_', '.' or '-' (PyTorch's "layer1.0.conv1").
+// Parameter tensor names follow the same rule, up to NS_NAME_MAX bytes.
+int ns_name_ok(const char *s, size_t n, size_t max);
+// Bad bytes for a message: printable ASCII as is, others as \xHH, cut after
+// max_in bytes with "...". buf needs 4 * max_in + 4 bytes.
+const char *ns_quote_bytes(char *buf, size_t max_in, const char *s, size_t n);
+
 typedef struct ns_node {
     char name[NS_NODE_NAME_MAX];
     ns_op op;
@@ -105,9 +113,21 @@ void ns_model_free(ns_model *m);
 int ns_model_add_input(ns_model *m, int c, int h, int w, ns_err *err);
 int ns_model_add_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
                       ns_err *err);
+// The same without the linear search for a duplicate name, for a caller that
+// has checked the name is new (the model reader keeps a hash of names).
+int ns_model_append_node(ns_model *m, const char *name, ns_op op, const int *inputs, int ninputs,
+                         ns_err *err);
 int ns_node_set_iattr(ns_node *n, const char *key, int64_t v, ns_err *err);
 int ns_node_set_fattr(ns_node *n, const char *key, double v, ns_err *err);
 int64_t ns_node_iattr(const ns_node *n, const char *key); // the value, or the default
+// Checks every attribute of a node against its op's range (eps > 0 and
+// finite, 0 <= momentum <= 1, 0 <= p < 1, bias 0 or 1, positive sizes,
+// integers below 2^31, ...). The message names the node, the attribute and
+// the value. ns_model_resolve calls it for every node, so models read from
+// streams and graphs built from specs pass the same checks.
+int ns_node_check_attrs(const ns_node *n, ns_err *err);
+// Whether parameter slot p of a node holds a tensor (a bias only with bias = 1).
+int ns_node_uses_param(const ns_node *n, int p);
 double ns_node_fattr(const ns_node *n, const char *key);
 // Finds a node or tensor by name; -1 when absent.
 int ns_model_find_node(const ns_model *m, const char *name);
@@ -115,6 +135,9 @@ int ns_model_find_tensor(const ns_model *m, const char *name);
 // Adds a zeroed f32 tensor; returns its index.
 int ns_model_add_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
                         int trainable, ns_err *err);
+// The same without the search for a duplicate name (see ns_model_append_node).
+int ns_model_append_tensor(ns_model *m, const char *name, int ndim, const int64_t *shape,
+                           int trainable, ns_err *err);
 
 // Infers every node's shape, creates missing parameter tensors (zeroed, named
 // "<node>.<slot>") when create is set, and otherwise checks that each present

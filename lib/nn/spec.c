@@ -72,8 +72,6 @@ static int fail(const parser *ps, int line, const char *fmt, ...) {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-static int is_name_char(char c) { return is_name_start(c) || is_digit(c) || c == '.' || c == '-'; }
 
 static span trim(span s) {
     while (s.n && is_space(s.p[0])) s.p++, s.n--;
@@ -83,31 +81,12 @@ static span trim(span s) {
 
 static int span_eq(span s, const char *c) { return strlen(c) == s.n && memcmp(s.p, c, s.n) == 0; }
 
-// The bad text for a message: printable ASCII as is, other bytes as \xHH, cut
-// after QUOTE_MAX bytes with "...". buf needs 4 * QUOTE_MAX + 4 bytes.
+// The bad text for a message (ns_quote_bytes): cut after QUOTE_MAX bytes.
 #define QUOTE_BUF (4 * QUOTE_MAX + 4)
-static const char *show(char *buf, span s) {
-    size_t o = 0;
-    for (size_t i = 0; i < s.n && i < QUOTE_MAX; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (c >= 0x20 && c < 0x7f) buf[o++] = (char)c;
-        else o += (size_t)snprintf(buf + o, QUOTE_BUF - o, "\\x%02x", c);
-    }
-    if (s.n > QUOTE_MAX) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = 0;
-    return buf;
-}
+static const char *show(char *buf, span s) { return ns_quote_bytes(buf, QUOTE_MAX, s.p, s.n); }
 
-// A node name: a letter or '_', then letters, digits, '_', '.', '-'.
-static int name_ok(span s) {
-    if (s.n == 0 || s.n >= NS_NODE_NAME_MAX || !is_name_start(s.p[0])) return 0;
-    for (size_t i = 1; i < s.n; i++)
-        if (!is_name_char(s.p[i])) return 0;
-    return 1;
-}
+// A node name (ns_name_ok): a letter or '_', then letters, digits, '_', '.', '-'.
+static int name_ok(span s) { return ns_name_ok(s.p, s.n, NS_NODE_NAME_MAX - 1); }
 
 // Levenshtein distance of two short words (longer ones count as far apart).
 static size_t distance(span a, const char *b) {
