@@ -78,6 +78,15 @@ PY
     ! cmp -s "$T/a.tns" "$T/c.tns"
 }
 
+@test "overlapping splits in the original: the SGC teacher and validation run (sanitizers)" {
+    $PY -c 'import msgpack' 2> /dev/null || skip "python3-msgpack missing"
+    make_sbm "$T/s"
+    overlap_split "$T/s/g.tns" "$T/ovl.tns" 60
+    run --separate-stderr sgc-condense -q $FAST -T 20 --teacher-epochs 10 -o "$T/c.tns" "$T/ovl.tns"
+    [ "$status" -eq 0 ] || { echo "$stderr"; return 1; }
+    [ "$(printf '%s\n' "$output" | key nodes)" = 10 ]
+}
+
 @test "usage errors exit 2" {
     make_sbm "$T/s"
     run --separate-stderr sgc-condense --teacher gcn "$T/s/g.tns"
