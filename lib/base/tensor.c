@@ -117,6 +117,7 @@ static uint16_t float_to_bf16(float f) {
 }
 
 void ns_convert_to_f32(float *dst, const void *src, ns_dtype from, size_t n) {
+    if (n == 0) return; // an empty tensor's data may be NULL, which memmove must not see
     switch (from) {
     case NS_F32: memmove(dst, src, n * 4); break;
     case NS_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
@@ -139,6 +140,7 @@ static double saturate(double v, double lo, double hi) {
 }
 
 void ns_convert_from_f32(void *dst, const float *src, ns_dtype to, size_t n) {
+    if (n == 0) return;
     switch (to) {
     case NS_F32: memmove(dst, src, n * 4); break;
     case NS_F64: for (size_t i = 0; i < n; i++) ((double *)dst)[i] = src[i]; break;

@@ -177,6 +177,20 @@ PY
     [ ! -e "$T/out.tns" ]
 }
 
+@test "concept-bank: images with C, H or W = 0 are refused (no pixels), not read" {
+    for chw in "0 6 6" "1 0 6" "1 6 0"; do
+        $PY - "$T/empty.tns" $chw <<'PY'
+import msgpack, sys
+C, H, W = map(int, sys.argv[2:5])
+with open(sys.argv[1], "wb") as f:
+    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "tensor", "name": "images", "dtype": "f32",
+        "shape": [2, C, H, W], "data": b"", "meta": {"labels": [0, 1]}}, use_bin_type=True))
+PY
+        run --separate-stderr concept-bank -q "$T/empty.tns"
+        expect_failure 1 concept-bank "record 0 (images) has empty images ($(echo $chw | sed 's/ / x /g')): no pixels"
+    done
+}
+
 # Synthetic data a tiny VLM can learn: four classes of 8x8 images, each a
 # bright quadrant (north-west, north-east, south-west, south-east) over noise.
 synthetic() { # name count seed
