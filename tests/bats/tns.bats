@@ -165,6 +165,16 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     expect_failure 2 tns-tsv "--dtype must be one of"
 }
 
+@test "tns-tsv -r: integer dtypes saturate at their limits and round halves to even" {
+    edges='2147483647 2147483648 -2147483648 -2147483649 0.5 1.5 2.5 -2.5 -0.5 1e30 -inf nan'
+    [ "$(printf '%s\n' $edges | tns-tsv -r -t i32 | tns-tsv | tr '\n' ' ')" = \
+      "2147483647 2147483647 -2147483648 -2147483648 0 2 2 -2 0 2147483647 -2147483648 0 " ]
+    big='9223372036854775807 9223372036854775808 -9223372036854775808 -9223372036854775809 9007199254740993 9.3e18 -1e300 0.5 1.5 2.5 -2.5'
+    [ "$(printf '%s\n' $big | tns-tsv -r -t i64 | tns-tsv | tr '\n' ' ')" = \
+      "9223372036854775807 9223372036854775807 -9223372036854775808 -9223372036854775808 9007199254740993 9223372036854775807 -9223372036854775808 0 2 2 -2 " ]
+    [ "$(printf '%s\n' 0.5 1.5 2.5 -2.5 300 -300 | tns-tsv -r -t i8 | tns-tsv | tr '\n' ' ')" = "0 2 2 -2 127 -128 " ]
+}
+
 @test "tns-info --json --stats stays valid JSON for non-finite values" {
     printf 'nan\ninf\n' | tns-tsv -r > "$T/nan.tns"
     tns-info --json --stats "$T/nan.tns" | $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["stats"]["min"] is None and r["stats"]["nonfinite"] == 2, r'
