@@ -111,6 +111,20 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     expect_failure 2 img-read "missing argument"
 }
 
+@test "img-read --classes: a name given twice, a NUL byte or a directory is refused" {
+    small_stream > /dev/null
+    printf 'a\nb\nc\n' > "$T/ok"
+    img-read -q --classes "$T/ok" "$T/i" "$T/l" | tns-info | head -1 | grep -q 'general.labels=\[3\]'
+    printf 'a\nb\n\na\n' > "$T/dup"
+    run --separate-stderr img-read -q --classes "$T/dup" "$T/i" "$T/l"
+    expect_failure 1 img-read "dup:4: class name 'a' given twice"
+    printf 'a\nb\0x\nc\n' > "$T/nul"
+    run --separate-stderr img-read -q --classes "$T/nul" "$T/i" "$T/l"
+    expect_failure 1 img-read "nul:2: a NUL byte (not a text file?)"
+    run --separate-stderr img-read -q --classes "$T" "$T/i" "$T/l"
+    expect_failure 1 img-read "is a directory"
+}
+
 @test "truncated tar.gz and IDX files are errors" {
     small_stream > "$T/s.tns"
     img-write -o "$T/a.tar.gz" "$T/s.tns"

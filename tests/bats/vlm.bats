@@ -298,6 +298,12 @@ PY
     printf '0\ta\n0\tb\n' > "$T/dup.tsv"
     run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/dup.tsv" "$T/train.tns"
     expect_failure 1 vlm-train "a second caption for id 0"
+    # a NUL byte would cut a caption short: refused with its line
+    printf '0\ta sh\0oe\n' > "$T/nul.tsv"
+    run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/nul.tsv" "$T/train.tns"
+    expect_failure 1 vlm-train "nul.tsv:1: a NUL byte (not a text file?)"
+    run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T" "$T/train.tns"
+    expect_failure 1 vlm-train "is a directory"
     # not a VLM, a truncated VLM, a VLM with a corrupt byte
     net-init --arch mlp --like "$T/train.tns" > "$T/plain.tns"
     run --separate-stderr vlm-train -q --init "$T/plain.tns" -e 0 "$T/train.tns"
