@@ -70,6 +70,18 @@ ns_reader *ns_reader_open(const char *path, ns_err *err) {
 }
 
 void ns_reader_set_max_record(ns_reader *r, size_t max_bytes) { r->max_record = max_bytes; }
+
+int ns_reader_unread(ns_reader *r, const void *bytes, size_t n, ns_err *err) {
+    if (r->index > 0 || r->end > 0 || n > 4096)
+        return ns_errf(err, "%s: bytes can only be put back before the first record", r->label);
+    if (!r->buf) {
+        if (!(r->buf = malloc(READ_CHUNK))) return ns_errf(err, "out of memory");
+        r->cap = READ_CHUNK;
+    }
+    memcpy(r->buf, bytes, n);
+    r->end = n;
+    return 0;
+}
 void ns_reader_require_unique_names(ns_reader *r, int on) { r->unique = on; }
 const char *ns_reader_label(const ns_reader *r) { return r->label; }
 
@@ -235,6 +247,27 @@ static int parse_record(ns_reader *r, const msgpack_object *root, ns_record *rec
     return 0;
 }
 
+// Whether the n bytes at p can begin a record: a map whose first key is
+// "fmt" (tns(5): the magic number), in any of msgpack's str forms. Checked
+// while a record is incomplete, so that bytes that are no stream fail at once
+// instead of being read up to the record limit. NULL when they can, else why not.
+static const char *not_a_record_head(const unsigned char *p, size_t n) {
+    size_t h = (p[0] & 0xf0) == 0x80 ? 1 : p[0] == 0xde ? 3 : p[0] == 0xdf ? 5 : 0;
+    if (!h) return "not a TNS record (not a map)";
+    static const unsigned char keys[4][9] = {
+        {4, 0xa3, 'f', 'm', 't'},
+        {5, 0xd9, 3, 'f', 'm', 't'},
+        {6, 0xda, 0, 3, 'f', 'm', 't'},
+        {8, 0xdb, 0, 0, 0, 3, 'f', 'm', 't'},
+    };
+    for (int k = 0; k < 4; k++) {
+        size_t len = keys[k][0], i = 0;
+        while (i < len && h + i < n && p[h + i] == keys[k][1 + i]) i++;
+        if (i == len || h + i == n) return NULL;
+    }
+    return "not a TNS record (first key is not \"fmt\")";
+}
+
 int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
     if (r->failed) return ns_errf(err, "%s: read after an error", r->label);
     size_t len = 0;
@@ -249,6 +282,8 @@ int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
             snprintf(msg, sizeof msg, "record larger than the limit (%zu bytes)", r->max_record);
             return reader_fail(r, err, msg);
         }
+        const char *why = avail ? not_a_record_head(r->buf + r->start, avail) : NULL;
+        if (why) return reader_fail(r, err, why);
         if (r->eof) {
             if (avail == 0) return 0;
             char msg[128];
