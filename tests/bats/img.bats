@@ -125,6 +125,16 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     expect_failure 1 img-read "is a directory"
 }
 
+@test "img-read -: standard input that is no dataset fails after its first MiB, not at the memory limit" {
+    run --separate-stderr timeout 20 img-read - < /dev/zero
+    expect_failure 1 img-read "standard input (its first 1048576 bytes)"
+    run --separate-stderr timeout 20 sh -c 'cat /dev/urandom | img-read -'
+    expect_failure 1 img-read "standard input (its first 1048576 bytes)"
+    # a dataset larger than the first MiB still reads from standard input
+    make_idx "$T/big" 2000 28 28
+    [ "$(img-read -q - < "$T/big" | tns-info | head -1 | grep -o 'general.count=[0-9]*')" = general.count=2000 ]
+}
+
 @test "truncated tar.gz and IDX files are errors" {
     small_stream > "$T/s.tns"
     img-write -o "$T/a.tar.gz" "$T/s.tns"
