@@ -129,4 +129,17 @@ PY
     run --separate-stderr sgc-condense $FAST -o "$T/out2.tns" "$T/nofeat.tns"
     expect_failure 1 sgc-condense "no node features"
     [ ! -e "$T/out2.tns" ]
+    # a million classes on 200 nodes: refused before the teacher, not after minutes
+    if $PY -c 'import msgpack' 2> /dev/null; then
+        $PY - "$T/s/g.tns" "$T/many.tns" <<'PY'
+import sys, msgpack
+recs = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+recs[0]["meta"]["graph.classes"] = 1000000
+with open(sys.argv[2], "wb") as out:
+    for r in recs: out.write(msgpack.packb(r, use_bin_type=True))
+PY
+        run --separate-stderr timeout 20 sgc-condense $FAST -o "$T/out3.tns" "$T/many.tns"
+        expect_failure 1 sgc-condense "many.tns: 1000000 classes for 200 nodes"
+        [ ! -e "$T/out3.tns" ]
+    fi
 }
