@@ -216,3 +216,25 @@ sys.stdout.buffer.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "
     [ "$status" -eq 1 ] && [[ "$stderr" == *"image.mean and image.std must come together"* ]]
     [ ! -e "$T/x.tar" ]
 }
+
+@test "stream meta that would poison pixels or names is refused: Inf/NaN mean or std, a NUL in a class name" {
+    small_stream > "$T/s.tns"
+    meta() { # python-literal meta map -> a meta record
+        $PY -c "
+import msgpack, sys
+sys.stdout.buffer.write(msgpack.packb({'fmt': 'tns', 'ver': 1, 'kind': 'meta', 'name': '', 'meta': $1}, use_bin_type=True))"
+    }
+    for bad in "{'image.mean': [float('inf')], 'image.std': [0.5]}|image.mean: inf is not a finite number" \
+               "{'image.mean': [float('nan')], 'image.std': [0.5]}|image.mean: nan is not a finite number" \
+               "{'image.mean': [0.5], 'image.std': [float('inf')]}|image.std: inf is not a finite number" \
+               "{'image.mean': [0.5], 'image.std': [float('nan')]}|image.std: nan is not a finite number"; do
+        { meta "${bad%%|*}"; cat "$T/s.tns"; } > "$T/bad.tns"
+        run --separate-stderr concept-bank -q "$T/bad.tns"
+        expect_failure 1 concept-bank "${bad#*|}"
+        run --separate-stderr img-write -o "$T/x.tar" "$T/bad.tns"
+        [ "$status" -eq 1 ] && [[ "$stderr" == *"${bad#*|}"* ]] && [ ! -e "$T/x.tar" ]
+    done
+    { meta "{'general.labels': ['a', 'b\\x00c', 'd']}"; cat "$T/s.tns"; } > "$T/nul.tns"
+    run --separate-stderr concept-bank -q "$T/nul.tns"
+    expect_failure 1 concept-bank "general.labels: element 1 holds a NUL byte"
+}

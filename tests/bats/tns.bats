@@ -196,3 +196,31 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     [ "$status" -eq 0 ] && [[ "$output" == *"BLIS_ARCH_TYPE=2 is not usable with this BLIS: ignored"* ]]
     [ -z "$stderr" ]
 }
+
+@test "the reader refuses bool bytes other than 0 and 1, a part past the count, a NUL in a name" {
+    rec() { # python: dtype, data, shape, meta, name
+        $PY -c "
+import msgpack, sys
+sys.stdout.buffer.write(msgpack.packb({'fmt': 'tns', 'ver': 1, 'kind': 'tensor', 'name': $5, 'dtype': '$1',
+    'shape': $3, 'data': $2, 'meta': $4}, use_bin_type=True))"
+    }
+    rec bool "bytes([0, 1, 1])" "[3]" "{}" "'ok'" > "$T/ok.tns"
+    [ "$(tns-tsv "$T/ok.tns" | tr '\n' ' ')" = "0 1 1 " ]
+    rec bool "bytes([0, 2, 1])" "[3]" "{}" "'b'" > "$T/b.tns"
+    run --separate-stderr tns-info "$T/b.tns"
+    expect_failure 1 tns-info "record 0: bool element 1 is 2 (a bool is 0 or 1)"
+    rec f32 "bytes(8)" "[2]" "{'part': [1, 2]}" "'p'" > "$T/p1.tns"
+    tns-info "$T/p1.tns" > /dev/null
+    rec f32 "bytes(8)" "[2]" "{'part': [5, 2]}" "'p'" > "$T/p.tns"
+    run --separate-stderr tns-info "$T/p.tns"
+    expect_failure 1 tns-info "record 0: meta part [5, 2]: part 5 of 2 does not exist (0 <= i < n)"
+    rec f32 "bytes(8)" "[2]" "{'part': [2, 2]}" "'p'" > "$T/p2.tns"
+    run --separate-stderr tns-info "$T/p2.tns"
+    expect_failure 1 tns-info "part 2 of 2 does not exist"
+    rec f32 "bytes(8)" "[2]" "{'part': 'x'}" "'p'" > "$T/p3.tns"
+    run --separate-stderr tns-info "$T/p3.tns"
+    expect_failure 1 tns-info "meta part is not [i, n]"
+    rec f32 "bytes(8)" "[2]" "{}" "'na\\x00me'" > "$T/n.tns"
+    run --separate-stderr tns-info "$T/n.tns"
+    expect_failure 1 tns-info "invalid name"
+}
