@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lines.h"
 #include "cli/cli.h"
 #include "stream/tns.h"
 
@@ -173,17 +174,16 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
     int dtype = NS_F32;
     if (cmd->dtype && (dtype = ns_dtype_from_name(cmd->dtype, strlen(cmd->dtype))) < 0)
         return ns_errf(err, "unknown dtype (%s)", cmd->dtype);
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    const char *label = strcmp(path, "-") == 0 ? "stdin" : path;
-    if (!in) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return -1;
+    const char *label = in.path;
     number *vals = NULL;
     size_t nvals = 0, cap = 0;
     int64_t rows = 0, cols = -1, lineno = 0;
-    char *line = NULL;
-    size_t linecap = 0;
-    int rc = 0;
-    while (rc == 0 && getline(&line, &linecap, in) >= 0) {
-        lineno++;
+    char *line;
+    int rc = 0, got = 0;
+    while (rc == 0 && (got = ns_lines_next(&in, &line, NULL, err)) == 1) {
+        lineno = in.lineno;
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '#' || *p == '\n' || *p == '\r' || !*p) continue;
@@ -216,9 +216,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
         cols = n;
         rows++;
     }
-    if (rc == 0 && ferror(in)) rc = ns_errf(err, "%s: read error (%s)", label, strerror(errno));
-    if (in != stdin) fclose(in);
-    free(line);
+    if (rc == 0 && got < 0) rc = -1;
     if (rc == 0 && rows == 0) rc = ns_errf(err, "%s: no numbers to read", label);
     if (rc == 0) {
         int64_t shape[2] = {rows, cols};
@@ -233,6 +231,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
         }
     }
     free(vals);
+    ns_lines_close(&in);
     return rc;
 }
 

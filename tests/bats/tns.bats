@@ -197,6 +197,13 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     [ -z "$stderr" ]
 }
 
+@test "tns-tsv -r: binary input fails at once (NUL byte), a directory is refused" {
+    run --separate-stderr timeout 10 tns-tsv -r < /dev/zero
+    expect_failure 1 tns-tsv "stdin:1: a NUL byte (not a text file?)"
+    run --separate-stderr tns-tsv -r "$T"
+    expect_failure 1 tns-tsv "is a directory"
+}
+
 @test "the reader refuses bool bytes other than 0 and 1, a part past the count, a NUL in a name" {
     rec() { # python: dtype, data, shape, meta, name
         $PY -c "
