@@ -307,7 +307,7 @@ fails() { # expected-text graph-import-args...
     expect_failure 1 graph-import "stdin:1: a NUL byte"
     # noise that starts like a stream, or like text, fails at once, not at the end of memory
     run --separate-stderr timeout 20 sh -c "{ printf '\337'; cat /dev/urandom; } | graph-import -"
-    expect_failure 1 graph-import 'stdin: record 0: not a TNS record (first key is not "fmt")'
+    expect_failure 1 graph-import 'stdin: record 0: '   # not a TNS record, or corrupt: either at once
     run --separate-stderr timeout 20 sh -c "{ printf '0 1\n'; cat /dev/urandom; } | graph-import -"
     [ "$status" -eq 1 ] && [[ "$stderr" == "graph-import: stdin:"* ]]
     run --separate-stderr graph-import -f "$T" "$T/e.txt"
