@@ -20,6 +20,7 @@
 
 #include "cav/asr.h"
 #include "cav/cav_io.h"
+#include "base/lines.h"
 #include "cli/cli.h"
 #include "nn/model.h"
 #include "base/json.h"
@@ -110,19 +111,14 @@ static int load_features(ns_features *f, const char *path, ns_err *err) {
 // Class k's concept name: line k of the descriptions file, "NAME<TAB>TEXT"
 // or a text that is its own name (probe-embed --texts reads it the same way).
 static char **read_names(const char *path, int64_t k, ns_err *err) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) {
-        ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return NULL;
     char **names = calloc((size_t)k, sizeof *names);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    char *line;
+    size_t len;
     int64_t n = 0;
-    int rc = names ? 0 : ns_errf(err, "out of memory");
-    while (rc == 0 && (len = getline(&line, &cap, fp)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    int rc = names ? 0 : ns_errf(err, "out of memory"), got = 0;
+    while (rc == 0 && (got = ns_lines_next(&in, &line, &len, err)) == 1) {
         if (len == 0) continue;
         if (n == k) {
             rc = ns_errf(err, "%s: more than %lld lines for %lld classes", path, (long long)k, (long long)k);
@@ -130,12 +126,11 @@ static char **read_names(const char *path, int64_t k, ns_err *err) {
         }
         char *tab = strchr(line, '\t');
         if (tab) *tab = 0;
-        if (!line[0] || (tab && !tab[1])) rc = ns_errf(err, "%s: line %lld has an empty name or description", path, (long long)n + 1);
+        if (!line[0] || (tab && !tab[1])) rc = ns_errf(err, "%s: line %lld has an empty name or description", path, (long long)in.lineno);
         else if (!(names[n++] = strdup(line))) rc = ns_errf(err, "out of memory");
     }
-    free(line);
-    if (rc == 0 && ferror(fp)) rc = ns_errf(err, "%s: read error", path);
-    fclose(fp);
+    if (got < 0) rc = -1;
+    ns_lines_close(&in);
     if (rc == 0 && n < k)
         rc = ns_errf(err, "%s: %lld descriptions for %lld classes (one line per class)", path, (long long)n, (long long)k);
     if (rc < 0 && names) {

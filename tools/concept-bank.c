@@ -84,6 +84,9 @@ static int add_batch(images *im, const ns_record *rec, double object_level, floa
         return ns_errf(err, "record %llu (%s) is not an image batch (N, C, H, W) of f32 or u8",
                        (unsigned long long)rec->index, rec->name);
     int64_t n = rec->shape[0], C = rec->shape[1], H = rec->shape[2], W = rec->shape[3], numel = C * H * W;
+    if (numel == 0 && n > 0) // the pixel statistics need pixels
+        return ns_errf(err, "record %llu (%s) has empty images (%lld x %lld x %lld): no pixels",
+                       (unsigned long long)rec->index, rec->name, (long long)C, (long long)H, (long long)W);
     if (im->info.nnorm && im->info.nnorm != C && im->info.nnorm != 1)
         return ns_errf(err, "record %llu has %lld channels but image.mean has %d", (unsigned long long)rec->index,
                        (long long)C, im->info.nnorm);

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "base/blas.h"
+#include "base/lines.h"
+#include "base/strset.h"
 #include "cli/cli.h"
 #include "stream/dataset.h"
 #include "base/rng.h"
@@ -153,30 +155,41 @@ static int load_sample(ns_dataset *ds, int64_t i, const transform *tf, int chann
     return 0;
 }
 
-// Reads one class name per line (blank lines skipped) into *names.
+// Reads one class name per line (blank lines skipped) into *names; a name
+// given twice is an error (two classes would read as one).
 static int read_class_names(const char *path, char ***names, int *n, ns_err *err) {
-    FILE *f = fopen(path, "r");
-    if (!f) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return -1;
+    ns_strset seen = {0};
+    char *line;
+    size_t len;
+    int got = 0, rc = 0;
     *names = NULL;
     *n = 0;
-    while (getline(&line, &cap, f) >= 0) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0]) continue;
-        char **grown = realloc(*names, (size_t)(*n + 1) * sizeof **names);
-        if (!grown || !(grown[*n] = strdup(line))) {
-            free(grown ? grown : *names);
-            free(line);
-            fclose(f);
-            return ns_errf(err, "out of memory");
+    while (rc == 0 && (got = ns_lines_next(&in, &line, &len, err)) == 1) {
+        if (len == 0) continue;
+        int added = ns_strset_add(&seen, line);
+        if (added == 0) {
+            rc = ns_errf(err, "%s:%lld: class name '%s' given twice", path, (long long)in.lineno, line);
+            break;
         }
-        *names = grown;
+        char **grown = added < 0 ? NULL : realloc(*names, (size_t)(*n + 1) * sizeof **names);
+        if (grown) *names = grown;
+        if (!grown || !(grown[*n] = strdup(line))) {
+            rc = ns_errf(err, "out of memory");
+            break;
+        }
         (*n)++;
     }
-    free(line);
-    fclose(f);
-    return 0;
+    if (got < 0) rc = -1;
+    ns_strset_free(&seen);
+    ns_lines_close(&in);
+    if (rc < 0) {
+        ns_strings_free(*names, (size_t)*n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 // given: class names from --classes (already checked against the dataset) or NULL.

@@ -90,6 +90,10 @@ static int read_like(const char *path, ns_arch_opts *o, ns_model *m, int need_cl
         break;
     }
     if (got == 0) ns_errf(err, "%s: no data records", path);
+    // The rest is read too, so that a truncated or corrupt stream is noticed
+    // here rather than by the training that follows.
+    while (rc == 0 && (got = ns_reader_next(r, &rec, err)) == 1) continue;
+    if (got < 0) rc = -1;
     ns_reader_close(r);
     // The model carries the data's class names and normalisation.
     ns_strings_free(m->labels, m->nlabels);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lines.h"
 #include "nn/batches.h"
 #include "cav/cav.h"
 #include "cli/cli.h"
@@ -115,21 +116,15 @@ static int lines_push(lines *l, char *s, ns_err *err) {
 // The non-empty lines of path (without their line ends); empty file: an error.
 static int read_lines(lines *l, const char *path, const char *what, ns_err *err) {
     memset(l, 0, sizeof *l);
-    FILE *f = fopen(path, "r");
-    if (!f) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
-        if (memchr(line, 0, (size_t)len)) rc = ns_errf(err, "%s: a line holds a NUL byte", path);
-        else rc = lines_push(l, strdup(line), err);
-    }
-    free(line);
-    if (rc == 0 && ferror(f)) rc = ns_errf(err, "%s: read error", path);
-    fclose(f);
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return -1;
+    char *line;
+    size_t len;
+    int rc = 0, got = 0;
+    while (rc == 0 && (got = ns_lines_next(&in, &line, &len, err)) == 1)
+        if (len > 0) rc = lines_push(l, strdup(line), err);
+    if (got < 0) rc = -1;
+    ns_lines_close(&in);
     if (rc == 0 && l->n == 0) rc = ns_errf(err, "%s: no %s in the file", path, what);
     if (rc < 0) lines_free(l);
     return rc;

@@ -162,6 +162,11 @@ int main(int argc, char **argv) {
 
     ns_graph g = {0};
     if (ns_graph_load(cmd.graph, &g, &err) < 0) ns_die_err(&err);
+    // Every class gets a condensed node and a teacher output: more classes
+    // than nodes is no graph to condense (and would cost minutes to find out).
+    if (g.classes > g.nodes)
+        ns_die("%s: %lld classes for %lld nodes (graph.classes cannot exceed graph.nodes)", cmd.graph,
+               (long long)g.classes, (long long)g.nodes);
     ns_simgc_result res;
     ns_simgc *k = ns_simgc_create(&g, &cmd.cfg, &res, &err);
     if (!k) ns_die("%s: %s", cmd.graph, err.msg);

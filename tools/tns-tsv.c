@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lines.h"
 #include "cli/cli.h"
 #include "stream/tns.h"
 
@@ -53,6 +54,12 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
 
 // --- tensor -> text -----------------------------------------------------------------
 static void print_value(FILE *f, const ns_record *rec, size_t i) {
+    if (rec->dtype == NS_I64) { // exactly: a double holds 53 bits
+        int64_t k;
+        memcpy(&k, (const char *)rec->data + i * sizeof k, sizeof k);
+        fprintf(f, "%lld", (long long)k);
+        return;
+    }
     double v = ns_value_at(rec->data, rec->dtype, i);
     switch (rec->dtype) {
     case NS_F64: fprintf(f, "%.17g", v); break;
@@ -125,16 +132,39 @@ static int tensor_to_tsv(const char *path, const struct cmdline *cmd, FILE *out,
 
 // --- text -> tensor -----------------------------------------------------------------
 
-// Stores parsed numbers: f64 and the wide integers keep their precision, the
-// rest go through f32 (which holds every value of those types exactly).
-static void store_values(void *dst, const double *v, ns_dtype dtype, size_t n) {
+// A number as read: i64 and i32 keep a decimal integer exactly (strtoll,
+// which saturates); everything else is a double.
+typedef union number {
+    double f;
+    int64_t i;
+} number;
+
+// Parses the number at p for dtype: 0 and *end past it, or -1 when p holds none.
+static int parse_number(const char *p, char **end, ns_dtype dtype, number *out) {
+    double v = strtod(p, end);
+    if (*end == p) return -1;
+    if (dtype == NS_I64 || dtype == NS_I32) {
+        char *iend;
+        errno = 0;
+        long long k = strtoll(p, &iend, 10); // LLONG_MIN/MAX with ERANGE past the limits
+        out->i = iend == *end ? (int64_t)k : ns_saturate_i64(v);
+    } else {
+        out->f = v;
+    }
+    return 0;
+}
+
+// Stores parsed numbers: f64 keeps its precision, i64 and i32 saturate the
+// exact integers, the rest go through f32 (which holds every value of those
+// types exactly).
+static void store_values(void *dst, const number *v, ns_dtype dtype, size_t n) {
     for (size_t i = 0; i < n; i++) {
         switch (dtype) {
-        case NS_F64: ((double *)dst)[i] = v[i]; break;
-        case NS_I64: ((int64_t *)dst)[i] = (int64_t)llround(v[i]); break;
-        case NS_I32: ((int32_t *)dst)[i] = (int32_t)lround(v[i]); break;
+        case NS_F64: ((double *)dst)[i] = v[i].f; break;
+        case NS_I64: ((int64_t *)dst)[i] = v[i].i; break;
+        case NS_I32: ((int32_t *)dst)[i] = (int32_t)(v[i].i > INT32_MAX ? INT32_MAX : v[i].i < INT32_MIN ? INT32_MIN : v[i].i); break;
         default: {
-            float f = (float)v[i];
+            float f = (float)v[i].f;
             ns_convert_from_f32((char *)dst + i * ns_dtypes[dtype].size, &f, dtype, 1);
         }
         }
@@ -144,17 +174,16 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
     int dtype = NS_F32;
     if (cmd->dtype && (dtype = ns_dtype_from_name(cmd->dtype, strlen(cmd->dtype))) < 0)
         return ns_errf(err, "unknown dtype (%s)", cmd->dtype);
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    const char *label = strcmp(path, "-") == 0 ? "stdin" : path;
-    if (!in) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    double *vals = NULL;
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return -1;
+    const char *label = in.path;
+    number *vals = NULL;
     size_t nvals = 0, cap = 0;
     int64_t rows = 0, cols = -1, lineno = 0;
-    char *line = NULL;
-    size_t linecap = 0;
-    int rc = 0;
-    while (rc == 0 && getline(&line, &linecap, in) >= 0) {
-        lineno++;
+    char *line;
+    int rc = 0, got = 0;
+    while (rc == 0 && (got = ns_lines_next(&in, &line, NULL, err)) == 1) {
+        lineno = in.lineno;
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '#' || *p == '\n' || *p == '\r' || !*p) continue;
@@ -163,9 +192,8 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
             while (*p == ' ' || *p == '\t' || *p == ',') p++;
             if (!*p || *p == '\n' || *p == '\r') break;
             char *end;
-            errno = 0;
-            double v = strtod(p, &end);
-            if (end == p) {
+            number v;
+            if (parse_number(p, &end, (ns_dtype)dtype, &v) < 0) {
                 char bad[32];
                 snprintf(bad, sizeof bad, "%.*s", (int)strcspn(p, " \t,\r\n"), p);
                 rc = ns_errf(err, "%s: line %lld: not a number (%s)", label, (long long)lineno, bad);
@@ -173,7 +201,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
             }
             if (nvals == cap) {
                 cap = cap ? cap * 2 : 1024;
-                double *grown = realloc(vals, cap * sizeof *vals);
+                number *grown = realloc(vals, cap * sizeof *vals);
                 if (!grown) { rc = ns_errf(err, "out of memory"); break; }
                 vals = grown;
             }
@@ -188,9 +216,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
         cols = n;
         rows++;
     }
-    if (rc == 0 && ferror(in)) rc = ns_errf(err, "%s: read error (%s)", label, strerror(errno));
-    if (in != stdin) fclose(in);
-    free(line);
+    if (rc == 0 && got < 0) rc = -1;
     if (rc == 0 && rows == 0) rc = ns_errf(err, "%s: no numbers to read", label);
     if (rc == 0) {
         int64_t shape[2] = {rows, cols};
@@ -205,6 +231,7 @@ static int tsv_to_tensor(const char *path, const struct cmdline *cmd, FILE *out,
         }
     }
     free(vals);
+    ns_lines_close(&in);
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "nn/arch.h"
+#include "base/lines.h"
 #include "cli/cli.h"
 #include "cav/concepts.h"
 #include "nn/ops.h"
@@ -248,32 +249,30 @@ static const char *caption_of(void *ctx, int64_t sample, int epoch) {
 }
 
 static void load_caption_file(captioner *c, const char *path, const ns_samples *train) {
-    FILE *f = fopen(path, "r");
-    if (!f) ns_die("%s: cannot open (%s)", path, strerror(errno));
+    ns_err err;
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, &err) < 0) ns_die_err(&err);
     id_index *ix = index_ids(train->ids, train->n, "training data");
     if (!(c->fixed = calloc((size_t)train->n, sizeof *c->fixed))) ns_die("out of memory");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    char *line;
+    size_t len;
+    int got;
+    while ((got = ns_lines_next(&in, &line, &len, &err)) == 1) {
+        long long lineno = (long long)in.lineno;
         if (len == 0) continue;
         char *tab = strchr(line, '\t'), *end;
-        if (!tab) ns_die("%s line %ld: no tab between id and caption", path, lineno);
+        if (!tab) ns_die("%s line %lld: no tab between id and caption", path, lineno);
         *tab = '\0';
         errno = 0;
         long long id = strtoll(line, &end, 10);
-        if (end == line || *end || errno || id < 0) ns_die("%s line %ld: bad id (%.40s)", path, lineno, line);
+        if (end == line || *end || errno || id < 0) ns_die("%s line %lld: bad id (%.40s)", path, lineno, line);
         int64_t i = find_id(ix, train->n, id);
         if (i < 0) continue; // a caption of an image not in TRAIN
-        if (c->fixed[i]) ns_die("%s line %ld: a second caption for id %lld", path, lineno, id);
+        if (c->fixed[i]) ns_die("%s line %lld: a second caption for id %lld", path, lineno, id);
         if (!(c->fixed[i] = strdup(tab + 1))) ns_die("out of memory");
     }
-    if (ferror(f)) ns_die("%s: read error (%s)", path, strerror(errno));
-    fclose(f);
-    free(line);
+    if (got < 0) ns_die_err(&err);
+    ns_lines_close(&in);
     free(ix);
     for (int64_t i = 0; i < train->n; i++)
         if (!c->fixed[i]) ns_die("%s: no caption for training image id %lld", path, (long long)train->ids[i]);

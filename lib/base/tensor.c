@@ -117,6 +117,7 @@ static uint16_t float_to_bf16(float f) {
 }
 
 void ns_convert_to_f32(float *dst, const void *src, ns_dtype from, size_t n) {
+    if (n == 0) return; // an empty tensor's data may be NULL, which memmove must not see
     switch (from) {
     case NS_F32: memmove(dst, src, n * 4); break;
     case NS_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
@@ -138,7 +139,16 @@ static double saturate(double v, double lo, double hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+int64_t ns_saturate_i64(double v) {
+    if (isnan(v)) return 0;
+    v = nearbyint(v); // the default rounding mode: halves to even
+    if (v >= 9223372036854775808.0) return INT64_MAX; // 2^63 itself does not fit
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 void ns_convert_from_f32(void *dst, const float *src, ns_dtype to, size_t n) {
+    if (n == 0) return;
     switch (to) {
     case NS_F32: memmove(dst, src, n * 4); break;
     case NS_F64: for (size_t i = 0; i < n; i++) ((double *)dst)[i] = src[i]; break;
@@ -148,7 +158,7 @@ void ns_convert_from_f32(void *dst, const float *src, ns_dtype to, size_t n) {
     case NS_U8: for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = (uint8_t)saturate(src[i], 0, 255); break;
     case NS_I16: for (size_t i = 0; i < n; i++) ((int16_t *)dst)[i] = (int16_t)saturate(src[i], -32768, 32767); break;
     case NS_I32: for (size_t i = 0; i < n; i++) ((int32_t *)dst)[i] = (int32_t)saturate(src[i], -2147483648.0, 2147483647.0); break;
-    case NS_I64: for (size_t i = 0; i < n; i++) ((int64_t *)dst)[i] = (int64_t)saturate(src[i], -9.2233720368547748e18, 9.2233720368547748e18); break;
+    case NS_I64: for (size_t i = 0; i < n; i++) ((int64_t *)dst)[i] = ns_saturate_i64(src[i]); break;
     case NS_BOOL: for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = src[i] != 0; break;
     case NS_DTYPE_COUNT: break;
     }

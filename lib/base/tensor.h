@@ -79,6 +79,10 @@ void ns_convert_to_f32(float *dst, const void *src, ns_dtype from, size_t n);
 // bool is x != 0.
 void ns_convert_from_f32(void *dst, const float *src, ns_dtype to, size_t n);
 
+// A number to int64: rounded to nearest, halves to even, saturated at
+// INT64_MIN/INT64_MAX (2^63 and above is INT64_MAX); NaN is 0.
+int64_t ns_saturate_i64(double v);
+
 // Formats a shape as "2x3x4" (or "scalar") into buf.
 void ns_shape_format(char *buf, size_t cap, int ndim, const int64_t *shape);
 

@@ -692,7 +692,9 @@ int ns_gnn_train(ns_gnn *m, ns_gnn_ctx *train, const uint8_t *train_mask, ns_gnn
         free(idx);
         return rc;
     }
-    // No propagation at run time: the training rows, and the evaluated rows.
+    // No propagation at run time: the training rows, and the evaluated rows. The
+    // splits may overlap (a node in both counts in both), so the rows in val or
+    // test are at most nval + ntest, and ne is the number actually listed.
     int64_t ne = nval + ntest, *erows = malloc((size_t)ne * sizeof *erows), *iota = malloc((size_t)T * sizeof *iota);
     uint8_t *vm = malloc((size_t)ne), *tm = malloc((size_t)ne);
     ns_gnn_ctx ts, es;
@@ -700,10 +702,12 @@ int ns_gnn_train(ns_gnn *m, ns_gnn_ctx *train, const uint8_t *train_mask, ns_gnn
     if (!erows || !iota || !vm || !tm) {
         ns_errf(err, "out of memory");
     } else {
-        for (int64_t i = 0, k = 0; i < eval->N; i++) {
+        int64_t k = 0;
+        for (int64_t i = 0; i < eval->N; i++) {
             int v = val_mask[i], t = test_mask && test_mask[i];
             if (v || t) erows[k] = i, vm[k] = (uint8_t)v, tm[k++] = (uint8_t)t;
         }
+        ne = k;
         for (int64_t k = 0; k < T; k++) iota[k] = k;
         if (ctx_rows(&ts, m, train, idx, T, 1, err) == 0) {
             if (ctx_rows(&es, m, eval, erows, ne, 0, err) == 0) {

@@ -599,12 +599,35 @@ ns_dataset *ns_dataset_open_memory(const void *buf, size_t len, ns_err *err) {
     return open_stream(&s, NULL, err);
 }
 
+// Whether the first bytes of standard input (len of them, more to come) can
+// start a dataset: an archive libarchive knows, or an IDX file (raw or
+// compressed). A zip is read from its end, so its head alone cannot tell: it
+// passes. 0, or -1 with the reason, so that noise fails at once instead of
+// being held up to the memory limit.
+static int stdin_head_ok(const unsigned char *buf, size_t len, ns_err *err) {
+    if (len >= 2 && buf[0] == 'P' && buf[1] == 'K') return 0;
+    src head = {.path = "-", .mem = buf, .len = len};
+    struct archive_entry *e;
+    struct archive *a = reader_first(&head, &e, err);
+    if (!a) return ns_err_prefix(err, "standard input (its first %zu bytes)", len);
+    uint32_t magic;
+    int rc = 0;
+    if (is_raw(a) && ns_idx_magic(a, "-", &magic, err) < 0)
+        rc = ns_err_prefix(err, "standard input (its first %zu bytes)", len);
+    archive_read_free(a);
+    return rc;
+}
+
 // Spools standard input into memory (a pipe cannot seek; zip needs to).
 static int slurp_stdin(src *s, ns_err *err) {
     size_t cap = 1 << 20, have = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
         if (have == cap) {
+            if (cap == 1 << 20 && stdin_head_ok(buf, have, err) < 0) {
+                free(buf);
+                return -1;
+            }
             if (cap >= max_bytes) {
                 free(buf);
                 return ns_errf(err, "-: standard input is over the %llu-byte limit",

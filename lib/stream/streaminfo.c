@@ -1,6 +1,7 @@
 // streaminfo.c: reading class names and normalisation from meta records.
 #include "stream/streaminfo.h"
 
+#include <math.h>
 #include <string.h>
 
 int ns_stream_info_update(ns_stream_info *s, const ns_record *rec, ns_err *err) {
@@ -23,8 +24,11 @@ int ns_stream_info_update(ns_stream_info *s, const ns_record *rec, ns_err *err) 
     if (ns_obj_f64s(rec->meta, "image.mean", m, (size_t)c, err) < 0 ||
         ns_obj_f64s(rec->meta, "image.std", d, (size_t)c, err) < 0)
         return -1;
-    for (int i = 0; i < c; i++)
+    for (int i = 0; i < c; i++) {
+        if (!isfinite(m[i])) return ns_errf(err, "image.mean: %g is not a finite number", m[i]);
+        if (!isfinite(d[i])) return ns_errf(err, "image.std: %g is not a finite number", d[i]);
         if (!(d[i] > 0)) return ns_errf(err, "image.std: %g is not positive", d[i]);
+    }
     s->nnorm = c;
     memcpy(s->mean, m, sizeof m);
     memcpy(s->std, d, sizeof d);

@@ -70,6 +70,18 @@ ns_reader *ns_reader_open(const char *path, ns_err *err) {
 }
 
 void ns_reader_set_max_record(ns_reader *r, size_t max_bytes) { r->max_record = max_bytes; }
+
+int ns_reader_unread(ns_reader *r, const void *bytes, size_t n, ns_err *err) {
+    if (r->index > 0 || r->end > 0 || n > 4096)
+        return ns_errf(err, "%s: bytes can only be put back before the first record", r->label);
+    if (!r->buf) {
+        if (!(r->buf = malloc(READ_CHUNK))) return ns_errf(err, "out of memory");
+        r->cap = READ_CHUNK;
+    }
+    memcpy(r->buf, bytes, n);
+    r->end = n;
+    return 0;
+}
 void ns_reader_require_unique_names(ns_reader *r, int on) { r->unique = on; }
 const char *ns_reader_label(const ns_reader *r) { return r->label; }
 
@@ -129,8 +141,10 @@ static int key_is(const msgpack_object *k, const char *s) {
 }
 
 // Copies a msgpack string into buf (cap bytes with NUL); -1 when too long.
+// A string without NUL bytes (one would cut it short) into buf of cap bytes.
 static int copy_str(const msgpack_object *o, char *buf, size_t cap) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return -1;
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap || memchr(o->via.str.ptr, 0, o->via.str.size))
+        return -1;
     memcpy(buf, o->via.str.ptr, o->via.str.size);
     buf[o->via.str.size] = 0;
     return 0;
@@ -153,6 +167,25 @@ static int parse_shape(ns_reader *r, const msgpack_object *o, ns_record *rec, ns
             return reader_fail(r, err, msg);
         }
         rec->shape[i] = (int64_t)d->via.u64;
+    }
+    return 0;
+}
+
+// meta.part, when there: [i, n], part i of n of a tensor split on axis 0
+// (tns(5)), so 0 <= i < n.
+static int check_part(ns_reader *r, const msgpack_object *meta, ns_err *err) {
+    const msgpack_object *part = ns_map_get(meta, "part");
+    if (!part) return 0;
+    const msgpack_object *a = part->type == MSGPACK_OBJECT_ARRAY ? part->via.array.ptr : NULL;
+    if (!a || part->via.array.size != 2 || a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return reader_fail(r, err, "meta part is not [i, n] (two unsigned integers)");
+    if (a[0].via.u64 >= a[1].via.u64) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "meta part [%llu, %llu]: part %llu of %llu does not exist (0 <= i < n)",
+                 (unsigned long long)a[0].via.u64, (unsigned long long)a[1].via.u64,
+                 (unsigned long long)a[0].via.u64, (unsigned long long)a[1].via.u64);
+        return reader_fail(r, err, msg);
     }
     return 0;
 }
@@ -230,9 +263,41 @@ static int parse_record(ns_reader *r, const msgpack_object *root, ns_record *rec
                  data->via.bin.size, ns_dtypes[rec->dtype].name, shp, nbytes);
         return reader_fail(r, err, msg);
     }
+    if (rec->dtype == NS_BOOL) { // one byte per element, 0 or 1
+        const unsigned char *b = (const unsigned char *)data->via.bin.ptr;
+        for (size_t i = 0; i < nbytes; i++)
+            if (b[i] > 1) {
+                char msg[96];
+                snprintf(msg, sizeof msg, "bool element %zu is %u (a bool is 0 or 1)", i, b[i]);
+                return reader_fail(r, err, msg);
+            }
+    }
+    if (check_part(r, meta, err) < 0) return -1;
     rec->data = data->via.bin.ptr;
     rec->nbytes = nbytes;
     return 0;
+}
+
+// Whether the n bytes at p can begin a record: a map whose first key is
+// "fmt" (tns(5): the magic number), in any of msgpack's str forms. Checked
+// when an incomplete record has filled a first read chunk, so that bytes that
+// are no stream fail there instead of being read up to the record limit.
+// NULL when they can, else why not.
+static const char *not_a_record_head(const unsigned char *p, size_t n) {
+    size_t h = (p[0] & 0xf0) == 0x80 ? 1 : p[0] == 0xde ? 3 : p[0] == 0xdf ? 5 : 0;
+    if (!h) return "not a TNS record (not a map)";
+    static const unsigned char keys[4][9] = {
+        {4, 0xa3, 'f', 'm', 't'},
+        {5, 0xd9, 3, 'f', 'm', 't'},
+        {6, 0xda, 0, 3, 'f', 'm', 't'},
+        {8, 0xdb, 0, 0, 0, 3, 'f', 'm', 't'},
+    };
+    for (int k = 0; k < 4; k++) {
+        size_t len = keys[k][0], i = 0;
+        while (i < len && h + i < n && p[h + i] == keys[k][1 + i]) i++;
+        if (i == len || h + i == n) return NULL;
+    }
+    return "not a TNS record (first key is not \"fmt\")";
 }
 
 int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
@@ -255,6 +320,9 @@ int ns_reader_next(ns_reader *r, ns_record *rec, ns_err *err) {
             snprintf(msg, sizeof msg, "truncated record at end of stream (%zu stray bytes)", avail);
             return reader_fail(r, err, msg);
         }
+        // A record past its first MiB must at least start like one before more is read.
+        const char *why = avail >= READ_CHUNK ? not_a_record_head(r->buf + r->start, avail) : NULL;
+        if (why) return reader_fail(r, err, why);
         if (reader_fill(r, err) < 0) return -1;
     }
     size_t off = 0;
@@ -392,9 +460,10 @@ int ns_obj_strs(const msgpack_object *map, const char *key, char ***out, size_t 
     if (!strs) return ns_errf(err, "out of memory");
     for (uint32_t i = 0; i < v->via.array.size; i++) {
         const msgpack_object *s = &v->via.array.ptr[i];
-        if (s->type != MSGPACK_OBJECT_STR || memchr(s->via.str.ptr, 0, s->via.str.size) ||
-            !(strs[i] = strndup(s->via.str.ptr, s->via.str.size))) {
+        int nul = s->type == MSGPACK_OBJECT_STR && memchr(s->via.str.ptr, 0, s->via.str.size);
+        if (s->type != MSGPACK_OBJECT_STR || nul || !(strs[i] = strndup(s->via.str.ptr, s->via.str.size))) {
             ns_strings_free(strs, i);
+            if (nul) return ns_errf(err, "%s: element %u holds a NUL byte (it would cut the name short)", key, i);
             return ns_errf(err, "%s: element %u is not a string", key, i);
         }
     }

@@ -48,6 +48,9 @@ ns_reader *ns_reader_open(const char *path, ns_err *err);
 // Reads from an open descriptor (not closed by ns_reader_close); label names it in errors.
 ns_reader *ns_reader_fdopen(int fd, const char *label, ns_err *err);
 void ns_reader_set_max_record(ns_reader *r, size_t max_bytes);
+// Puts n bytes already read from the descriptor (to sniff its format) back in
+// front of it; only before the first ns_reader_next, n at most 4096.
+int ns_reader_unread(ns_reader *r, const void *bytes, size_t n, ns_err *err);
 // Requires every tensor name in the stream to be unique (models); off by default
 // because `cat a.tns b.tns` of two data streams legitimately repeats names.
 void ns_reader_require_unique_names(ns_reader *r, int on);

@@ -201,6 +201,9 @@ PY
     [ "$(tns-info "$T/g.tns" | head -1 | grep -o 'probe.model=[0-9a-f]*')" = "$(tns-info "$T/t.tns" | head -1 | grep -o 'probe.model=[0-9a-f]*')" ]
     run --separate-stderr probe-embed --vlm "$T/vlm.tns" --texts "$T/texts.txt" --templates "$T/texts.txt"
     expect_failure 1 probe-embed "has no '{}'"
+    printf 'shoe\nbri\0ght\n' > "$T/nul.txt"
+    run --separate-stderr probe-embed --vlm "$T/vlm.tns" --texts "$T/nul.txt"
+    expect_failure 1 probe-embed "nul.txt:2: a NUL byte (not a text file?)"
     run --separate-stderr probe-embed --vlm "$T/m.tns" "$T/img.tns" 2>/dev/null
     [ "$status" -eq 1 ]
 }

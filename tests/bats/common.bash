@@ -70,6 +70,23 @@ make_sbm() { # dir [n]
         -o "$1/g.tns" "$1/edges.txt"
 }
 
+# A copy of a graph stream whose graph.test is replaced: "val" makes it the
+# validation split itself, a number K makes it every node from K on (the
+# splits then overlap: a node may be in val and test).
+overlap_split() { # in out val|K
+    $PY - "$@" <<'PY'
+import sys, msgpack
+src, dst, how = sys.argv[1:4]
+recs = list(msgpack.Unpacker(open(src, "rb"), raw=False))
+val = next(r["data"] for r in recs if r.get("name") == "graph.val")
+with open(dst, "wb") as out:
+    for r in recs:
+        if r.get("name") == "graph.test":
+            r["data"] = val if how == "val" else bytes(int(i >= int(how)) for i in range(len(val)))
+        out.write(msgpack.packb(r, use_bin_type=True))
+PY
+}
+
 # The value of a key in a key<TAB>value result (gnn-train, sgc-condense).
 key() { # key < result
     awk -F '\t' -v k="$1" '$1 == k {print $2}'

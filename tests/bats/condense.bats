@@ -78,6 +78,15 @@ PY
     ! cmp -s "$T/a.tns" "$T/c.tns"
 }
 
+@test "overlapping splits in the original: the SGC teacher and validation run (sanitizers)" {
+    $PY -c 'import msgpack' 2> /dev/null || skip "python3-msgpack missing"
+    make_sbm "$T/s"
+    overlap_split "$T/s/g.tns" "$T/ovl.tns" 60
+    run --separate-stderr sgc-condense -q $FAST -T 20 --teacher-epochs 10 -o "$T/c.tns" "$T/ovl.tns"
+    [ "$status" -eq 0 ] || { echo "$stderr"; return 1; }
+    [ "$(printf '%s\n' "$output" | key nodes)" = 10 ]
+}
+
 @test "usage errors exit 2" {
     make_sbm "$T/s"
     run --separate-stderr sgc-condense --teacher gcn "$T/s/g.tns"
@@ -120,4 +129,17 @@ PY
     run --separate-stderr sgc-condense $FAST -o "$T/out2.tns" "$T/nofeat.tns"
     expect_failure 1 sgc-condense "no node features"
     [ ! -e "$T/out2.tns" ]
+    # a million classes on 200 nodes: refused before the teacher, not after minutes
+    if $PY -c 'import msgpack' 2> /dev/null; then
+        $PY - "$T/s/g.tns" "$T/many.tns" <<'PY'
+import sys, msgpack
+recs = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+recs[0]["meta"]["graph.classes"] = 1000000
+with open(sys.argv[2], "wb") as out:
+    for r in recs: out.write(msgpack.packb(r, use_bin_type=True))
+PY
+        run --separate-stderr timeout 20 sgc-condense $FAST -o "$T/out3.tns" "$T/many.tns"
+        expect_failure 1 sgc-condense "many.tns: 1000000 classes for 200 nodes"
+        [ ! -e "$T/out3.tns" ]
+    fi
 }

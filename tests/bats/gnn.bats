@@ -92,6 +92,28 @@ CORA="$ROOT/data/cora"
     expect_failure 1 gnn-train "c.tns: no training nodes (graph.train is missing)"
 }
 
+@test "overlapping splits: a node in val and test counts in both (SGC, MLP, GCN, --eval-graph)" {
+    $PY -c 'import msgpack' 2> /dev/null || skip "python3-msgpack missing"
+    make_sbm "$T/s"
+    # test = val: the two accuracies are the same numbers
+    overlap_split "$T/s/g.tns" "$T/same.tns" val
+    for m in sgc mlp gcn; do
+        run --separate-stderr gnn-train -q -m $m --epochs 20 "$T/same.tns"
+        [ "$status" -eq 0 ] || { echo "$m: $stderr"; return 1; }
+        [ "$(printf '%s\n' "$output" | key val_acc)" = "$(printf '%s\n' "$output" | key test_acc)" ]
+    done
+    # val is nodes 20..79, test 60..199: they share 20 nodes
+    overlap_split "$T/s/g.tns" "$T/part.tns" 60
+    for m in sgc mlp; do
+        run --separate-stderr gnn-train -q -m $m --epochs 20 "$T/part.tns"
+        [ "$status" -eq 0 ] && [ "$(ge "$(printf '%s\n' "$output" | key test_acc)" 0.5)" = 1 ]
+    done
+    # an original with overlapping splits under --eval-graph
+    run --separate-stderr gnn-train -q -m sgc --epochs 20 --eval-graph "$T/same.tns" "$T/s/g.tns"
+    [ "$status" -eq 0 ]
+    [ "$(printf '%s\n' "$output" | key val_acc)" = "$(printf '%s\n' "$output" | key test_acc)" ]
+}
+
 @test "Cora: GCN, 200 epochs, seed 1: test accuracy >= 0.78" {
     graph-import -o "$T/cora.tns" "$CORA"
     run --separate-stderr gnn-train -q --epochs 200 --seed 1 "$T/cora.tns"

@@ -286,6 +286,37 @@ fails() { # expected-text graph-import-args...
     graph-import -d "$T/tiny" | graph-import -u - | cmp - "$T/g.tns"
 }
 
+@test "hostile input: non-decimal numbers, NUL bytes, endless lines, /dev/zero, noise on stdin" {
+    printf '0 1 0x10\n' > "$T/hex.txt"
+    fails "hex.txt:1: a weight is not a decimal number (0x10)" "$T/hex.txt"
+    printf '0 1 1.5\n1 0 2e-1\n' > "$T/dec.txt"
+    graph-import -o "$T/dec.tns" "$T/dec.txt"
+    printf '1 2\n0x1p3 4\n' > "$T/f.txt"
+    printf '0 1\n' > "$T/e.txt"
+    fails "f.txt:2: a number is not a decimal number (0x1p3)" -f "$T/f.txt" "$T/e.txt"
+    printf 'a\nb\0c\n' > "$T/names.txt"
+    printf '0\n1\n' > "$T/l.txt"
+    fails "names.txt:2: a NUL byte (not a text file?)" -l "$T/l.txt" -c "$T/names.txt" "$T/e.txt"
+    printf 'train\nval\0x\n' > "$T/s.txt"
+    fails "s.txt:2: a NUL byte" -l "$T/l.txt" -s "$T/s.txt" "$T/e.txt"
+    # a line of 17 MiB: refused at the 16 MiB limit, not read into memory whole
+    { printf '0 1\n'; head -c $((17 << 20)) /dev/zero | tr '\0' ' '; printf '\n'; } > "$T/long.txt"
+    fails "long.txt:2: a line longer than 16777216 bytes" "$T/long.txt"
+    fails "/dev/zero:1: a NUL byte (not a text file?)" /dev/zero
+    run --separate-stderr timeout 20 graph-import - < /dev/zero
+    expect_failure 1 graph-import "stdin:1: a NUL byte"
+    # noise that starts like a stream, or like text, fails at once, not at the end of memory
+    run --separate-stderr timeout 20 sh -c "{ printf '\337'; cat /dev/urandom; } | graph-import -"
+    expect_failure 1 graph-import 'stdin: record 0: '   # not a TNS record, or corrupt: either at once
+    run --separate-stderr timeout 20 sh -c "{ printf '0 1\n'; cat /dev/urandom; } | graph-import -"
+    [ "$status" -eq 1 ] && [[ "$stderr" == "graph-import: stdin:"* ]]
+    run --separate-stderr graph-import -f "$T" "$T/e.txt"
+    expect_failure 1 graph-import "is a directory"
+    # streams and edge lists still read from standard input
+    graph-import - < "$T/e.txt" > "$T/a.tns"
+    graph-import - < "$T/a.tns" | cmp - "$T/a.tns"
+}
+
 @test "usage errors: status 2" {
     printf '0 1\n' > "$T/e.txt"
     run --separate-stderr graph-import --bogus "$T/e.txt"

@@ -111,6 +111,30 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     expect_failure 2 img-read "missing argument"
 }
 
+@test "img-read --classes: a name given twice, a NUL byte or a directory is refused" {
+    small_stream > /dev/null
+    printf 'a\nb\nc\n' > "$T/ok"
+    img-read -q --classes "$T/ok" "$T/i" "$T/l" | tns-info | head -1 | grep -q 'general.labels=\[3\]'
+    printf 'a\nb\n\na\n' > "$T/dup"
+    run --separate-stderr img-read -q --classes "$T/dup" "$T/i" "$T/l"
+    expect_failure 1 img-read "dup:4: class name 'a' given twice"
+    printf 'a\nb\0x\nc\n' > "$T/nul"
+    run --separate-stderr img-read -q --classes "$T/nul" "$T/i" "$T/l"
+    expect_failure 1 img-read "nul:2: a NUL byte (not a text file?)"
+    run --separate-stderr img-read -q --classes "$T" "$T/i" "$T/l"
+    expect_failure 1 img-read "is a directory"
+}
+
+@test "img-read -: standard input that is no dataset fails after its first MiB, not at the memory limit" {
+    run --separate-stderr timeout 20 img-read - < /dev/zero
+    expect_failure 1 img-read "standard input (its first 1048576 bytes)"
+    run --separate-stderr timeout 20 sh -c 'cat /dev/urandom | img-read -'
+    expect_failure 1 img-read "standard input (its first 1048576 bytes)"
+    # a dataset larger than the first MiB still reads from standard input
+    make_idx "$T/big" 2000 28 28
+    [ "$(img-read -q - < "$T/big" | tns-info | head -1 | grep -o 'general.count=[0-9]*')" = general.count=2000 ]
+}
+
 @test "truncated tar.gz and IDX files are errors" {
     small_stream > "$T/s.tns"
     img-write -o "$T/a.tar.gz" "$T/s.tns"
@@ -191,4 +215,26 @@ sys.stdout.buffer.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "
     run --separate-stderr img-write -o "$T/x.tar" "$T/bad.tns"
     [ "$status" -eq 1 ] && [[ "$stderr" == *"image.mean and image.std must come together"* ]]
     [ ! -e "$T/x.tar" ]
+}
+
+@test "stream meta that would poison pixels or names is refused: Inf/NaN mean or std, a NUL in a class name" {
+    small_stream > "$T/s.tns"
+    meta() { # python-literal meta map -> a meta record
+        $PY -c "
+import msgpack, sys
+sys.stdout.buffer.write(msgpack.packb({'fmt': 'tns', 'ver': 1, 'kind': 'meta', 'name': '', 'meta': $1}, use_bin_type=True))"
+    }
+    for bad in "{'image.mean': [float('inf')], 'image.std': [0.5]}|image.mean: inf is not a finite number" \
+               "{'image.mean': [float('nan')], 'image.std': [0.5]}|image.mean: nan is not a finite number" \
+               "{'image.mean': [0.5], 'image.std': [float('inf')]}|image.std: inf is not a finite number" \
+               "{'image.mean': [0.5], 'image.std': [float('nan')]}|image.std: nan is not a finite number"; do
+        { meta "${bad%%|*}"; cat "$T/s.tns"; } > "$T/bad.tns"
+        run --separate-stderr concept-bank -q "$T/bad.tns"
+        expect_failure 1 concept-bank "${bad#*|}"
+        run --separate-stderr img-write -o "$T/x.tar" "$T/bad.tns"
+        [ "$status" -eq 1 ] && [[ "$stderr" == *"${bad#*|}"* ]] && [ ! -e "$T/x.tar" ]
+    done
+    { meta "{'general.labels': ['a', 'b\\x00c', 'd']}"; cat "$T/s.tns"; } > "$T/nul.tns"
+    run --separate-stderr concept-bank -q "$T/nul.tns"
+    expect_failure 1 concept-bank "general.labels: element 1 holds a NUL byte"
 }

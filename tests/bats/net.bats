@@ -104,6 +104,11 @@ PY
     head -c 3000 "$T/m0.tns" > "$T/cut.tns"
     run --separate-stderr net-info "$T/cut.tns"
     expect_failure 1 net-info "truncated"
+    # --like reads the whole stream: a truncated one is an error, and no model is written
+    head -c $(($(stat -c %s "$T/train.tns") - 100)) "$T/train.tns" > "$T/cut-data.tns"
+    run --separate-stderr net-init --arch mlp --like "$T/cut-data.tns" -o "$T/m1.tns"
+    expect_failure 1 net-init "cut-data.tns: record"
+    [[ "$stderr" == *"truncated record at end of stream"* ]] && [ ! -e "$T/m1.tns" ]
     run --separate-stderr net-init --arch resnet21 --in 1x8x8 --classes 3
     expect_failure 2 net-init "unknown architecture (resnet21)"
     run --separate-stderr net-init --arch mlp

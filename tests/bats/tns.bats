@@ -165,6 +165,16 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     expect_failure 2 tns-tsv "--dtype must be one of"
 }
 
+@test "tns-tsv -r: integer dtypes saturate at their limits and round halves to even" {
+    edges='2147483647 2147483648 -2147483648 -2147483649 0.5 1.5 2.5 -2.5 -0.5 1e30 -inf nan'
+    [ "$(printf '%s\n' $edges | tns-tsv -r -t i32 | tns-tsv | tr '\n' ' ')" = \
+      "2147483647 2147483647 -2147483648 -2147483648 0 2 2 -2 0 2147483647 -2147483648 0 " ]
+    big='9223372036854775807 9223372036854775808 -9223372036854775808 -9223372036854775809 9007199254740993 9.3e18 -1e300 0.5 1.5 2.5 -2.5'
+    [ "$(printf '%s\n' $big | tns-tsv -r -t i64 | tns-tsv | tr '\n' ' ')" = \
+      "9223372036854775807 9223372036854775807 -9223372036854775808 -9223372036854775808 9007199254740993 9223372036854775807 -9223372036854775808 0 2 2 -2 " ]
+    [ "$(printf '%s\n' 0.5 1.5 2.5 -2.5 300 -300 | tns-tsv -r -t i8 | tns-tsv | tr '\n' ' ')" = "0 2 2 -2 127 -128 " ]
+}
+
 @test "tns-info --json --stats stays valid JSON for non-finite values" {
     printf 'nan\ninf\n' | tns-tsv -r > "$T/nan.tns"
     tns-info --json --stats "$T/nan.tns" | $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["stats"]["min"] is None and r["stats"]["nonfinite"] == 2, r'
@@ -185,4 +195,39 @@ sys.stdout.buffer.write(msgpack.packb(rec))' > "$T/py.tns"
     BLIS_ARCH_TYPE=2 run --separate-stderr tns-info --version
     [ "$status" -eq 0 ] && [[ "$output" == *"BLIS_ARCH_TYPE=2 is not usable with this BLIS: ignored"* ]]
     [ -z "$stderr" ]
+}
+
+@test "tns-tsv -r: binary input fails at once (NUL byte), a directory is refused" {
+    run --separate-stderr timeout 10 tns-tsv -r < /dev/zero
+    expect_failure 1 tns-tsv "stdin:1: a NUL byte (not a text file?)"
+    run --separate-stderr tns-tsv -r "$T"
+    expect_failure 1 tns-tsv "is a directory"
+}
+
+@test "the reader refuses bool bytes other than 0 and 1, a part past the count, a NUL in a name" {
+    rec() { # python: dtype, data, shape, meta, name
+        $PY -c "
+import msgpack, sys
+sys.stdout.buffer.write(msgpack.packb({'fmt': 'tns', 'ver': 1, 'kind': 'tensor', 'name': $5, 'dtype': '$1',
+    'shape': $3, 'data': $2, 'meta': $4}, use_bin_type=True))"
+    }
+    rec bool "bytes([0, 1, 1])" "[3]" "{}" "'ok'" > "$T/ok.tns"
+    [ "$(tns-tsv "$T/ok.tns" | tr '\n' ' ')" = "0 1 1 " ]
+    rec bool "bytes([0, 2, 1])" "[3]" "{}" "'b'" > "$T/b.tns"
+    run --separate-stderr tns-info "$T/b.tns"
+    expect_failure 1 tns-info "record 0: bool element 1 is 2 (a bool is 0 or 1)"
+    rec f32 "bytes(8)" "[2]" "{'part': [1, 2]}" "'p'" > "$T/p1.tns"
+    tns-info "$T/p1.tns" > /dev/null
+    rec f32 "bytes(8)" "[2]" "{'part': [5, 2]}" "'p'" > "$T/p.tns"
+    run --separate-stderr tns-info "$T/p.tns"
+    expect_failure 1 tns-info "record 0: meta part [5, 2]: part 5 of 2 does not exist (0 <= i < n)"
+    rec f32 "bytes(8)" "[2]" "{'part': [2, 2]}" "'p'" > "$T/p2.tns"
+    run --separate-stderr tns-info "$T/p2.tns"
+    expect_failure 1 tns-info "part 2 of 2 does not exist"
+    rec f32 "bytes(8)" "[2]" "{'part': 'x'}" "'p'" > "$T/p3.tns"
+    run --separate-stderr tns-info "$T/p3.tns"
+    expect_failure 1 tns-info "meta part is not [i, n]"
+    rec f32 "bytes(8)" "[2]" "{}" "'na\\x00me'" > "$T/n.tns"
+    run --separate-stderr tns-info "$T/n.tns"
+    expect_failure 1 tns-info "invalid name"
 }

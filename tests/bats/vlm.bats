@@ -177,6 +177,20 @@ PY
     [ ! -e "$T/out.tns" ]
 }
 
+@test "concept-bank: images with C, H or W = 0 are refused (no pixels), not read" {
+    for chw in "0 6 6" "1 0 6" "1 6 0"; do
+        $PY - "$T/empty.tns" $chw <<'PY'
+import msgpack, sys
+C, H, W = map(int, sys.argv[2:5])
+with open(sys.argv[1], "wb") as f:
+    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "tensor", "name": "images", "dtype": "f32",
+        "shape": [2, C, H, W], "data": b"", "meta": {"labels": [0, 1]}}, use_bin_type=True))
+PY
+        run --separate-stderr concept-bank -q "$T/empty.tns"
+        expect_failure 1 concept-bank "record 0 (images) has empty images ($(echo $chw | sed 's/ / x /g')): no pixels"
+    done
+}
+
 # Synthetic data a tiny VLM can learn: four classes of 8x8 images, each a
 # bright quadrant (north-west, north-east, south-west, south-east) over noise.
 synthetic() { # name count seed
@@ -284,6 +298,12 @@ PY
     printf '0\ta\n0\tb\n' > "$T/dup.tsv"
     run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/dup.tsv" "$T/train.tns"
     expect_failure 1 vlm-train "a second caption for id 0"
+    # a NUL byte would cut a caption short: refused with its line
+    printf '0\ta sh\0oe\n' > "$T/nul.tsv"
+    run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/nul.tsv" "$T/train.tns"
+    expect_failure 1 vlm-train "nul.tsv:1: a NUL byte (not a text file?)"
+    run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T" "$T/train.tns"
+    expect_failure 1 vlm-train "is a directory"
     # not a VLM, a truncated VLM, a VLM with a corrupt byte
     net-init --arch mlp --like "$T/train.tns" > "$T/plain.tns"
     run --separate-stderr vlm-train -q --init "$T/plain.tns" -e 0 "$T/train.tns"
