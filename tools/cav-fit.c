@@ -633,12 +633,7 @@ static int write_cavs(const char *path, const result *rs, const float *vs, int n
         rc = ns_write_tensor(&wr, "cav", &t, &meta, err);
         ns_map_free(&meta);
     }
-    ns_writer_free(&wr);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        return -1;
-    }
-    return ns_output_commit(&out, err);
+    return ns_output_finish(&out, &wr, rc, err);
 }
 
 int main(int argc, char **argv) {

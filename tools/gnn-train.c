@@ -230,12 +230,7 @@ int main(int argc, char **argv) {
         ns_writer w;
         ns_writer_init(&w, out.f);
         int rc = write_weights(&w, &m, &cmd, eg, &res, &err);
-        ns_writer_free(&w);
-        if (rc < 0) {
-            ns_output_abort(&out);
-            ns_die_err(&err);
-        }
-        if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+        if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     }
     report(to_stdout ? stderr : stdout, &cmd, &res);
 

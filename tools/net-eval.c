@@ -81,9 +81,7 @@ static int side_write(side_output *s, const char *name, const float *v, int64_t 
 
 static void side_close(side_output *s, int ok, ns_err *err, int *failed) {
     if (!s->open) return;
-    ns_writer_free(&s->w);
-    if (!ok) ns_output_abort(&s->out);
-    else if (ns_output_commit(&s->out, err) < 0) *failed = 1;
+    if (ns_output_finish(&s->out, &s->w, !ok, err) < 0) *failed = 1;
 }
 
 static void softmax_rows(float *p, const float *logits, int64_t n, int64_t k) {

@@ -215,9 +215,9 @@ int main(int argc, char **argv) {
     if (!failed) failed = ns_merge_weights(mp, &st, isnan(cmd.lambda) ? NULL : lambda, &out, &err) < 0;
     if (!failed && !cmd.no_reset)
         failed = ns_merge_reset_bn(&out, cmd.data, cmd.reset_samples, cmd.batch, cmd.quiet, &err) < 0;
+    ns_writer w;
+    ns_writer_init(&w, output.f);
     if (!failed) {
-        ns_writer w;
-        ns_writer_init(&w, output.f);
         ns_map meta;
         ns_map_init(&meta);
         ns_map_str(&meta, "general.producer", "perm-align " NS_VERSION);
@@ -227,13 +227,8 @@ int main(int argc, char **argv) {
         ns_map_bool(&meta, "merge.bn_reset", !cmd.no_reset);
         failed = ns_model_write(&out, &w, &meta, 0, &err) < 0;
         ns_map_free(&meta);
-        ns_writer_free(&w);
     }
-    if (failed) {
-        ns_output_abort(&output);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&output, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&output, &w, failed, &err) < 0) ns_die_err(&err);
     print_report(&cmd, mt, &opts, n, seen, &g, &models[0], &rep, ns_now() - t0);
     for (int p = 0; p < g.ngroups; p++) free(act[p]);
     free(act);

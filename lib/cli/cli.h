@@ -16,7 +16,10 @@
 
 extern const char *ns_progname;
 
-// Sets ns_progname from argv[0].
+// Sets ns_progname from argv[0]. Installs the clean-up of temporary output
+// files (base/tempfile.h): on SIGINT, SIGTERM and SIGHUP (unless ignored at
+// start) they are removed before the signal kills the program as usual, and
+// any exit() removes those still registered (outputs never committed).
 void ns_proginit(int argc, char **argv);
 
 // "prog: message" on stderr, exit 1.
