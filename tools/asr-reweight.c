@@ -373,7 +373,7 @@ int main(int argc, char **argv) {
     if (cmd.describe) {
         if (describe(&cmd, &f, &err) < 0) ns_die_err(&err);
         ns_features_free(&f);
-        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        ns_close_stdout();
         return 0;
     }
     const int64_t n = f.n, d = f.d, k = f.k;
@@ -447,6 +447,6 @@ int main(int argc, char **argv) {
     if (cmd.model) ns_model_free(&m);
     ns_features_free(&f);
     if (cmd.test) ns_features_free(&ft);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

@@ -670,6 +670,6 @@ int main(int argc, char **argv) {
     free(vs);
     free_world(&w);
     for (int i = 0; i < cmd.ncopies; i++) free(cmd.copies[i]);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

@@ -239,7 +239,6 @@ int main(int argc, char **argv) {
     ns_gnn_free(&m);
     ns_graph_free(&g);
     ns_graph_free(&orig);
-    if (!to_stdout && (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0))
-        ns_die("writing output failed");
+    if (!to_stdout) ns_close_stdout();
     return 0;
 }

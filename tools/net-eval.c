@@ -204,6 +204,6 @@ int main(int argc, char **argv) {
     ns_batches_close(&b);
     ns_engine_free(&e);
     ns_model_free(&m);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

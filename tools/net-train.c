@@ -222,7 +222,8 @@ int main(int argc, char **argv) {
         rc = ns_model_write(&m, &w, &meta, 0, &err);
         ns_map_free(&meta);
     }
-    if (cfg.log && ns_file_close(cfg.log, cmd.log, rc < 0 ? NULL : &err) < 0) rc = -1;
+    int log_errno = cfg.log ? ns_file_close(cfg.log) : 0;
+    if (log_errno && rc == 0) rc = ns_errf(&err, "%s: write failed (%s)", cmd.log, strerror(log_errno));
     if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     free(weights);
     free(trainable);

@@ -237,6 +237,6 @@ int main(int argc, char **argv) {
     ns_chgroups_free(&g);
     ns_model_free(&out);
     for (int i = 0; i < n; i++) ns_model_free(&models[i]);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

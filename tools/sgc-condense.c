@@ -183,7 +183,6 @@ int main(int argc, char **argv) {
 
     ns_graph_free(&res.condensed);
     ns_graph_free(&g);
-    if (!to_stdout && (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0))
-        ns_die("writing output failed");
+    if (!to_stdout) ns_close_stdout();
     return 0;
 }

@@ -488,7 +488,8 @@ int main(int argc, char **argv) {
     if (cmd.epochs > 0 && ns_vlm_train(v, &train, caption_of, &cap, &cfg, &last, &err) < 0) ns_die_err(&err);
     eval_result res = {NAN, NAN, 0};
     if (cmd.eval) evaluate(v, &cmd, report, &res);
-    if (cfg.log && ns_file_close(cfg.log, cmd.log, &err) < 0) ns_die_err(&err);
+    int log_errno = cfg.log ? ns_file_close(cfg.log) : 0;
+    if (log_errno) ns_die("%s: write failed (%s)", cmd.log, strerror(log_errno));
     if (report && fclose(report) != 0) ns_die("out of memory");
 
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);

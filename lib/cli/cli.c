@@ -14,6 +14,7 @@
 
 #include "base/blas.h"
 #include "base/tempfile.h"
+#include "stream/tns.h"
 
 const char *ns_progname = "netsmith";
 
@@ -88,6 +89,11 @@ _Noreturn void ns_die_usage(const char *fmt, ...) {
 }
 
 _Noreturn void ns_die_err(const ns_err *err) { ns_die("%s", err->msg); }
+
+void ns_close_stdout(void) {
+    int e = ns_file_close(stdout);
+    if (e) ns_die("writing output failed (%s)", strerror(e));
+}
 
 // --- option parsing ----------------------------------------------------------------
 static int takes_value(const ns_opt *o) { return o->type != NS_OPT_FLAG; }

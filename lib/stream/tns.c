@@ -549,7 +549,7 @@ int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err) {
 }
 
 // --- whole-or-nothing output files ----------------------------------------------
-int ns_file_close(FILE *f, const char *label, ns_err *err) {
+int ns_file_close(FILE *f) {
     errno = 0;
     int bad = fflush(f) != 0 || ferror(f);
     int e = errno;
@@ -557,7 +557,7 @@ int ns_file_close(FILE *f, const char *label, ns_err *err) {
         bad = 1;
         e = errno;
     }
-    return bad ? ns_errf(err, "%s: write failed (%s)", label, strerror(e ? e : EIO)) : 0;
+    return bad ? (e ? e : EIO) : 0;
 }
 
 int ns_output_open(ns_output *o, const char *path, ns_err *err) {
@@ -613,18 +613,17 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
 
 int ns_output_commit(ns_output *o, ns_err *err) {
     const char *label = o->path ? o->path : o->direct ? "output" : "stdout";
-    int bad;
+    int e;
     if (o->direct || o->path) {
-        bad = ns_file_close(o->f, label, err) < 0;
+        e = ns_file_close(o->f);
         o->f = NULL;
-        if (!bad && o->path && rename(o->tmp, o->path) != 0)
-            bad = ns_errf(err, "%s: write failed (%s)", label, strerror(errno)) < 0;
+        if (!e && o->path && rename(o->tmp, o->path) != 0) e = errno;
     } else { // standard output stays open
         errno = 0;
-        if ((bad = fflush(o->f) != 0 || ferror(o->f)))
-            ns_errf(err, "%s: write failed (%s)", label, strerror(errno ? errno : EIO));
+        e = fflush(o->f) != 0 || ferror(o->f) ? (errno ? errno : EIO) : 0;
     }
-    if (bad) {
+    if (e) {
+        ns_errf(err, "%s: write failed (%s)", label, strerror(e)); // before abort frees label
         ns_output_abort(o);
         return -1;
     }

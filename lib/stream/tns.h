@@ -129,10 +129,10 @@ int ns_write_meta(ns_writer *w, const char *name, const ns_map *meta, ns_err *er
 int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err);
 
 // --- output files that appear whole or not at all -------------------------------
-// Flushes and closes f (a file written with stdio: a log, standard output) and
-// reports a write error met on the way, one that a failed fflush left behind
-// included: "label: write failed (reason)". Returns 0 or -1.
-int ns_file_close(FILE *f, const char *label, ns_err *err);
+// Flushes and closes f (a file written with stdio: a log, standard output).
+// Returns 0, or the errno of a write error met on the way (EIO when unknown),
+// one that an earlier failed fflush left behind included.
+int ns_file_close(FILE *f);
 
 typedef struct ns_output {
     FILE *f;     // write here
