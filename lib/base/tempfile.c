@@ -14,6 +14,7 @@ enum { SLOT_FREE, SLOT_FILLED, SLOT_LIVE };
 
 static struct {
     atomic_int state;
+    pid_t owner; // a forked child (blas.c's probe) leaves its parent's files alone
     char path[PATH_MAX];
 } slots[NS_TEMPFILE_SLOTS];
 
@@ -24,6 +25,7 @@ int ns_tempfile_register(const char *path, ns_err *err) {
         int expected = SLOT_FREE;
         if (!atomic_compare_exchange_strong(&slots[i].state, &expected, SLOT_FILLED)) continue;
         memcpy(slots[i].path, path, len + 1);
+        slots[i].owner = getpid();
         atomic_store(&slots[i].state, SLOT_LIVE);
         return i;
     }
@@ -35,7 +37,9 @@ void ns_tempfile_forget(int slot) {
 }
 
 void ns_tempfile_remove_all(void) {
+    pid_t self = getpid();
     for (int i = 0; i < NS_TEMPFILE_SLOTS; i++) {
+        if (atomic_load(&slots[i].state) != SLOT_LIVE || slots[i].owner != self) continue;
         int expected = SLOT_LIVE;
         // Claiming the slot first keeps a second caller (another thread's signal)
         // from unlinking a name that a new registration is writing.

@@ -19,7 +19,8 @@
 int ns_tempfile_register(const char *path, ns_err *err);
 // Drops the slot from the registry (does not touch the file); -1 is ignored.
 void ns_tempfile_forget(int slot);
-// Unlinks every registered file and empties the registry. Async-signal-safe.
+// Unlinks every file this process registered (not those of a parent it was
+// forked from) and empties those slots. Async-signal-safe.
 void ns_tempfile_remove_all(void);
 
 #endif
