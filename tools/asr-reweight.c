@@ -259,12 +259,7 @@ static int write_weights(const char *path, const float *w, const ns_features *f,
         rc = ns_write_tensor(&wr, "weights", &t, &meta, err);
         ns_map_free(&meta);
     }
-    ns_writer_free(&wr);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        return -1;
-    }
-    return ns_output_commit(&out, err);
+    return ns_output_finish(&out, &wr, rc, err);
 }
 
 // Accuracy of one split before and after: per class correct and total.
@@ -373,7 +368,7 @@ int main(int argc, char **argv) {
     if (cmd.describe) {
         if (describe(&cmd, &f, &err) < 0) ns_die_err(&err);
         ns_features_free(&f);
-        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        ns_close_stdout();
         return 0;
     }
     const int64_t n = f.n, d = f.d, k = f.k;
@@ -424,10 +419,7 @@ int main(int argc, char **argv) {
     for (int i = 0; rc == 0 && i < nsplits; i++) rc = measure(&ss[i], 1, w, b, &err);
     if (rc == 0 && cmd.weights_out) rc = write_weights(cmd.weights_out, sw, &f, &cmd, &err);
     if (rc == 0 && cmd.model) rc = write_model(&out, &m, wt, bt, w, b, &f, &cmd, &rep, &err);
-    if (cmd.model) {
-        if (rc < 0) ns_output_abort(&out);
-        else if (ns_output_commit(&out, &err) < 0) rc = -1;
-    }
+    if (cmd.model && ns_output_finish(&out, NULL, rc, &err) < 0) rc = -1;
     if (rc < 0) ns_die_err(&err);
     double wmin = sw[0], wmax = sw[0];
     for (int64_t i = 1; i < n; i++) {
@@ -450,6 +442,6 @@ int main(int argc, char **argv) {
     if (cmd.model) ns_model_free(&m);
     ns_features_free(&f);
     if (cmd.test) ns_features_free(&ft);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

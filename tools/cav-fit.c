@@ -512,12 +512,7 @@ static int write_cavs(const char *path, const result *rs, const float *vs, int n
         rc = ns_write_tensor(&wr, "cav", &t, &meta, err);
         ns_map_free(&meta);
     }
-    ns_writer_free(&wr);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        return -1;
-    }
-    return ns_output_commit(&out, err);
+    return ns_output_finish(&out, &wr, rc, err);
 }
 
 int main(int argc, char **argv) {
@@ -554,6 +549,6 @@ int main(int argc, char **argv) {
     free(vs);
     free_world(&w);
     for (int i = 0; i < cmd.ncopies; i++) free(cmd.copies[i]);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

@@ -305,14 +305,8 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     int rc = write_bank(&w, &b, &im, &th, cmd.captions ? cap_out.f : NULL, &cmd, input, &err);
-    ns_writer_free(&w);
-    if (rc == 0 && cmd.captions) rc = ns_output_commit(&cap_out, &err);
-    else if (cmd.captions) ns_output_abort(&cap_out);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (cmd.captions) rc = ns_output_finish(&cap_out, NULL, rc, &err);
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     ns_strings_free(b.names, b.k);
     ns_strings_free(b.kinds, b.k);
     free(b.class_attrs);

@@ -230,12 +230,7 @@ int main(int argc, char **argv) {
         ns_writer w;
         ns_writer_init(&w, out.f);
         int rc = write_weights(&w, &m, &cmd, eg, &res, &err);
-        ns_writer_free(&w);
-        if (rc < 0) {
-            ns_output_abort(&out);
-            ns_die_err(&err);
-        }
-        if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+        if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     }
     report(to_stdout ? stderr : stdout, &cmd, &res);
 
@@ -244,7 +239,6 @@ int main(int argc, char **argv) {
     ns_gnn_free(&m);
     ns_graph_free(&g);
     ns_graph_free(&orig);
-    if (!to_stdout && (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0))
-        ns_die("writing output failed");
+    if (!to_stdout) ns_close_stdout();
     return 0;
 }

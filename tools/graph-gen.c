@@ -159,12 +159,7 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     int failed = ns_graph_write(&w, &g, "graph-gen " NS_VERSION, &err) < 0;
-    ns_writer_free(&w);
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     if (!cmd.quiet)
         ns_warn("%lld nodes, %lld edges (mean degree %.2f), homophily %.3f, split %lld/%lld/%lld, %.2f s",
                 (long long)g.nodes, (long long)g.adj.nnz / 2, (double)g.adj.nnz / (double)g.nodes,

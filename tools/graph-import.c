@@ -299,15 +299,10 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     int failed = ns_graph_write(&w, &g, "graph-import " NS_VERSION, &err) < 0;
-    ns_writer_free(&w);
     ns_graph_free(&g);
     ns_node_text_free(&s);
     ns_node_text_free(&cora);
     free(nodes_path);
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     return 0;
 }

@@ -117,31 +117,40 @@ static void take_record(samples *s, const ns_record *rec, const char *label, int
     if (!y) ns_die("out of memory");
     size_t got_n = 0;
     ns_err err;
-    int got = ns_obj_i64s(rec->meta, "labels", y, (size_t)n, &got_n, &err);
-    if (got < 0) ns_die("%s: record %llu (%s): %s", label, at, rec->name, err.msg);
-    if (got && (int64_t)got_n != n)
-        ns_die("%s: record %llu (%s): %zu labels for %lld samples", label, at, rec->name, got_n, (long long)n);
-    ns_tensor t;
-    if (ns_record_tensor_f32(rec, &t, &err) < 0) ns_die("%s: record %llu: %s", label, at, err.msg);
-    if (limit > 0 && s->n + n > limit) n = limit - s->n;
-    samples_grow(s, s->n + n);
+    ns_tensor t = {0};
+    int got = ns_obj_i64s(rec->meta, "labels", y, (size_t)n, &got_n, &err), failed = 0;
+    if (got < 0) {
+        failed = ns_err_prefix(&err, "%s: record %llu (%s)", label, at, rec->name);
+    } else if (got && (int64_t)got_n != n) {
+        failed = ns_errf(&err, "%s: record %llu (%s): %zu labels for %lld samples", label, at, rec->name, got_n,
+                         (long long)n);
+    } else if (ns_record_tensor_f32(rec, &t, &err) < 0) {
+        failed = ns_err_prefix(&err, "%s: record %llu", label, at);
+    }
+    if (!failed && limit > 0 && s->n + n > limit) n = limit - s->n;
     const float *src = t.data;
-    for (int64_t i = 0; i < n * d; i++)
+    for (int64_t i = 0; !failed && i < n * d; i++)
         if (!isfinite(src[i]))
-            ns_die("%s: record %llu (%s): sample %lld, feature %lld is not finite (%g)", label, at, rec->name,
-                   (long long)(i / d), (long long)(i % d), src[i]);
-    memcpy(s->x + s->n * d, src, (size_t)(n * d) * sizeof *src);
-    for (int64_t i = 0; i < n; i++) {
+            failed = ns_errf(&err, "%s: record %llu (%s): sample %lld, feature %lld is not finite (%g)", label, at,
+                             rec->name, (long long)(i / d), (long long)(i % d), src[i]);
+    if (!failed) {
+        samples_grow(s, s->n + n);
+        memcpy(s->x + s->n * d, src, (size_t)(n * d) * sizeof *src);
+    }
+    for (int64_t i = 0; !failed && i < n; i++) {
         int64_t v = got ? y[i] : -1;
         if (v < -1 || v >= NS_GRAPH_MAX_CLASSES)
-            ns_die("%s: record %llu (%s): label %lld of sample %lld out of range (0..%lld, or -1)", label, at,
-                   rec->name, (long long)v, (long long)i, (long long)NS_GRAPH_MAX_CLASSES - 1);
-        s->labels[s->n + i] = (int32_t)v;
-        s->any_label |= v >= 0;
+            failed = ns_errf(&err, "%s: record %llu (%s): label %lld of sample %lld out of range (0..%lld, or -1)",
+                             label, at, rec->name, (long long)v, (long long)i, (long long)NS_GRAPH_MAX_CLASSES - 1);
+        else {
+            s->labels[s->n + i] = (int32_t)v;
+            s->any_label |= v >= 0;
+        }
     }
-    s->n += n;
     ns_tensor_free(&t);
     free(y);
+    if (failed) ns_die_err(&err); // after the frees: a failing run leaks nothing either
+    s->n += n;
 }
 
 static int same_strings(char **a, size_t na, char **b, size_t nb) {
@@ -278,12 +287,7 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     int failed = ns_graph_write(&w, &g, "graph-knn " NS_VERSION, &err) < 0;
-    ns_writer_free(&w);
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     if (!cmd.quiet)
         ns_warn("%lld nodes, %lld edges (mean degree %.2f), homophily %.3f, search %.1f s on %d threads",
                 (long long)g.nodes, (long long)g.adj.nnz / 2, (double)g.adj.nnz / (double)g.nodes,

@@ -326,12 +326,7 @@ int main(int argc, char **argv) {
     free(errs);
     free(order);
     free(found_labels);
-    ns_writer_free(&wr);
     ns_dataset_close(ds);
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &wr, failed, &err) < 0) ns_die_err(&err);
     return 0;
 }

@@ -236,14 +236,9 @@ int main(int argc, char **argv) {
     }
     if (got < 0) failed = 1;
     ns_progress_end(&prog);
-    ns_writer_free(&w);
     ns_reader_close(r);
     if (!failed && kept == 0) failed = ns_errf(&err, "%s: no sample of the classes %s", path, cmd.classes) < 0;
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     ns_stream_info_free(&info);
     free(labels);
     free(ids);

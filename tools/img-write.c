@@ -256,10 +256,7 @@ int main(int argc, char **argv) {
         }
     }
     ns_image_free(&s.sheet);
-    if (failed) {
-        if (s.format != FMT_DIR) ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (s.format != FMT_DIR && ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (s.format != FMT_DIR && ns_output_finish(&out, NULL, failed, &err) < 0) ns_die_err(&err);
+    if (failed) ns_die_err(&err);
     return 0;
 }

@@ -81,9 +81,7 @@ static int side_write(side_output *s, const char *name, const float *v, int64_t 
 
 static void side_close(side_output *s, int ok, ns_err *err, int *failed) {
     if (!s->open) return;
-    ns_writer_free(&s->w);
-    if (!ok) ns_output_abort(&s->out);
-    else if (ns_output_commit(&s->out, err) < 0) *failed = 1;
+    if (ns_output_finish(&s->out, &s->w, !ok, err) < 0) *failed = 1;
 }
 
 static void softmax_rows(float *p, const float *logits, int64_t n, int64_t k) {
@@ -206,6 +204,6 @@ int main(int argc, char **argv) {
     ns_batches_close(&b);
     ns_engine_free(&e);
     ns_model_free(&m);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

@@ -50,13 +50,13 @@ int main(int argc, char **argv) {
         ns_chgroups_print(&g, &m, stdout, cmd.verbose);
         ns_chgroups_free(&g);
         ns_model_free(&m);
-        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        ns_close_stdout();
         return 0;
     }
     if (cmd.spec) {
         if (ns_spec_write(&m, stdout, &err) < 0) ns_die_err(&err);
         ns_model_free(&m);
-        if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+        ns_close_stdout();
         return 0;
     }
 
@@ -88,6 +88,6 @@ int main(int argc, char **argv) {
            (long long)ns_model_macs(&m));
     printf("blis\t%s\n", ns_blas_kernels());
     ns_model_free(&m);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

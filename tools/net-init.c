@@ -204,12 +204,7 @@ int main(int argc, char **argv) {
     ns_map_i64(&meta, "model.seed", cmd.seed);
     int rc = ns_model_write(&m, &w, &meta, 0, &err);
     ns_map_free(&meta);
-    ns_writer_free(&w);
     ns_model_free(&m);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     return 0;
 }

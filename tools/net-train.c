@@ -209,9 +209,9 @@ int main(int argc, char **argv) {
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
     ns_epoch_stats last = {0};
     int rc = ns_train(&m, &train, cmd.val ? &val : NULL, &cfg, &last, &err);
+    ns_writer w;
+    ns_writer_init(&w, out.f);
     if (rc == 0) {
-        ns_writer w;
-        ns_writer_init(&w, out.f);
         ns_map meta;
         ns_map_init(&meta);
         ns_map_str(&meta, "general.producer", "net-train " NS_VERSION);
@@ -221,14 +221,10 @@ int main(int argc, char **argv) {
         if (cmd.val) ns_map_f64(&meta, "train.val_accuracy", last.val_acc);
         rc = ns_model_write(&m, &w, &meta, 0, &err);
         ns_map_free(&meta);
-        ns_writer_free(&w);
     }
-    if (cfg.log && fclose(cfg.log) != 0 && rc == 0) rc = ns_errf(&err, "%s: write failed", cmd.log);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    int log_errno = cfg.log ? ns_file_close(cfg.log) : 0;
+    if (log_errno && rc == 0) rc = ns_errf(&err, "%s: write failed (%s)", cmd.log, strerror(log_errno));
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     free(weights);
     free(trainable);
     ns_samples_free(&train);

@@ -211,9 +211,9 @@ int main(int argc, char **argv) {
     if (!failed && !cmd.no_reset)
         failed = ns_merge_reset_bn(&out, cmd.data, cmd.reset_samples, cmd.batch, ns_stderr_reporter(cmd.quiet),
                                    &err) < 0;
+    ns_writer w;
+    ns_writer_init(&w, output.f);
     if (!failed) {
-        ns_writer w;
-        ns_writer_init(&w, output.f);
         ns_map meta;
         ns_map_init(&meta);
         ns_map_str(&meta, "general.producer", "perm-align " NS_VERSION);
@@ -223,13 +223,8 @@ int main(int argc, char **argv) {
         ns_map_bool(&meta, "merge.bn_reset", !cmd.no_reset);
         failed = ns_model_write(&out, &w, &meta, 0, &err) < 0;
         ns_map_free(&meta);
-        ns_writer_free(&w);
     }
-    if (failed) {
-        ns_output_abort(&output);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&output, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&output, &w, failed, &err) < 0) ns_die_err(&err);
     print_report(&cmd, mt, &opts, n, seen, &g, &models[0], &rep, ns_now() - t0);
     for (int p = 0; p < g.ngroups; p++) free(act[p]);
     free(act);
@@ -238,6 +233,6 @@ int main(int argc, char **argv) {
     ns_chgroups_free(&g);
     ns_model_free(&out);
     for (int i = 0; i < n; i++) ns_model_free(&models[i]);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

@@ -357,12 +357,7 @@ int main(int argc, char **argv) {
     else if (vlm) rc = embed_images(&w, &cmd, ns_vlm_image_model(vlm), ns_vlm_fingerprint(vlm), "vlm-image",
                                     cmd.vlm, data, &err);
     else rc = embed_images(&w, &cmd, &model, fingerprint, "model", cmd.model, data, &err);
-    ns_writer_free(&w);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     if (vlm) ns_vlm_free(vlm);
     else ns_model_free(&model);
     return 0;

@@ -183,17 +183,11 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     int rc = ns_graph_write(&w, &res.condensed, "sgc-condense " NS_VERSION, &err);
-    ns_writer_free(&w);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     if (!to_stdout || !cmd.quiet) report(to_stdout ? stderr : stdout, &cmd, &g, &res);
 
     ns_graph_free(&res.condensed);
     ns_graph_free(&g);
-    if (!to_stdout && (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0))
-        ns_die("writing output failed");
+    if (!to_stdout) ns_close_stdout();
     return 0;
 }

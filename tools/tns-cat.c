@@ -52,17 +52,31 @@ static int is_selected(const ns_record *rec, const struct cmdline *cmd) {
     return cmd->invert ? !match : match;
 }
 
-// The last N selected records, kept as raw bytes (a ring).
+// The last N selected records, kept as raw bytes: a ring that grows with the
+// records seen, up to N slots, so a large N (up to 10^18) costs nothing up front.
 typedef struct tail_ring {
     void **raw;
     size_t *len;
-    int64_t cap, count, next;
+    int64_t keep;             // N
+    int64_t cap, count, next; // slots allocated (<= keep), records held, next slot to fill
 } tail_ring;
 
 static int ring_push(tail_ring *t, const ns_record *rec, ns_err *err) {
-    if (t->cap == 0) return 0;
+    if (t->keep == 0) return 0;
+    if (t->count == t->cap && t->cap < t->keep) {
+        // Still filling, so the records sit in slots 0..count-1 in order: grow in place.
+        int64_t cap = t->cap ? (t->cap < t->keep / 2 ? t->cap * 2 : t->keep) : (t->keep < 16 ? t->keep : 16);
+        void **raw = realloc(t->raw, (size_t)cap * sizeof *raw);
+        if (raw) t->raw = raw;
+        size_t *len = raw ? realloc(t->len, (size_t)cap * sizeof *len) : NULL;
+        if (!raw || !len) return ns_errf(err, "out of memory keeping the last %lld records", (long long)t->count + 1);
+        t->len = len;
+        for (int64_t i = t->cap; i < cap; i++) t->raw[i] = NULL;
+        t->cap = cap;
+        t->next = t->count;
+    }
     void *copy = malloc(rec->raw_len);
-    if (!copy) return ns_errf(err, "out of memory keeping the last %lld records", (long long)t->cap);
+    if (!copy) return ns_errf(err, "out of memory keeping the last %lld records", (long long)t->count + 1);
     memcpy(copy, rec->raw, rec->raw_len);
     free(t->raw[t->next]);
     t->raw[t->next] = copy;
@@ -86,13 +100,7 @@ int main(int argc, char **argv) {
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
     ns_writer w;
     ns_writer_init(&w, out.f);
-    tail_ring ring = {0};
-    if (cmd.tail > 0) {
-        ring.cap = cmd.tail;
-        ring.raw = calloc((size_t)cmd.tail, sizeof *ring.raw);
-        ring.len = calloc((size_t)cmd.tail, sizeof *ring.len);
-        if (!ring.raw || !ring.len) ns_die("out of memory (--tail %lld)", (long long)cmd.tail);
-    }
+    tail_ring ring = {.keep = cmd.tail > 0 ? cmd.tail : 0};
 
     int64_t selected = 0;
     int failed = 0;
@@ -132,11 +140,6 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < ring.cap; i++) free(ring.raw[i]);
     free(ring.raw);
     free(ring.len);
-    ns_writer_free(&w);
-    if (failed) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     return 0;
 }

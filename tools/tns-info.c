@@ -227,7 +227,6 @@ int main(int argc, char **argv) {
     if (cmd.summary) summary_print(&sum);
     free(sum.per_label);
     ns_strings_free(sum.names, sum.nnames);
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0)
-        ns_die("writing output failed");
+    ns_close_stdout();
     return 0;
 }

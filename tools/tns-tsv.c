@@ -246,10 +246,6 @@ int main(int argc, char **argv) {
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
     int rc = cmd.reverse ? tsv_to_tensor(path, &cmd, out.f, &err)
                          : tensor_to_tsv(path, &cmd, out.f, &err);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, NULL, rc, &err) < 0) ns_die_err(&err);
     return 0;
 }

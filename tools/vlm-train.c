@@ -450,11 +450,8 @@ static ns_vlm *make_model(const struct cmdline *cmd, const char *train_path, ns_
 static int write_report(const char *path, const char *text, size_t len, ns_err *err) {
     ns_output out;
     if (ns_output_open(&out, path, err) < 0) return -1;
-    if (fwrite(text, 1, len, out.f) != len) {
-        ns_output_abort(&out);
-        return ns_errf(err, "%s: write failed (%s)", path, strerror(errno));
-    }
-    return ns_output_commit(&out, err);
+    int failed = fwrite(text, 1, len, out.f) != len && ns_errf(err, "%s: write failed (%s)", path, strerror(errno));
+    return ns_output_finish(&out, NULL, failed, err);
 }
 
 int main(int argc, char **argv) {
@@ -490,7 +487,8 @@ int main(int argc, char **argv) {
     if (cmd.epochs > 0 && ns_vlm_train(v, &train, caption_of, &cap, &cfg, &last, &err) < 0) ns_die_err(&err);
     eval_result res = {NAN, NAN, 0};
     if (cmd.eval) evaluate(v, &cmd, report, &res);
-    if (cfg.log && fclose(cfg.log) != 0) ns_die("%s: write failed", cmd.log);
+    int log_errno = cfg.log ? ns_file_close(cfg.log) : 0;
+    if (log_errno) ns_die("%s: write failed (%s)", cmd.log, strerror(log_errno));
     if (report && fclose(report) != 0) ns_die("out of memory");
 
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
@@ -505,12 +503,7 @@ int main(int argc, char **argv) {
     if (res.have_auc) ns_map_f64(&meta, "vlm.eval.mean_auc", res.mean_auc);
     int rc = ns_vlm_write(v, &w, &meta, &err);
     ns_map_free(&meta);
-    ns_writer_free(&w);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        ns_die_err(&err);
-    }
-    if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
     if (cmd.report && write_report(cmd.report, report_text, report_len, &err) < 0) ns_die_err(&err);
     free(report_text);
     free_captions(&cap, train.n);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +13,48 @@
 #include <unistd.h>
 
 #include "base/blas.h"
+#include "base/tempfile.h"
+#include "stream/tns.h"
 
 const char *ns_progname = "netsmith";
+
+// Signals that end a program (an interrupt, kill, a closed terminal): the
+// temporary files of unfinished outputs go first, then the signal takes its
+// default course, so the parent still sees the program killed by it. Only
+// async-signal-safe calls here.
+static void remove_temporaries_and_die(int sig) {
+    ns_tempfile_remove_all();
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    raise(sig); // blocked until this handler returns, then fatal
+}
+
+static void install_cleanup(void) {
+    static const int fatal[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) {
+        struct sigaction old, sa;
+        // A signal ignored when the program started (nohup, a background job
+        // without job control) stays ignored.
+        if (sigaction(fatal[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN) continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = remove_temporaries_and_die;
+        sigfillset(&sa.sa_mask); // no second signal while the files go
+        sigaction(fatal[i], &sa, NULL);
+    }
+    // Every exit before an output is committed (ns_die on any error path)
+    // removes its temporary file too.
+    atexit(ns_tempfile_remove_all);
+}
 
 void ns_proginit(int argc, char **argv) {
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         ns_progname = slash ? slash + 1 : argv[0];
     }
+    install_cleanup();
 }
 
 static void vmessage(const char *fmt, va_list ap) {
@@ -54,6 +89,11 @@ _Noreturn void ns_die_usage(const char *fmt, ...) {
 }
 
 _Noreturn void ns_die_err(const ns_err *err) { ns_die("%s", err->msg); }
+
+void ns_close_stdout(void) {
+    int e = ns_file_close(stdout);
+    if (e) ns_die("writing output failed (%s)", strerror(e));
+}
 
 // --- option parsing ----------------------------------------------------------------
 static int takes_value(const ns_opt *o) { return o->type != NS_OPT_FLAG; }

@@ -17,7 +17,10 @@
 
 extern const char *ns_progname;
 
-// Sets ns_progname from argv[0].
+// Sets ns_progname from argv[0]. Installs the clean-up of temporary output
+// files (base/tempfile.h): on SIGINT, SIGTERM and SIGHUP (unless ignored at
+// start) they are removed before the signal kills the program as usual, and
+// any exit() removes those still registered (outputs never committed).
 void ns_proginit(int argc, char **argv);
 
 // "prog: message" on stderr, exit 1.
@@ -26,6 +29,11 @@ _Noreturn void ns_die(const char *fmt, ...) NS_PRINTF(1, 2);
 _Noreturn void ns_die_usage(const char *fmt, ...) NS_PRINTF(1, 2);
 // "prog: <err->msg>", exit 1.
 _Noreturn void ns_die_err(const ns_err *err);
+
+// Flushes and closes standard output, the text a program printed there; a
+// write error (a full disk) is a data error: "prog: writing output failed
+// (reason)", exit 1. The last thing a program that prints does.
+void ns_close_stdout(void);
 
 // "prog: message" on stderr, no exit (progress lines and warnings).
 void ns_warn(const char *fmt, ...) NS_PRINTF(1, 2);

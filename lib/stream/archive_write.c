@@ -1,6 +1,11 @@
 // archive_write.c: writes deterministic image archives (ns_archive_writer,
 // dataset.h): tar or zip entries added in the caller's order with fixed
 // metadata, so the same images give the same bytes.
+//
+// libarchive frees its compressors and output block only in a close that
+// runs, and a write error from the callback makes it skip the close (leaking
+// them). So write_cb never reports one: it remembers the first failure,
+// drops every later byte, and the calls below turn write_errno into the error.
 #include "stream/dataset.h"
 
 #include <archive.h>
@@ -12,17 +17,24 @@
 struct ns_archive_writer {
     struct archive *a;
     FILE *f;
+    int write_errno; // first write failure, 0 when none
+    int discard;     // failed or aborting: bytes go nowhere
 };
 
 static la_ssize_t write_cb(struct archive *a, void *client, const void *buf, size_t n) {
+    (void)a;
     ns_archive_writer *aw = client;
+    if (aw->discard) return (la_ssize_t)n;
     errno = 0;
     if (fwrite(buf, 1, n, aw->f) != n) {
-        int e = errno ? errno : EIO;
-        archive_set_error(a, e, "write failed: %s", strerror(e));
-        return -1;
+        aw->write_errno = errno ? errno : EIO;
+        aw->discard = 1;
     }
     return (la_ssize_t)n;
+}
+
+static int write_failed(const ns_archive_writer *aw, const char *where, ns_err *err) {
+    return ns_errf(err, "%s: write failed: %s", where, strerror(aw->write_errno));
 }
 
 // Sets up format and filters; 0 on success.
@@ -78,11 +90,14 @@ int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data, si
     archive_entry_set_gid(e, 0);
     archive_entry_copy_uname(e, "");
     archive_entry_copy_gname(e, "");
+    if (aw->write_errno) return write_failed(aw, path, err);
     int r = archive_write_header(aw->a, e);
     archive_entry_free(e);
+    if (aw->write_errno) return write_failed(aw, path, err);
     if (r < ARCHIVE_WARN) return ns_errf(err, "%s: %s", path, ns_archive_error(aw->a));
     for (size_t done = 0; done < len;) {
         la_ssize_t w = archive_write_data(aw->a, (const char *)data + done, len - done);
+        if (aw->write_errno) return write_failed(aw, path, err);
         if (w <= 0) return ns_errf(err, "%s: %s", path, ns_archive_error(aw->a));
         done += (size_t)w;
     }
@@ -91,7 +106,11 @@ int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data, si
 
 void ns_archive_writer_abort(ns_archive_writer *aw) {
     if (!aw) return;
-    archive_write_fail(aw->a);
+    // Closed, not failed: libarchive frees its output block only on close
+    // (archive_write_fail then free leaks 10 KB); the end-of-archive bytes the
+    // close produces are dropped, so a broken archive never looks whole.
+    aw->discard = 1;
+    archive_write_close(aw->a);
     archive_write_free(aw->a);
     free(aw);
 }
@@ -102,6 +121,8 @@ int ns_archive_writer_close(ns_archive_writer *aw, ns_err *err) {
     // libarchive ignores a close callback's result, so flush and check here.
     if (archive_write_close(aw->a) != ARCHIVE_OK)
         rc = ns_errf(err, "finishing archive: %s", ns_archive_error(aw->a));
+    else if (aw->write_errno)
+        rc = write_failed(aw, "finishing archive", err);
     else if ((errno = 0, fflush(aw->f) != 0) || ferror(aw->f))
         rc = ns_errf(err, "finishing archive: write failed: %s", strerror(errno ? errno : EIO));
     archive_write_free(aw->a);

@@ -31,6 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/tempfile.h"
+
 // Deflate cannot expand data by more than 1032:1 (zlib's technical notes);
 // a little slack on top.
 #define DEFLATE_MAX_RATIO 1040u
@@ -428,15 +430,19 @@ static int write_bytes(const char *path, const unsigned char *p, size_t n, ns_er
     char tmp[4096 + 64];
     int fd = open_temp(path, tmp, sizeof tmp);
     if (fd < 0) return ns_errf(err, "%s: %s", path, strerror(errno));
+    int slot = ns_tempfile_register(tmp, err); // removed by a signal or an error exit
+    if (slot < 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
     int failed = write_all(fd, p, n);
     int saved = errno;
     if (close(fd) && !failed) failed = -1, saved = errno;
     if (!failed && rename(tmp, path)) failed = -1, saved = errno;
-    if (failed) {
-        unlink(tmp);
-        return ns_errf(err, "%s: %s", path, strerror(saved));
-    }
-    return 0;
+    if (failed) unlink(tmp);
+    ns_tempfile_forget(slot);
+    return failed ? ns_errf(err, "%s: %s", path, strerror(saved)) : 0;
 }
 
 int ns_png_write_file(const char *path, const ns_image *img, ns_err *err) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/strset.h"
+#include "base/tempfile.h"
 #include "stream/tns_scan.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -617,8 +618,20 @@ int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err) {
 }
 
 // --- whole-or-nothing output files ----------------------------------------------
+int ns_file_close(FILE *f) {
+    errno = 0;
+    int bad = fflush(f) != 0 || ferror(f);
+    int e = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    return bad ? (e ? e : EIO) : 0;
+}
+
 int ns_output_open(ns_output *o, const char *path, ns_err *err) {
     memset(o, 0, sizeof *o);
+    o->temp_slot = -1;
     if (strcmp(path, "-") == 0) {
         o->f = stdout;
         return 0;
@@ -636,6 +649,8 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
     o->path = strdup(path);
     o->tmp = malloc(n + 16);
     if (!o->path || !o->tmp) {
+        free(o->tmp);
+        o->tmp = NULL; // not created yet: nothing to remove
         ns_output_abort(o);
         return ns_errf(err, "out of memory");
     }
@@ -647,6 +662,12 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
         o->tmp = NULL;
         ns_output_abort(o);
         return ns_errf(err, "%s: cannot create (%s)", path, strerror(e));
+    }
+    // Registered at once, so a signal or an error exit from here on removes it.
+    if ((o->temp_slot = ns_tempfile_register(o->tmp, err)) < 0) {
+        close(fd);
+        ns_output_abort(o);
+        return -1;
     }
     mode_t mask = umask(0);
     umask(mask);
@@ -661,24 +682,21 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
 
 int ns_output_commit(ns_output *o, ns_err *err) {
     const char *label = o->path ? o->path : o->direct ? "output" : "stdout";
-    errno = 0;
-    int bad = fflush(o->f) != 0 || ferror(o->f);
-    int e = errno;
-    if (o->direct) {
-        bad |= fclose(o->f) != 0;
+    int e;
+    if (o->direct || o->path) {
+        e = ns_file_close(o->f);
         o->f = NULL;
-    } else if (o->path) {
-        bad |= fclose(o->f) != 0;
-        o->f = NULL;
-        if (!bad && rename(o->tmp, o->path) != 0) {
-            e = errno;
-            bad = 1;
-        }
+        if (!e && o->path && rename(o->tmp, o->path) != 0) e = errno;
+    } else { // standard output stays open
+        errno = 0;
+        e = fflush(o->f) != 0 || ferror(o->f) ? (errno ? errno : EIO) : 0;
     }
-    if (bad) {
+    if (e) {
+        ns_errf(err, "%s: write failed (%s)", label, strerror(e)); // before abort frees label
         ns_output_abort(o);
-        return ns_errf(err, "%s: write failed (%s)", label, strerror(e ? e : EIO));
+        return -1;
     }
+    if (o->tmp) ns_tempfile_forget(o->temp_slot);
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
@@ -687,8 +705,20 @@ int ns_output_commit(ns_output *o, ns_err *err) {
 
 void ns_output_abort(ns_output *o) {
     if ((o->path || o->direct) && o->f) fclose(o->f);
-    if (o->tmp) unlink(o->tmp);
+    if (o->tmp) {
+        unlink(o->tmp);
+        if (o->temp_slot >= 0) ns_tempfile_forget(o->temp_slot);
+    }
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
+}
+
+int ns_output_finish(ns_output *o, ns_writer *w, int failed, ns_err *err) {
+    if (w) ns_writer_free(w);
+    if (failed) {
+        ns_output_abort(o);
+        return -1;
+    }
+    return ns_output_commit(o, err);
 }

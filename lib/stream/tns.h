@@ -132,21 +132,33 @@ int ns_write_meta(ns_writer *w, const char *name, const ns_map *meta, ns_err *er
 int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err);
 
 // --- output files that appear whole or not at all -------------------------------
+// Flushes and closes f (a file written with stdio: a log, standard output).
+// Returns 0, or the errno of a write error met on the way (EIO when unknown),
+// one that an earlier failed fflush left behind included.
+int ns_file_close(FILE *f);
+
 typedef struct ns_output {
     FILE *f;     // write here
     char *path;  // final path, NULL for stdout
     char *tmp;   // temporary path beside it
     int direct;  // an existing device or pipe, written in place
+    int temp_slot; // tmp's entry in the registry of temporary files (base/tempfile.h)
 } ns_output;
 
 // "-" is standard output. A regular file (new or existing) is written to a
 // temporary file in the same directory and renamed over path by
 // ns_output_commit; an existing device or pipe (/dev/null) is written in place.
+// The temporary file is registered (base/tempfile.h), so a program that dies by
+// a signal or exits on an error before committing removes it.
 int ns_output_open(ns_output *o, const char *path, ns_err *err);
 // Flushes, checks for write errors, renames into place. On failure removes
 // the temporary file.
 int ns_output_commit(ns_output *o, ns_err *err);
 // Removes the temporary file (no-op for stdout).
 void ns_output_abort(ns_output *o);
+// The end of writing an output: frees the writer w (may be NULL), then commits
+// o, or, when failed is nonzero (a -1 result or a failed flag: the writing
+// failed and filled err), aborts it and returns -1. Returns 0 or -1.
+int ns_output_finish(ns_output *o, ns_writer *w, int failed, ns_err *err);
 
 #endif

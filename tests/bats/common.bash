@@ -9,7 +9,12 @@ FASHION=/usr/share/datasets/fashion-mnist
 # Debian's python3 (with python3-msgpack and numpy) even where another python3 comes first.
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
+# Leak detection on whatever ASAN_OPTIONS says (later options win), and leaks
+# exit 23: an error path that leaks fails its test instead of passing as exit 1.
+# (tests/run.sh sets the same for the unit tests.)
+case ${ASAN_OPTIONS:-} in *exitcode=23) ;; *)
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}abort_on_error=0:detect_leaks=1:exitcode=23" ;;
+esac
 
 setup() {
     T=$(mktemp -d)

@@ -1,11 +1,13 @@
 // test_tns.c: the TNS reader and writer: round trips, and every kind of damaged
 // input the reader must refuse with a message rather than crash or over-allocate.
 // sanitize: yes (runs under ASan/UBSan in `make check-sanitize`)
+#include <glob.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "base/tempfile.h"
 #include "stream/tns.h"
 
 // Writes records into a memory buffer through the real writer.
@@ -273,6 +275,50 @@ static void test_output_atomic(void) {
           "unwritable path -> \"%s\"", err.msg);
 }
 
+// Temporary files matching "prefix*" in /tmp.
+static int temp_count(const char *prefix) {
+    glob_t g;
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, "%s*", prefix);
+    int n = glob(pattern, 0, NULL, &g) == 0 ? (int)g.gl_pathc : 0;
+    globfree(&g);
+    return n;
+}
+
+// Every open output's temporary file is registered: ns_tempfile_remove_all
+// (what a signal or an exit runs) removes those not committed, and only those.
+static void test_output_registry(void) {
+    ns_err err;
+    ns_output a, b, c;
+    const char *pa = "/tmp/ns_test_reg_a.tns", *pb = "/tmp/ns_test_reg_b.tns", *pc = "/tmp/ns_test_reg_c.tns";
+    unlink(pa);
+    unlink(pb);
+    unlink(pc);
+    CHECK(ns_output_open(&a, pa, &err) == 0 && ns_output_open(&b, pb, &err) == 0 &&
+              ns_output_open(&c, pc, &err) == 0, "three outputs open");
+    CHECK(temp_count("/tmp/ns_test_reg_") == 3, "three temporary files");
+    fputs("whole", c.f);
+    CHECK(ns_output_commit(&c, &err) == 0, "one committed");
+    ns_tempfile_remove_all();
+    CHECK(temp_count("/tmp/ns_test_reg_a.tns.tmp.") == 0 && temp_count("/tmp/ns_test_reg_b.tns.tmp.") == 0,
+          "the uncommitted temporary files are gone");
+    CHECK(access(pc, F_OK) == 0, "the committed output stays");
+    ns_output_abort(&a); // after the registry removed its file: no harm
+    ns_output_abort(&b);
+    unlink(pc);
+    // The registry is bounded; a full one is an error, not a silent loss.
+    ns_output many[NS_TEMPFILE_SLOTS + 1];
+    int opened = 0;
+    while (opened <= NS_TEMPFILE_SLOTS && ns_output_open(&many[opened], pa, &err) == 0) opened++;
+    CHECK(opened == NS_TEMPFILE_SLOTS && strstr(err.msg, "temporary files at once"),
+          "%d outputs at once, then \"%s\"", opened, err.msg);
+    CHECK(temp_count("/tmp/ns_test_reg_a.tns.tmp.") == NS_TEMPFILE_SLOTS, "the refused one left no file");
+    for (int i = 0; i < opened; i++) ns_output_abort(&many[i]);
+    CHECK(temp_count("/tmp/ns_test_reg_") == 0, "aborts free their slots");
+    CHECK(ns_output_open(&a, pa, &err) == 0, "a slot is free again");
+    ns_output_abort(&a);
+}
+
 static void test_halves(void) {
     // f16/bf16 conversions: exact for representable values.
     float in[6] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f}, out[6];
@@ -298,6 +344,7 @@ int main(void) {
     test_bad_tensors();
     test_unique_names();
     test_output_atomic();
+    test_output_registry();
     test_halves();
     return check_done();
 }
