@@ -191,3 +191,21 @@ PY
                           *) echo "label $v: $stderr"; return 1 ;; esac
     done
 }
+
+@test "img-write, img-select and concept-bank refuse bad labels" {
+    need_msgpack
+    for v in -2 3 2147483648; do
+        images "$T/bad.tns" "$(labels_with "$v")"
+        run --separate-stderr img-write -q -o "$T/out.tar" "$T/bad.tns"
+        expect_failure 1 img-write "bad.tns: record 1 (images): sample 5 has label $v"
+        [ ! -e "$T/out.tar" ]
+        run --separate-stderr img-select -q --classes 0,1 -o "$T/sel.tns" "$T/bad.tns"
+        expect_failure 1 img-select "bad.tns: record 1 (images): sample 5 has label $v"
+        [ ! -e "$T/sel.tns" ]
+        run --separate-stderr concept-bank -q -o "$T/bank.tns" "$T/bad.tns"
+        expect_failure 1 concept-bank "bad.tns: record 1 (images): sample 5 has label $v"
+    done
+    images "$T/short.tns" '[0] * 63'
+    run --separate-stderr img-write -q -o "$T/out.tar" "$T/short.tns"
+    expect_failure 1 img-write "short.tns: record 1 (images): 63 labels for 64 samples"
+}
