@@ -326,7 +326,7 @@ struct ns_engine_plan {
     int nslots;
 };
 
-enum { ACTS_NONE, ACTS_PER_NODE, ACTS_SHARED, ACTS_SHARED_TRAINING };
+enum { ACTS_NONE, ACTS_PER_NODE, ACTS_FUSED_GRADS, ACTS_SHARED, ACTS_SHARED_TRAINING };
 
 static void plan_groups(ns_engine *e, int *failed) {
     const ns_model *m = e->model;
@@ -449,37 +449,45 @@ static void *alloc_floats(int64_t n, int *failed) {
     return p;
 }
 
-// Activation memory. An engine with gradients keeps every node's act[]
-// (backward reads them), as does a forward-only engine outside fused mode (a
-// caller may read any node); those get a buffer per node. A forward-only
-// engine in fused mode writes only what later nodes read, the output and the
-// kept nodes, so its buffers are shared: a value lives from the step that
-// writes it to the last step that reads it (the output and kept nodes to the
-// end; a group's step is its last member's), values alive at the same step
-// get different buffers, and act[] of a node never written is NULL. Peak
-// memory is then a few activations of the batch (resnet20, batch 256: 4
-// buffers of 12.8 MB instead of 72 nodes' 530 MB). Planned at the first
-// forward, again after ns_engine_set_fused/keep change it; a training
-// forward adds what only it writes (the convolution's output inside a group,
-// dropout masks).
+// Activation memory, allocated at the first forward and again when
+// ns_engine_set_fused/keep change what it needs. Outside fused mode every
+// node has its act[] (and grad[]): a caller may read any. In fused mode an
+// engine with gradients leaves out the act[] and grad[] of a group's inner
+// nodes (its batch norm and add when not last, unless kept), which fused mode
+// never writes (resnet20 training: 10 of the 24 nodes at 16x28x28). A
+// forward-only engine in fused mode shares its buffers: a value lives from
+// the step that writes it to the last step that reads it (the output and
+// kept nodes to the end; a group's step is its last member's), values alive
+// at the same step get different buffers, and act[] of a node never written
+// is NULL (resnet20, batch 256: 3 buffers, 37 MB, instead of 73 nodes' 505
+// MB). A training forward adds what only it writes (the convolution's output
+// inside a group, dropout masks).
 
-static void alloc_acts_per_node(ns_engine *e, int *failed) {
+// A group's batch norm or add that is not its last member.
+static int inner_member(const ns_engine_plan *p, int i) {
+    int gi = p->group[i];
+    return gi >= 0 && i != p->groups[gi].last && i != p->groups[gi].conv;
+}
+
+static void alloc_acts_per_node(ns_engine *e, int fused, int *failed) {
     const ns_model *m = e->model;
     for (int i = 0; i < m->nnodes && !*failed; i++) {
         int64_t size = e->max_batch * m->nodes[i].numel;
-        e->act[i] = alloc_floats(size, failed);
+        int skip = fused && inner_member(e->plan, i);
+        if (!skip || e->keep[i]) e->act[i] = alloc_floats(size, failed);
+        if (e->with_grads && !skip) e->grad[i] = alloc_floats(size, failed);
         if (m->nodes[i].op == NS_OP_MAXPOOL) e->argmax[i] = (int32_t *)alloc_floats(size, failed);
         else if (m->nodes[i].op == NS_OP_DROPOUT) e->mask[i] = (uint8_t *)alloc_floats(size, failed);
     }
-    e->plan->acts = ACTS_PER_NODE;
+    e->plan->acts = fused ? ACTS_FUSED_GRADS : ACTS_PER_NODE;
 }
 
 static void release_acts(ns_engine *e) {
     ns_engine_plan *p = e->plan;
     const ns_model *m = e->model;
-    for (int i = 0; m && e->act && e->argmax && e->mask && i < m->nnodes; i++) {
-        if (!p || !p->slots) free(e->act[i]), free(e->argmax[i]), free(e->mask[i]);
-        e->act[i] = NULL, e->argmax[i] = NULL, e->mask[i] = NULL;
+    for (int i = 0; m && e->act && e->grad && e->argmax && e->mask && i < m->nnodes; i++) {
+        if (!p || !p->slots) free(e->act[i]), free(e->grad[i]), free(e->argmax[i]), free(e->mask[i]);
+        e->act[i] = NULL, e->grad[i] = NULL, e->argmax[i] = NULL, e->mask[i] = NULL;
     }
     if (!p) return;
     for (int k = 0; p->slots && k < p->nslots; k++) free(p->slots[k]);
@@ -558,13 +566,14 @@ static void share_acts(ns_engine *e, int training, int *failed) {
 // Before a forward: act[] allocated as the mode asks (see above).
 static int ready_acts(ns_engine *e, int training, ns_err *err) {
     ns_engine_plan *p = e->plan;
-    int want = e->with_grads || !e->fused                      ? ACTS_PER_NODE
+    int want = !e->fused                                       ? ACTS_PER_NODE
+               : e->with_grads                                 ? ACTS_FUSED_GRADS
                : training || p->acts == ACTS_SHARED_TRAINING ? ACTS_SHARED_TRAINING
                                                                : ACTS_SHARED;
     if (want == p->acts) return 0;
     release_acts(e);
     int failed = 0;
-    if (want == ACTS_PER_NODE) alloc_acts_per_node(e, &failed);
+    if (want == ACTS_PER_NODE || want == ACTS_FUSED_GRADS) alloc_acts_per_node(e, want == ACTS_FUSED_GRADS, &failed);
     else share_acts(e, want == ACTS_SHARED_TRAINING, &failed);
     if (!failed) return 0;
     release_acts(e);
@@ -592,7 +601,6 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
     for (int i = 0; i < nn && !failed; i++) {
         const ns_node *n = &m->nodes[i];
         int64_t size = max_batch * n->numel;
-        if (with_grads) e->grad[i] = alloc_floats(size, &failed);
         if (n->op == NS_OP_BATCHNORM) {
             e->saved_mean[i] = alloc_floats(n->shape[0], &failed);
             e->saved_rstd[i] = alloc_floats(n->shape[0], &failed);
@@ -614,7 +622,6 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
     e->plan = calloc(1, sizeof *e->plan);
     if (!e->keep || !e->plan) failed = 1;
     else plan_groups(e, &failed);
-    if (with_grads && !failed) alloc_acts_per_node(e, &failed); // a forward-only engine's: at its first forward
     for (int t = 0; t < m->ntensors && with_grads && !failed; t++)
         if (m->tensors[t].used && m->tensors[t].trainable)
             e->param_grad[t] = alloc_floats(m->tensors[t].t.numel, &failed);
@@ -673,7 +680,7 @@ void ns_engine_set_fused(ns_engine *e, int on) { e->fused = on != 0; }
 void ns_engine_keep(ns_engine *e, int node) {
     if (node < 0 || node >= e->model->nnodes || e->keep[node]) return;
     e->keep[node] = 1;
-    if (e->plan->slots) release_acts(e); // shared buffers: planned again at the next forward
+    if (e->plan->acts != ACTS_PER_NODE) release_acts(e); // planned again at the next forward
 }
 
 const float *ns_engine_forward(ns_engine *e, const float *x, int64_t n, int training, ns_err *err) {
@@ -763,7 +770,7 @@ void ns_engine_backward(ns_engine *e, const float *dout) {
     p->ginit[m->output] = 1;
     for (int i = m->output; i >= 1; i--) {
         int gi = p->group[i];
-        if (e->fused && gi >= 0 && i != p->groups[gi].conv) {
+        if (p->acts == ACTS_FUSED_GRADS && gi >= 0 && i != p->groups[gi].conv) { // the last forward's mode
             if (i == p->groups[gi].last) {
                 if (!p->ginit[i]) { // nothing reached the group's output: a zero gradient
                     memset(e->grad[i], 0, (size_t)(e->n * m->nodes[i].numel) * sizeof(float));
