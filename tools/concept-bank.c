@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cav/concepts.h"
+#include "stream/labels.h"
 #include "stream/streaminfo.h"
 #include "stream/tns.h"
 
@@ -98,16 +99,8 @@ static int add_batch(images *im, const ns_record *rec, double object_level, floa
         return ns_errf(err, "record %llu has %zu ids for %lld images", (unsigned long long)rec->index, got, (long long)n);
     if (have == 0) // without ids, an image's id is its position in the stream
         for (int64_t i = 0; i < n; i++) im->ids[im->n + i] = im->n + i;
-    int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
-    if (!lab) ns_die("out of memory");
-    have = ns_obj_i64s(rec->meta, "labels", lab, (size_t)n, &got, err);
-    for (int64_t i = 0; have == 1 && i < (int64_t)got; i++)
-        if (lab[i] < -1 || lab[i] > INT32_MAX) have = ns_errf(err, "label %lld out of range", (long long)lab[i]);
-    for (int64_t i = 0; i < n; i++) im->labels[im->n + i] = have == 1 && (int64_t)got == n ? (int32_t)lab[i] : -1;
-    free(lab);
-    if (have < 0) return ns_err_prefix(err, "record %llu", (unsigned long long)rec->index);
-    if (have == 1 && (int64_t)got != n)
-        return ns_errf(err, "record %llu has %zu labels for %lld images", (unsigned long long)rec->index, got, (long long)n);
+    int64_t classes = im->info.labels ? (int64_t)im->info.nlabels : NS_CLASSES_UNKNOWN;
+    if (ns_record_labels(rec, n, classes, im->labels + im->n, err) < 0) return -1;
     for (int64_t i = 0; i < n; i++) {
         ns_convert_to_f32(buf, (const char *)rec->data + (size_t)(i * numel) * ns_dtypes[rec->dtype].size,
                           rec->dtype, (size_t)numel);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "stream/labels.h"
 #include "stream/streaminfo.h"
 #include "stream/tns.h"
 
@@ -151,7 +152,8 @@ int main(int argc, char **argv) {
     ns_stream_info info = {0};
     static selection sel;
     int64_t kept_per[MAX_CLASSES] = {0}, kept = 0, seen = 0;
-    int64_t *labels = NULL, *ids = NULL, *nlab = NULL, *nids = NULL, cap = 0;
+    int32_t *labels = NULL;
+    int64_t *ids = NULL, *nlab = NULL, *nids = NULL, cap = 0;
     ns_record rec;
     int got, failed = 0;
     ns_progress prog;
@@ -184,12 +186,12 @@ int main(int argc, char **argv) {
             nids = realloc(nids, (size_t)cap * sizeof *nids);
             if (!labels || !ids || !nlab || !nids) ns_die("out of memory");
         }
-        size_t nl = 0, ni = 0;
-        int hl = ns_obj_i64s(rec.meta, "labels", labels, (size_t)cap, &nl, &err);
-        int hi = ns_obj_i64s(rec.meta, "ids", ids, (size_t)cap, &ni, &err);
-        if (hl < 0 || hi < 0 || (int64_t)nl != n || (hi == 1 && (int64_t)ni != n)) {
-            if (hl >= 0 && hi >= 0)
-                ns_errf(&err, "record %llu: %zu labels for %lld samples", (unsigned long long)rec.index, nl, (long long)n);
+        size_t ni = 0;
+        int hi = 0;
+        if (ns_record_labels(&rec, n, info.labels ? (int64_t)info.nlabels : NS_CLASSES_UNKNOWN, labels, &err) < 0 ||
+            (hi = ns_obj_i64s(rec.meta, "ids", ids, (size_t)cap, &ni, &err)) < 0 ||
+            (hi == 1 && (int64_t)ni != n &&
+             ns_errf(&err, "record %llu: %zu ids for %lld samples", (unsigned long long)rec.index, ni, (long long)n) < 0)) {
             failed = ns_err_prefix(&err, "%s", path) < 0;
             break;
         }
@@ -203,8 +205,8 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) {
             int64_t c = labels[i];
             if (c < -1 || c >= MAX_CLASSES) {
-                failed = ns_errf(&err, "%s: record %llu: label %lld out of range", path, (unsigned long long)rec.index,
-                                 (long long)c);
+                failed = ns_errf(&err, "%s: record %llu (%s): sample %lld has label %lld (img-select handles classes 0..%d)",
+                                 path, (unsigned long long)rec.index, rec.name, (long long)i, (long long)c, MAX_CLASSES - 1);
                 break;
             }
             if (c < 0 || sel.newlab[c] < 0 || (cmd.limit && kept >= cmd.limit) ||

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "stream/dataset.h"
 #include "stream/image.h"
+#include "stream/labels.h"
 #include "stream/streaminfo.h"
 #include "base/strset.h"
 #include "stream/tns.h"
@@ -198,7 +199,8 @@ int main(int argc, char **argv) {
     }
 
     ns_stream_info info = {0};
-    int64_t written = 0, *labels = NULL, *ids = NULL;
+    int64_t written = 0, *ids = NULL;
+    int32_t *labels = NULL;
     int failed = 0, got;
     ns_record rec;
     ns_progress progress;
@@ -211,16 +213,19 @@ int main(int argc, char **argv) {
         if (!rec.has_data || (cmd.name ? fnmatch(cmd.name, rec.name, 0) != 0 : rec.ndim != 4)) continue;
         if (check_batch(&rec, &err) < 0) { failed = 1; break; }
         int64_t n = rec.shape[0];
-        size_t nl = 0, ni = 0;
+        size_t ni = 0;
         labels = realloc(labels, (size_t)(n ? n : 1) * sizeof *labels);
         ids = realloc(ids, (size_t)(n ? n : 1) * sizeof *ids);
         if (!labels || !ids) ns_die("out of memory");
-        if (ns_obj_i64s(rec.meta, "labels", labels, (size_t)n, &nl, &err) < 0 ||
-            ns_obj_i64s(rec.meta, "ids", ids, (size_t)n, &ni, &err) < 0) { failed = 1; break; }
+        if (ns_record_labels(&rec, n, info.labels ? (int64_t)info.nlabels : NS_CLASSES_UNKNOWN, labels, &err) < 0) {
+            failed = ns_err_prefix(&err, "%s", ns_reader_label(r)) < 0;
+            break;
+        }
+        if (ns_obj_i64s(rec.meta, "ids", ids, (size_t)n, &ni, &err) < 0) { failed = 1; break; }
         for (int64_t j = 0; j < n && !failed && (limit < 0 || written < limit); j++) {
             ns_image img;
             char path[512];
-            sample_path(path, sizeof path, &info, nl == (size_t)n ? labels[j] : -1,
+            sample_path(path, sizeof path, &info, labels[j],
                         ni == (size_t)n ? ids[j] : written);
             failed = batch_image(&rec, j, &info, &img, &err) < 0 ||
                      sink_add(&s, path, &img, written, &err) < 0;

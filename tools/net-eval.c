@@ -183,7 +183,8 @@ int main(int argc, char **argv) {
             for (int64_t j = 1; j < k; j++) if (out[i * k + j] > out[i * k + best]) best = j;
             if (b.y[i] >= 0 && b.y[i] < k) confusion[b.y[i] * k + best]++;
             else if (b.y[i] >= k) {
-                failed = ns_errf(&err, "%s: label %d for a model of %lld classes", data, b.y[i], (long long)k) < 0;
+                failed = ns_errf(&err, "%s: sample %lld (id %lld) has label %d, the model has %lld classes", data,
+                                 (long long)(b.seen - b.n + i), (long long)b.ids[i], b.y[i], (long long)k) < 0;
                 break;
             }
         }

@@ -4,10 +4,12 @@
 //   tns-info [options] [FILE...]      (no FILE, or "-": standard input)
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "base/json.h"
+#include "stream/labels.h"
 #include "stream/tns.h"
 
 struct cmdline {
@@ -88,7 +90,11 @@ typedef struct summary {
     size_t nnames;
 } summary;
 
-static int summary_add(summary *s, const ns_record *rec, ns_err *err) {
+// Labels past this are refused when the stream names no classes (the
+// counts are indexed by label).
+#define SUMMARY_MAX_CLASSES (1 << 24)
+
+static int summary_add(summary *s, const ns_record *rec, const char *source, ns_err *err) {
     s->records++;
     if (strcmp(rec->kind, "meta") == 0) {
         char **names;
@@ -104,19 +110,29 @@ static int summary_add(summary *s, const ns_record *rec, ns_err *err) {
     }
     if (!rec->has_data) return 0;
     s->tensors++;
-    const msgpack_object *labels = ns_map_get(rec->meta, "labels");
-    if (!labels) return 0;
-    if (labels->type != MSGPACK_OBJECT_ARRAY) return ns_errf(err, "%s: labels is not an array", rec->name);
-    for (uint32_t i = 0; i < labels->via.array.size; i++) {
-        const msgpack_object *v = &labels->via.array.ptr[i];
+    if (!ns_map_get(rec->meta, "labels")) return 0;
+    if (rec->ndim < 1)
+        return ns_errf(err, "%s: record %llu (%s): labels for a tensor without a batch axis", source,
+                       (unsigned long long)rec->index, rec->name);
+    int64_t n = rec->shape[0];
+    int32_t *y = malloc((size_t)(n ? n : 1) * sizeof *y);
+    if (!y) return ns_errf(err, "out of memory (%lld labels)", (long long)n);
+    if (ns_record_labels(rec, n, s->names ? (int64_t)s->nnames : SUMMARY_MAX_CLASSES, y, err) < 0) {
+        free(y);
+        return ns_err_prefix(err, "%s", source);
+    }
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
         s->samples++;
-        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) { s->unlabelled++; continue; }
-        if (v->via.u64 >= (1u << 24)) return ns_errf(err, "%s: label %llu is absurd", rec->name, (unsigned long long)v->via.u64);
-        int64_t k = (int64_t)v->via.u64;
+        if (y[i] < 0) { s->unlabelled++; continue; }
+        int64_t k = y[i];
         if (k >= s->nlabel_slots) {
             int64_t slots = k + 1 > 2 * s->nlabel_slots ? k + 1 : 2 * s->nlabel_slots;
             int64_t *grown = realloc(s->per_label, (size_t)slots * sizeof *grown);
-            if (!grown) return ns_errf(err, "out of memory");
+            if (!grown) {
+                rc = ns_errf(err, "out of memory");
+                break;
+            }
             memset(grown + s->nlabel_slots, 0, (size_t)(slots - s->nlabel_slots) * sizeof *grown);
             s->per_label = grown;
             s->nlabel_slots = slots;
@@ -124,7 +140,8 @@ static int summary_add(summary *s, const ns_record *rec, ns_err *err) {
         s->per_label[k]++;
         if (k + 1 > s->nlabels) s->nlabels = k + 1;
     }
-    return 0;
+    free(y);
+    return rc;
 }
 
 static void summary_print(const summary *s) {
@@ -217,7 +234,7 @@ int main(int argc, char **argv) {
         int got;
         while ((got = ns_reader_next(r, &rec, &err)) == 1) {
             if (cmd.summary) {
-                if (summary_add(&sum, &rec, &err) < 0) { got = -1; break; }
+                if (summary_add(&sum, &rec, ns_reader_label(r), &err) < 0) { got = -1; break; }
             } else if (cmd.json) print_json(&rec, &cmd, ns_reader_label(r));
             else print_line(&rec, &cmd);
         }

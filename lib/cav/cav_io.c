@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream/labels.h"
 #include "stream/tns.h"
 
 // Grows *buf (elements of size bytes) to hold at least need; *cap in elements.
@@ -22,22 +23,13 @@ static int grow(void **buf, int64_t *cap, int64_t need, size_t size, ns_err *err
     return 0;
 }
 
-// labels and ids of a batch record of n rows: labels default to -1, ids are required.
-static int batch_labels(const ns_record *rec, int64_t n, int32_t *y, int64_t *ids, const char *path,
-                        ns_err *err) {
-    int64_t *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof *tmp);
-    if (!tmp) return ns_errf(err, "out of memory");
+// labels and ids of a batch record of n rows: labels -1 when absent, else -1
+// or a class below `classes` (ns_record_labels); ids are required.
+static int batch_labels(const ns_record *rec, int64_t n, int64_t classes, int32_t *y, int64_t *ids,
+                        const char *path, ns_err *err) {
+    if (ns_record_labels(rec, n, classes, y, err) < 0) return ns_err_prefix(err, "%s", path);
     size_t got = 0;
-    int rc = ns_obj_i64s(rec->meta, "labels", tmp, (size_t)n, &got, err);
-    if (rc < 0 || (rc == 1 && (int64_t)got != n)) {
-        free(tmp);
-        if (rc < 0) return ns_err_prefix(err, "%s: record %llu", path, (unsigned long long)rec->index);
-        return ns_errf(err, "%s: record %llu has %zu labels for %lld rows", path,
-                       (unsigned long long)rec->index, got, (long long)n);
-    }
-    for (int64_t i = 0; i < n; i++) y[i] = rc == 1 && tmp[i] >= 0 && tmp[i] < INT32_MAX ? (int32_t)tmp[i] : -1;
-    free(tmp);
-    rc = ns_obj_i64s(rec->meta, "ids", ids, (size_t)n, &got, err);
+    int rc = ns_obj_i64s(rec->meta, "ids", ids, (size_t)n, &got, err);
     if (rc < 0) return ns_err_prefix(err, "%s: record %llu", path, (unsigned long long)rec->index);
     if (rc == 0 || (int64_t)got != n)
         return ns_errf(err, "%s: record %llu (%s) needs meta ids, one per row", path,
@@ -115,7 +107,8 @@ int ns_features_load(ns_features *f, const char *path, ns_err *err) {
                 grow((void **)&f->y, &cap_y, f->n + n, sizeof(int32_t), err) < 0 ||
                 grow((void **)&f->ids, &cap_i, f->n + n, sizeof(int64_t), err) < 0)
                 goto done;
-            if (batch_labels(&rec, n, f->y + f->n, f->ids + f->n, path, err) < 0) goto done;
+            int64_t classes = f->labels ? (int64_t)f->nlabels : NS_CLASSES_UNKNOWN;
+            if (batch_labels(&rec, n, classes, f->y + f->n, f->ids + f->n, path, err) < 0) goto done;
             ns_tensor t;
             if (ns_record_tensor_f32(&rec, &t, err) < 0) goto done;
             memcpy(f->x + f->n * d, t.data, (size_t)(n * d) * sizeof(float));
@@ -303,7 +296,7 @@ int ns_concepts_load(ns_concepts *c, const char *path, ns_err *err) {
             grow((void **)&c->y, &cap_y, c->n + n, sizeof(int32_t), err) < 0 ||
             grow((void **)&c->ids, &cap_i, c->n + n, sizeof(int64_t), err) < 0)
             goto done;
-        if (batch_labels(&rec, n, c->y + c->n, c->ids + c->n, path, err) < 0) goto done;
+        if (batch_labels(&rec, n, NS_CLASSES_UNKNOWN, c->y + c->n, c->ids + c->n, path, err) < 0) goto done;
         memcpy(c->has + c->n * c->k, rec.data, (size_t)(n * c->k));
         for (int64_t i = 0; i < n * c->k; i++)
             if (c->has[c->n * c->k + i] > 2) {

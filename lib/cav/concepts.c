@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream/labels.h"
 #include "stream/tns.h"
 
 const char *const ns_stat_names[NS_STAT_COUNT] = {"intensity", "texture", "area"};
@@ -252,12 +253,8 @@ static int bank_record(ns_concept_bank *b, const ns_record *rec, ns_err *err) {
     if (have < 0) return -1;
     if (have == 0 || (int64_t)got != n)
         return ns_errf(err, "record %llu has no ids for its %lld images", (unsigned long long)rec->index, (long long)n);
-    int64_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    if (!tmp) return ns_errf(err, "out of memory");
-    have = ns_obj_i64s(rec->meta, "labels", tmp, (size_t)n, &got, err);
-    for (int64_t i = 0; i < n; i++) b->labels[b->n + i] = have == 1 && (int64_t)got == n ? (int32_t)tmp[i] : -1;
-    free(tmp);
-    if (have < 0) return -1;
+    int64_t classes = b->classes ? (int64_t)b->nclasses : NS_CLASSES_UNKNOWN;
+    if (ns_record_labels(rec, n, classes, b->labels + b->n, err) < 0) return -1;
     b->n = total;
     return 0;
 }

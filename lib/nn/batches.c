@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream/labels.h"
+
 int ns_batches_open(ns_batches *b, const char *path, const ns_model *m, int64_t max_batch,
                     ns_err *err) {
     memset(b, 0, sizeof *b);
@@ -77,19 +79,19 @@ static int accept_record(ns_batches *b, ns_err *err) {
     b->rec_n = rec->shape[0];
     b->rec_pos = 0;
     if (b->rec_n > b->rec_cap) {
-        int64_t *l = realloc(b->rec_labels, (size_t)b->rec_n * sizeof *l);
+        int32_t *l = realloc(b->rec_labels, (size_t)b->rec_n * sizeof *l);
         if (l) b->rec_labels = l;
         int64_t *d = realloc(b->rec_ids, (size_t)b->rec_n * sizeof *d);
         if (d) b->rec_ids = d;
         if (!l || !d) return ns_errf(err, "out of memory");
         b->rec_cap = b->rec_n;
     }
+    // Labels are -1 or a class of the data (its names, else the model's).
+    int64_t classes = b->info.labels ? (int64_t)b->info.nlabels : m->labels ? (int64_t)m->nlabels : NS_CLASSES_UNKNOWN;
+    if (ns_record_labels(rec, b->rec_n, classes, b->rec_labels, err) < 0)
+        return ns_err_prefix(err, "%s", ns_reader_label(b->r));
     size_t n = 0;
-    int got = ns_obj_i64s(rec->meta, "labels", b->rec_labels, (size_t)b->rec_n, &n, err);
-    if (got < 0) return -1;
-    if (got == 0 || (int64_t)n != b->rec_n)
-        for (int64_t i = 0; i < b->rec_n; i++) b->rec_labels[i] = -1;
-    got = ns_obj_i64s(rec->meta, "ids", b->rec_ids, (size_t)b->rec_n, &n, err);
+    int got = ns_obj_i64s(rec->meta, "ids", b->rec_ids, (size_t)b->rec_n, &n, err);
     if (got < 0) return -1;
     if (got == 0 || (int64_t)n != b->rec_n)
         for (int64_t i = 0; i < b->rec_n; i++) b->rec_ids[i] = b->seen + i;
@@ -119,11 +121,8 @@ static void take(ns_batches *b, int64_t from, int64_t count, int64_t at) {
                 for (int64_t i = 0; i < S; i++) p[i] = (p[i] - mean) * inv;
             }
     }
-    for (int64_t i = 0; i < count; i++) {
-        int64_t l = b->rec_labels[from + i];
-        b->y[at + i] = l >= 0 && l < INT32_MAX ? (int32_t)l : -1;
-        b->ids[at + i] = b->rec_ids[from + i];
-    }
+    memcpy(b->y + at, b->rec_labels + from, (size_t)count * sizeof *b->y);
+    memcpy(b->ids + at, b->rec_ids + from, (size_t)count * sizeof *b->ids);
 }
 
 int ns_batches_next(ns_batches *b, ns_err *err) {

@@ -1,7 +1,9 @@
 // batches.h: labelled samples from a data stream, ready for a model: records
 // of images (N, C, H, W) or features (N, D), f32 or u8, cut or joined into
 // batches of at most max_batch, converted to f32 and normalised the way the
-// model expects. Labels and ids come from each record's meta (-1 when absent).
+// model expects. Labels and ids come from each record's meta: labels -1 when
+// absent, else one per sample, each -1 or a class (a bad one is an error);
+// ids the sample's position in the stream when absent.
 #ifndef NS_BATCHES_H
 #define NS_BATCHES_H
 
@@ -20,7 +22,8 @@ typedef struct ns_batches {
     ns_record rec;
     int have_rec;
     int64_t rec_pos, rec_n;
-    int64_t *rec_labels, *rec_ids;
+    int32_t *rec_labels;
+    int64_t *rec_ids;
     int64_t rec_cap;
     // the current batch
     float *x;      // (n, sample_numel)

@@ -1,6 +1,8 @@
 // engine.h: runs a model: forward over a batch, reverse-mode backward to every
 // trainable parameter (and optionally to the input). All buffers are sized for
-// a maximum batch at init, so a training loop allocates nothing per step.
+// a maximum batch, so a training loop allocates nothing per step; act[] and
+// grad[] are allocated at the first forward (and again after
+// ns_engine_set_fused or ns_engine_keep change what they must hold).
 //
 // Buffers, for a batch of N and node i with per-sample size numel_i:
 //   act[i]   (N, numel_i)  the node's output
@@ -62,7 +64,12 @@ void ns_engine_free(ns_engine *e);
 // mode (a probe reading a hidden layer). The output, parameter gradients and
 // grad[0] are the same bit for bit in both modes. Fused mode saves ~10% in
 // eval (resnet20 on 28x28: 42 against 48 ms per batch of 256, 2 threads) and
-// a little in training.
+// a little in training. In fused mode the inner nodes have no act[] or
+// grad[] (NULL), unless kept; backward runs in the mode of the last forward.
+// A forward-only engine in fused mode writes only the output, the kept nodes
+// and what later nodes read, into buffers shared by nodes not alive at the
+// same time; act[] of the other nodes are NULL or hold another node's values
+// (resnet20, batch 256: 3 buffers, 37 MB, instead of 505 MB).
 void ns_engine_set_fused(ns_engine *e, int on);
 void ns_engine_keep(ns_engine *e, int node);
 
