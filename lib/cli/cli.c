@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "base/blas.h"
+#include "base/file.h"
 #include "base/tempfile.h"
-#include "stream/tns.h"
 
 const char *ns_progname = "netsmith";
 

@@ -618,17 +618,6 @@ int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err) {
 }
 
 // --- whole-or-nothing output files ----------------------------------------------
-int ns_file_close(FILE *f) {
-    errno = 0;
-    int bad = fflush(f) != 0 || ferror(f);
-    int e = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    return bad ? (e ? e : EIO) : 0;
-}
-
 int ns_output_open(ns_output *o, const char *path, ns_err *err) {
     memset(o, 0, sizeof *o);
     o->temp_slot = -1;

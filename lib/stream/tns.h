@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/tensor.h"
 
 #define NS_TNS_MAGIC "tns"
@@ -132,11 +133,6 @@ int ns_write_meta(ns_writer *w, const char *name, const ns_map *meta, ns_err *er
 int ns_write_raw(ns_writer *w, const ns_record *rec, ns_err *err);
 
 // --- output files that appear whole or not at all -------------------------------
-// Flushes and closes f (a file written with stdio: a log, standard output).
-// Returns 0, or the errno of a write error met on the way (EIO when unknown),
-// one that an earlier failed fflush left behind included.
-int ns_file_close(FILE *f);
-
 typedef struct ns_output {
     FILE *f;     // write here
     char *path;  // final path, NULL for stdout
