@@ -20,6 +20,9 @@
 //    least; round-to 4 keeps multiples of 4; local mode removes the same
 //    fraction from every group (to rounding); progressive steps reach the
 //    target; ratio targets remove the fraction asked.
+// 5. Regularisers: the gradient bn-scale, group-lasso, group-norm and
+//    growing-reg add to one element of each member of one group equals the
+//    formula (prune.h) from hand-computed channel norms.
 // 4. Errors: a speed-up beyond the protection fails with a message naming it
 //    and leaves no keep list; a model without a prunable group gets no scores;
 //    a data criterion without data fails.
@@ -429,6 +432,98 @@ static void test_options(void) {
     free(y);
 }
 
+// ---------------------------------------------------------------------------
+// 5. regularisers: the gradient each adds, element by element
+
+// The coefficient of w in the gradient a regulariser adds for channel k of a
+// group with channel norms n (growing: applied at step 0 and one epoch later).
+static double reg_coef(int kind, double lambda, const double *n, int size, int k) {
+    double lo = n[0], hi = n[0];
+    for (int i = 1; i < size; i++) {
+        lo = n[i] < lo ? n[i] : lo;
+        hi = n[i] > hi ? n[i] : hi;
+    }
+    if (kind == NS_REG_GROUP_LASSO) return lambda / n[k];
+    if (kind == NS_REG_GROUP_NORM) return lambda * pow(16, (hi - n[k]) / (hi - lo));
+    return lambda + (lambda + 0.5 * (hi - n[k]) / (hi - lo));
+}
+
+static void test_regularisers(void) {
+    ns_err err;
+    tcase c = {"ref", NULL, {0}, ref_spec};
+    double lambda = 1e-2;
+    for (int kind = 0; kind < NS_REG_NKINDS; kind++) {
+        ns_model m;
+        make_model(&m, &c, &err);
+        ns_engine e;
+        ns_engine_init(&e, &m, 2, 1, &err);
+        ns_engine_zero_grad(&e);
+        ns_prune_reg *r = ns_prune_reg_create(&m, kind, lambda, 0.5, 3, &err);
+        if (!r) { CHECK(0, "%s: %s", ns_prune_reg_names[kind], err.msg); continue; }
+        ns_prune_reg_apply(r, &e, 0);
+        if (kind == NS_REG_GROWING) ns_prune_reg_apply(r, &e, 3); // an epoch later: strengths grow
+        // The channel norms of groups a and b by hand. Group a: a rows, bna, b
+        // columns, c rows, bnc, fc1 columns (16 per channel); group b: b rows,
+        // bnb, c columns. A conv element belongs to its row's and its column's group.
+        int tb = ns_model_find_tensor(&m, "b.weight"), tbn = ns_model_find_tensor(&m, "bnb.weight"),
+            tc = ns_model_find_tensor(&m, "c.weight"), ta = ns_model_find_tensor(&m, "a.weight"),
+            tan = ns_model_find_tensor(&m, "bna.weight"), tcn = ns_model_find_tensor(&m, "bnc.weight"),
+            tf = ns_model_find_tensor(&m, "fc1.weight");
+        const float *wa = m.tensors[ta].t.data, *wan = m.tensors[tan].t.data, *wb = m.tensors[tb].t.data,
+                    *wbn = m.tensors[tbn].t.data, *wc = m.tensors[tc].t.data, *wcn = m.tensors[tcn].t.data,
+                    *wf = m.tensors[tf].t.data;
+        double na[6] = {0}, nb[5] = {0};
+        for (int k = 0; k < 6; k++) {
+            na[k] = (double)wan[k] * wan[k] + (double)wcn[k] * wcn[k];
+            for (int j = 0; j < 18; j++) na[k] += (double)wa[k * 18 + j] * wa[k * 18 + j];
+            for (int j = 0; j < 45; j++) na[k] += (double)wc[k * 45 + j] * wc[k * 45 + j];
+            for (int o = 0; o < 5; o++)
+                for (int j = 0; j < 9; j++) na[k] += (double)wb[(o * 6 + k) * 9 + j] * wb[(o * 6 + k) * 9 + j];
+            for (int o = 0; o < 7; o++)
+                for (int j = 0; j < 16; j++) na[k] += (double)wf[o * 96 + k * 16 + j] * wf[o * 96 + k * 16 + j];
+            na[k] = sqrt(na[k]);
+        }
+        for (int k = 0; k < 5; k++) {
+            nb[k] = (double)wbn[k] * wbn[k];
+            for (int j = 0; j < 54; j++) nb[k] += (double)wb[k * 54 + j] * wb[k * 54 + j];
+            for (int o = 0; o < 6; o++)
+                for (int j = 0; j < 9; j++) nb[k] += (double)wc[(o * 5 + k) * 9 + j] * wc[(o * 5 + k) * 9 + j];
+            nb[k] = sqrt(nb[k]);
+        }
+        double worst = 0;
+        for (int k = 0; k < 5; k++) {
+            // b.weight[k, 1, 0, 1] (group b channel k, group a channel 1), bnb[k],
+            // c.weight[2, k, 1, 1] (group a channel 2, group b channel k)
+            double got[3] = {e.param_grad[tb][k * 54 + 10], e.param_grad[tbn][k], e.param_grad[tc][(2 * 5 + k) * 9 + 4]};
+            double w[3] = {wb[k * 54 + 10], wbn[k], wc[(2 * 5 + k) * 9 + 4]};
+            double cf[3] = {reg_coef(kind, lambda, nb, 5, k) + reg_coef(kind, lambda, na, 6, 1),
+                            reg_coef(kind, lambda, nb, 5, k),
+                            reg_coef(kind, lambda, nb, 5, k) + reg_coef(kind, lambda, na, 6, 2)};
+            for (int i = 0; i < 3; i++) {
+                double want = kind == NS_REG_BN_SCALE ? (i == 1 ? (w[i] > 0 ? lambda : -lambda) : 0) : cf[i] * w[i];
+                double d = fabs(got[i] - want) / (fabs(want) + 1e-6);
+                if (d > worst) worst = d;
+            }
+        }
+        CHECK(worst < 1e-4, "%s: the gradient added to group b (worst relative %.2g)", ns_prune_reg_names[kind], worst);
+        // a.weight is in group a (rows): regularised too except by bn-scale
+        double ga = 0;
+        for (int64_t j = 0; j < m.tensors[ta].t.numel; j++) ga += fabs(e.param_grad[ta][j]);
+        CHECK((kind == NS_REG_BN_SCALE) == (ga == 0), "%s: a.weight %s", ns_prune_reg_names[kind],
+              kind == NS_REG_BN_SCALE ? "untouched" : "regularised");
+        ns_prune_reg_free(r);
+        ns_engine_free(&e);
+        ns_model_free(&m);
+    }
+    const char *flat = "[input]\nshape = 1x4x4\n[flatten]\n[linear h]\nout = 5\n[relu]\n[linear fc]\nout = 3\n";
+    ns_model m;
+    ns_model_init(&m);
+    ns_spec_parse(&m, flat, strlen(flat), "flat", &err);
+    ns_prune_reg *r = ns_prune_reg_create(&m, NS_REG_BN_SCALE, 1e-5, 0, 1, &err);
+    CHECK(!r && strstr(err.msg, "no batch norm"), "bn-scale on a model without batch norm fails (%s)", err.msg);
+    ns_model_free(&m);
+}
+
 int main(void) {
     test_reference();
     const tcase cases[] = {
@@ -441,5 +536,6 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_mask_equivalence(&cases[i]);
     test_options();
+    test_regularisers();
     return check_done();
 }
