@@ -256,6 +256,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < r.ngroup_lines; i++) r.lines[i].kept = g.groups[r.lines[i].id].size;
     }
     if (!failed && !cmd.dry_run) {
+        size_t len = strlen(m.arch); // say in net-info's arch line that it was pruned
+        snprintf(m.arch + len, sizeof m.arch - len, "%sprune %s %s", len ? ", " : "", cmd.criterion, target);
         ns_writer w;
         ns_writer_init(&w, output.f);
         ns_map meta;
