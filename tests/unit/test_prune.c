@@ -8,7 +8,8 @@
 //    relative, taylor and obd-hessian, whose gradients are float32, to 1e-3).
 //    bn-scale must leave the group without batch norm unscored.
 // 2. Pruning equals masking. On every built-in (mlp, lenet, vgg, resnet20,
-//    resnet18) and a spec graph with concat, add and flatten: a pruning step
+//    resnet18) and spec graphs with concat, add and flatten, grouped and
+//    depthwise convolutions: a pruning step
 //    (l2, global, speed-up 2) gives a smaller model whose logits equal the
 //    unpruned model's with the dropped channels' input columns zeroed in
 //    every reader (max |diff| < 1e-4 of the output's scale); a control that
@@ -65,6 +66,24 @@ static const char concat_spec[] =
     "[add sum]\nfrom = bnc, cat\n[relu rs]\n"
     "[conv2d d]\nout = 10\nkernel = 1\n[relu rd]\n[maxpool]\n[flatten]\n"
     "[linear h]\nout = 12\n[relu]\n[linear fc]\nout = 3\n";
+
+static const char grouped_spec[] =
+    "[input]\nshape = 4x8x8\n"
+    "[conv2d c1]\nout = 8\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d g1]\nout = 12\ngroups = 4\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d g2]\nout = 8\ngroups = 2\npad = 1\n[batchnorm]\n[relu r2]\n"
+    "[conv2d g3]\nout = 8\ngroups = 4\nkernel = 1\n[batchnorm]\n"
+    "[add]\nfrom = -1, r2\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 3\n";
+
+static const char depthwise_spec[] =
+    "[input]\nshape = 3x8x8\n"
+    "[conv2d c1]\nout = 8\npad = 1\nbias = 0\n[batchnorm]\n[relu]\n"
+    "[conv2d dw]\nout = 8\ngroups = 8\npad = 1\n[batchnorm]\n[relu]\n"
+    "[conv2d pw]\nout = 6\nkernel = 1\n[batchnorm]\n[relu rp]\n"
+    "[conv2d dw2]\nout = 6\ngroups = 6\npad = 1\nbias = 0\n"
+    "[add]\nfrom = -1, rp\n[flatten]\n"
+    "[linear fc]\nout = 4\n";
 
 // ---------------------------------------------------------------------------
 // 1. against the reference
@@ -533,6 +552,8 @@ int main(void) {
         {"resnet20", "resnet20", {3, 16, 16, 10, 1, 0, {0}, 0}, NULL},
         {"resnet18", "resnet18", {3, 8, 8, 10, 0.25, 0, {0}, 0}, NULL},
         {"concat spec", NULL, {0}, concat_spec},
+        {"grouped spec", NULL, {0}, grouped_spec},
+        {"depthwise spec", NULL, {0}, depthwise_spec},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_mask_equivalence(&cases[i]);
     test_options();
