@@ -25,6 +25,7 @@ const ns_prune_criterion_info ns_prune_criteria[NS_PRUNE_NCRITERIA] = {
     [NS_PRUNE_TAYLOR] = {"taylor", 1, "sum of |w * dL/dw| (first-order Taylor)"},
     [NS_PRUNE_OBD_HESSIAN] = {"obd-hessian", 1, "sum of w^2 * per-sample Fisher diagonal (OBD)"},
     [NS_PRUNE_OBD_C] = {"obd-c", 1, "sum of w^2 * K-FAC Fisher diagonal, sampled labels (EigenDamage)"},
+    [NS_PRUNE_HRANK] = {"hrank", 1, "mean rank of the channel's feature maps (HRank)"},
 };
 
 int ns_prune_criterion_from_name(const char *name) {
@@ -367,6 +368,79 @@ static int fisher_kfac(double **fisher, ns_model *m, const ns_prune_data *d, uin
     return rc;
 }
 
+// HRank. The rank of an r x c matrix (destroyed): Gaussian elimination with
+// complete pivoting; a pivot at or below tol * the largest |entry| ends it.
+static int matrix_rank(double *a, int64_t r, int64_t c) {
+    double first = 0, tol = (double)(r > c ? r : c) * 1.1920928955078125e-07;
+    int64_t rank = 0;
+    for (; rank < r && rank < c; rank++) {
+        int64_t pi = rank, pj = rank;
+        double best = 0;
+        for (int64_t i = rank; i < r; i++)
+            for (int64_t j = rank; j < c; j++)
+                if (fabs(a[i * c + j]) > best) best = fabs(a[i * c + j]), pi = i, pj = j;
+        if (rank == 0) first = best;
+        if (best <= tol * first || best == 0) break;
+        for (int64_t j = 0; j < c; j++) { double t = a[rank * c + j]; a[rank * c + j] = a[pi * c + j]; a[pi * c + j] = t; }
+        for (int64_t i = 0; i < r; i++) { double t = a[i * c + rank]; a[i * c + rank] = a[i * c + pj]; a[i * c + pj] = t; }
+        for (int64_t i = rank + 1; i < r; i++) {
+            double f = a[i * c + rank] / a[rank * c + rank];
+            for (int64_t j = rank; j < c; j++) a[i * c + j] -= f * a[rank * c + j];
+        }
+    }
+    return (int)rank;
+}
+
+// The activation HRank reads for a group (see prune.h), or NULL.
+static const ns_chmember *hrank_member(const ns_model *m, const ns_chgroup *gr) {
+    const ns_chmember *best = NULL;
+    int best_rank = -1;
+    for (int i = 0; i < gr->nmembers; i++) {
+        const ns_chmember *mb = &gr->members[i];
+        if (mb->role != NS_CH_ACT) continue;
+        const ns_node *nd = &m->nodes[mb->node];
+        int rank = 2 * (nd->ndim == 3 && mb->axis == 0) + (nd->op == NS_OP_RELU); // first of the best kind
+        if (rank > best_rank) best = mb, best_rank = rank;
+    }
+    return best;
+}
+
+static int hrank_scores(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, const ns_prune_data *d, ns_err *err) {
+    ns_engine e;
+    if (ns_engine_init(&e, m, d->batch, 0, err) < 0) return -1;
+    int64_t in = m->nodes[0].numel, maxmap = 1;
+    for (int i = 0; i < m->nnodes; i++) maxmap = m->nodes[i].numel > maxmap ? m->nodes[i].numel : maxmap;
+    double *mat = malloc((size_t)maxmap * sizeof *mat);
+    int rc = mat ? 0 : ns_errf(err, "out of memory");
+    for (int64_t s0 = 0; rc == 0 && s0 < d->n; s0 += d->batch) {
+        int64_t n = d->n - s0 < d->batch ? d->n - s0 : d->batch;
+        if (!ns_engine_forward(&e, d->x + s0 * in, n, 0, err)) { rc = -1; break; }
+        for (int p = 0; p < g->ngroups; p++) {
+            if (!s->score[p]) continue;
+            const ns_chmember *mb = hrank_member(m, &g->groups[p]);
+            const ns_node *nd = &m->nodes[mb->node];
+            int spatial = nd->ndim == 3 && mb->axis == 0;
+            int64_t h = spatial ? nd->shape[1] : 1, w = spatial ? nd->shape[2] : mb->reps * mb->inner;
+            for (int64_t i = 0; i < n; i++) {
+                const float *a = e.act[mb->node] + i * nd->numel;
+                for (int64_t k = 0; k < g->groups[p].size; k++) {
+                    if (spatial) {
+                        const float *f = a + ns_chmember_index(mb, k, 0, 0) * h * w;
+                        for (int64_t j = 0; j < h * w; j++) mat[j] = f[j];
+                    } else {
+                        for (int64_t r = 0, j = 0; r < mb->reps; r++)
+                            for (int64_t t = 0; t < mb->inner; t++) mat[j++] = a[ns_chmember_index(mb, k, r, t)];
+                    }
+                    s->score[p][k] += matrix_rank(mat, h, w) / (double)d->n;
+                }
+            }
+        }
+    }
+    free(mat);
+    ns_engine_free(&e);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------
 
 int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, ns_prune_criterion c,
@@ -381,7 +455,7 @@ int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, n
     }
     elem_stats st = {0};
     int rc = 0;
-    if (needs) {
+    if (needs && c != NS_PRUNE_HRANK) {
         int use_grad = c == NS_PRUNE_TAYLOR;
         if (use_grad) st.grad = calloc((size_t)m->ntensors, sizeof *st.grad);
         else st.fisher = calloc((size_t)m->ntensors, sizeof *st.fisher);
@@ -407,6 +481,8 @@ int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, n
         if (!sc) { rc = ns_errf(err, "out of memory (scores)"); break; }
         if (c == NS_PRUNE_RANDOM) {
             for (int64_t k = 0; k < gr->size; k++) sc[k] = ns_rng_uniform(&rng);
+        } else if (c == NS_PRUNE_HRANK) {
+            if (!hrank_member(m, gr)) { free(sc); continue; } // filled below
         } else {
             int nread = score_group(sc, m, gr, c, &st, err);
             if (nread < 0) { free(sc); rc = -1; break; }
@@ -415,6 +491,11 @@ int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, n
             else normalise_mean(sc, gr->size);
         }
         s->score[p] = sc;
+    }
+    if (rc == 0 && c == NS_PRUNE_HRANK) {
+        rc = hrank_scores(s, m, g, data, err);
+        for (int p = 0; rc == 0 && p < g->ngroups; p++)
+            if (s->score[p]) normalise_mean(s->score[p], g->groups[p].size);
     }
     for (int t = 0; t < m->ntensors; t++) {
         if (st.grad) free(st.grad[t]);

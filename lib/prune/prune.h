@@ -32,6 +32,13 @@
 //   obd-c    sum w^2 * F, F the K-FAC diagonal E[a^2] E[g^2] (inputs x output
 //            gradients of conv/linear; labels sampled from the softmax),
 //            other weight members as obd-hessian with sampled labels
+//   hrank    the mean over samples of the rank of the channel's H x W feature
+//            map (not members: one activation per group, the first C x H x W
+//            relu output carrying the group, else the first C x H x W
+//            activation, else the first relu, else the first activation; a
+//            vector activation has rank 1 where non-zero).
+//            Rank: Gaussian elimination with complete pivoting, pivots below
+//            max(H, W) * 2^-23 * the largest |entry| count as zero
 //   random   U(0, 1)
 // Data criteria run the model in eval mode (batch norm on running statistics).
 #ifndef NS_PRUNE_H
@@ -54,6 +61,7 @@ typedef enum ns_prune_criterion {
     NS_PRUNE_TAYLOR,
     NS_PRUNE_OBD_HESSIAN,
     NS_PRUNE_OBD_C,
+    NS_PRUNE_HRANK,
     NS_PRUNE_NCRITERIA
 } ns_prune_criterion;
 

@@ -17,7 +17,8 @@
 # averaged over the group's members and divided by the group mean (lamp:
 # u_i / sum_{j>=i} u_j over the ascending order instead). Data criteria run in
 # eval mode: taylor sums the gradients of the mean cross-entropy of the two
-# batches of 8, obd-hessian averages the squared per-sample gradients.
+# batches of 8, obd-hessian averages the squared per-sample gradients;
+# hrank is described where it is computed.
 #
 # Records: x f32 (16, 2, 4, 4), y i32 (16), w/<tensor> f32 every parameter and
 # buffer, score/<criterion>/<group> f32 (size).
@@ -50,11 +51,14 @@ class Net(nn.Module):
         self.fc1 = nn.Linear(96, 7)
         self.fc = nn.Linear(7, 3)
 
-    def forward(self, x):
+    def forward(self, x, acts=None):
         ra = F.relu(self.bna(self.a(x)))
         rb = F.relu(self.bnb(self.b(ra)))
         rs = F.relu(self.bnc(self.c(rb)) + ra)
-        return self.fc(F.relu(self.fc1(rs.flatten(1))))
+        r1 = F.relu(self.fc1(rs.flatten(1)))
+        if acts is not None:
+            acts.update(a=ra, b=rb, fc1=r1)
+        return self.fc(r1)
 
 
 net = Net()
@@ -151,6 +155,26 @@ for g in GROUPS:
         g, lambda n, s, h, k: (s * slice_of(grad[n], h, k)).abs().sum())
     scores[("obd-hessian", g)] = reduce_norm(
         g, lambda n, s, h, k: (s ** 2 * slice_of(fisher[n], h, k)).sum())
+
+# hrank: mean rank of each channel's map in the group's first relu output
+# (ra, rb: 4x4 maps; r1: a vector, rank 1 where non-zero); rank tolerance
+# max(H, W) * 2^-23 * the largest singular value
+acts = {}
+with torch.no_grad():
+    net(xd, acts)
+for g in GROUPS:
+    a = acts[g]
+    if a.dim() == 2:
+        r = (a != 0).double().mean(0)
+    else:
+        r = torch.zeros(a.shape[1], dtype=torch.float64)
+        for i in range(N):
+            for k in range(a.shape[1]):
+                m = a[i, k]
+                sv = torch.linalg.svdvals(m)
+                r[k] += (sv > max(m.shape) * 2.0 ** -23 * sv[0]).sum().item() if sv[0] > 0 else 0
+        r /= N
+    scores[("hrank", g)] = r / r.mean()
 
 with open("tests/ref/prune.tns", "wb") as f:
     f.write(record("x", x))
