@@ -43,8 +43,8 @@ int64_t ns_prune_predict(const ns_model *m, const ns_chgroups *g, const int64_t 
     // keeps (output positions, or tokens): see model.c.
     for (int i = 0; i < m->nnodes; i++) {
         const ns_node *nd = &m->nodes[i];
-        if (!nd->macs) continue;
         int w = nd->params[0];
+        if (!nd->macs || w < 0 || !m->tensors[w].t.numel) continue;
         const ns_tensor *x = &m->tensors[w].t;
         macs += nd->macs / x->numel * numel[w];
     }
