@@ -11,17 +11,18 @@
 #        TEST_LIMIT=10000 EPOCHS=30 SPARSE_EPOCHS=10 FT_EPOCHS=10 STEPS=8
 #
 # Results: $(OUT)/prune.txt. Every step is one netsmith program. Timings are
-# wall-clock seconds on whatever else the machine is running. The small
-# version trains the base for ~190 steps: too few (LIMIT=1000 EPOCHS=2 left
-# the batch-norm running statistics unsettled: 42% train, 15% test accuracy),
-# and its 42 prune + fine-tune runs were not timed on a quiet machine.
+# wall-clock seconds on whatever else the machine is running. The small version
+# (the defaults) took 25m52s wall, 6m08s user CPU on a 2-core machine shared
+# with heavy work (bench/RESULTS.md); halve LIMIT or drop a speed-up for a
+# quicker smoke run. Too little training breaks it: 1000 images x 2 epochs
+# left a base at 15% test accuracy (batch-norm statistics unsettled).
 
 BIN        ?= bin
 OUT        ?= prune-out
 Q          ?= -q
 F          ?= /usr/share/datasets/fashion-mnist
 CLASSES    ?= examples/fashion-mnist.classes
-ARCH       ?= resnet20 --width 0.5
+ARCH       ?= vgg --depth 4 --width 0.5
 LIMIT      ?= 4000
 TEST_LIMIT ?= 1000
 EPOCHS     ?= 3
