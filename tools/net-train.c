@@ -10,12 +10,13 @@
 #include "nn/batches.h"
 #include "cli/cli.h"
 #include "nn/trainer.h"
+#include "prune/prune.h"
 
 struct cmdline {
     const char *model, *val, *optim, *schedule, *warmup, *weights, *train_only, *checkpoint, *output,
-        *log;
+        *log, *reg;
     int epochs, stop_after, batch, nesterov, crop_pad, flip, quiet, resume, no_decay_norm;
-    double lr, momentum, wd, smoothing;
+    double lr, momentum, wd, smoothing, reg_lambda, reg_delta;
     int64_t seed;
 };
 
@@ -42,6 +43,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed for shuffling, augmentation and dropout (default 0)", 0, 0},
         {"checkpoint", 'c', NS_OPT_STR, &cmd->checkpoint, "FILE", "write a checkpoint (model + optimiser) after every epoch, atomically", 0, 0},
         {"resume", 'r', NS_OPT_FLAG, &cmd->resume, NULL, "--model is a checkpoint: continue from its epoch and optimiser state", 0, 0},
+        {"reg", 0, NS_OPT_STR, &cmd->reg, "NAME", "sparsity regulariser for pruning: bn-scale, group-lasso, group-norm or growing-reg", 0, 0},
+        {"reg-lambda", 0, NS_OPT_DOUBLE, &cmd->reg_lambda, "L", "its strength (default 1e-5 for bn-scale, 5e-4 otherwise)", 0, 1e3},
+        {"reg-delta", 0, NS_OPT_DOUBLE, &cmd->reg_delta, "D", "growing-reg: growth of the strength per epoch (default 1e-4)", 0, 1e3},
         {"log", 0, NS_OPT_STR, &cmd->log, "FILE", "append a TSV line per epoch (loss, accuracies, lr, time)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the trained model to FILE (atomically) instead of stdout", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
@@ -58,7 +62,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     };
     ns_parse_args(argc, argv, &cli, opts, first);
     if (!cmd->model) ns_die_usage("--model is required");
+    if (cmd->reg && ns_prune_reg_from_name(cmd->reg) < 0) ns_die_usage("unknown --reg (%s)", cmd->reg);
+    if (!cmd->reg && (cmd->reg_lambda >= 0 || cmd->reg_delta >= 0)) ns_die_usage("--reg-lambda and --reg-delta need --reg");
 }
+
+static void apply_reg(void *ctx, struct ns_engine *e, int64_t step) { ns_prune_reg_apply(ctx, e, step); }
 
 // Marks the tensors to train for --train-only: "head" is the output node's
 // parameters; otherwise comma-separated globs on tensor names.
@@ -178,7 +186,8 @@ static void configure(const struct cmdline *cmd, ns_train_config *c) {
 
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
-    struct cmdline cmd = {.epochs = 10, .batch = 128, .lr = -1, .momentum = -1, .wd = -1, .output = "-"};
+    struct cmdline cmd = {.epochs = 10, .batch = 128, .lr = -1, .momentum = -1, .wd = -1, .output = "-",
+                          .reg_lambda = -1, .reg_delta = -1};
     int first;
     parse_cmdline(argc, argv, &cmd, &first);
     ns_train_config cfg = {0};
@@ -207,6 +216,16 @@ int main(int argc, char **argv) {
         ns_output_abort(&out);
     }
     if (ns_output_open(&out, cmd.output, &err) < 0) ns_die_err(&err);
+    ns_prune_reg *reg = NULL;
+    if (cmd.reg) {
+        int kind = ns_prune_reg_from_name(cmd.reg);
+        double lambda = cmd.reg_lambda >= 0 ? cmd.reg_lambda : kind == NS_REG_BN_SCALE ? 1e-5 : 5e-4;
+        if (!(reg = ns_prune_reg_create(&m, kind, lambda, cmd.reg_delta >= 0 ? cmd.reg_delta : 1e-4,
+                                        (train.n + cfg.batch - 1) / cfg.batch, &err)))
+            ns_die("%s: %s", cmd.model, err.msg);
+        cfg.after_backward = apply_reg;
+        cfg.after_backward_ctx = reg;
+    }
     ns_epoch_stats last = {0};
     int rc = ns_train(&m, &train, cmd.val ? &val : NULL, &cfg, &last, &err);
     ns_writer w;
@@ -219,12 +238,18 @@ int main(int argc, char **argv) {
         ns_map_f64(&meta, "train.loss", last.loss);
         ns_map_f64(&meta, "train.accuracy", last.train_acc);
         if (cmd.val) ns_map_f64(&meta, "train.val_accuracy", last.val_acc);
+        if (reg) {
+            ns_map_str(&meta, "train.reg", cmd.reg);
+            ns_map_f64(&meta, "train.reg_seconds", ns_prune_reg_seconds(reg));
+        }
         rc = ns_model_write(&m, &w, &meta, 0, &err);
         ns_map_free(&meta);
     }
     int log_errno = cfg.log ? ns_file_close(cfg.log) : 0;
     if (log_errno && rc == 0) rc = ns_errf(&err, "%s: write failed (%s)", cmd.log, strerror(log_errno));
     if (ns_output_finish(&out, &w, rc, &err) < 0) ns_die_err(&err);
+    if (reg && !cmd.quiet) ns_warn("regulariser %s: %.2fs", cmd.reg, ns_prune_reg_seconds(reg));
+    ns_prune_reg_free(reg);
     free(weights);
     free(trainable);
     ns_samples_free(&train);

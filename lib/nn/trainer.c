@@ -191,6 +191,8 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
         ns_softmax_ce_backward(r->dlogits, 1.0f, logits, r->y, w, (float)cfg->label_smoothing, n, k);
         ns_engine_zero_grad(&r->e);
         ns_engine_backward(&r->e, r->dlogits);
+        if (cfg->after_backward)
+            cfg->after_backward(cfg->after_backward_ctx, &r->e, (int64_t)epoch * steps_per_epoch + b);
         ns_optim_step(r->opt, ns_lr_at(&cfg->schedule, (int64_t)epoch * steps_per_epoch + b, steps_per_epoch));
         ns_report_update(cfg->report, start + n);
     }

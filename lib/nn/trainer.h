@@ -17,6 +17,8 @@
 #include "nn/model.h"
 #include "nn/optim.h"
 
+struct ns_engine;
+
 typedef struct ns_train_config {
     int epochs;                   // the schedule's length
     int stop_after;               // stop after this epoch (0: run all), to continue later with resume
@@ -35,6 +37,11 @@ typedef struct ns_train_config {
     const ns_reporter *report;    // progress and a line per epoch (NULL: silent)
     FILE *log;                    // a TSV line per epoch when not NULL
     const char *producer;         // "net-train 0.1.0", for the checkpoint's meta
+    // When not NULL, called after each backward, before the optimiser step
+    // (step: 0-based over the whole schedule), to add to the engine's
+    // parameter gradients: the sparsity regularisers of lib/prune/prune.h.
+    void (*after_backward)(void *ctx, struct ns_engine *e, int64_t step);
+    void *after_backward_ctx;
 } ns_train_config;
 
 typedef struct ns_epoch_stats {
