@@ -5,12 +5,12 @@
 // H, W image height and width.
 #include "cav/concepts.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lines.h"
 #include "stream/labels.h"
 #include "stream/tns.h"
 
@@ -84,31 +84,24 @@ static int parse_row(ns_attr_table *t, char **f, size_t nf, const char *path, lo
 
 int ns_attr_table_load(ns_attr_table *t, const char *path, ns_err *err) {
     memset(t, 0, sizeof *t);
-    FILE *f = fopen(path, "r");
-    if (!f) return ns_errf(err, "%s: cannot open (%s)", path, strerror(errno));
-    char *line = NULL, *fields[ATTR_MAX + 2];
-    size_t cap = 0;
-    long lineno = 0;
-    ssize_t len;
-    int rc = 0, have_header = 0;
-    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    ns_lines in;
+    if (ns_lines_open(&in, path, 0, err) < 0) return -1;
+    char *line, *fields[ATTR_MAX + 2];
+    size_t len;
+    int rc, have_header = 0;
+    while ((rc = ns_lines_next(&in, &line, &len, err)) == 1) {
+        long lineno = (long)in.lineno;
+        if (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         if (len == 0 || line[0] == '#') continue;
-        if (strlen(line) != (size_t)len) {
-            rc = ns_errf(err, "%s line %ld: a NUL byte", path, lineno);
-            break;
-        }
         size_t nf = split_tabs(line, fields, ATTR_MAX + 2);
         if (nf > ATTR_MAX + 1) rc = ns_errf(err, "%s line %ld: more than %d fields", path, lineno, ATTR_MAX + 1);
         else if (!have_header) rc = parse_header(t, fields, nf, path, lineno, err), have_header = 1;
         else rc = parse_row(t, fields, nf, path, lineno, err);
+        if (rc < 0) break;
     }
-    if (rc == 0 && ferror(f)) rc = ns_errf(err, "%s: read error (%s)", path, strerror(errno));
     if (rc == 0 && !have_header) rc = ns_errf(err, "%s: empty attribute table", path);
     if (rc == 0 && t->nclasses == 0) rc = ns_errf(err, "%s: the attribute table has no class rows", path);
-    free(line);
-    fclose(f);
+    ns_lines_close(&in);
     if (rc < 0) ns_attr_table_free(t);
     return rc;
 }
