@@ -5,7 +5,7 @@
 # The layers, lowest first; a folder may include its own headers and those of
 # the folders below it, never above or beside:
 #
-#   base < stream < nn < {cav, merge, graph}      (cav, merge, graph: siblings)
+#   base < stream < nn < {cav, merge, graph, detect}   (siblings)
 #   cli uses base only (and nothing but programs and tests use cli)
 #
 # Outside lib/cli, the library never prints or exits (base/err.h): no
@@ -25,7 +25,7 @@ function rank(f) {
     if (f == "base") return 0
     if (f == "stream") return 1
     if (f == "nn") return 2
-    if (f == "cav" || f == "merge" || f == "graph") return 3
+    if (f == "cav" || f == "merge" || f == "graph" || f == "detect") return 3
     if (f == "cli") return 9
     return -1
 }
