@@ -198,7 +198,7 @@ int ns_det_set_add_image(ns_det_set *s, int64_t id, int64_t h, int64_t w, const 
     free(s->by_id);
     s->by_id = NULL;
     s->images[s->nimages++] = (ns_det_image){id, h, w, s->nboxes, n};
-    memcpy(s->boxes + s->nboxes, boxes, (size_t)n * sizeof *boxes);
+    if (n > 0) memcpy(s->boxes + s->nboxes, boxes, (size_t)n * sizeof *boxes);
     s->nboxes += n;
     return 0;
 }
