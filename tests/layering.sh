@@ -6,6 +6,7 @@
 # the folders below it, never above or beside:
 #
 #   base < stream < nn < {cav, merge, graph, detect}   (siblings)
+#   detect (detection data and metrics) uses base and stream only, not nn
 #   cli uses base only (and nothing but programs and tests use cli)
 #
 # Outside lib/cli, the library never prints or exits (base/err.h): no
@@ -33,6 +34,7 @@ function allowed(self, inc) {
     if (inc == self) return 1
     if (self == "cli") return inc == "base"
     if (inc == "cli" || rank(inc) < 0) return 0
+    if (self == "detect" && inc == "nn") return 0
     return rank(inc) < rank(self)
 }
 function breach(msg) { printf "%s:%d: %s\n", FILENAME, FNR, msg; bad = 1 }

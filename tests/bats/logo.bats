@@ -283,3 +283,56 @@ PY
     [[ "$output" == *"ids differ"* ]]
     [ ! -e "$T/bad.png" ]
 }
+
+@test "det-convert: COCO and YOLO round trips keep the boxes" {
+    logo-synth -q --shapes 20 -k 4 -n 6 --size 64 > "$T/s.tns"
+    det-convert --to coco -o "$T/s.json" "$T/s.tns"
+    $PY -c 'import json, sys; j = json.load(open(sys.argv[1])); assert len(j["images"]) == 6 and len(j["categories"]) == 4 and j["annotations"][0]["bbox"][2] > 0' "$T/s.json"
+    det-convert --from coco -o "$T/c.tns" "$T/s.json"
+    det-convert --to coco "$T/c.tns" | cmp - "$T/s.json"
+    det-convert --to yolo -o "$T/y" "$T/s.tns"
+    [ -f "$T/y/classes.txt" ] && [ -f "$T/y/000005.txt" ]
+    det-convert --from yolo --size 64x64 -o "$T/y.tns" "$T/y"
+    # same boxes to 1e-3 pixels, same classes, same ids
+    $PY - "$T/s.tns" "$T/y.tns" <<'PY'
+import msgpack, numpy as np, sys
+def boxes(p):
+    out = []
+    for r in msgpack.Unpacker(open(p, "rb"), raw=False):
+        if r["kind"] == "boxes":
+            out += list(zip(np.frombuffer(r["data"], "<f4").reshape(-1, 4).tolist(), r["meta"]["classes"]))
+    return out
+a, b = boxes(sys.argv[1]), boxes(sys.argv[2])
+assert len(a) == len(b) and all(ca == cb and np.allclose(xa, xb, atol=1e-3) for (xa, ca), (xb, cb) in zip(a, b))
+PY
+    run det-convert --to yolo -o "$T/y" "$T/s.tns"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"exists already"* ]]
+}
+
+@test "det-convert: broken imports fail clearly and write nothing" {
+    printf '{"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [{"image_id": 1, "category_id": 3, "bbox": [1, 1, 2, 2]}], "categories": [{"id": 1, "name": "acme"}]}' > "$T/cat.json"
+    run det-convert --from coco -o "$T/o.tns" "$T/cat.json"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"unknown category_id 3"* ]]
+    printf '{"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [5, 5, 8, 2]}], "categories": [{"id": 1, "name": "acme"}]}' > "$T/out.json"
+    run det-convert --from coco -o "$T/o.tns" "$T/out.json"
+    [[ "$output" == *"outside the 10x10 image"* ]]
+    printf '{"images": [' > "$T/trunc.json"
+    run det-convert --from coco -o "$T/o.tns" "$T/trunc.json"
+    [[ "$output" == *"JSON: "* ]]
+    mkdir "$T/y"
+    printf '0 0.5 0.5 0.2\n' > "$T/y/a.txt"
+    run det-convert --from yolo --size 10x10 -o "$T/o.tns" "$T/y"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"a.txt:1: not \"class cx cy w h [score]\""* ]]
+    printf '0 0.5 0.5 -0.2 0.1\n' > "$T/y/a.txt"
+    run det-convert --from yolo --size 10x10 -o "$T/o.tns" "$T/y"
+    [[ "$output" == *"no area"* ]]
+    printf '0 0.5 0.5 0.2 0.1\n' > "$T/y/a.txt"
+    run det-convert --from yolo -o "$T/o.tns" "$T/y"
+    [[ "$output" == *"use --size"* ]]
+    [ ! -e "$T/o.tns" ]
+    run det-convert --from yolo --size 10 "$T/y"
+    [ "$status" -eq 2 ]
+}
