@@ -294,7 +294,11 @@ static int coco_tree(const ns_jvalue *root, ns_det_set *s, ns_err *err) {
     }
     qsort(cr, cats->n, sizeof *cr, by_cat_id);
     for (size_t c = 0; c < cats->n; c++) {
-        if (c && cr[c].id == cr[c - 1].id) return free(cr), ns_errf(err, "category id %g appears twice", cr[c].id);
+        if (c && cr[c].id == cr[c - 1].id) {
+            double id = cr[c].id;
+            free(cr);
+            return ns_errf(err, "category id %g appears twice", id);
+        }
         if (!(s->labels[c] = strdup(ns_json_get(&cats->items[cr[c].pos], "name")->str)))
             return free(cr), ns_errf(err, "out of memory");
         s->nlabels = c + 1;

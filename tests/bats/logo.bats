@@ -336,3 +336,11 @@ PY
     run det-convert --from yolo --size 10 "$T/y"
     [ "$status" -eq 2 ]
 }
+
+@test "det-convert: a COCO file naming one category id twice fails" {
+    printf '{"images": [], "annotations": [], "categories": [{"id": 4, "name": "a"}, {"id": 4, "name": "b"}]}' > "$T/dup.json"
+    run det-convert --from coco -o "$T/o.tns" "$T/dup.json"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"category id 4 appears twice"* ]]
+    [ ! -e "$T/o.tns" ]
+}
