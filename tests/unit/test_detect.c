@@ -14,6 +14,7 @@
 #include "detect/boxes.h"
 #include "detect/draw.h"
 #include "detect/eval.h"
+#include "detect/jsonparse.h"
 #include "detect/synth.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-6)
@@ -326,7 +327,36 @@ static void test_draw(void) {
     ns_det_boxes_free(&b);
 }
 
+static void test_json(void) {
+    ns_err err;
+    ns_jvalue v;
+    const char *ok = " {\"a\": [1, -2.5e1, true, null], \"s\": \"x\\u00e9\\ud83d\\ude00\\n\"} ";
+    int rc = ns_json_parse(ok, strlen(ok), &v, &err);
+    const ns_jvalue *a = ns_json_get(&v, "a"), *str = ns_json_get(&v, "s");
+    CHECK(rc == 0 && a && a->n == 4 && a->items[1].num == -25 && a->items[2].type == NS_JBOOL &&
+              a->items[3].type == NS_JNULL && str && strcmp(str->str, "x\xc3\xa9\xf0\x9f\x98\x80\n") == 0,
+          "JSON: objects, arrays, numbers, literals, escapes and surrogate pairs (%s)", rc ? err.msg : "");
+    if (rc == 0) ns_json_free(&v);
+    const char *bad[] = {"{\"a\": 1", "[1, 2", "\"abc", "{\"a\" 1}", "[1,]", "\"\\x\"", "\"\\u12\"", "01x",
+                         "[1] 2", "", "{1: 2}", "\"a\\"};
+    int all_fail = 1;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = ns_json_parse(bad[i], strlen(bad[i]), &v, &err);
+        if (rc == 0) {
+            all_fail = 0;
+            ns_json_free(&v);
+            printf("# parsed: %s\n", bad[i]);
+        }
+    }
+    CHECK(all_fail, "JSON: truncated and malformed texts fail");
+    char deep[300];
+    memset(deep, '[', sizeof deep);
+    rc = ns_json_parse(deep, sizeof deep, &v, &err);
+    CHECK(rc == -1 && strstr(err.msg, "nested too deeply"), "JSON: nesting is capped (%s)", err.msg);
+}
+
 int main(void) {
+    test_json();
     test_records();
     test_ap_curves();
     test_eval();
