@@ -6,6 +6,8 @@
 //
 // Reads 4-D tensor records (N, C, H, W) with C = 1..4; labels and ids come from
 // each record's meta, class names and normalisation from the stream's meta.
+// A boxes record (detection streams, tns(5)) before a batch: its boxes and
+// class labels are drawn onto the images (lib/detect/draw.c).
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "detect/draw.h"
 #include "stream/dataset.h"
 #include "stream/image.h"
 #include "stream/labels.h"
@@ -201,7 +204,8 @@ int main(int argc, char **argv) {
     ns_stream_info info = {0};
     int64_t written = 0, *ids = NULL;
     int32_t *labels = NULL;
-    int failed = 0, got;
+    int failed = 0, got, boxed = 0;
+    ns_det_boxes boxes = {0};
     ns_record rec;
     ns_progress progress;
     ns_progress_start(&progress, "images", limit > 0 ? limit : 0, cmd.quiet);
@@ -210,8 +214,15 @@ int main(int argc, char **argv) {
             failed = ns_stream_info_update(&info, &rec, &err) < 0;
             continue;
         }
+        if (strcmp(rec.kind, NS_DET_KIND) == 0) { // boxes for the next batch
+            ns_det_boxes_free(&boxes);
+            failed = ns_det_boxes_read(&rec, (int64_t)info.nlabels, &boxes, &err) < 0;
+            boxed = !failed;
+            continue;
+        }
         if (!rec.has_data || (cmd.name ? fnmatch(cmd.name, rec.name, 0) != 0 : rec.ndim != 4)) continue;
         if (check_batch(&rec, &err) < 0) { failed = 1; break; }
+        if (boxed && ns_det_boxes_match_batch(&boxes, &rec, &err) < 0) { failed = 1; break; }
         int64_t n = rec.shape[0];
         size_t ni = 0;
         labels = realloc(labels, (size_t)(n ? n : 1) * sizeof *labels);
@@ -228,12 +239,15 @@ int main(int argc, char **argv) {
             sample_path(path, sizeof path, &info, labels[j],
                         ni == (size_t)n ? ids[j] : written);
             failed = batch_image(&rec, j, &info, &img, &err) < 0 ||
+                     (boxed && ns_det_draw_image(&img, &boxes, j, info.labels, info.nlabels, &err) < 0) ||
                      sink_add(&s, path, &img, written, &err) < 0;
             ns_image_free(&img);
             written++;
         }
         ns_progress_update(&progress, written);
+        boxed = 0;
     }
+    ns_det_boxes_free(&boxes);
     if (!failed && got < 0) failed = 1;
     ns_progress_end(&progress);
     if (!failed && written == 0) failed = ns_errf(&err, "%s: no images in the stream", ns_reader_label(r)) < 0;
