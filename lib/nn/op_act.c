@@ -1,5 +1,5 @@
 // op_act.c: elementwise activations over n floats (any shape, flattened):
-// relu, leaky_relu, gelu (exact erf form), sigmoid, tanh. Forward may run in
+// relu, leaky_relu, gelu (exact erf form and tanh form), sigmoid, tanh. Forward may run in
 // place (out == inp). Backward reads the forward's output for relu, sigmoid
 // and tanh, and its input for leaky_relu and gelu (see ops.h).
 // The cheap loops are written as selects under `omp simd`, so they compile
@@ -71,6 +71,28 @@ void ns_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t 
         float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
         float pdf = INV_SQRT2PI * expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+// The tanh form: u = c (x + a x^3), y = 0.5 x (1 + tanh u),
+// dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
+#define GELU_C 0.79788456080286535588f // sqrt(2/pi)
+#define GELU_A 0.044715f
+
+void ns_gelu_tanh_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= OMP_MIN / 8)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
+    }
+}
+
+void ns_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= OMP_MIN / 8)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i], t = tanhf(GELU_C * (x + GELU_A * x * x * x));
+        float d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+        dinp[i] += dout[i] * d;
     }
 }
 
