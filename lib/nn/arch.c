@@ -163,13 +163,15 @@ static void build_resnet(builder *b, const ns_arch_opts *o, int base, int stages
 }
 
 // A pre-norm transformer block on tokens x: x + attn(ln(x)), then
-// x + fc2(gelu(fc1(ln(x)))). prefix is "blocks.0" and so on.
+// x + linear2(gelu(linear1(ln(x)))), named as torch's TransformerEncoderLayer
+// (norm1, self_attn, linear1, linear2, norm2). prefix is "encoder.layers.0"
+// and so on.
 static void vit_block(builder *b, const char *prefix, int dim, int heads) {
     int x = b->last;
     char name[64];
     snprintf(name, sizeof name, "%s.norm1", prefix);
     chain(b, name, NS_OP_LAYERNORM);
-    snprintf(name, sizeof name, "%s.attn", prefix);
+    snprintf(name, sizeof name, "%s.self_attn", prefix);
     int attn = chain(b, name, NS_OP_ATTENTION);
     if (attn >= 0) iattr(b, attn, "heads", heads);
     int sum1[2] = {x, b->last};
@@ -177,11 +179,11 @@ static void vit_block(builder *b, const char *prefix, int dim, int heads) {
     int x1 = add(b, name, NS_OP_ADD, sum1, 2);
     snprintf(name, sizeof name, "%s.norm2", prefix);
     chain(b, name, NS_OP_LAYERNORM);
-    snprintf(name, sizeof name, "%s.fc1", prefix);
+    snprintf(name, sizeof name, "%s.linear1", prefix);
     linear(b, name, 4 * dim);
     snprintf(name, sizeof name, "%s.gelu", prefix);
     chain(b, name, NS_OP_GELU);
-    snprintf(name, sizeof name, "%s.fc2", prefix);
+    snprintf(name, sizeof name, "%s.linear2", prefix);
     linear(b, name, dim);
     int sum2[2] = {x1, b->last};
     snprintf(name, sizeof name, "%s.add2", prefix);
@@ -206,7 +208,7 @@ static void build_vit(builder *b, const ns_arch_opts *o) {
     chain(b, "pos_embed", NS_OP_POS_EMBED);
     for (int i = 0; i < depth; i++) {
         char prefix[32];
-        snprintf(prefix, sizeof prefix, "blocks.%d", i);
+        snprintf(prefix, sizeof prefix, "encoder.layers.%d", i);
         vit_block(b, prefix, dim, heads);
     }
     chain(b, "norm", NS_OP_LAYERNORM);

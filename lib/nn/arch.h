@@ -16,7 +16,9 @@
 //             cls_token, pos_embed, depth pre-norm blocks [layernorm, attention
 //             (heads), add, layernorm, linear(4D), gelu, linear(D), add] as
 //             torch's TransformerEncoderLayer(norm_first=True, activation=gelu,
-//             dropout 0), then layernorm, the class token, linear(classes).
+//             dropout 0; nodes encoder.layers.I.norm1, .self_attn, .linear1,
+//             .linear2, .norm2 as its modules), then layernorm (norm), the class
+//             token (pool), linear(classes) (head).
 //             Default: patch 7, depth 4, heads 4, D = 64
 #ifndef NS_ARCH_H
 #define NS_ARCH_H

@@ -51,7 +51,7 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
     // inputs: queries [, keys and values when cross] [, key padding mask]
     [NS_OP_ATTENTION] = {"attention", 1, 3, {"heads", "causal", "bias", "cross"}, {1, 0, 1, 0},
                          {NULL}, {0},
-                         {"in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"},
+                         {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}, // torch's names
                          {1, 1, 1, 1}},
 };
 _Static_assert(NS_OP_COUNT == 28, "describe the new op in ns_ops");
