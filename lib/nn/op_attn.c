@@ -94,8 +94,10 @@ int64_t ns_attention_scratch_floats(const ns_attn_geom *g) {
            g->N * g->Hd * g->Tk;
 }
 
+// A head-sized dot product, vectorised (lanes summed in a fixed order).
 static float dot(const float *a, const float *b, int64_t n) {
     float s = 0;
+#pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -147,8 +149,10 @@ void ns_attention_forward(float *out, float *saved, const float *x, const float 
             for (int64_t j = 0; j < Tk; j++) {
                 row[j] *= inv;
                 const float pj = row[j], *vj = vh + j * a.ldkv;
-                if (pj != 0)
+                if (pj != 0) {
+#pragma omp simd
                     for (int64_t d = 0; d < dh; d++) c[d] += pj * vj[d];
+                }
             }
         }
     }
@@ -190,6 +194,7 @@ void ns_attention_backward(float *dx, float *dmem, float *dw_in, float *db_in, f
                 ds[j] = dp;
                 s += (double)row[j] * dp;
                 float *dv = dvh + j * d.ldkv;
+#pragma omp simd
                 for (int64_t e = 0; e < dh; e++) dv[e] += row[j] * dc[e];
             }
             const float sf = (float)s;
@@ -200,6 +205,7 @@ void ns_attention_backward(float *dx, float *dmem, float *dw_in, float *db_in, f
                 const float gs = row[j] * (ds[j] - sf) * scale;
                 const float *k = kh + j * a.ldkv;
                 float *dk = dkh + j * d.ldkv;
+#pragma omp simd
                 for (int64_t e = 0; e < dh; e++) {
                     dq[e] += gs * k[e];
                     dk[e] += gs * q[e];

@@ -425,6 +425,9 @@ void ns_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     }
 }
 
+// Layer norm's weight and bias gradients sum this many features at a time.
+#define LN_BLOCK 64
+
 void ns_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *mean, const float *rstd,
                            const float *weight, int64_t N, int64_t D) {
@@ -447,17 +450,24 @@ void ns_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
             }
         }
     }
-    if (dweight || dbias) {
+    if (dweight || dbias) { // per feature, rows in order; a block of features row by row
+        const int64_t nblocks = (D + LN_BLOCK - 1) / LN_BLOCK;
 #pragma omp parallel for schedule(static) if (N * D >= OMP_MIN)
-        for (int64_t i = 0; i < D; i++) {
-            double sw = 0, sb = 0;
+        for (int64_t ib = 0; ib < nblocks; ib++) {
+            const int64_t i0 = ib * LN_BLOCK, ni = D - i0 < LN_BLOCK ? D - i0 : LN_BLOCK;
+            double sw[LN_BLOCK] = {0}, sb[LN_BLOCK] = {0};
             for (int64_t n = 0; n < N; n++) {
-                float dy = dout[n * D + i];
-                sb += dy;
-                sw += (double)dy * ((inp[n * D + i] - mean[n]) * rstd[n]);
+                const float *dy = dout + n * D + i0, *x = inp + n * D + i0;
+                const float m = mean[n], rs = rstd[n];
+                for (int64_t i = 0; i < ni; i++) {
+                    sb[i] += dy[i];
+                    sw[i] += (double)dy[i] * ((x[i] - m) * rs);
+                }
             }
-            if (dweight) dweight[i] += (float)sw;
-            if (dbias) dbias[i] += (float)sb;
+            for (int64_t i = 0; i < ni; i++) {
+                if (dweight) dweight[i0 + i] += (float)sw[i];
+                if (dbias) dbias[i0 + i] += (float)sb[i];
+            }
         }
     }
 }

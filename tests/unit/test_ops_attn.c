@@ -46,7 +46,7 @@ static void test_softmax(void) {
 }
 
 // ----------------------------------------------------------------------------
-// gelu, tanh form
+// gelu: the tanh form, and the exact form's accuracy
 
 typedef struct {
     float *out, *inp;
@@ -72,6 +72,29 @@ static void test_gelu_tanh(void) {
     fd_problem p = {gelu_tanh_fwd, &c, c.out, c.n, R};
     fd_check("gelu_tanh", "inp", &p, c.inp, c.n, di);
     free(c.out), free(c.inp), free(R), free(di);
+    // the exact form's own Phi (op_act.c), against libm's erfc in double, on
+    // [-6, 12]: relative to the value (the old 1 + erff(x) form lost every
+    // digit below x = -4 to cancellation; this one keeps ~5), the derivative
+    // relative to its larger term (it crosses 0 near x = -0.75)
+    enum { NG = 24001 };
+    float *gx = falloc(NG), *gy = falloc(NG), *gd = falloc(NG), *one = falloc(NG);
+    for (int i = 0; i < NG; i++) {
+        gx[i] = -6.0f + 0.00075f * (float)i;
+        one[i] = 1;
+    }
+    ns_gelu_forward(gy, gx, NG);
+    ns_gelu_backward(gd, one, gx, NG);
+    double worst = 0, worst_d = 0;
+    for (int i = 0; i < NG; i++) {
+        double xv = gx[i], cdf = 0.5 * erfc(-xv / sqrt(2.0)), want = xv * cdf;
+        double want_d = cdf + xv * exp(-0.5 * xv * xv) / sqrt(2 * M_PI);
+        double pdf_term = xv * exp(-0.5 * xv * xv) / sqrt(2 * M_PI);
+        worst = fmax(worst, fabs(gy[i] - want) / fmax(fabs(want), 1e-30));
+        worst_d = fmax(worst_d, fabs(gd[i] - want_d) / fmax(cdf, fabs(pdf_term)));
+    }
+    CHECK(worst < 1e-5 && worst_d < 3e-6, "gelu exact: within 1e-5 (derivative 3e-6) of erfc in double on "
+          "[-6, 12] (value %.1e, derivative %.1e)", worst, worst_d);
+    free(gx), free(gy), free(gd), free(one);
 }
 
 // ----------------------------------------------------------------------------
