@@ -30,8 +30,8 @@ typedef struct ns_arch_opts {
     int classes;
     double width;           // width multiplier (resnets: 1 = 16 channels; vgg: base channels / 16)
     int depth;              // vgg: convolutions (even); vit: blocks; 0: the default
-    int patch, heads;       // vit: patch size, attention heads; 0: the default
     int hidden[8], nhidden; // mlp hidden sizes
+    int patch, heads;       // vit: patch size, attention heads; 0: the default
 } ns_arch_opts;
 
 // Names of the built-ins, NULL-terminated, for --help texts.
