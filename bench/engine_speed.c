@@ -7,6 +7,10 @@
 //
 //   build/bench/engine_speed [--batch N] [--iters K] [--warmup W] [--no-profile]
 //                            [--nodes] [--dump FILE | --compare FILE] [--perturb]
+//                            [--arch NAME]
+//
+// --arch picks another built-in (default resnet20), with its default options:
+// vit is the network of bench/vit_torch.py.
 //
 // Threads come from NETSMITH_THREADS (default: all cores); NETSMITH_WINOGRAD=0
 // (or fwd) turns the Winograd convolutions off (or off in backward). --nodes
@@ -226,7 +230,7 @@ static void max_rel_diff(const bench *b, const float *x, const float *y, double 
 int main(int argc, char **argv) {
     int64_t N = 256;
     int iters = 10, warmup = 2, prof = 1, perturb = 0;
-    const char *dump = NULL, *compare = NULL;
+    const char *dump = NULL, *compare = NULL, *arch = "resnet20";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--batch") == 0 && v) N = atoll(argv[++i]);
@@ -237,9 +241,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--compare") == 0 && v) compare = argv[++i];
         else if (strcmp(a, "--perturb") == 0) perturb = 1;
         else if (strcmp(a, "--nodes") == 0) per_node = 1;
+        else if (strcmp(a, "--arch") == 0 && v) arch = argv[++i];
         else {
             fprintf(stderr, "usage: engine_speed [--batch N] [--iters K] [--warmup W] "
-                            "[--no-profile] [--nodes] [--dump FILE | --compare FILE] [--perturb]\n");
+                            "[--no-profile] [--nodes] [--dump FILE | --compare FILE] [--perturb] [--arch NAME]\n");
             return 2;
         }
     }
@@ -249,7 +254,7 @@ int main(int argc, char **argv) {
     ns_err err;
     ns_model_init(&b.m);
     ns_arch_opts o = {.in_c = 1, .in_h = 28, .in_w = 28, .classes = CLASSES, .width = 1};
-    if (ns_arch_build(&b.m, "resnet20", &o, &err) < 0) die(err.msg);
+    if (ns_arch_build(&b.m, arch, &o, &err) < 0) die(err.msg);
     ns_model_init_params(&b.m, 1);
     if (ns_engine_init(&b.e, &b.m, N, 1, &err) < 0) die(err.msg);
     int64_t in_numel = b.m.nodes[0].numel;
@@ -268,9 +273,9 @@ int main(int argc, char **argv) {
             b.x[i] = nextafterf(b.x[i], ns_rand_u64(9, (uint64_t)i) & 1 ? 2.0f : -2.0f);
 
     double macs = (double)ns_model_macs(&b.m);
-    printf("resnet20 (width 1, 1x28x28, %d classes): %.1f M multiply-adds per image; batch %lld, "
+    printf("%s (default options, width 1, 1x28x28, %d classes): %.1f M multiply-adds per image; batch %lld, "
            "threads %d, BLIS kernels %s, conv tiles %s\n",
-           CLASSES, macs / 1e6, (long long)N, ns_threads(), ns_blas_kernels(), ns_tile_kernel());
+           arch, CLASSES, macs / 1e6, (long long)N, ns_threads(), ns_blas_kernels(), ns_tile_kernel());
 
     // Determinism (and the reference results) before timing: the running
     // statistics move with every training forward, so each collection starts

@@ -14,20 +14,22 @@
 
 struct cmdline {
     const char *arch, *spec, *like, *in, *hidden, *output;
-    int classes, depth;
+    int classes, depth, patch, heads;
     double width;
     int64_t seed;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
-        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20 or resnet18", 0, 0},
+        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20, resnet18 or vit", 0, 0},
         {"spec", 0, NS_OPT_STR, &cmd->spec, "FILE", "a custom graph in the netsmith-spec(5) text format, instead of --arch", 0, 0},
         {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
         {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
-        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; default 1)", 0.01, 64},
-        {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4)", 2, 64},
+        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; vit: 1 = 64 features; default 1)", 0.01, 64},
+        {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4); vit: blocks (default 4)", 1, 64},
+        {"patch", 0, NS_OPT_INT, &cmd->patch, "P", "vit: patch size (default 7)", 1, 4096},
+        {"heads", 0, NS_OPT_INT, &cmd->heads, "H", "vit: attention heads (default 4)", 1, 4096},
         {"hidden", 0, NS_OPT_STR, &cmd->hidden, "H[,H..]", "mlp: hidden layer sizes (default 256)", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "initialisation seed (default 0)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
@@ -45,17 +47,19 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     int first;
     ns_parse_args(argc, argv, &cli, opts, &first);
     if (!cmd->arch == !cmd->spec) ns_die_usage("give one of --arch and --spec");
-    if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth))
+    if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth || cmd->patch || cmd->heads))
         ns_die_usage("a --spec file sets the input, the layers and the classes itself");
     if (cmd->arch) {
         int known = 0;
         for (const char *const *a = ns_arch_names; *a; a++) known |= strcmp(*a, cmd->arch) == 0;
-        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20 or resnet18", cmd->arch);
-        if (cmd->depth && strcmp(cmd->arch, "vgg") != 0) ns_die_usage("--depth is for vgg");
+        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet18 or vit", cmd->arch);
+        int vit = strcmp(cmd->arch, "vit") == 0;
+        if (cmd->depth && strcmp(cmd->arch, "vgg") != 0 && !vit) ns_die_usage("--depth is for vgg and vit");
+        if ((cmd->patch || cmd->heads) && !vit) ns_die_usage("--patch and --heads are for vit");
         if (cmd->hidden && strcmp(cmd->arch, "mlp") != 0) ns_die_usage("--hidden is for mlp");
         if (cmd->width != 1 && (!strcmp(cmd->arch, "mlp") || !strcmp(cmd->arch, "lenet")))
             ns_die_usage("--width is for vgg and the resnets");
-        if (cmd->depth % 2) ns_die_usage("--depth must be even (%d)", cmd->depth);
+        if (cmd->depth % 2 && !vit) ns_die_usage("--depth must be even (%d)", cmd->depth);
     }
     if (cmd->spec && cmd->width != 1) ns_die_usage("--width does not apply to a --spec graph");
     if (cmd->arch && !cmd->like && (!cmd->in || !cmd->classes))
@@ -114,6 +118,9 @@ static void describe_arch(ns_model *m, const struct cmdline *cmd, const ns_arch_
     int uses_width = strcmp(cmd->arch, "mlp") != 0 && strcmp(cmd->arch, "lenet") != 0;
     if (strcmp(cmd->arch, "vgg") == 0 && n < (int)sizeof m->arch)
         n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --depth %d", o->depth ? o->depth : 4);
+    if (strcmp(cmd->arch, "vit") == 0 && n < (int)sizeof m->arch)
+        n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --patch %d --depth %d --heads %d",
+                      o->patch ? o->patch : 7, o->depth ? o->depth : 4, o->heads ? o->heads : 4);
     if (uses_width && n < (int)sizeof m->arch)
         n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --width %g", o->width);
     if (cmd->hidden && n < (int)sizeof m->arch)
@@ -163,7 +170,8 @@ int main(int argc, char **argv) {
     ns_proginit(argc, argv);
     struct cmdline cmd = {.width = 1, .output = "-"};
     parse_cmdline(argc, argv, &cmd);
-    ns_arch_opts o = {.width = cmd.width, .depth = cmd.depth, .classes = cmd.classes};
+    ns_arch_opts o = {.width = cmd.width, .depth = cmd.depth, .classes = cmd.classes, .patch = cmd.patch,
+                      .heads = cmd.heads};
     ns_err err;
     ns_model m;
     ns_model_init(&m);

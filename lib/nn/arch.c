@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", NULL};
+const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", "vit", NULL};
 
 // A small builder: remembers the last node so layers chain naturally.
 typedef struct builder {
@@ -162,6 +162,60 @@ static void build_resnet(builder *b, const ns_arch_opts *o, int base, int stages
     linear(b, "fc", o->classes);
 }
 
+// A pre-norm transformer block on tokens x: x + attn(ln(x)), then
+// x + linear2(gelu(linear1(ln(x)))), named as torch's TransformerEncoderLayer
+// (norm1, self_attn, linear1, linear2, norm2). prefix is "encoder.layers.0"
+// and so on.
+static void vit_block(builder *b, const char *prefix, int dim, int heads) {
+    int x = b->last;
+    char name[64];
+    snprintf(name, sizeof name, "%s.norm1", prefix);
+    chain(b, name, NS_OP_LAYERNORM);
+    snprintf(name, sizeof name, "%s.self_attn", prefix);
+    int attn = chain(b, name, NS_OP_ATTENTION);
+    if (attn >= 0) iattr(b, attn, "heads", heads);
+    int sum1[2] = {x, b->last};
+    snprintf(name, sizeof name, "%s.add1", prefix);
+    int x1 = add(b, name, NS_OP_ADD, sum1, 2);
+    snprintf(name, sizeof name, "%s.norm2", prefix);
+    chain(b, name, NS_OP_LAYERNORM);
+    snprintf(name, sizeof name, "%s.linear1", prefix);
+    linear(b, name, 4 * dim);
+    snprintf(name, sizeof name, "%s.gelu", prefix);
+    chain(b, name, NS_OP_GELU);
+    snprintf(name, sizeof name, "%s.linear2", prefix);
+    linear(b, name, dim);
+    int sum2[2] = {x1, b->last};
+    snprintf(name, sizeof name, "%s.add2", prefix);
+    add(b, name, NS_OP_ADD, sum2, 2);
+}
+
+static void build_vit(builder *b, const ns_arch_opts *o) {
+    int patch = o->patch ? o->patch : 7, depth = o->depth ? o->depth : 4, heads = o->heads ? o->heads : 4;
+    int dim = channels(64, o->width);
+    if (patch > o->in_h || patch > o->in_w || dim % heads) {
+        ns_errf(b->err, "vit: the patch (%d) must fit the %dx%d image and the heads (%d) divide the %d features",
+                patch, o->in_h, o->in_w, heads, dim);
+        b->failed = 1;
+        return;
+    }
+    int pe = chain(b, "patch_embed", NS_OP_PATCH_EMBED);
+    if (pe >= 0) {
+        iattr(b, pe, "out", dim);
+        iattr(b, pe, "patch", patch);
+    }
+    chain(b, "cls_token", NS_OP_CLS_TOKEN);
+    chain(b, "pos_embed", NS_OP_POS_EMBED);
+    for (int i = 0; i < depth; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "encoder.layers.%d", i);
+        vit_block(b, prefix, dim, heads);
+    }
+    chain(b, "norm", NS_OP_LAYERNORM);
+    chain(b, "pool", NS_OP_TOKEN_POOL);
+    linear(b, "head", o->classes);
+}
+
 int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *err) {
     if (o->classes < 1) return ns_errf(err, "classes must be positive (%d)", o->classes);
     if (!(o->width > 0) || o->width > 64) return ns_errf(err, "width must be in (0, 64] (%g)", o->width);
@@ -174,6 +228,7 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
     else if (strcmp(name, "vgg") == 0) build_vgg(&b, o);
     else if (strcmp(name, "resnet20") == 0) build_resnet(&b, o, 16, 3, 3);
     else if (strcmp(name, "resnet18") == 0) build_resnet(&b, o, 64, 4, 2);
+    else if (strcmp(name, "vit") == 0) build_vit(&b, o);
     else return ns_errf(err, "unknown architecture (%s)", name);
     resolve_so_far(&b);
     return b.failed ? -1 : 0;

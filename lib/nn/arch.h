@@ -12,6 +12,14 @@
 //             conv+BN shortcuts where the shape changes), the ResNet-20xW of the
 //             model-merging papers
 //   resnet18  ResNet-18 for small inputs (3x3 stem, no max pool), 64w..512w
+//   vit       Vision Transformer: patch_embed (P x P patches, D = 64w features),
+//             cls_token, pos_embed, depth pre-norm blocks [layernorm, attention
+//             (heads), add, layernorm, linear(4D), gelu, linear(D), add] as
+//             torch's TransformerEncoderLayer(norm_first=True, activation=gelu,
+//             dropout 0; nodes encoder.layers.I.norm1, .self_attn, .linear1,
+//             .linear2, .norm2 as its modules), then layernorm (norm), the class
+//             token (pool), linear(classes) (head).
+//             Default: patch 7, depth 4, heads 4, D = 64
 #ifndef NS_ARCH_H
 #define NS_ARCH_H
 
@@ -21,8 +29,9 @@ typedef struct ns_arch_opts {
     int in_c, in_h, in_w;   // input (C, H, W); in_h = in_w = 0 for a vector input of in_c
     int classes;
     double width;           // width multiplier (resnets: 1 = 16 channels; vgg: base channels / 16)
-    int depth;              // vgg: convolutions (even); mlp: ignored
+    int depth;              // vgg: convolutions (even); vit: blocks; 0: the default
     int hidden[8], nhidden; // mlp hidden sizes
+    int patch, heads;       // vit: patch size, attention heads; 0: the default
 } ns_arch_opts;
 
 // Names of the built-ins, NULL-terminated, for --help texts.

@@ -72,10 +72,14 @@ static void accumulate(float *dst, const float *src, int64_t n) {
 
 // --- forward ---------------------------------------------------------------------
 
+// A linear acts on the last axis: (T, D) tokens are T rows each.
+static int64_t linear_in(const op_ctx *c) { const ns_node *in = input_node(c, 0); return in->shape[in->ndim - 1]; }
+static int64_t linear_rows(const op_ctx *c) { return c->N * input_node(c, 0)->numel / linear_in(c); }
+
 static int fwd_linear(op_ctx *c, ns_err *err) {
     (void)err;
-    ns_linear_forward(out_act(c), in_act(c, 0), param(c, 0), param(c, 1), c->N,
-                      input_node(c, 0)->numel, c->node->numel);
+    ns_linear_forward(out_act(c), in_act(c, 0), param(c, 0), param(c, 1), linear_rows(c), linear_in(c),
+                      c->node->iattr[0]);
     return 0;
 }
 static int fwd_conv2d(op_ctx *c, ns_err *err) {
@@ -106,7 +110,12 @@ static int fwd_leaky_relu(op_ctx *c, ns_err *err) {
     ns_leaky_relu_forward(out_act(c), in_act(c, 0), (float)c->node->fattr[0], total(c));
     return 0;
 }
-static int fwd_gelu(op_ctx *c, ns_err *err) { (void)err; ns_gelu_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
+static int fwd_gelu(op_ctx *c, ns_err *err) {
+    (void)err;
+    if (c->node->iattr[0]) ns_gelu_tanh_forward(out_act(c), in_act(c, 0), total(c));
+    else ns_gelu_forward(out_act(c), in_act(c, 0), total(c));
+    return 0;
+}
 static int fwd_sigmoid(op_ctx *c, ns_err *err) { (void)err; ns_sigmoid_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
 static int fwd_tanh(op_ctx *c, ns_err *err) { (void)err; ns_tanh_forward(out_act(c), in_act(c, 0), total(c)); return 0; }
 static int fwd_maxpool(op_ctx *c, ns_err *err) {
@@ -178,7 +187,7 @@ static int fwd_embedding(op_ctx *c, ns_err *err) {
 
 static void bwd_linear(op_ctx *c) {
     ns_linear_backward(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), out_grad(c), in_act(c, 0),
-                       param(c, 0), c->N, input_node(c, 0)->numel, c->node->numel);
+                       param(c, 0), linear_rows(c), linear_in(c), c->node->iattr[0]);
 }
 static void bwd_conv2d(op_ctx *c) {
     ns_conv2d_geom g = conv_geom(c);
@@ -205,7 +214,11 @@ static void bwd_leaky_relu(op_ctx *c) {
     if (in_grad(c, 0))
         ns_leaky_relu_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), (float)c->node->fattr[0], total(c));
 }
-static void bwd_gelu(op_ctx *c) { if (in_grad(c, 0)) ns_gelu_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), total(c)); }
+static void bwd_gelu(op_ctx *c) {
+    if (!in_grad(c, 0)) return;
+    if (c->node->iattr[0]) ns_gelu_tanh_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), total(c));
+    else ns_gelu_backward(in_grad(c, 0), out_grad(c), in_act(c, 0), total(c));
+}
 static void bwd_sigmoid(op_ctx *c) { if (in_grad(c, 0)) ns_sigmoid_backward(in_grad(c, 0), out_grad(c), out_act(c), total(c)); }
 static void bwd_tanh(op_ctx *c) { if (in_grad(c, 0)) ns_tanh_backward(in_grad(c, 0), out_grad(c), out_act(c), total(c)); }
 static void bwd_maxpool(op_ctx *c) {
@@ -256,6 +269,114 @@ static void bwd_embedding(op_ctx *c) {
                               c->node->iattr[1]);
 }
 
+// --- transformer ops --------------------------------------------------------------
+
+// softmax's axis as (outer, L, inner) of the per-sample shape, the batch outer
+static void softmax_dims(const op_ctx *c, int64_t *outer, int64_t *L, int64_t *inner) {
+    const ns_node *n = c->node;
+    int axis = (int)(n->iattr[0] < 0 ? n->iattr[0] + n->ndim : n->iattr[0]);
+    *outer = c->N;
+    *inner = 1;
+    for (int i = 0; i < axis; i++) *outer *= n->shape[i];
+    for (int i = axis + 1; i < n->ndim; i++) *inner *= n->shape[i];
+    *L = n->shape[axis];
+}
+static int fwd_softmax(op_ctx *c, ns_err *err) {
+    (void)err;
+    int64_t o, L, i;
+    softmax_dims(c, &o, &L, &i);
+    ns_softmax_forward(out_act(c), in_act(c, 0), o, L, i);
+    return 0;
+}
+static void bwd_softmax(op_ctx *c) {
+    int64_t o, L, i;
+    softmax_dims(c, &o, &L, &i);
+    if (in_grad(c, 0)) ns_softmax_backward(in_grad(c, 0), out_grad(c), out_act(c), o, L, i);
+}
+static int fwd_groupnorm(op_ctx *c, ns_err *err) {
+    (void)err;
+    int64_t C = c->node->shape[0];
+    ns_groupnorm_forward(out_act(c), c->e->saved_mean[c->index], c->e->saved_rstd[c->index], in_act(c, 0),
+                         param(c, 0), param(c, 1), c->N, C, c->node->numel / C, c->node->iattr[0],
+                         (float)c->node->fattr[0]);
+    return 0;
+}
+static void bwd_groupnorm(op_ctx *c) {
+    int64_t C = c->node->shape[0];
+    ns_groupnorm_backward(in_grad(c, 0), param_grad(c, 0), param_grad(c, 1), out_grad(c), in_act(c, 0),
+                          c->e->saved_mean[c->index], c->e->saved_rstd[c->index], param(c, 0), c->N, C,
+                          c->node->numel / C, c->node->iattr[0]);
+}
+// patch_embed: the patches (saved), then a linear map of each
+static int fwd_patch_embed(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    int64_t P = c->node->iattr[1], K = in->shape[0] * P * P;
+    ns_patches_forward(c->e->saved[c->index], in_act(c, 0), c->N, in->shape[0], in->shape[1], in->shape[2], P);
+    ns_linear_forward(out_act(c), c->e->saved[c->index], param(c, 0), param(c, 1), c->N * c->node->shape[0], K,
+                      c->node->shape[1]);
+    return 0;
+}
+static void bwd_patch_embed(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    int64_t P = c->node->iattr[1], K = in->shape[0] * P * P, rows = c->N * c->node->shape[0];
+    float *dcols = in_grad(c, 0) ? c->e->scratch : NULL;
+    if (dcols) memset(dcols, 0, (size_t)(rows * K) * sizeof *dcols);
+    ns_linear_backward(dcols, param_grad(c, 0), param_grad(c, 1), out_grad(c), c->e->saved[c->index],
+                       param(c, 0), rows, K, c->node->shape[1]);
+    if (dcols) ns_patches_backward(in_grad(c, 0), dcols, c->N, in->shape[0], in->shape[1], in->shape[2], P);
+}
+static int fwd_cls_token(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    ns_cls_token_forward(out_act(c), in_act(c, 0), param(c, 0), c->N, in->shape[0], in->shape[1]);
+    return 0;
+}
+static void bwd_cls_token(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    ns_cls_token_backward(in_grad(c, 0), param_grad(c, 0), out_grad(c), c->N, in->shape[0], in->shape[1]);
+}
+static int fwd_pos_embed(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_pos_embed_forward(out_act(c), in_act(c, 0), param(c, 0), c->N, c->node->shape[0], c->node->shape[1]);
+    return 0;
+}
+static void bwd_pos_embed(op_ctx *c) {
+    ns_pos_embed_backward(in_grad(c, 0), param_grad(c, 0), out_grad(c), c->N, c->node->shape[0], c->node->shape[1]);
+}
+static int fwd_token_pool(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    ns_token_pool_forward(out_act(c), in_act(c, 0), (int)c->node->iattr[0], c->N, in->shape[0], in->shape[1]);
+    return 0;
+}
+static void bwd_token_pool(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    if (in_grad(c, 0))
+        ns_token_pool_backward(in_grad(c, 0), out_grad(c), (int)c->node->iattr[0], c->N, in->shape[0], in->shape[1]);
+}
+static ns_attn_geom attn_geom(const op_ctx *c) {
+    const ns_node *n = c->node, *kv = input_node(c, n->iattr[3] ? 1 : 0);
+    ns_attn_geom g = {c->N, n->shape[0], kv->shape[0], n->shape[1], n->iattr[0], (int)n->iattr[1], !n->iattr[3]};
+    return g;
+}
+static const float *attn_mask(const op_ctx *c) {
+    return c->node->ninputs == 2 + c->node->iattr[3] ? in_act(c, c->node->ninputs - 1) : NULL;
+}
+static int fwd_attention(op_ctx *c, ns_err *err) {
+    (void)err;
+    ns_attn_geom g = attn_geom(c);
+    ns_attention_forward(out_act(c), c->e->saved[c->index], in_act(c, 0), in_act(c, g.self ? 0 : 1), attn_mask(c),
+                         param(c, 0), param(c, 1), param(c, 2), param(c, 3), &g);
+    return 0;
+}
+static void bwd_attention(op_ctx *c) {
+    ns_attn_geom g = attn_geom(c);
+    ns_attention_backward(in_grad(c, 0), g.self ? NULL : in_grad(c, 1), param_grad(c, 0), param_grad(c, 1),
+                          param_grad(c, 2), param_grad(c, 3), c->e->scratch, out_grad(c), c->e->saved[c->index],
+                          in_act(c, 0), in_act(c, g.self ? 0 : 1), param(c, 0), param(c, 2), &g);
+}
+
 typedef struct op_exec {
     int (*forward)(op_ctx *c, ns_err *err);
     void (*backward)(op_ctx *c);
@@ -284,6 +405,13 @@ static const op_exec exec_table[NS_OP_COUNT] = {
     [NS_OP_TRANSPOSE] = {fwd_transpose, bwd_transpose},
     [NS_OP_DROPOUT] = {fwd_dropout, bwd_dropout},
     [NS_OP_EMBEDDING] = {fwd_embedding, bwd_embedding},
+    [NS_OP_SOFTMAX] = {fwd_softmax, bwd_softmax},
+    [NS_OP_GROUPNORM] = {fwd_groupnorm, bwd_groupnorm},
+    [NS_OP_PATCH_EMBED] = {fwd_patch_embed, bwd_patch_embed},
+    [NS_OP_CLS_TOKEN] = {fwd_cls_token, bwd_cls_token},
+    [NS_OP_POS_EMBED] = {fwd_pos_embed, bwd_pos_embed},
+    [NS_OP_TOKEN_POOL] = {fwd_token_pool, bwd_token_pool},
+    [NS_OP_ATTENTION] = {fwd_attention, bwd_attention},
 };
 
 // ---------------------------------------------------------------------------
@@ -593,8 +721,9 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
     e->argmax = calloc((size_t)nn, sizeof *e->argmax);
     e->mask = calloc((size_t)nn, sizeof *e->mask);
     e->ids = calloc((size_t)nn, sizeof *e->ids);
+    e->saved = calloc((size_t)nn, sizeof *e->saved);
     e->param_grad = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *e->param_grad);
-    if (!e->act || !e->grad || !e->saved_mean || !e->saved_rstd || !e->argmax || !e->mask || !e->ids || !e->param_grad) {
+    if (!e->act || !e->grad || !e->saved_mean || !e->saved_rstd || !e->argmax || !e->mask || !e->ids || !e->saved || !e->param_grad) {
         ns_engine_free(e);
         return ns_errf(err, "out of memory");
     }
@@ -604,6 +733,20 @@ int ns_engine_init(ns_engine *e, ns_model *m, int64_t max_batch, int with_grads,
         if (n->op == NS_OP_BATCHNORM) {
             e->saved_mean[i] = alloc_floats(n->shape[0], &failed);
             e->saved_rstd[i] = alloc_floats(n->shape[0], &failed);
+        } else if (n->op == NS_OP_GROUPNORM) {
+            e->saved_mean[i] = alloc_floats(max_batch * n->iattr[0], &failed);
+            e->saved_rstd[i] = alloc_floats(max_batch * n->iattr[0], &failed);
+        } else if (n->op == NS_OP_PATCH_EMBED) {
+            const ns_node *in = &m->nodes[n->inputs[0]];
+            int64_t cols = max_batch * n->shape[0] * in->shape[0] * n->iattr[1] * n->iattr[1];
+            e->saved[i] = alloc_floats(cols, &failed);
+            if (with_grads && cols > e->scratch_floats) e->scratch_floats = cols;
+        } else if (n->op == NS_OP_ATTENTION) {
+            op_ctx c = {e, n, i, max_batch, 0};
+            ns_attn_geom g = attn_geom(&c);
+            e->saved[i] = alloc_floats(ns_attention_saved_floats(&g), &failed);
+            int64_t s = with_grads ? ns_attention_scratch_floats(&g) : 0;
+            if (s > e->scratch_floats) e->scratch_floats = s;
         } else if (n->op == NS_OP_LAYERNORM) {
             int64_t rows = size / n->shape[n->ndim - 1];
             e->saved_mean[i] = alloc_floats(rows, &failed);
@@ -640,6 +783,7 @@ void ns_engine_free(ns_engine *e) {
         if (e->saved_mean) free(e->saved_mean[i]);
         if (e->saved_rstd) free(e->saved_rstd[i]);
         if (e->ids) free(e->ids[i]);
+        if (e->saved) free(e->saved[i]);
     }
     for (int t = 0; m && e->param_grad && t < m->ntensors; t++) free(e->param_grad[t]);
     free(e->act);
@@ -651,6 +795,7 @@ void ns_engine_free(ns_engine *e) {
     free(e->param_grad);
     free(e->scratch);
     free(e->ids);
+    free(e->saved);
     free(e->keep);
     free_plan(e);
     memset(e, 0, sizeof *e);

@@ -29,6 +29,8 @@ typedef struct ns_engine {
     int32_t **argmax;      // per maxpool node
     uint8_t **mask;        // per dropout node
     int32_t **ids;         // per embedding node: its input ids as integers
+    float **saved;         // per attention node: q, k, v, probabilities, ctx;
+                           // per patch_embed node: the patches
     float *scratch;        // conv im2col columns
     int64_t scratch_floats;
     int fused;             // fused mode (ns_engine_set_fused); 0 after init

@@ -26,7 +26,7 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
                          {"weight", "bias"}, {1, 1}},
     [NS_OP_RELU] = {"relu", 1, 1},
     [NS_OP_LEAKY_RELU] = {"leaky_relu", 1, 1, {NULL}, {0}, {"slope"}, {0.01}},
-    [NS_OP_GELU] = {"gelu", 1, 1},
+    [NS_OP_GELU] = {"gelu", 1, 1, {"approximate"}, {0}}, // 0 exact (erf), 1 tanh form
     [NS_OP_SIGMOID] = {"sigmoid", 1, 1},
     [NS_OP_TANH] = {"tanh", 1, 1},
     [NS_OP_MAXPOOL] = {"maxpool", 1, 1, {"kernel", "stride", "pad"}, {2, 0, 0}},
@@ -41,8 +41,21 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
     [NS_OP_DROPOUT] = {"dropout", 1, 1, {NULL}, {0}, {"p"}, {0.5}},
     [NS_OP_EMBEDDING] = {"embedding", 1, 1, {"num", "dim"}, {1, 1}, {NULL}, {0},
                          {"weight"}, {1}},
+    [NS_OP_SOFTMAX] = {"softmax", 1, 1, {"axis"}, {-1}},
+    [NS_OP_GROUPNORM] = {"groupnorm", 1, 1, {"groups"}, {1}, {"eps"}, {1e-5},
+                         {"weight", "bias"}, {1, 1}},
+    [NS_OP_PATCH_EMBED] = {"patch_embed", 1, 1, {"out", "patch", "bias"}, {1, 4, 1}, {NULL}, {0},
+                           {"weight", "bias"}, {1, 1}},
+    [NS_OP_CLS_TOKEN] = {"cls_token", 1, 1, {NULL}, {0}, {NULL}, {0}, {"weight"}, {1}},
+    [NS_OP_POS_EMBED] = {"pos_embed", 1, 1, {NULL}, {0}, {NULL}, {0}, {"weight"}, {1}},
+    [NS_OP_TOKEN_POOL] = {"token_pool", 1, 1, {"mode"}, {0}}, // 0 first (class) token, 1 mean
+    // inputs: queries [, keys and values when cross] [, key padding mask]
+    [NS_OP_ATTENTION] = {"attention", 1, 3, {"heads", "causal", "bias", "cross"}, {1, 0, 1, 0},
+                         {NULL}, {0},
+                         {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}, // torch's names
+                         {1, 1, 1, 1}},
 };
-_Static_assert(NS_OP_COUNT == 21, "describe the new op in ns_ops");
+_Static_assert(NS_OP_COUNT == 28, "describe the new op in ns_ops");
 
 int ns_op_from_name(const char *name) {
     for (int op = 0; op < NS_OP_COUNT; op++)
@@ -333,7 +346,7 @@ static int param_shapes(const ns_node *n, const ns_node *in, int64_t shapes[][4]
     switch (n->op) {
     case NS_OP_LINEAR: {
         int64_t out = n->iattr[0];
-        ndims[0] = 2; shapes[0][0] = out; shapes[0][1] = in->numel;
+        ndims[0] = 2; shapes[0][0] = out; shapes[0][1] = in->shape[in->ndim - 1];
         if (n->iattr[1]) { ndims[1] = 1; shapes[1][0] = out; }
         return 0;
     }
@@ -353,6 +366,32 @@ static int param_shapes(const ns_node *n, const ns_node *in, int64_t shapes[][4]
     case NS_OP_EMBEDDING:
         ndims[0] = 2; shapes[0][0] = n->iattr[0]; shapes[0][1] = n->iattr[1];
         return 0;
+    case NS_OP_GROUPNORM:
+        for (int i = 0; i < 2; i++) { ndims[i] = 1; shapes[i][0] = in->shape[0]; }
+        return 0;
+    case NS_OP_PATCH_EMBED: {
+        int64_t p = n->iattr[1];
+        ndims[0] = 4; shapes[0][0] = n->iattr[0]; shapes[0][1] = in->shape[0];
+        shapes[0][2] = p; shapes[0][3] = p;
+        if (n->iattr[2]) { ndims[1] = 1; shapes[1][0] = n->iattr[0]; }
+        return 0;
+    }
+    case NS_OP_CLS_TOKEN:
+        ndims[0] = 1; shapes[0][0] = in->shape[1];
+        return 0;
+    case NS_OP_POS_EMBED:
+        ndims[0] = 2; shapes[0][0] = in->shape[0]; shapes[0][1] = in->shape[1];
+        return 0;
+    case NS_OP_ATTENTION: {
+        int64_t D = in->shape[1];
+        ndims[0] = 2; shapes[0][0] = 3 * D; shapes[0][1] = D;
+        ndims[2] = 2; shapes[2][0] = D; shapes[2][1] = D;
+        if (n->iattr[2]) {
+            ndims[1] = 1; shapes[1][0] = 3 * D;
+            ndims[3] = 1; shapes[3][0] = D;
+        }
+        return 0;
+    }
     default:
         return 0;
     }
@@ -367,12 +406,90 @@ static int infer_node(ns_model *m, ns_node *n, ns_err *err) {
     const ns_node *in = n->ninputs ? &m->nodes[n->inputs[0]] : NULL;
     if (n->op == NS_OP_LINEAR) {
         n->macs = mul_or_fail(in->numel, n->iattr[0]);
+    } else if (n->op == NS_OP_PATCH_EMBED) {
+        n->macs = mul_or_fail(n->numel, m->nodes[n->inputs[0]].shape[0] * n->iattr[1] * n->iattr[1]);
+    } else if (n->op == NS_OP_ATTENTION) {
+        const ns_node *kv = &m->nodes[n->inputs[n->iattr[3] ? 1 : 0]];
+        int64_t Tq = n->shape[0], Tk = kv->shape[0], D = n->shape[1]; // each below 2^31
+        n->macs = Tq * D * D * 2 + Tk * D * D * 2 + Tq * Tk * D * 2;
     } else if (n->op == NS_OP_CONV2D) {
         int64_t per_out = mul_or_fail(mul_or_fail(in->shape[0] / n->iattr[5], n->iattr[1]), n->iattr[1]);
         n->macs = per_out < 0 ? -1 : mul_or_fail(n->numel, per_out);
     }
     if (n->macs < 0) return ns_errf(err, "node %s: too many multiply-adds to count", n->name);
     return 0;
+}
+
+// The transformer ops: tokens are T x D per sample. Attribute ranges are
+// checked here, each message naming the node, the attribute and the value.
+static int infer_transformer(ns_model *m, ns_node *n, ns_err *err) {
+    const ns_node *in = &m->nodes[n->inputs[0]];
+    const int64_t *iv = n->iattr;
+    char a[64], b[64];
+    int64_t s[NS_MAX_SHAPE];
+    if (n->op != NS_OP_SOFTMAX && n->op != NS_OP_GROUPNORM && n->op != NS_OP_PATCH_EMBED &&
+        in->ndim != 2)
+        return ns_errf(err, "node %s: %s needs T x D tokens, got %s", n->name, ns_ops[n->op].name,
+                       shape_str(a, sizeof a, in->ndim, in->shape));
+    switch (n->op) {
+    case NS_OP_SOFTMAX:
+        if (iv[0] < -in->ndim || iv[0] >= in->ndim)
+            return ns_errf(err, "node %s: axis must be in [%d, %d) for a %s input, not %lld", n->name,
+                           -in->ndim, in->ndim, shape_str(a, sizeof a, in->ndim, in->shape), (long long)iv[0]);
+        return set_shape(n, in->ndim, in->shape, err);
+    case NS_OP_GROUPNORM:
+        if (iv[0] < 1 || in->shape[0] % iv[0])
+            return ns_errf(err, "node %s: groups must divide the %lld channels, not %lld", n->name,
+                           (long long)in->shape[0], (long long)iv[0]);
+        if (!(n->fattr[0] > 0)) return ns_errf(err, "node %s: eps must be positive, not %g", n->name, n->fattr[0]);
+        return set_shape(n, in->ndim, in->shape, err);
+    case NS_OP_PATCH_EMBED:
+        if (in->ndim != 3)
+            return ns_errf(err, "node %s: patch_embed needs a C x H x W input, got %s", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape));
+        if (iv[0] < 1 || iv[0] > (1 << 24)) return ns_errf(err, "node %s: out must be in [1, 2^24], not %lld", n->name, (long long)iv[0]);
+        if (iv[1] < 1 || iv[1] > in->shape[1] || iv[1] > in->shape[2])
+            return ns_errf(err, "node %s: patch must be in [1, %lld] for a %s input, not %lld", n->name,
+                           (long long)(in->shape[1] < in->shape[2] ? in->shape[1] : in->shape[2]),
+                           shape_str(a, sizeof a, in->ndim, in->shape), (long long)iv[1]);
+        if (iv[2] != 0 && iv[2] != 1) return ns_errf(err, "node %s: bias must be 0 or 1, not %lld", n->name, (long long)iv[2]);
+        s[0] = (in->shape[1] / iv[1]) * (in->shape[2] / iv[1]);
+        s[1] = iv[0];
+        return set_shape(n, 2, s, err);
+    case NS_OP_CLS_TOKEN:
+        s[0] = in->shape[0] + 1; s[1] = in->shape[1];
+        return set_shape(n, 2, s, err);
+    case NS_OP_POS_EMBED:
+        return set_shape(n, 2, in->shape, err);
+    case NS_OP_TOKEN_POOL:
+        if (iv[0] != 0 && iv[0] != 1)
+            return ns_errf(err, "node %s: mode must be 0 (first token) or 1 (mean), not %lld", n->name, (long long)iv[0]);
+        return set_shape(n, 1, in->shape + 1, err);
+    case NS_OP_ATTENTION: {
+        int64_t D = in->shape[1];
+        for (int k = 1; k < 4; k++)
+            if (iv[k] != 0 && iv[k] != 1)
+                return ns_errf(err, "node %s: %s must be 0 or 1, not %lld", n->name, ns_ops[n->op].iattr[k], (long long)iv[k]);
+        if (iv[0] < 1 || D % iv[0])
+            return ns_errf(err, "node %s: heads must divide the %lld features, not %lld", n->name, (long long)D, (long long)iv[0]);
+        if (n->ninputs < 1 + iv[3] || n->ninputs > 2 + iv[3])
+            return ns_errf(err, "node %s: attention with cross = %lld takes %lld or %lld inputs, not %d", n->name,
+                           (long long)iv[3], (long long)(1 + iv[3]), (long long)(2 + iv[3]), n->ninputs);
+        const ns_node *kv = iv[3] ? &m->nodes[n->inputs[1]] : in;
+        if (kv->ndim != 2 || kv->shape[1] != D)
+            return ns_errf(err, "node %s: keys and values must be T x %lld tokens, got %s", n->name, (long long)D,
+                           shape_str(a, sizeof a, kv->ndim, kv->shape));
+        if (iv[1] && kv->shape[0] != in->shape[0])
+            return ns_errf(err, "node %s: causal attention needs as many keys as queries (%s and %s)", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape), shape_str(b, sizeof b, kv->ndim, kv->shape));
+        if (n->ninputs == 2 + iv[3] && m->nodes[n->inputs[n->ninputs - 1]].numel != kv->shape[0])
+            return ns_errf(err, "node %s: the key padding mask must have one value per key (%lld), not %lld", n->name,
+                           (long long)kv->shape[0], (long long)m->nodes[n->inputs[n->ninputs - 1]].numel);
+        return set_shape(n, 2, in->shape, err);
+    }
+    default:
+        return ns_errf(err, "node %s: not a transformer op", n->name);
+    }
 }
 
 static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
@@ -386,11 +503,12 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
         return set_shape(n, h ? 3 : 1, s, err);
     }
     case NS_OP_LINEAR:
-        if (in->ndim != 1)
-            return ns_errf(err, "node %s: linear needs a 1-D input, got %s (add a flatten)", n->name,
-                           shape_str(a, sizeof a, in->ndim, in->shape));
-        s[0] = n->iattr[0];
-        return set_shape(n, 1, s, err);
+        if (in->ndim != 1 && in->ndim != 2)
+            return ns_errf(err, "node %s: linear needs a 1-D input or T x D tokens, got %s (add a flatten)",
+                           n->name, shape_str(a, sizeof a, in->ndim, in->shape));
+        memcpy(s, in->shape, sizeof s);
+        s[in->ndim - 1] = n->iattr[0];
+        return set_shape(n, in->ndim, s, err);
     case NS_OP_CONV2D: {
         if (in->ndim != 3)
             return ns_errf(err, "node %s: conv2d needs a C x H x W input, got %s", n->name,
@@ -487,9 +605,22 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
         if (in->ndim != 1) return ns_errf(err, "node %s: embedding needs a 1-D input of ids", n->name);
         s[0] = in->shape[0]; s[1] = n->iattr[1];
         return set_shape(n, 2, s, err);
+    case NS_OP_SOFTMAX:
+    case NS_OP_GROUPNORM:
+    case NS_OP_PATCH_EMBED:
+    case NS_OP_CLS_TOKEN:
+    case NS_OP_POS_EMBED:
+    case NS_OP_TOKEN_POOL:
+    case NS_OP_ATTENTION:
+        return infer_transformer(m, n, err);
+    case NS_OP_GELU:
+        if (n->iattr[0] != 0 && n->iattr[0] != 1)
+            return ns_errf(err, "node %s: approximate must be 0 (exact) or 1 (tanh), not %lld", n->name,
+                           (long long)n->iattr[0]);
+        return set_shape(n, in->ndim, in->shape, err);
     case NS_OP_DROPOUT:
         return set_shape(n, in->ndim, in->shape, err);
-    default: // elementwise: relu, leaky_relu, gelu, sigmoid, tanh, layernorm
+    default: // elementwise: relu, leaky_relu, sigmoid, tanh, layernorm
         return set_shape(n, in->ndim, in->shape, err);
     }
 }
@@ -568,6 +699,21 @@ void ns_model_init_params(ns_model *m, uint64_t seed) {
                     x[j] = (float)((2.0 * ns_rng_uniform(&rng) - 1.0) * bound);
             } else if (n->op == NS_OP_EMBEDDING) {
                 for (int64_t j = 0; j < t->numel; j++) x[j] = (float)ns_rng_normal(&rng);
+            } else if (n->op == NS_OP_PATCH_EMBED || (n->op == NS_OP_ATTENTION && p == 2)) {
+                // as a convolution, and torch's out_proj (a Linear)
+                double fan_in = (double)(t->numel / t->shape[0]), bound = 1.0 / sqrt(fan_in);
+                const ns_tensor *w = &m->tensors[n->params[0]].t;
+                if (n->op == NS_OP_PATCH_EMBED && p == 1) bound = 1.0 / sqrt((double)(w->numel / w->shape[0]));
+                for (int64_t j = 0; j < t->numel; j++)
+                    x[j] = (float)((2.0 * ns_rng_uniform(&rng) - 1.0) * bound);
+            } else if (n->op == NS_OP_ATTENTION && p == 0) { // xavier_uniform, as torch
+                double bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
+                for (int64_t j = 0; j < t->numel; j++)
+                    x[j] = (float)((2.0 * ns_rng_uniform(&rng) - 1.0) * bound);
+            } else if (n->op == NS_OP_POS_EMBED) { // N(0, 0.02), as ViTs commonly
+                for (int64_t j = 0; j < t->numel; j++) x[j] = (float)(0.02 * ns_rng_normal(&rng));
+            } else if (n->op == NS_OP_ATTENTION || n->op == NS_OP_CLS_TOKEN) { // biases, the token: 0
+                for (int64_t j = 0; j < t->numel; j++) x[j] = 0;
             } else {
                 float v = strcmp(slot, "weight") == 0 || strcmp(slot, "running_var") == 0 ? 1.0f : 0.0f;
                 for (int64_t j = 0; j < t->numel; j++) x[j] = v;

@@ -5,6 +5,8 @@
 //   tensor records, one per parameter or buffer, unique names ("<node>.weight")
 //
 // Shapes here are per sample: a node's output for a batch of N is (N, shape...).
+// Token sequences are (T, D) per sample: T tokens of D features; linear and
+// layernorm act on the last axis, so they apply to every token.
 #ifndef NS_MODEL_H
 #define NS_MODEL_H
 
@@ -37,11 +39,18 @@ typedef enum ns_op {
     NS_OP_TRANSPOSE,
     NS_OP_DROPOUT,
     NS_OP_EMBEDDING,
+    NS_OP_SOFTMAX,
+    NS_OP_GROUPNORM,
+    NS_OP_PATCH_EMBED,
+    NS_OP_CLS_TOKEN,
+    NS_OP_POS_EMBED,
+    NS_OP_TOKEN_POOL,
+    NS_OP_ATTENTION,
     NS_OP_COUNT
 } ns_op;
 
 #define NS_MAX_INPUTS 8
-#define NS_MAX_PARAMS 4   // weight, bias, running_mean, running_var
+#define NS_MAX_PARAMS 4   // weight, bias, running_mean, running_var (attention: 4 projections)
 #define NS_MAX_ATTRS 8
 #define NS_NODE_NAME_MAX 64
 #define NS_MAX_SHAPE 4    // per-sample dimensions
@@ -146,7 +155,10 @@ int ns_model_resolve(ns_model *m, int create, ns_err *err);
 
 // PyTorch's default initialisation: conv/linear weights and biases
 // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)),
-// norm weights 1 and biases 0, running_var 1, embeddings N(0, 1).
+// norm weights 1 and biases 0, running_var 1, embeddings N(0, 1); patch
+// embeddings as convolutions; attention as torch.nn.MultiheadAttention
+// (in_proj_weight xavier-uniform, out_proj_weight as a linear's, biases 0);
+// a class token 0, position embeddings N(0, 0.02).
 void ns_model_init_params(ns_model *m, uint64_t seed);
 
 // Totals for net-info.

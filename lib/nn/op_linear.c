@@ -7,6 +7,8 @@
 
 // Elementwise loops below this many floats stay on one thread.
 #define OMP_MIN 32768
+// Bias gradients sum this many features at a time, reading dout row by row.
+#define BIAS_BLOCK 64
 
 void ns_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int64_t N, int64_t IN, int64_t OUT) {
@@ -27,12 +29,17 @@ void ns_linear_backward(float *dinp, float *dweight, float *dbias, const float *
     if (dinp) ns_sgemm(0, 0, N, IN, OUT, 1.0f, dout, OUT, weight, IN, 1.0f, dinp, IN);
     // dweight (OUT, IN) += dout^T (OUT, N) @ inp (N, IN)
     if (dweight) ns_sgemm(1, 0, OUT, IN, N, 1.0f, dout, OUT, inp, IN, 1.0f, dweight, IN);
-    if (dbias) {
+    if (dbias) { // per feature, rows in order, in double; a block of features row by row
+        const int64_t nblocks = (OUT + BIAS_BLOCK - 1) / BIAS_BLOCK;
 #pragma omp parallel for schedule(static) if (N * OUT >= OMP_MIN)
-        for (int64_t j = 0; j < OUT; j++) {
-            double s = 0;
-            for (int64_t i = 0; i < N; i++) s += dout[i * OUT + j];
-            dbias[j] += (float)s;
+        for (int64_t jb = 0; jb < nblocks; jb++) {
+            const int64_t j0 = jb * BIAS_BLOCK, nj = OUT - j0 < BIAS_BLOCK ? OUT - j0 : BIAS_BLOCK;
+            double s[BIAS_BLOCK] = {0};
+            for (int64_t i = 0; i < N; i++) {
+                const float *row = dout + i * OUT + j0;
+                for (int64_t j = 0; j < nj; j++) s[j] += row[j];
+            }
+            for (int64_t j = 0; j < nj; j++) dbias[j0 + j] += (float)s[j];
         }
     }
 }

@@ -1,8 +1,8 @@
-// op_norm.c: batch normalisation (1-d and 2-d) and layer normalisation.
+// op_norm.c: batch normalisation (1-d and 2-d), layer and group normalisation.
 // Shapes: batch norm sees its input as (N, C, S), S = H*W for NCHW and S = 1
 // for (N, C); weight, bias, running and saved statistics are (C). Layer norm
 // sees (N, D) rows normalised over D; weight and bias are (D), saved mean and
-// rstd are (N). Statistics are two passes (mean, then squared deviations)
+// rstd are (N). Group norm sees (N, C, S) with (N, G) saved statistics. Statistics are two passes (mean, then squared deviations)
 // within one thread per channel or row, summed in double. Batch norm takes
 // them per plane (float block sums added in double) and merges the planes in
 // sample order (Chan et al.'s update), so that a convolution can compute its
@@ -425,6 +425,9 @@ void ns_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     }
 }
 
+// Layer norm's weight and bias gradients sum this many features at a time.
+#define LN_BLOCK 64
+
 void ns_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *mean, const float *rstd,
                            const float *weight, int64_t N, int64_t D) {
@@ -447,17 +450,101 @@ void ns_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
             }
         }
     }
-    if (dweight || dbias) {
+    if (dweight || dbias) { // per feature, rows in order; a block of features row by row
+        const int64_t nblocks = (D + LN_BLOCK - 1) / LN_BLOCK;
 #pragma omp parallel for schedule(static) if (N * D >= OMP_MIN)
-        for (int64_t i = 0; i < D; i++) {
+        for (int64_t ib = 0; ib < nblocks; ib++) {
+            const int64_t i0 = ib * LN_BLOCK, ni = D - i0 < LN_BLOCK ? D - i0 : LN_BLOCK;
+            double sw[LN_BLOCK] = {0}, sb[LN_BLOCK] = {0};
+            for (int64_t n = 0; n < N; n++) {
+                const float *dy = dout + n * D + i0, *x = inp + n * D + i0;
+                const float m = mean[n], rs = rstd[n];
+                for (int64_t i = 0; i < ni; i++) {
+                    sb[i] += dy[i];
+                    sw[i] += (double)dy[i] * ((x[i] - m) * rs);
+                }
+            }
+            for (int64_t i = 0; i < ni; i++) {
+                if (dweight) dweight[i0 + i] += (float)sw[i];
+                if (dbias) dbias[i0 + i] += (float)sb[i];
+            }
+        }
+    }
+}
+
+// Group norm: per (sample, group) statistics over its C/G channels' S
+// values each, as the layer norm's; the affine map is per channel.
+void ns_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int64_t N, int64_t C, int64_t S,
+                          int64_t G, float eps) {
+    const int64_t CG = C / G, M = CG * S;
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+    for (int64_t p = 0; p < N * G; p++) {
+        const float *x = inp + p * M;
+        float *o = out + p * M;
+        double s = 0;
+        for (int64_t i = 0; i < M; i++) s += x[i];
+        double m = s / (double)M, v = 0;
+        for (int64_t i = 0; i < M; i++) {
+            double d = x[i] - m;
+            v += d * d;
+        }
+        float mf = (float)m, rs = (float)(1.0 / sqrt(v / (double)M + (double)eps));
+        mean[p] = mf;
+        rstd[p] = rs;
+        for (int64_t c = 0; c < CG; c++) {
+            int64_t ch = (p % G) * CG + c;
+            for (int64_t i = c * S; i < (c + 1) * S; i++) {
+                float y = (x[i] - mf) * rs;
+                if (weight) y *= weight[ch];
+                if (bias) y += bias[ch];
+                o[i] = y;
+            }
+        }
+    }
+}
+
+void ns_groupnorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, int64_t N, int64_t C, int64_t S, int64_t G) {
+    const int64_t CG = C / G, M = CG * S;
+    if (dinp) {
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+        for (int64_t p = 0; p < N * G; p++) {
+            const float *x = inp + p * M, *dy = dout + p * M;
+            float *dx = dinp + p * M;
+            const float m = mean[p], rs = rstd[p];
+            double sg = 0, sgx = 0;
+            for (int64_t c = 0; c < CG; c++) {
+                float w = weight ? weight[(p % G) * CG + c] : 1.0f;
+                for (int64_t i = c * S; i < (c + 1) * S; i++) {
+                    float g = dy[i] * w;
+                    sg += g;
+                    sgx += (double)g * ((x[i] - m) * rs);
+                }
+            }
+            const float a = (float)(sg / (double)M), b = (float)(sgx / (double)M);
+            for (int64_t c = 0; c < CG; c++) {
+                float w = weight ? weight[(p % G) * CG + c] : 1.0f;
+                for (int64_t i = c * S; i < (c + 1) * S; i++)
+                    dx[i] += rs * (dy[i] * w - a - (x[i] - m) * rs * b);
+            }
+        }
+    }
+    if (dweight || dbias) {
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+        for (int64_t ch = 0; ch < C; ch++) {
             double sw = 0, sb = 0;
             for (int64_t n = 0; n < N; n++) {
-                float dy = dout[n * D + i];
-                sb += dy;
-                sw += (double)dy * ((inp[n * D + i] - mean[n]) * rstd[n]);
+                int64_t p = n * G + ch / CG;
+                const float *x = inp + (n * C + ch) * S, *dy = dout + (n * C + ch) * S;
+                for (int64_t i = 0; i < S; i++) {
+                    sb += dy[i];
+                    sw += (double)dy[i] * ((x[i] - mean[p]) * rstd[p]);
+                }
             }
-            if (dweight) dweight[i] += (float)sw;
-            if (dbias) dbias[i] += (float)sb;
+            if (dweight) dweight[ch] += (float)sw;
+            if (dbias) dbias[ch] += (float)sb;
         }
     }
 }

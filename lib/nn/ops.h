@@ -417,6 +417,130 @@ void ns_embedding_backward(float *dtable,       // (V, D)
                            int64_t N, int64_t D);
 
 // ----------------------------------------------------------------------------
+// transformer ops (op_attn.c: softmax, attention; op_tokens.c: tokens; GroupNorm
+// in op_norm.c; GELU's tanh form in op_act.c). Tokens are (N, T, D): T tokens
+// of D features per sample, row-major, as torch's batch_first layout.
+//   T, Tq, Tk  tokens (queries, keys)   Hd heads   dh = D/Hd head size
+//   L  the softmax axis' length, between outer and inner
+
+// Softmax along the middle axis of (outer, L, inner), as torch.softmax(x, dim)
+// (max subtracted, sums in double). Backward reads the forward's output.
+void ns_softmax_forward(float *out,       // (outer, L, inner)
+                        const float *inp, // (outer, L, inner)
+                        int64_t outer, int64_t L, int64_t inner);
+void ns_softmax_backward(float *dinp,       // (outer, L, inner)
+                         const float *dout, // (outer, L, inner)
+                         const float *out,  // (outer, L, inner) the forward's output
+                         int64_t outer, int64_t L, int64_t inner);
+
+// GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as
+// torch.nn.GELU(approximate='tanh'). Backward reads the forward's input.
+void ns_gelu_tanh_forward(float *out, const float *inp, int64_t n);
+void ns_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+
+// Group norm over (N, C, S) with G groups of C/G channels: statistics per
+// (sample, group) over C/G * S values (biased variance), affine per channel;
+// weight/bias may be NULL. As torch.nn.GroupNorm(G, C).
+void ns_groupnorm_forward(float *out,          // (N, C, S)
+                          float *mean,         // (N, G) saved
+                          float *rstd,         // (N, G) saved
+                          const float *inp,    // (N, C, S)
+                          const float *weight, // (C) or NULL
+                          const float *bias,   // (C) or NULL
+                          int64_t N, int64_t C, int64_t S, int64_t G, float eps);
+void ns_groupnorm_backward(float *dinp,         // (N, C, S) or NULL
+                           float *dweight,      // (C) or NULL
+                           float *dbias,        // (C) or NULL
+                           const float *dout,   // (N, C, S)
+                           const float *inp,    // (N, C, S)
+                           const float *mean,   // (N, G)
+                           const float *rstd,   // (N, G)
+                           const float *weight, // (C) or NULL
+                           int64_t N, int64_t C, int64_t S, int64_t G);
+
+// Patches of an image, for a patch embedding (a convolution with stride =
+// kernel = P, no padding, as a linear map of each patch): patch t = (i, j) of
+// the OH x OW grid (OH = H/P, OW = W/P rounded down, T = OH*OW, row-major) is
+// the row cols[n, t, :] of C*P*P values in the conv weight's (c, kh, kw)
+// order. ns_patches_backward adds each row back into its pixels.
+void ns_patches_forward(float *cols,      // (N, T, C*P*P)
+                        const float *inp, // (N, C, H, W)
+                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t P);
+void ns_patches_backward(float *dinp,       // (N, C, H, W)
+                         const float *dcols, // (N, T, C*P*P)
+                         int64_t N, int64_t C, int64_t H, int64_t W, int64_t P);
+
+// A learned token put first: out[n] = [tok; inp[n]], (T, D) -> (T+1, D).
+void ns_cls_token_forward(float *out,       // (N, T+1, D)
+                          const float *inp, // (N, T, D)
+                          const float *tok, // (D)
+                          int64_t N, int64_t T, int64_t D);
+void ns_cls_token_backward(float *dinp,       // (N, T, D) or NULL
+                           float *dtok,       // (D) or NULL
+                           const float *dout, // (N, T+1, D)
+                           int64_t N, int64_t T, int64_t D);
+
+// Learned positions added to every sample: out[n] = inp[n] + pos.
+void ns_pos_embed_forward(float *out,       // (N, T, D)
+                          const float *inp, // (N, T, D)
+                          const float *pos, // (T, D)
+                          int64_t N, int64_t T, int64_t D);
+void ns_pos_embed_backward(float *dinp,       // (N, T, D) or NULL
+                           float *dpos,       // (T, D) or NULL
+                           const float *dout, // (N, T, D)
+                           int64_t N, int64_t T, int64_t D);
+
+// Token pooling (N, T, D) -> (N, D): mode 0 takes the first token (a class
+// token), mode 1 the mean over the T tokens.
+void ns_token_pool_forward(float *out,       // (N, D)
+                           const float *inp, // (N, T, D)
+                           int mode, int64_t N, int64_t T, int64_t D);
+void ns_token_pool_backward(float *dinp,       // (N, T, D)
+                            const float *dout, // (N, D)
+                            int mode, int64_t N, int64_t T, int64_t D);
+
+// Multi-head attention as torch.nn.MultiheadAttention(D, Hd, batch_first=True)
+// with kdim = vdim = D: fused input projection w_in (3D, D) = [Wq; Wk; Wv],
+// b_in (3D), output projection w_out (D, D), b_out (D); biases may be NULL.
+// Queries come from x (N, Tq, D), keys and values from mem (N, Tk, D): mem ==
+// x (and Tk == Tq) is self-attention, then one product makes q, k and v.
+// Each head h (features [h*dh, (h+1)*dh)) computes
+//     P = softmax(q_h k_h^T / sqrt(dh) + mask),  ctx_h = P v_h
+// and out = ctx w_out^T + b_out. Masks: causal (query i sees keys j <= i;
+// needs Tq == Tk) and key_pad (N, Tk), nonzero marking a key every query
+// ignores (torch's key_padding_mask). A query whose keys are all masked gets a
+// zero row of P (torch: NaN). The per-head products are plain loops, threaded
+// over (sample, head) pairs; the projections go through ns_linear (ns_sgemm).
+typedef struct ns_attn_geom {
+    int64_t N, Tq, Tk, D, Hd;
+    int causal, self; // self: mem == x, one fused projection
+} ns_attn_geom;
+
+// Floats of the saved state (q, k, v, probabilities, ctx) and of scratch.
+int64_t ns_attention_saved_floats(const ns_attn_geom *g);
+int64_t ns_attention_scratch_floats(const ns_attn_geom *g);
+
+void ns_attention_forward(float *out,           // (N, Tq, D)
+                          float *saved,         // (ns_attention_saved_floats)
+                          const float *x,       // (N, Tq, D)
+                          const float *mem,     // (N, Tk, D); x for self-attention
+                          const float *key_pad, // (N, Tk) or NULL
+                          const float *w_in, const float *b_in,   // (3D, D), (3D)
+                          const float *w_out, const float *b_out, // (D, D), (D)
+                          const ns_attn_geom *g);
+// dx and dmem may be the same buffer for self-attention (then pass it once
+// as dx and NULL as dmem).
+void ns_attention_backward(float *dx,     // (N, Tq, D) or NULL
+                           float *dmem,   // (N, Tk, D) or NULL
+                           float *dw_in, float *db_in, float *dw_out, float *db_out, // or NULL
+                           float *scratch, // (ns_attention_scratch_floats)
+                           const float *dout,  // (N, Tq, D)
+                           const float *saved, // from the forward
+                           const float *x, const float *mem,
+                           const float *w_in, const float *w_out,
+                           const ns_attn_geom *g);
+
+// ----------------------------------------------------------------------------
 // internal to op_conv.c: Winograd F(4x4, 3x3) (op_winograd.c) for 3x3,
 // stride 1, dilation 1, ungrouped convolutions with 16k input and output
 // channels and padding <= 2. Forward and input gradient one sample at a

@@ -489,6 +489,8 @@ static const struct {
     {NS_OP_CONV2D, "out", "output channels"},
     {NS_OP_EMBEDDING, "num", "vocabulary size"},
     {NS_OP_EMBEDDING, "dim", "vector size"},
+    {NS_OP_PATCH_EMBED, "out", "token features"},
+    {NS_OP_PATCH_EMBED, "patch", "patch size"},
 };
 
 static int is_required(ns_op op, const char *key) {

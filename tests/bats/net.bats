@@ -42,6 +42,24 @@ PY
     net-info "$T/resnet20.tns" | grep -q $'^layer3.2.conv2\tconv2d\tlayer3.2.relu1\t64x7x7\t36864\t'
 }
 
+@test "net-init --arch vit: the ViT of examples/specs/vit.cfg; it learns the toy task" {
+    net-init --arch vit --in 1x28x28 --classes 10 -o "$T/vit.tns"
+    net-init --spec "$ROOT/examples/specs/vit.cfg" -o "$T/vit-spec.tns"
+    # torch: ViT(patch 7, dim 64, depth 4, heads 4) of bench/vit_torch.py has 205,066 parameters
+    [ "$(net-info -t "$T/vit.tns" | awk '$1=="params"{print $2}')" -eq 205066 ]
+    [ "$(net-info "$T/vit.tns" | head -39 | cut -f1-5)" = "$(net-info "$T/vit-spec.tns" | head -39 | cut -f1-5)" ]
+    net-info "$T/vit.tns" | grep -q $'^encoder.layers.3.self_attn\tattention\tencoder.layers.3.norm1\t17x64\t16640\t'
+    run --separate-stderr net-init --arch vit --in 1x28x28 --classes 10 --heads 5
+    expect_failure 1 net-init "heads (5) divide the 64 features"
+    run --separate-stderr net-init --arch vgg --in 1x28x28 --classes 10 --patch 4
+    expect_failure 2 net-init "--patch and --heads are for vit"
+    toy_data
+    net-init --arch vit --patch 4 --width 0.25 --depth 1 --heads 2 --like "$T/train.tns" -o "$T/v0.tns"
+    net-train -q -m "$T/v0.tns" --epochs 5 --optim adamw --lr 0.003 --batch 32 -o "$T/v1.tns" "$T/train.tns"
+    acc=$(net-eval -q -m "$T/v1.tns" "$T/test.tns" | awk '$1=="accuracy"{print $2}')
+    awk -v a="$acc" 'BEGIN{exit !(a >= 0.95)}' || { echo "accuracy $acc"; return 1; }
+}
+
 @test "net-init is seeded" {
     a=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)
     b=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)

@@ -279,14 +279,14 @@ enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL
 static tcase cases[NCASES];
 
 static void init_cases(void) {
-    ns_arch_opts o = {1, 28, 28, 10, 1.0, 0, {32, 16}, 2};
+    ns_arch_opts o = {1, 28, 28, 10, 1.0, 0, {32, 16}, 2, 0, 0};
     cases[C_MLP] = (tcase){"mlp", "mlp", o, NULL, 0, 1};
     o.nhidden = 0;
     cases[C_LENET] = (tcase){"lenet", "lenet", o, NULL, 0, 1};
     o.in_h = o.in_w = 16;
     cases[C_VGG] = (tcase){"vgg", "vgg", o, NULL, 0, 1};
     cases[C_R20] = (tcase){"resnet20", "resnet20", o, NULL, 0, 1};
-    ns_arch_opts o18 = {3, 8, 8, 10, 0.25, 0, {0}, 0};
+    ns_arch_opts o18 = {3, 8, 8, 10, 0.25, 0, {0}, 0, 0, 0};
     cases[C_R18] = (tcase){"resnet18x0.25", "resnet18", o18, NULL, 0, 1};
     cases[C_CONCAT] = (tcase){"concat", NULL, o, concat_spec, 0, 1};
     cases[C_GROUPED] = (tcase){"grouped", NULL, o, grouped_spec, 0, 1};

@@ -84,76 +84,7 @@ static void *xcalloc(size_t n, size_t size) {
 
 static float *falloc(int64_t n) { return xcalloc((size_t)n, sizeof(float)); }
 
-// Relative error, each entry measured against its own size plus the
-// reference's RMS value (see the top of the file).
-static double ref_err(const float *got, const float *want, int64_t n, double *max_abs) {
-    double ss = 0, worst = 0, mabs = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)want[i] * want[i];
-    double floor = fmax(sqrt(ss / (double)n), 1e-12);
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]);
-        double rel = d / (fabs((double)want[i]) + floor);
-        if (!(d <= mabs)) mabs = d;    // NaN sticks
-        if (!(rel <= worst)) worst = rel;
-    }
-    if (max_abs) *max_abs = mabs;
-    return worst;
-}
-
-// ----------------------------------------------------------------------------
-// the reference stream, read whole
-
-typedef struct ref {
-    char name[NS_NAME_MAX + 1];
-    ns_tensor t; // f32 (f16 and i32 records converted)
-} ref;
-
-static ref *refs;
-static int nrefs;
-
-static int load_refs(ns_err *err) {
-    ns_reader *rd = ns_reader_open(REF_PATH, err);
-    if (!rd) return -1;
-    ns_record rec;
-    int got, cap = 0;
-    while ((got = ns_reader_next(rd, &rec, err)) == 1) {
-        if (nrefs == cap) {
-            cap = cap ? 2 * cap : 256;
-            ref *grown = realloc(refs, (size_t)cap * sizeof *refs);
-            if (!grown) {
-                got = ns_errf(err, "out of memory");
-                break;
-            }
-            refs = grown;
-        }
-        ref *r = &refs[nrefs];
-        memset(r, 0, sizeof *r);
-        snprintf(r->name, sizeof r->name, "%s", rec.name);
-        if (ns_record_tensor_f32(&rec, &r->t, err) < 0) {
-            got = -1;
-            break;
-        }
-        nrefs++;
-    }
-    ns_reader_close(rd);
-    return got;
-}
-
-static void free_refs(void) {
-    for (int i = 0; i < nrefs; i++) ns_tensor_free(&refs[i].t);
-    free(refs);
-    refs = NULL;
-    nrefs = 0;
-}
-
-// "<case>/<what>", or NULL
-static const ns_tensor *ref_get(const char *cname, const char *what) {
-    char name[NS_NAME_MAX + 1];
-    snprintf(name, sizeof name, "%s/%s", cname, what);
-    for (int i = 0; i < nrefs; i++)
-        if (strcmp(refs[i].name, name) == 0) return &refs[i].t;
-    return NULL;
-}
+#include "torch_ref.h"
 
 // ----------------------------------------------------------------------------
 // 1. against PyTorch
@@ -393,7 +324,7 @@ static void test_reference(void) {
         return;
     }
     ns_err err = {{0}};
-    if (load_refs(&err) < 0) {
+    if (load_refs(REF_PATH, &err) < 0) {
         CHECK(0, "read %s: %s", REF_PATH, err.msg);
         free_refs();
         return;

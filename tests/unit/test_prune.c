@@ -350,7 +350,7 @@ static int prune(ns_model *m, int crit, const ns_prune_opts *o, const ns_prune_d
 
 static void test_options(void) {
     ns_err err;
-    tcase r20 = {"resnet20", "resnet20", {1, 12, 12, 10, 1, 0, {0}, 0}, NULL};
+    tcase r20 = {"resnet20", "resnet20", {1, 12, 12, 10, 1, 0, {0}, 0, 0, 0}, NULL};
     ns_model base;
     make_model(&base, &r20, &err);
     ns_chgroups g0;
@@ -547,11 +547,11 @@ static void test_regularisers(void) {
 int main(void) {
     test_reference();
     const tcase cases[] = {
-        {"mlp", "mlp", {1, 6, 6, 5, 1, 0, {24, 16}, 2}, NULL},
-        {"lenet", "lenet", {1, 28, 28, 10, 1, 0, {0}, 0}, NULL},
-        {"vgg", "vgg", {3, 16, 16, 10, 0.5, 4, {0}, 0}, NULL},
-        {"resnet20", "resnet20", {3, 16, 16, 10, 1, 0, {0}, 0}, NULL},
-        {"resnet18", "resnet18", {3, 8, 8, 10, 0.25, 0, {0}, 0}, NULL},
+        {"mlp", "mlp", {1, 6, 6, 5, 1, 0, {24, 16}, 2, 0, 0}, NULL},
+        {"lenet", "lenet", {1, 28, 28, 10, 1, 0, {0}, 0, 0, 0}, NULL},
+        {"vgg", "vgg", {3, 16, 16, 10, 0.5, 4, {0}, 0, 0, 0}, NULL},
+        {"resnet20", "resnet20", {3, 16, 16, 10, 1, 0, {0}, 0, 0, 0}, NULL},
+        {"resnet18", "resnet18", {3, 8, 8, 10, 0.25, 0, {0}, 0, 0, 0}, NULL},
         {"concat spec", NULL, {0}, concat_spec},
         {"grouped spec", NULL, {0}, grouped_spec},
         {"depthwise spec", NULL, {0}, depthwise_spec},

@@ -247,6 +247,7 @@ static void test_builtins(void) {
         {"resnet20", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
         {"resnet20", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 4}},
         {"resnet18", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
+        {"vit", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 0.5, .depth = 2, .patch = 4, .heads = 2}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         ns_model m;
@@ -294,7 +295,17 @@ static const char all_ops[] =
     "[dropout]\np = 0.3\n"
     "[relu]\n"
     "[flatten]\n"
-    "[linear fc]\nout = 5\nbias = 0\n";
+    "[linear fc]\nout = 5\nbias = 0\n"
+    "[groupnorm g]\nfrom = reshape1\ngroups = 4\neps = 1e-4\n" // 8x4x4
+    "[patch_embed pe]\nout = 6\npatch = 2\nbias = 0\n"       // 4x6
+    "[cls_token]\n"                                         // 5x6
+    "[pos_embed]\n"
+    "[attention sa]\nheads = 2\ncausal = 1\nbias = 0\n"
+    "[attention ca]\nfrom = sa, pos_embed1, fc\nheads = 3\ncross = 1\n" // fc: a key mask of 5
+    "[softmax]\naxis = 0\n"
+    "[gelu gt]\napproximate = 1\n"
+    "[token_pool]\nmode = 1\n"                             // 6
+    "[linear out]\nout = 5\n";
 
 static void test_all_ops(void) {
     ns_model m;
@@ -428,7 +439,7 @@ static const bad_spec bad[] = {
     {IN "[concat]\n", 3, "concat1: concat takes 2 to 8 inputs, not 1"},
     {IN "[concat]\nfrom = -1,-1,-1,-1,-1,-1,-1,-1,-1\n", 4, "concat1: more than 8 inputs in from"},
     // shape errors found by ns_model_resolve, at the node's header line
-    {IN "\n[linear fc]\nout = 10\n", 4, "fc: linear needs a 1-D input, got 1x28x28 (add a flatten)"},
+    {IN "\n[linear fc]\nout = 10\n", 4, "fc: linear needs a 1-D input or T x D tokens, got 1x28x28 (add a flatten)"},
     {IN "[conv2d big]\nout = 4\nkernel = 31\n", 3, "big: conv2d: dilated kernel 31x31 is larger than the padded input 28x28"},
     {IN "[conv2d g]\nout = 4\ngroups = 3\n", 3, "g: conv2d: groups (3) must divide"},
     {IN "[conv2d z]\nout = 0\n", 3, "z: conv2d: sizes must be positive"},

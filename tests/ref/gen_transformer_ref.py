@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+# gen_transformer_ref.py: writes tests/ref/transformer.tns, what PyTorch
+# computes in float64 for the transformer ops and a small ViT, for
+# tests/unit/test_transformer_ref.c. Same records and conventions as
+# gen_engine_ref.py (whose record() and run_case() this uses): per case C,
+#   C/x (input, meta: the case's attributes), C/<tensor> f16 (parameters),
+#   C/out.train, C/R, C/<param>.grad, C/x.grad, C/out.eval.
+# Parameters are torch's default initialisation plus N(0, 0.1) noise (so that
+# biases and norm affines are not 0 and 1, which would hide mix-ups), rounded
+# to float16. Module names are netsmith's node names. Run from the repo root:
+#     /usr/bin/python3 tests/ref/gen_transformer_ref.py
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_engine_ref import record, run_case  # noqa: E402
+
+T, D = 5, 8  # token cases: input (T*D,) reshaped to T x D
+
+
+class Softmax(nn.Module):  # input 3x4x5, per-sample axis 1 = torch dim 2
+    def forward(self, x):
+        return torch.softmax(x, dim=2)
+
+
+class GeluTanh(nn.Module):
+    def forward(self, x):
+        return F.gelu(x, approximate="tanh")
+
+
+class Single(nn.Module):
+    def __init__(self, name, layer):
+        super().__init__()
+        self.name = name
+        self.add_module(name, layer)
+
+    def forward(self, x):
+        return getattr(self, self.name)(x)
+
+
+class PatchEmbed(nn.Conv2d):  # conv with stride = kernel, then (N, T, D)
+    def __init__(self, c, d, p):
+        super().__init__(c, d, p, stride=p)
+
+    def forward(self, x):
+        return super().forward(x).flatten(2).transpose(1, 2)
+
+
+class ClsToken(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(d) * 0.5)
+
+    def forward(self, x):
+        return torch.cat([self.weight.expand(x.shape[0], 1, -1), x], 1)
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, t, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(t, d) * 0.5)
+
+    def forward(self, x):
+        return x + self.weight
+
+
+class Tokens(nn.Module):  # reshape, cls_token, pos_embed, token_pool (mean)
+    def __init__(self):
+        super().__init__()
+        self.cls_token = ClsToken(D)
+        self.pos_embed = PosEmbed(T + 1, D)
+
+    def forward(self, x):
+        return self.pos_embed(self.cls_token(x.view(-1, T, D))).mean(1)
+
+
+class SelfAttn(nn.Module):  # reshape, attention
+    def __init__(self, heads, causal):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(D, heads, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x):
+        t = x.view(-1, T, D)
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
+        return self.attn(t, t, t, attn_mask=mask, need_weights=False)[0]
+
+
+class CrossAttn(nn.Module):  # queries: linear q_src of the tokens; keys, values: cls_token mem of them
+    def __init__(self, heads):
+        super().__init__()
+        self.q_src = nn.Linear(D, D)
+        self.mem = ClsToken(D)
+        self.attn = nn.MultiheadAttention(D, heads, batch_first=True)
+
+    def forward(self, x):
+        t = x.view(-1, T, D)
+        m = self.mem(t)
+        return self.attn(self.q_src(t), m, m, need_weights=False)[0]
+
+
+class ViT(nn.Module):  # lib/nn/arch.c build_vit
+    def __init__(self, c, hw, patch, dim, depth, heads, classes):
+        super().__init__()
+        t = (hw // patch) ** 2
+        self.patch_embed = PatchEmbed(c, dim, patch)
+        self.cls_token = ClsToken(dim)
+        self.pos_embed = PosEmbed(t + 1, dim)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.pos_embed(self.cls_token(self.patch_embed(x)))
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.head(self.norm(x)[:, 0])
+
+
+def noisy(factory):
+    def make():
+        model = factory()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn(p.shape))
+        return model
+    return make
+
+
+# name, input shape (per sample), model factory, meta for the C test
+CASES = [
+    ("softmax", (3, 4, 5), Softmax, {"axis": 1}),
+    ("gelu_tanh", (12,), GeluTanh, {"approximate": 1}),
+    ("groupnorm", (6, 5, 5), noisy(lambda: Single("gn", nn.GroupNorm(3, 6))), {"groups": 3}),
+    ("patch_embed", (2, 10, 10), noisy(lambda: Single("patch_embed", PatchEmbed(2, 8, 3))),
+     {"out": 8, "patch": 3}),
+    ("tokens", (T * D,), noisy(Tokens), {"mode": 1}),
+    ("attention", (T * D,), noisy(lambda: SelfAttn(2, False)), {"heads": 2}),
+    ("attention_causal", (T * D,), noisy(lambda: SelfAttn(4, True)), {"heads": 4, "causal": 1}),
+    ("attention_cross", (T * D,), noisy(lambda: CrossAttn(2)), {"heads": 2, "cross": 1}),
+    ("vit", (1, 12, 12), noisy(lambda: ViT(1, 12, 4, 16, 2, 2, 10)),
+     {"patch": 4, "width": 0.25, "depth": 2, "heads": 2, "classes": 10}),
+]
+
+
+def main():
+    torch.manual_seed(20261206)
+    gen = torch.Generator().manual_seed(20261207)
+    blobs = []
+    for name, in_shape, factory, meta in CASES:
+        blobs += run_case(gen, name, in_shape, factory, meta)
+    with open("tests/ref/transformer.tns", "wb") as f:
+        for b in blobs:
+            f.write(b)
+
+
+if __name__ == "__main__":
+    main()
