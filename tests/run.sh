@@ -10,6 +10,7 @@
 #   SAN_BINDIR, SAN_UNITDIR  when set, a second pass runs the marked suites
 #            again with these ASan/UBSan builds, in the same count
 #   TESTS="tns img"  only the suites whose file names contain these words
+#   TEST_JOBS=N  suites run N at a time (default: the number of cores)
 set -u
 BINDIR=${BINDIR:-bin}
 UNITDIR=${UNITDIR:-build/tests}
@@ -49,30 +50,63 @@ tally() { # name, tap file, exit status
         "$( [ "$skip" -gt 0 ] && printf ', %d skipped' "$skip")"
 }
 
-run_suites() { # label prefix
+# Every selected suite becomes a job: a line "N<TAB>name<TAB>command..." in
+# $log/jobs. Jobs run TEST_JOBS at a time (default: the number of cores), each
+# into its own N.tap and N.status; the tally then reads them in queue order,
+# so the report is the same whatever finished first.
+njobs=0
+queue() { # name, then the command
+    njobs=$((njobs + 1))
+    name=$1; shift
+    printf '%s\t%s\n' "$njobs" "$name" >> "$log/names"
+    printf '%s\n' "$njobs $*" >> "$log/jobs"
+}
+
+queue_suites() { # label prefix; uses BINDIR, UNITDIR, SANITIZE
     for t in "$UNITDIR"/test_*; do
         [ -x "$t" ] || continue
         src=tests/unit/$(basename "$t").c
         wanted "$src" || continue
-        "$t" > "$log/unit.tap" 2>"$log/unit.err"
-        status=$?
-        cat "$log/unit.err" >> "$log/unit.tap"
-        tally "$1$(basename "$t")" "$log/unit.tap" $status
+        queue "$1$(basename "$t")" "$BINDIR" "$SANITIZE" unit "$t"
     done
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue
         wanted "$b" || continue
-        bats --tap "$b" > "$log/bats.tap" 2>&1
-        tally "$1$(basename "$b" .bats)" "$log/bats.tap" $?
+        queue "$1$(basename "$b" .bats)" "$BINDIR" "$SANITIZE" bats "$b"
     done
 }
 
-run_suites ""
+queue_suites ""
 if [ -n "${SAN_BINDIR:-}" ]; then
-    BINDIR=$SAN_BINDIR UNITDIR=$SAN_UNITDIR SANITIZE=1
-    export BINDIR SANITIZE
-    run_suites "asan+ubsan: "
+    BINDIR=$SAN_BINDIR UNITDIR=$SAN_UNITDIR SANITIZE=1 queue_suites "asan+ubsan: "
 fi
+
+# One job: N BINDIR SANITIZE KIND PATH. Suites share the cores, so OpenMP
+# threads wait passively instead of spinning against each other.
+jobs=${TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$jobs" -gt 1 ] && export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export NS_TEST_LOG="$log"
+[ -s "$log/jobs" ] && xargs -P "$jobs" -L 1 sh -c '
+    n=$1 BINDIR=$2 SANITIZE=$3 kind=$4 path=$5 log=$NS_TEST_LOG
+    export BINDIR SANITIZE
+    if [ "$kind" = unit ]; then
+        "$path" > "$log/$n.tap" 2> "$log/$n.err"
+        status=$?
+        cat "$log/$n.err" >> "$log/$n.tap"
+    else
+        bats --tap "$path" > "$log/$n.tap" 2>&1
+        status=$?
+    fi
+    echo "$status" > "$log/$n.status"
+' job < "$log/jobs"
+
+i=0
+while [ "$i" -lt "$njobs" ]; do
+    i=$((i + 1))
+    name=$(sed -n "${i}p" "$log/names" | cut -f2-)
+    [ -f "$log/$i.tap" ] || echo "no output" > "$log/$i.tap"
+    tally "$name" "$log/$i.tap" "$(cat "$log/$i.status" 2>/dev/null || echo 127)"
+done
 
 if [ "$skipped" -gt 0 ]; then
     echo "$passed passed, $failed failed, $skipped skipped"
