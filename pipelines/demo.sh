@@ -2,7 +2,8 @@
 # make demo: the Fashion-MNIST pipeline (pipelines/fashion.mk: streams,
 # archives, a trained model), then small versions of the methods on the same
 # data: concept vectors and model correction (lgcav.mk), model merging
-# (merge.mk) and graph condensation (condense.mk). Prints what each made.
+# (merge.mk), graph condensation (condense.mk) and structural pruning
+# (prune.mk). Prints what each made.
 set -eu
 out=${OUT:-demo-out}
 start=$(date +%s)
@@ -19,13 +20,15 @@ step "model merging (pipelines/merge.mk)"
 make --no-print-directory -f pipelines/merge.mk OUT="$out"
 step "graph condensation (pipelines/condense.mk)"
 make --no-print-directory -f pipelines/condense.mk OUT="$out"
+step "structural pruning, every criterion at 2x/4x/8x (pipelines/prune.mk)"
+make --no-print-directory -f pipelines/prune.mk OUT="$out" Q=-q > /dev/null
 
 echo
 cat "$out/summary.txt"
 echo
 echo "# $(grep -m1 arch "$out/model-info.txt" 2>/dev/null || echo model), trained on fashion-train, tested on fashion-test:"
 cat "$out/eval.txt"
-for f in lgcav.txt merge.txt condense.txt; do
+for f in lgcav.txt merge.txt condense.txt prune.txt; do
     echo
     cat "$out/$f"
 done
