@@ -396,6 +396,20 @@ void ns_batchnorm_backward_ex(float *dinp, float *dweight, float *dbias, float *
     }
 }
 
+// The mean and 1/sqrt(variance + eps) of x[0..M), summed in double: one
+// layer-norm row or one group-norm group.
+static inline void norm_stats(const float *x, int64_t M, float eps, float *mean, float *rstd) {
+    double s = 0;
+    for (int64_t i = 0; i < M; i++) s += x[i];
+    double m = s / (double)M, v = 0;
+    for (int64_t i = 0; i < M; i++) {
+        double d = x[i] - m;
+        v += d * d;
+    }
+    *mean = (float)m;
+    *rstd = (float)(1.0 / sqrt(v / (double)M + (double)eps));
+}
+
 // ----------------------------------------------------------------------------
 // layer norm
 
@@ -406,14 +420,8 @@ void ns_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     for (int64_t n = 0; n < N; n++) {
         const float *x = inp + n * D;
         float *o = out + n * D;
-        double s = 0;
-        for (int64_t i = 0; i < D; i++) s += x[i];
-        double m = s / (double)D, v = 0;
-        for (int64_t i = 0; i < D; i++) {
-            double d = x[i] - m;
-            v += d * d;
-        }
-        float mf = (float)m, rs = (float)(1.0 / sqrt(v / (double)D + (double)eps));
+        float mf, rs;
+        norm_stats(x, D, eps, &mf, &rs);
         mean[n] = mf;
         rstd[n] = rs;
         for (int64_t i = 0; i < D; i++) {
@@ -482,14 +490,8 @@ void ns_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp
     for (int64_t p = 0; p < N * G; p++) {
         const float *x = inp + p * M;
         float *o = out + p * M;
-        double s = 0;
-        for (int64_t i = 0; i < M; i++) s += x[i];
-        double m = s / (double)M, v = 0;
-        for (int64_t i = 0; i < M; i++) {
-            double d = x[i] - m;
-            v += d * d;
-        }
-        float mf = (float)m, rs = (float)(1.0 / sqrt(v / (double)M + (double)eps));
+        float mf, rs;
+        norm_stats(x, M, eps, &mf, &rs);
         mean[p] = mf;
         rstd[p] = rs;
         for (int64_t c = 0; c < CG; c++) {
