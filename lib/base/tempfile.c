@@ -3,7 +3,12 @@
 // by ns_tempfile_remove_all, which may run in a signal handler on any thread.
 #include "base/tempfile.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,4 +53,28 @@ void ns_tempfile_remove_all(void) {
             atomic_store(&slots[i].state, SLOT_FREE);
         }
     }
+}
+
+int ns_tempfile_create(const char *path, char *tmp, size_t cap, int *slot, ns_err *err) {
+    if ((size_t)snprintf(tmp, cap, "%s.tmp.XXXXXX", path) >= cap)
+        return ns_errf(err, "%s: path too long", path);
+    sigset_t held, old;
+    sigfillset(&held);
+    int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
+    for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++) sigdelset(&held, sync_signals[i]);
+    pthread_sigmask(SIG_BLOCK, &held, &old);
+    int fd = mkstemp(tmp);
+    int saved = errno;
+    if (fd >= 0 && (*slot = ns_tempfile_register(tmp, err)) < 0) {
+        close(fd);
+        unlink(tmp);
+        fd = -2;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL); // a signal that came meanwhile is delivered here
+    if (fd == -2) return -1;
+    if (fd < 0) return ns_errf(err, "%s: cannot create (%s)", path, strerror(saved));
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    return fd;
 }

@@ -10,10 +10,17 @@
 #ifndef NS_TEMPFILE_H
 #define NS_TEMPFILE_H
 
+#include <stddef.h>
+
 #include "base/err.h"
 
 #define NS_TEMPFILE_SLOTS 64 // temporary files alive at once in one process
 
+// Creates "PATH.tmp.XXXXXX" (mode 0666 less the umask) and registers it, with
+// the asynchronous signals held back in between, so no moment exists where the
+// file is on disk and a signal could not find it. Writes the name into tmp (cap
+// bytes) and the slot into *slot; returns the open descriptor, or -1 with err.
+int ns_tempfile_create(const char *path, char *tmp, size_t cap, int *slot, ns_err *err);
 // Records path (copied) and returns its slot (>= 0), or -1 with err when the
 // table is full or path is too long.
 int ns_tempfile_register(const char *path, ns_err *err);

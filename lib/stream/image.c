@@ -400,20 +400,6 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
 
 // Creates "<path>.tmp.<pid>.<n>" next to path (same directory, so rename is
 // atomic); the name goes into tmp.
-static int open_temp(const char *path, char *tmp, size_t cap) {
-    static unsigned counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-        if ((size_t)snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), n) >= cap) {
-            errno = ENAMETOOLONG;
-            return -1;
-        }
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
-    }
-    return -1;
-}
-
 // Writes a regular file by temp file + rename, so a failure leaves nothing
 // behind (and never a half-written file at path). Anything else that already
 // exists at path (/dev/stdout, a pipe) is written in place.
@@ -428,14 +414,9 @@ static int write_bytes(const char *path, const unsigned char *p, size_t n, ns_er
         return failed ? ns_errf(err, "%s: %s", path, strerror(saved)) : 0;
     }
     char tmp[4096 + 64];
-    int fd = open_temp(path, tmp, sizeof tmp);
-    if (fd < 0) return ns_errf(err, "%s: %s", path, strerror(errno));
-    int slot = ns_tempfile_register(tmp, err); // removed by a signal or an error exit
-    if (slot < 0) {
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
+    int slot;
+    int fd = ns_tempfile_create(path, tmp, sizeof tmp, &slot, err); // removed by a signal or an error exit
+    if (fd < 0) return -1;
     int failed = write_all(fd, p, n);
     int saved = errno;
     if (close(fd) && !failed) failed = -1, saved = errno;

@@ -634,33 +634,23 @@ int ns_output_open(ns_output *o, const char *path, ns_err *err) {
         o->direct = 1;
         return 0;
     }
-    size_t n = strlen(path);
+    size_t cap = strlen(path) + 16;
     o->path = strdup(path);
-    o->tmp = malloc(n + 16);
+    o->tmp = malloc(cap);
     if (!o->path || !o->tmp) {
         free(o->tmp);
         o->tmp = NULL; // not created yet: nothing to remove
         ns_output_abort(o);
         return ns_errf(err, "out of memory");
     }
-    snprintf(o->tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(o->tmp);
+    // Registered as it is created, so a signal or an error exit removes it.
+    int fd = ns_tempfile_create(path, o->tmp, cap, &o->temp_slot, err);
     if (fd < 0) {
-        int e = errno;
         free(o->tmp);
         o->tmp = NULL;
         ns_output_abort(o);
-        return ns_errf(err, "%s: cannot create (%s)", path, strerror(e));
-    }
-    // Registered at once, so a signal or an error exit from here on removes it.
-    if ((o->temp_slot = ns_tempfile_register(o->tmp, err)) < 0) {
-        close(fd);
-        ns_output_abort(o);
         return -1;
     }
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
     if (!(o->f = fdopen(fd, "wb"))) {
         close(fd);
         ns_output_abort(o);
