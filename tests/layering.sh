@@ -5,8 +5,9 @@
 # The layers, lowest first; a folder may include its own headers and those of
 # the folders below it, never above or beside:
 #
-#   base < stream < nn < {cav, merge, graph, prune, detect}   (siblings)
-#   detect (detection data and metrics) uses base and stream only, not nn
+#   base < stream < nn < {cav, merge, graph, prune, detect, cct, interop}
+#   (the last are siblings: one folder per method family, plus interop for
+#   other frameworks' files; none includes another)
 #   cli uses base only (and nothing but programs and tests use cli)
 #
 # Outside lib/cli, the library never prints or exits (base/err.h): no
@@ -26,7 +27,9 @@ function rank(f) {
     if (f == "base") return 0
     if (f == "stream") return 1
     if (f == "nn") return 2
-    if (f == "cav" || f == "merge" || f == "graph" || f == "prune" || f == "detect") return 3
+    if (f == "cav" || f == "merge" || f == "graph" || f == "prune" || f == "detect" ||
+        f == "cct" || f == "interop")
+        return 3
     if (f == "cli") return 9
     return -1
 }
@@ -34,7 +37,6 @@ function allowed(self, inc) {
     if (inc == self) return 1
     if (self == "cli") return inc == "base"
     if (inc == "cli" || rank(inc) < 0) return 0
-    if (self == "detect" && inc == "nn") return 0
     return rank(inc) < rank(self)
 }
 function breach(msg) { printf "%s:%d: %s\n", FILENAME, FNR, msg; bad = 1 }
