@@ -22,7 +22,17 @@ const char *ns_progname = "netsmith";
 // temporary files of unfinished outputs go first, then the signal takes its
 // default course, so the parent still sees the program killed by it. Only
 // async-signal-safe calls here.
+//
+// A signal sent to the process may land on any thread (OpenMP's workers too),
+// while the main thread goes on creating outputs. So it is passed to the main
+// thread, which is the one that creates temporary files and holds signals back
+// while it does (ns_tempfile_create): once the handler runs there, no file is
+// half-registered and none can appear after the sweep.
 static void remove_temporaries_and_die(int sig) {
+    if (gettid() != getpid()) {
+        tgkill(getpid(), getpid(), sig);
+        return;
+    }
     ns_tempfile_remove_all();
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
