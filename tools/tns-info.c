@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "base/json.h"
+#include "detect/boxes.h"
 #include "stream/labels.h"
 #include "stream/tns.h"
 
@@ -81,12 +82,32 @@ static void print_meta_summary(const msgpack_object *meta) {
     }
 }
 
-// Totals over all inputs for --summary: records, and samples per label.
+// Counts indexed by class, grown as larger classes appear.
+typedef struct class_counts {
+    int64_t *n;
+    int64_t slots, used; // allocated; largest class seen + 1
+} class_counts;
+
+static int class_counts_add(class_counts *c, int64_t k, ns_err *err) {
+    if (k >= c->slots) {
+        int64_t slots = k + 1 > 2 * c->slots ? k + 1 : 2 * c->slots;
+        int64_t *grown = realloc(c->n, (size_t)slots * sizeof *grown);
+        if (!grown) return ns_errf(err, "out of memory (%lld classes)", (long long)slots);
+        memset(grown + c->slots, 0, (size_t)(slots - c->slots) * sizeof *grown);
+        c->n = grown;
+        c->slots = slots;
+    }
+    c->n[k]++;
+    if (k + 1 > c->used) c->used = k + 1;
+    return 0;
+}
+
+// Totals over all inputs for --summary: records, samples per label and, in
+// detection streams, boxes per class.
 typedef struct summary {
-    int64_t records, tensors, samples, unlabelled;
-    int64_t *per_label;   // counts, indexed by label
-    int64_t nlabel_slots, nlabels; // allocated; largest label seen + 1
-    char **names;         // latest general.labels
+    int64_t records, tensors, samples, unlabelled, box_records, boxes;
+    class_counts per_label, per_box_class;
+    char **names; // latest general.labels
     size_t nnames;
 } summary;
 
@@ -108,6 +129,17 @@ static int summary_add(summary *s, const ns_record *rec, const char *source, ns_
         }
         return 0;
     }
+    if (strcmp(rec->kind, NS_DET_KIND) == 0) {
+        ns_det_boxes b;
+        if (ns_det_boxes_read(rec, s->names ? (int64_t)s->nnames : SUMMARY_MAX_CLASSES, &b, err) < 0)
+            return ns_err_prefix(err, "%s", source);
+        s->box_records++;
+        s->boxes += b.total;
+        int rc = 0;
+        for (int64_t i = 0; i < b.total && rc == 0; i++) rc = class_counts_add(&s->per_box_class, b.classes[i], err);
+        ns_det_boxes_free(&b);
+        return rc;
+    }
     if (!rec->has_data) return 0;
     s->tensors++;
     if (!ns_map_get(rec->meta, "labels")) return 0;
@@ -124,35 +156,32 @@ static int summary_add(summary *s, const ns_record *rec, const char *source, ns_
     int rc = 0;
     for (int64_t i = 0; i < n && rc == 0; i++) {
         s->samples++;
-        if (y[i] < 0) { s->unlabelled++; continue; }
-        int64_t k = y[i];
-        if (k >= s->nlabel_slots) {
-            int64_t slots = k + 1 > 2 * s->nlabel_slots ? k + 1 : 2 * s->nlabel_slots;
-            int64_t *grown = realloc(s->per_label, (size_t)slots * sizeof *grown);
-            if (!grown) {
-                rc = ns_errf(err, "out of memory");
-                break;
-            }
-            memset(grown + s->nlabel_slots, 0, (size_t)(slots - s->nlabel_slots) * sizeof *grown);
-            s->per_label = grown;
-            s->nlabel_slots = slots;
-        }
-        s->per_label[k]++;
-        if (k + 1 > s->nlabels) s->nlabels = k + 1;
+        if (y[i] < 0)
+            s->unlabelled++;
+        else
+            rc = class_counts_add(&s->per_label, y[i], err);
     }
     free(y);
     return rc;
 }
 
+// One line per class: "TAG\tk\tname\tcount", for every class named or seen.
+static void print_class_counts(const char *tag, const class_counts *c, const summary *s) {
+    int64_t classes = c->used > (int64_t)s->nnames ? c->used : (int64_t)s->nnames;
+    for (int64_t k = 0; k < classes; k++)
+        printf("%s\t%lld\t%s\t%lld\n", tag, (long long)k, (size_t)k < s->nnames ? s->names[k] : "-",
+               (long long)(k < c->used ? c->n[k] : 0));
+}
+
 static void summary_print(const summary *s) {
     printf("records\t%lld\ntensors\t%lld\nsamples\t%lld\n", (long long)s->records,
            (long long)s->tensors, (long long)s->samples);
-    int64_t classes = s->nlabels > (int64_t)s->nnames ? s->nlabels : (int64_t)s->nnames;
-    for (int64_t k = 0; k < classes; k++)
-        printf("class\t%lld\t%s\t%lld\n", (long long)k,
-               (size_t)k < s->nnames ? s->names[k] : "-",
-               (long long)(k < s->nlabels ? s->per_label[k] : 0));
+    print_class_counts("class", &s->per_label, s);
     if (s->unlabelled) printf("unlabelled\t%lld\n", (long long)s->unlabelled);
+    if (s->box_records) {
+        printf("boxes\t%lld\n", (long long)s->boxes);
+        print_class_counts("class-boxes", &s->per_box_class, s);
+    }
 }
 
 static void print_line(const ns_record *rec, const struct cmdline *cmd) {
@@ -242,7 +271,8 @@ int main(int argc, char **argv) {
         if (got < 0) ns_die_err(&err);
     }
     if (cmd.summary) summary_print(&sum);
-    free(sum.per_label);
+    free(sum.per_label.n);
+    free(sum.per_box_class.n);
     ns_strings_free(sum.names, sum.nnames);
     ns_close_stdout();
     return 0;

@@ -198,6 +198,29 @@ assert rows[1]["meta"]["labels"] == [2, 0, 1, 2, 0] and rows[1]["meta"]["ids"] =
     expect_failure 2 tns-info "cannot be combined"
 }
 
+@test "tns-info --summary counts boxes per class in a detection stream, and refuses a bad boxes record" {
+    logo-synth -q --shapes 5 -k 3 -n 10 -b 4 -s 64 > "$T/d.tns"
+    run --separate-stderr tns-info --summary "$T/d.tns"
+    [ "$status" -eq 0 ]
+    [ "${lines[1]}" = $'tensors\t3' ]
+    total=$(printf '%s\n' "${lines[@]}" | awk -F'\t' '$1 == "boxes" {print $2}')
+    per_class=$(printf '%s\n' "${lines[@]}" | awk -F'\t' '$1 == "class-boxes" {s += $4; n++} END {print n, s}')
+    [ "$per_class" = "3 $total" ]
+    # the same total as the boxes records' shapes
+    [ "$total" -eq "$(tns-info "$T/d.tns" | awk -F'\t' '$2 == "boxes" {split($5, s, "x"); t += s[1]} END {print t}')" ]
+    # a class beyond the stream's three
+    $PY - "$T/d.tns" "$T/bad.tns" <<'PY'
+import sys, msgpack
+recs = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+recs[1]["meta"]["classes"][0] = 7
+with open(sys.argv[2], "wb") as out:
+    for r in recs: out.write(msgpack.packb(r, use_bin_type=True))
+PY
+    run --separate-stderr tns-info --summary "$T/bad.tns"
+    [ "$status" -eq 1 ]
+    [[ "$stderr" == *"bad.tns: record 1"* ]]
+}
+
 @test "img-write refuses to write an entry twice and leaves no archive" {
     small_stream > "$T/s.tns"
     cat "$T/s.tns" "$T/s.tns" > "$T/twice.tns"
