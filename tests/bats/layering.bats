@@ -75,16 +75,18 @@ expect_breach() { # pattern: the check fails and names it
     expect_breach "folder \"extra\" is not in the layer order"
 }
 
-@test "detect/ may use base/ and stream/ but not nn/ or its siblings" {
+@test "the method folders (detect/, cct/, interop/) use the engine but not each other" {
     good_tree
-    mkdir -p "$T/lib/detect"
-    printf '#include "stream/tns.h"\n#include "base/err.h"\n' > "$T/lib/detect/boxes.c"
+    for folder in detect cct interop; do
+        mkdir -p "$T/lib/$folder"
+        printf '#include "stream/tns.h"\n#include "nn/model.h"\n#include "base/err.h"\n' > "$T/lib/$folder/x.c"
+    done
     run check "$T/lib"
     [ "$status" -eq 0 ] || { echo "$output"; return 1; }
-    printf '#include "nn/model.h"\n' >> "$T/lib/detect/boxes.c"
-    expect_breach "detect/boxes.c:3: detect/ includes nn/"
-    printf '#include "stream/tns.h"\n#include "graph/gnn.h"\n' > "$T/lib/detect/boxes.c"
-    expect_breach "detect/boxes.c:2: detect/ includes graph/"
+    printf '#include "cct/x.h"\n' >> "$T/lib/detect/x.c"
+    expect_breach "detect/x.c:4: detect/ includes cct/"
+    printf '#include "graph/gnn.h"\n' > "$T/lib/interop/x.c"
+    expect_breach "interop/x.c:1: interop/ includes graph/"
     printf '#include "detect/boxes.h"\n' > "$T/lib/graph/gnn.c"
     expect_breach "graph/gnn.c:1: graph/ includes detect/"
 }
