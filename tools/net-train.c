@@ -9,6 +9,7 @@
 
 #include "nn/batches.h"
 #include "cli/cli.h"
+#include "nn/dist.h"
 #include "nn/trainer.h"
 #include "prune/prune.h"
 
@@ -194,6 +195,23 @@ int main(int argc, char **argv) {
     configure(&cmd, &cfg);
 
     ns_err err;
+    // Under mpirun: rank r of W trains on its shard of TRAIN; rank 0 alone
+    // validates, reports, logs and writes the checkpoints and the model.
+    ns_dist dist;
+    if (ns_dist_init(&dist, &argc, &argv, &err) < 0) ns_die_err(&err);
+    char rank_name[64];
+    if (dist.size > 1) {
+        snprintf(rank_name, sizeof rank_name, "%s (rank %d of %d)", ns_progname, dist.rank, dist.size);
+        ns_progname = rank_name;
+        cfg.dist = &dist;
+        if (dist.rank > 0) {
+            cmd.val = cmd.log = cmd.checkpoint = NULL;
+            cmd.output = "/dev/null";
+            cfg.checkpoint = NULL;
+            cfg.report = NULL;
+        }
+    }
+    const ns_shard shard = {dist.rank, dist.size};
     ns_model m;
     if (ns_model_load(&m, cmd.model, &err) < 0) ns_die_err(&err);
     int *trainable = NULL;
@@ -203,7 +221,9 @@ int main(int argc, char **argv) {
         cfg.trainable = trainable;
     }
     ns_samples train, val;
-    if (ns_samples_load(&train, argv[first], &m, &err) < 0) ns_die_err(&err);
+    if (ns_samples_load_shard(&train, argv[first], &m, &shard, 1, &err) < 0) ns_die_err(&err);
+    double train_total = (double)train.n; // over every rank
+    if (dist.size > 1 && dist.sum_f64(&train_total, 1, &err) < 0) ns_die_err(&err);
     if (cmd.val && ns_samples_load(&val, cmd.val, &m, &err) < 0) ns_die_err(&err);
     float *weights = NULL;
     if (cmd.weights && !(weights = load_weights(cmd.weights, &train, &err))) ns_die_err(&err);
@@ -221,7 +241,7 @@ int main(int argc, char **argv) {
         int kind = ns_prune_reg_from_name(cmd.reg);
         double lambda = cmd.reg_lambda >= 0 ? cmd.reg_lambda : kind == NS_REG_BN_SCALE ? 1e-5 : 5e-4;
         if (!(reg = ns_prune_reg_create(&m, kind, lambda, cmd.reg_delta >= 0 ? cmd.reg_delta : 1e-4,
-                                        (train.n + cfg.batch - 1) / cfg.batch, &err)))
+                                        ((int64_t)train_total + cfg.batch - 1) / cfg.batch, &err)))
             ns_die("%s: %s", cmd.model, err.msg);
         cfg.after_backward = apply_reg;
         cfg.after_backward_ctx = reg;
@@ -255,5 +275,6 @@ int main(int argc, char **argv) {
     ns_samples_free(&train);
     if (cmd.val) ns_samples_free(&val);
     ns_model_free(&m);
+    ns_dist_finalize(&dist);
     return 0;
 }
