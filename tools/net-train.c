@@ -16,7 +16,7 @@
 struct cmdline {
     const char *model, *val, *optim, *schedule, *warmup, *weights, *train_only, *checkpoint, *output,
         *log, *reg;
-    int epochs, stop_after, batch, nesterov, crop_pad, flip, quiet, resume, no_decay_norm;
+    int epochs, stop_after, batch, nesterov, crop_pad, flip, quiet, resume, no_decay_norm, sync_bn;
     double lr, momentum, wd, smoothing, reg_lambda, reg_delta;
     int64_t seed;
 };
@@ -47,6 +47,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"reg", 0, NS_OPT_STR, &cmd->reg, "NAME", "sparsity regulariser for pruning: bn-scale, group-lasso, group-norm or growing-reg", 0, 0},
         {"reg-lambda", 0, NS_OPT_DOUBLE, &cmd->reg_lambda, "L", "its strength (default 1e-5 for bn-scale, 5e-4 otherwise)", 0, 1e3},
         {"reg-delta", 0, NS_OPT_DOUBLE, &cmd->reg_delta, "D", "growing-reg: growth of the strength per epoch (default 1e-4)", 0, 1e3},
+        {"sync-bn", 0, NS_OPT_FLAG, &cmd->sync_bn, NULL, "under mpirun: batch-norm statistics over every rank's samples (default: each rank's own)", 0, 0},
         {"log", 0, NS_OPT_STR, &cmd->log, "FILE", "append a TSV line per epoch (loss, accuracies, lr, time)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the trained model to FILE (atomically) instead of stdout", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
@@ -65,6 +66,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     if (!cmd->model) ns_die_usage("--model is required");
     if (cmd->reg && ns_prune_reg_from_name(cmd->reg) < 0) ns_die_usage("unknown --reg (%s)", cmd->reg);
     if (!cmd->reg && (cmd->reg_lambda >= 0 || cmd->reg_delta >= 0)) ns_die_usage("--reg-lambda and --reg-delta need --reg");
+    // frozen batch norms skip their backward on some ranks only: the sums would not pair up
+    if (cmd->sync_bn && cmd->train_only) ns_die_usage("--sync-bn cannot be combined with --train-only");
 }
 
 static void apply_reg(void *ctx, struct ns_engine *e, int64_t step) { ns_prune_reg_apply(ctx, e, step); }
@@ -181,6 +184,7 @@ static void configure(const struct cmdline *cmd, ns_train_config *c) {
     c->decay_norm_and_bias = !cmd->no_decay_norm;
     c->checkpoint = cmd->checkpoint;
     c->resume = cmd->resume;
+    c->sync_bn = cmd->sync_bn;
     c->report = ns_stderr_reporter(cmd->quiet);
     c->producer = "net-train " NS_VERSION;
 }

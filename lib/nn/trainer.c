@@ -114,6 +114,24 @@ static int sum_gradients(run *r, const ns_model *m, const ns_train_config *cfg, 
     return 0;
 }
 
+// Synchronised batch norm on a rank that holds no sample of a global batch:
+// the sums the others make (ops.h, ns_batchnorm_set_sync), of zeros, in the
+// engine's order: per batch norm 2C then C values forward, 2C + 1 backward.
+static int bn_sync_idle(const ns_model *m, const ns_train_config *cfg, ns_err *err) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < m->nnodes; k++) {
+            const ns_node *node = &m->nodes[pass == 0 ? k : m->nnodes - 1 - k];
+            if (node->op != NS_OP_BATCHNORM) continue;
+            const int64_t C = node->shape[0];
+            double zeros[2 * C + 1];
+            memset(zeros, 0, sizeof zeros);
+            if (pass == 0 && (cfg->dist->sum_f64(zeros, 2 * C, err) < 0 || cfg->dist->sum_f64(zeros, C, err) < 0))
+                return -1;
+            if (pass == 1 && cfg->dist->sum_f64(zeros, 2 * C + 1, err) < 0) return -1;
+        }
+    return 0;
+}
+
 // Restores optimiser state (and the epoch reached) from the model's extra tensors.
 static int resume_state(run *r, ns_model *m, int *start_epoch, ns_err *err) {
     *start_epoch = 0;
@@ -220,6 +238,7 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
         }
         if (r->augment && ns_augment_batch(&r->aug, r->x, r->x, n, r->ranks > 1 ? &aug_rng : &rng, err) < 0) return -1;
         if (n == 0) { // nothing of this batch here: a zero gradient to the sum
+            if (cfg->sync_bn && bn_sync_idle(m, cfg, err) < 0) return -1;
             ns_engine_zero_grad(&r->e);
             if (sum_gradients(r, m, cfg, err) < 0) return -1;
             goto step;
@@ -281,6 +300,9 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--stop-after %d)", start_epoch, c.stop_after);
     if (rc == 0 && c.log && start_epoch == 0)
         fprintf(c.log, "epoch\tloss\ttrain_acc\tval_acc\tlr\tseconds\timages_per_s\n");
+    const int sync_bn = c.sync_bn && r.ranks > 1;
+    if (sync_bn) ns_batchnorm_set_sync(c.dist->sum_f64);
+    c.sync_bn = sync_bn;
     double t_start = ns_now();
     int end_epoch = c.stop_after > 0 && c.stop_after < c.epochs ? c.stop_after : c.epochs;
     for (int epoch = start_epoch; rc == 0 && epoch < end_epoch; epoch++) {
@@ -306,6 +328,7 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
         if (last) *last = (ns_epoch_stats){epoch + 1, loss, acc, val_acc, lr, secs};
         if (c.checkpoint && r.rank == 0) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
     }
+    if (sync_bn) ns_batchnorm_set_sync(NULL);
     run_free(&r);
     return rc;
 }

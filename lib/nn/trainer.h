@@ -47,6 +47,7 @@ typedef struct ns_train_config {
     // rank: train holds this rank's samples (stream positions p with p mod W
     // == rank), batch is the global batch; checkpoints come from rank 0.
     const struct ns_dist *dist;
+    int sync_bn;                  // with dist: batch-norm statistics over the global batch
 } ns_train_config;
 
 typedef struct ns_epoch_stats {
