@@ -4,16 +4,18 @@
 # million; for each, wall and user time and peak RSS (/usr/bin/time) of
 #   graph-gen --preset arxiv            the graph itself
 #   gnn-train (GCN, hidden 256)         EPOCHS full-batch epochs, one evaluation
-#   sgc-condense --teacher sgc -r 0.25  300 iterations, no validation
+#   sgc-condense --teacher sgc -r 0.25  SGC_T (300) iterations, no validation
 # one thread each, printed as Markdown (copied into bench/RESULTS.md by hand). Run it alone:
 # `flock /work/.../cpu.lock sh bench/graphscale.sh` on a shared machine.
 #
-#   SIZES="25000 169343 1000000" EPOCHS=20 sh bench/graphscale.sh [OUTDIR]
+#   SIZES="25000 169343 1000000" EPOCHS=20 SGC_T=300 sh bench/graphscale.sh [OUTDIR]
+# A quick look (each program well under a minute): EPOCHS=2 SGC_T=20.
 set -eu
 BIN=${BIN:-bin}
 W=${1:-/tmp/netsmith-bench/graphscale}
 SIZES=${SIZES:-25000 169343 1000000}
 EPOCHS=${EPOCHS:-20}
+SGC_T=${SGC_T:-300}
 [ -x /usr/bin/time ] || { echo "graphscale.sh: needs GNU time: apt-get install time" >&2; exit 1; }
 mkdir -p "$W"
 # one thread: on a shared machine, spinning OpenMP threads measure the neighbours
@@ -39,7 +41,7 @@ for n in $SIZES; do
     timed gnn-$n "$BIN/gnn-train" -q --epochs "$EPOCHS" --eval-every "$EPOCHS" --seed 1 "$g"
     gnn="$wall/$user, $rss"
     per=$(awk -v u="$user" -v e="$EPOCHS" -v n="$n" 'BEGIN {printf "%.2f", u * 1000 / e / (n / 1000)}')
-    timed sgc-$n "$BIN/sgc-condense" -q --teacher sgc -r 0.25 -T 300 --val-every 0 -o "$W/small-$n.tns" "$g"
+    timed sgc-$n "$BIN/sgc-condense" -q --teacher sgc -r 0.25 -T "$SGC_T" --val-every 0 -o "$W/small-$n.tns" "$g"
     echo "| $n | $edges | $gen | $gnn | $per | $wall/$user, $rss | $(key teacher_seconds < "$W/sgc-$n.out") | $(key condense_seconds < "$W/sgc-$n.out") |"
     rm -f "$g"
 done
