@@ -5,6 +5,8 @@
 #   BUILD=dir      where objects and programs go (default: build, programs in bin/)
 #   SAN=1          ASan + UBSan build (what `make sanitize` does, into build/san)
 #   PREFIX=/usr/local  for `make install`
+#   MPI=0|1        build net-train and vlm-train with Open MPI (default: 1 when
+#                  pkg-config finds ompi-c, from Debian's libopenmpi-dev)
 
 # Every core by default; an explicit -jN on the command line wins.
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
@@ -25,6 +27,15 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += -lblis $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 LDFLAGS  += -fopenmp
+
+# Open MPI is optional: with it, net-train and vlm-train train data-parallel
+# under mpirun (lib/nn/dist.c, the only file that includes mpi.h); without it
+# they are one process, as they are anyway when started without mpirun.
+MPI      ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DNS_HAVE_MPI $(patsubst -I%,-isystem %,$(shell pkg-config --cflags ompi-c))
+MPI_LIBS   := $(shell pkg-config --libs ompi-c)
+endif
 
 ifeq ($(SAN),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -55,8 +66,9 @@ all:
 
 build: $(LIB) $(TOOLS)
 
+# The optional Open MPI too (data-parallel net-train and vlm-train).
 deps:
-	@sh tests/deps.sh
+	@NS_EXTRA_PKGS='libopenmpi-dev openmpi-bin' sh tests/deps.sh
 
 # Each object depends on the headers it includes (-MMD writes them down).
 $(BUILD)/lib/%.o: lib/%.c
@@ -64,6 +76,16 @@ $(BUILD)/lib/%.o: lib/%.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 -include $(LIB_OBJ:.o=.d)
+
+# dist.o is rebuilt when MPI is switched (a stamp per setting); the programs
+# that call ns_dist_init link MPI.
+$(BUILD)/mpi-$(MPI):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/mpi-*
+	@touch $@
+$(BUILD)/lib/nn/dist.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/lib/nn/dist.o: $(BUILD)/mpi-$(MPI)
+$(BINDIR)/net-train $(BINDIR)/vlm-train: LDLIBS += $(MPI_LIBS)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

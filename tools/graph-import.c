@@ -3,6 +3,9 @@
 //   graph-import [options] SOURCE
 //
 // SOURCE is one of (recognised by what it is, not by its name):
+//   a directory in the Open Graph Benchmark's layout (ogbn-arxiv as OGB
+//     unpacks it: raw/edge.csv.gz, node-feat.csv.gz, node-label.csv.gz,
+//     split/NAME/{train,valid,test}.csv.gz; plain .csv too);
 //   a directory in the layout of Cora as exported to text (the repository
 //     ships Cora in data/cora): nodes.txt ("N C", then
 //     "LABEL SPLIT" per node), edges.txt ("N E", then "U V" per edge) and
@@ -42,7 +45,7 @@ struct cmdline {
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
-        {"undirected", 'u', NS_OPT_FLAG, &cmd->undirected, NULL, "store every edge both ways (default for a Cora directory)", 0, 0},
+        {"undirected", 'u', NS_OPT_FLAG, &cmd->undirected, NULL, "store every edge both ways (default for an OGB or Cora directory)", 0, 0},
         {"directed", 'd', NS_OPT_FLAG, &cmd->directed, NULL, "keep edges as listed (default for an edge list)", 0, 0},
         {"self-loops", 0, NS_OPT_FLAG, &cmd->self_loops, NULL, "add a self loop (weight 1) to every node that has none", 0, 0},
         {"nodes", 'n', NS_OPT_I64, &cmd->nodes, "N", "number of nodes of an edge list (default: from the side files, or largest id + 1)", 1, 2147483647.0},
@@ -58,8 +61,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     };
     const ns_cli cli = {
         "[options] SOURCE",
-        "Import a graph (a Cora-layout directory, an edge list, or a graph stream)\n"
-        "into a TNS graph stream: adjacency in CSR, features, labels and split masks.",
+        "Import a graph (an OGB- or Cora-layout directory, an edge list, or a graph\n"
+        "stream) into a TNS graph stream: adjacency in CSR, features, labels and split\n"
+        "masks.",
         "An edge list has \"U V\" or \"U,V\" (or \"U V W\" with a weight) per line, node ids\n"
         "0..N-1; \"#\" starts a comment. A directory holds nodes.txt, edges.txt and\n"
         "features.txt, each with a header of counts (Planetoid's Cora exported as text).\n"
@@ -186,7 +190,13 @@ int main(int argc, char **argv) {
     struct stat st;
     int is_stdin = strcmp(cmd.source, "-") == 0;
     const char *label = is_stdin ? "stdin" : cmd.source;
-    if (!is_stdin && stat(cmd.source, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (!is_stdin && stat(cmd.source, &st) == 0 && S_ISDIR(st.st_mode) && ns_ogb_dir(cmd.source)) {
+        // The OGB layout (raw/edge.csv.gz, ...): undirected unless --directed.
+        if (ns_ogb_read(cmd.source, &g, &cora, &err) < 0) ns_die_err(&err);
+        check_side_counts(&cmd, &s, g.nodes, cmd.source);
+        labels_path = cmd.source;
+        undirected = !cmd.directed;
+    } else if (!is_stdin && stat(cmd.source, &st) == 0 && S_ISDIR(st.st_mode)) {
         // A Cora-layout directory: undirected unless --directed.
         if (ns_cora_read(cmd.source, &g, &cora, &nodes_path, &err) < 0) ns_die_err(&err);
         check_side_counts(&cmd, &s, g.nodes, nodes_path);

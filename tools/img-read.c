@@ -17,6 +17,7 @@
 #include "base/strset.h"
 #include "cli/cli.h"
 #include "stream/dataset.h"
+#include "stream/streaminfo.h"
 #include "base/rng.h"
 #include "stream/tns.h"
 
@@ -25,6 +26,7 @@
 struct cmdline {
     int batch, gray, rgb, shuffle, quiet, no_labels;
     int64_t limit, seed;
+    ns_shard shard;
     const char *size, *crop, *mean, *std, *dtype, *output, *labels, *classes;
     const char *source;
 };
@@ -69,6 +71,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, transform 
         {"limit", 0, NS_OPT_I64, &cmd->limit, "N", "read at most N images (after shuffling)", 1, 1e18},
         {"shuffle", 0, NS_OPT_FLAG, &cmd->shuffle, NULL, "emit the images in a random order", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed for --shuffle (default 0)", 0, 0},
+        {"shard", 0, NS_OPT_SHARD, &cmd->shard, "I/N", "only the images whose id (index in the dataset) is I modulo N", 0, 0},
         {"dtype", 't', NS_OPT_STR, &cmd->dtype, "TYPE", "f32 (default, values in [0,1]) or u8 (0..255, no --mean/--std)", 0, 0},
         {"labels", 'l', NS_OPT_STR, &cmd->labels, "FILE", "IDX labels for IDX images (default: found beside them)", 0, 0},
         {"classes", 0, NS_OPT_STR, &cmd->classes, "FILE", "class names, one per line, replacing the dataset's (IDX has only numbers)", 0, 0},
@@ -207,6 +210,7 @@ static int write_stream_meta(ns_writer *w, const ns_dataset *ds, const struct cm
     ns_map_strs(&meta, "general.labels", names, (size_t)k);
     free(names);
     ns_map_i64(&meta, "general.count", count);
+    ns_map_shard(&meta, &cmd->shard, cmd->batch);
     if (tf->nmean) {
         double mean[MAX_CHANNELS], std[MAX_CHANNELS];
         for (int c = 0; c < channels; c++) mean[c] = tf->mean[c], std[c] = tf->std[c];
@@ -240,7 +244,8 @@ int main(int argc, char **argv) {
     }
     int64_t count = cmd.limit >= 0 && cmd.limit < total ? cmd.limit : total;
 
-    // The first image fixes channels and size for the whole stream.
+    // The first image of the whole stream fixes channels and size, also for a
+    // shard, so that the shards of a stream agree with it.
     int channels = tf.channels, h = 0, w = 0;
     if (count > 0) {
         ns_image first;
@@ -252,6 +257,10 @@ int main(int argc, char **argv) {
         w = tf.crop_w ? tf.crop_w : tf.resize_w ? tf.resize_w : first.w;
         ns_image_free(&first);
     }
+    int64_t kept = 0;
+    for (int64_t i = 0; i < count; i++)
+        if (ns_shard_keeps(&cmd.shard, order[i])) order[kept++] = order[i];
+    count = kept;
     if (tf.nmean > 1 && tf.nmean != channels)
         ns_die_usage("--mean/--std have %d values for %d channels", tf.nmean, channels);
     int u8 = cmd.dtype && strcmp(cmd.dtype, "u8") == 0;

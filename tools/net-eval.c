@@ -10,10 +10,12 @@
 #include "cli/cli.h"
 #include "nn/engine.h"
 #include "base/json.h"
+#include "stream/streaminfo.h"
 
 struct cmdline {
     const char *model, *logits, *probs;
     int batch, confusion, quiet, json;
+    ns_shard shard;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
@@ -24,6 +26,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"json", 'j', NS_OPT_FLAG, &cmd->json, NULL, "the report as one JSON object", 0, 0},
         {"logits", 0, NS_OPT_STR, &cmd->logits, "FILE", "write the logits as a stream (N, K) with labels and ids", 0, 0},
         {"probs", 0, NS_OPT_STR, &cmd->probs, "FILE", "write softmax probabilities as a stream (N, K)", 0, 0},
+        {"shard", 0, NS_OPT_SHARD, &cmd->shard, "I/N", "only the samples whose id is I modulo N (merge --logits/--probs with tns-cat --by-id)", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
@@ -49,7 +52,8 @@ typedef struct side_output {
     int open;
 } side_output;
 
-static int side_open(side_output *s, const char *path, const ns_model *m, const char *what, ns_err *err) {
+static int side_open(side_output *s, const char *path, const ns_model *m, const char *what,
+                     const struct cmdline *cmd, ns_err *err) {
     if (!path) return 0;
     if (ns_output_open(&s->out, path, err) < 0) return -1;
     ns_writer_init(&s->w, s->out.f);
@@ -59,6 +63,7 @@ static int side_open(side_output *s, const char *path, const ns_model *m, const 
     ns_map_str(&meta, "general.producer", "net-eval " NS_VERSION);
     if (m->labels) ns_map_strs(&meta, "general.labels", (const char *const *)m->labels, m->nlabels);
     ns_map_str(&meta, "eval.output", what);
+    ns_map_shard(&meta, &cmd->shard, cmd->batch);
     int rc = ns_write_meta(&s->w, "", &meta, err);
     ns_map_free(&meta);
     return rc;
@@ -165,13 +170,14 @@ int main(int argc, char **argv) {
     ns_engine_set_fused(&e, 1); // only the output is read: intermediate activations may be skipped
     ns_batches b;
     if (ns_batches_open(&b, data, &m, cmd.batch, &err) < 0) ns_die_err(&err);
+    b.shard = cmd.shard;
     int64_t k = ns_engine_output_numel(&e);
     int64_t *confusion = calloc((size_t)(k * k), sizeof *confusion);
     float *probs = ns_aligned_alloc((size_t)(cmd.batch * k) * sizeof *probs);
     if (!confusion || !probs) ns_die("out of memory (%lld classes)", (long long)k);
     side_output logits_out = {0}, probs_out = {0};
-    int failed = side_open(&logits_out, cmd.logits, &m, "logits", &err) < 0 ||
-                 side_open(&probs_out, cmd.probs, &m, "probs", &err) < 0;
+    int failed = side_open(&logits_out, cmd.logits, &m, "logits", &cmd, &err) < 0 ||
+                 side_open(&probs_out, cmd.probs, &m, "probs", &cmd, &err) < 0;
     ns_progress progress;
     ns_progress_start(&progress, "images", 0, cmd.quiet);
     int got = 0;

@@ -9,13 +9,14 @@
 
 #include "nn/batches.h"
 #include "cli/cli.h"
+#include "nn/dist.h"
 #include "nn/trainer.h"
 #include "prune/prune.h"
 
 struct cmdline {
     const char *model, *val, *optim, *schedule, *warmup, *weights, *train_only, *checkpoint, *output,
         *log, *reg;
-    int epochs, stop_after, batch, nesterov, crop_pad, flip, quiet, resume, no_decay_norm;
+    int epochs, stop_after, batch, nesterov, crop_pad, flip, quiet, resume, no_decay_norm, sync_bn;
     double lr, momentum, wd, smoothing, reg_lambda, reg_delta;
     int64_t seed;
 };
@@ -46,6 +47,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"reg", 0, NS_OPT_STR, &cmd->reg, "NAME", "sparsity regulariser for pruning: bn-scale, group-lasso, group-norm or growing-reg", 0, 0},
         {"reg-lambda", 0, NS_OPT_DOUBLE, &cmd->reg_lambda, "L", "its strength (default 1e-5 for bn-scale, 5e-4 otherwise)", 0, 1e3},
         {"reg-delta", 0, NS_OPT_DOUBLE, &cmd->reg_delta, "D", "growing-reg: growth of the strength per epoch (default 1e-4)", 0, 1e3},
+        {"sync-bn", 0, NS_OPT_FLAG, &cmd->sync_bn, NULL, "under mpirun: batch-norm statistics over every rank's samples (default: each rank's own)", 0, 0},
         {"log", 0, NS_OPT_STR, &cmd->log, "FILE", "append a TSV line per epoch (loss, accuracies, lr, time)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the trained model to FILE (atomically) instead of stdout", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
@@ -64,6 +66,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     if (!cmd->model) ns_die_usage("--model is required");
     if (cmd->reg && ns_prune_reg_from_name(cmd->reg) < 0) ns_die_usage("unknown --reg (%s)", cmd->reg);
     if (!cmd->reg && (cmd->reg_lambda >= 0 || cmd->reg_delta >= 0)) ns_die_usage("--reg-lambda and --reg-delta need --reg");
+    // frozen batch norms skip their backward on some ranks only: the sums would not pair up
+    if (cmd->sync_bn && cmd->train_only) ns_die_usage("--sync-bn cannot be combined with --train-only");
 }
 
 static void apply_reg(void *ctx, struct ns_engine *e, int64_t step) { ns_prune_reg_apply(ctx, e, step); }
@@ -180,6 +184,7 @@ static void configure(const struct cmdline *cmd, ns_train_config *c) {
     c->decay_norm_and_bias = !cmd->no_decay_norm;
     c->checkpoint = cmd->checkpoint;
     c->resume = cmd->resume;
+    c->sync_bn = cmd->sync_bn;
     c->report = ns_stderr_reporter(cmd->quiet);
     c->producer = "net-train " NS_VERSION;
 }
@@ -194,6 +199,23 @@ int main(int argc, char **argv) {
     configure(&cmd, &cfg);
 
     ns_err err;
+    // Under mpirun: rank r of W trains on its shard of TRAIN; rank 0 alone
+    // validates, reports, logs and writes the checkpoints and the model.
+    ns_dist dist;
+    if (ns_dist_init(&dist, &argc, &argv, &err) < 0) ns_die_err(&err);
+    char rank_name[64];
+    if (dist.size > 1) {
+        snprintf(rank_name, sizeof rank_name, "%s (rank %d of %d)", ns_progname, dist.rank, dist.size);
+        ns_progname = rank_name;
+        cfg.dist = &dist;
+        if (dist.rank > 0) {
+            cmd.val = cmd.log = cmd.checkpoint = NULL;
+            cmd.output = "/dev/null";
+            cfg.checkpoint = NULL;
+            cfg.report = NULL;
+        }
+    }
+    const ns_shard shard = {dist.rank, dist.size};
     ns_model m;
     if (ns_model_load(&m, cmd.model, &err) < 0) ns_die_err(&err);
     int *trainable = NULL;
@@ -203,7 +225,9 @@ int main(int argc, char **argv) {
         cfg.trainable = trainable;
     }
     ns_samples train, val;
-    if (ns_samples_load(&train, argv[first], &m, &err) < 0) ns_die_err(&err);
+    if (ns_samples_load_shard(&train, argv[first], &m, &shard, 1, &err) < 0) ns_die_err(&err);
+    double train_total = (double)train.n; // over every rank
+    if (dist.size > 1 && dist.sum_f64(&train_total, 1, &err) < 0) ns_die_err(&err);
     if (cmd.val && ns_samples_load(&val, cmd.val, &m, &err) < 0) ns_die_err(&err);
     float *weights = NULL;
     if (cmd.weights && !(weights = load_weights(cmd.weights, &train, &err))) ns_die_err(&err);
@@ -221,7 +245,7 @@ int main(int argc, char **argv) {
         int kind = ns_prune_reg_from_name(cmd.reg);
         double lambda = cmd.reg_lambda >= 0 ? cmd.reg_lambda : kind == NS_REG_BN_SCALE ? 1e-5 : 5e-4;
         if (!(reg = ns_prune_reg_create(&m, kind, lambda, cmd.reg_delta >= 0 ? cmd.reg_delta : 1e-4,
-                                        (train.n + cfg.batch - 1) / cfg.batch, &err)))
+                                        ((int64_t)train_total + cfg.batch - 1) / cfg.batch, &err)))
             ns_die("%s: %s", cmd.model, err.msg);
         cfg.after_backward = apply_reg;
         cfg.after_backward_ctx = reg;
@@ -255,5 +279,6 @@ int main(int argc, char **argv) {
     ns_samples_free(&train);
     if (cmd.val) ns_samples_free(&val);
     ns_model_free(&m);
+    ns_dist_finalize(&dist);
     return 0;
 }

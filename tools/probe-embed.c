@@ -22,11 +22,13 @@
 #include "cli/cli.h"
 #include "nn/engine.h"
 #include "nn/probe.h"
+#include "stream/streaminfo.h"
 #include "cav/vlm.h"
 
 struct cmdline {
     const char *model, *vlm, *layer, *texts, *templates, *output;
     int flatten, no_ensemble, batch, quiet;
+    ns_shard shard;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
@@ -39,6 +41,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"templates", 0, NS_OPT_STR, &cmd->templates, "FILE", "prompt templates, one per line, '{}' marking the concept (default: the paper's 29)", 0, 0},
         {"no-ensemble", 0, NS_OPT_FLAG, &cmd->no_ensemble, NULL, "embed the bare description, without templates", 0, 0},
         {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "images per forward pass (default 256)", 1, 1 << 16},
+        {"shard", 0, NS_OPT_SHARD, &cmd->shard, "I/N", "only the images whose id is I modulo N (merge with tns-cat --by-id)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
@@ -66,6 +69,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     if (cmd->vlm && (cmd->layer || cmd->flatten))
         ns_die_usage("--layer and --flatten read a --model; a VLM gives its embedding");
     if (cmd->texts && *first < argc) ns_die_usage("--texts embeds texts: give no image DATA");
+    if (cmd->texts && ns_shard_active(&cmd->shard)) ns_die_usage("--shard selects images: --texts embeds texts");
 }
 
 // The paper's 29 templates (lgcav.md §1, Table 19), "a close-up photo" twice.
@@ -149,7 +153,7 @@ static char *fill_template(const char *tpl, const char *text) {
 
 static int write_meta(ns_writer *w, const char *source, const char *fingerprint, const char *path,
                       const char *layer, const char *pool, char **labels, size_t nlabels, int64_t dim,
-                      ns_err *err) {
+                      const ns_shard *shard, int64_t batch, ns_err *err) {
     ns_map meta;
     ns_map_init(&meta);
     ns_map_str(&meta, "general.producer", "probe-embed " NS_VERSION);
@@ -160,6 +164,7 @@ static int write_meta(ns_writer *w, const char *source, const char *fingerprint,
     ns_map_str(&meta, "probe.pool", pool);
     ns_map_i64(&meta, "probe.dim", dim);
     if (labels) ns_map_strs(&meta, "general.labels", (const char *const *)labels, nlabels);
+    if (shard) ns_map_shard(&meta, shard, batch);
     int rc = ns_write_meta(w, "", &meta, err);
     ns_map_free(&meta);
     return rc;
@@ -228,7 +233,7 @@ static int embed_texts(ns_writer *w, const struct cmdline *cmd, const ns_vlm *v,
         }
     }
     if (nt == 0) memcpy(ens, plain, (size_t)(k * e) * sizeof *ens);
-    if (write_meta(w, "vlm-text", ns_vlm_fingerprint(v), cmd->vlm, "text", "none", NULL, 0, e, err) < 0)
+    if (write_meta(w, "vlm-text", ns_vlm_fingerprint(v), cmd->vlm, "text", "none", NULL, 0, e, NULL, 0, err) < 0)
         goto done;
     ns_map meta;
     ns_map_init(&meta);
@@ -277,6 +282,7 @@ static int embed_images(ns_writer *w, const struct cmdline *cmd, ns_model *m, co
         ns_engine_free(&e);
         return -1;
     }
+    b.shard = cmd->shard;
     float *feat = ns_aligned_alloc((size_t)(cmd->batch * p.dim) * sizeof *feat);
     int64_t *labels = malloc((size_t)cmd->batch * sizeof *labels);
     int rc = -1, got, wrote_meta = 0;
@@ -291,7 +297,7 @@ static int embed_images(ns_writer *w, const struct cmdline *cmd, ns_model *m, co
             char **names = m->labels ? m->labels : b.info.labels;
             size_t nn = m->labels ? m->nlabels : b.info.nlabels;
             if (write_meta(w, source, fingerprint, path, m->nodes[p.node].name, ns_probe_pool_name(p.pool),
-                           names, nn, p.dim, err) < 0)
+                           names, nn, p.dim, &cmd->shard, cmd->batch, err) < 0)
                 goto done;
             int64_t k;
             const float *hw = ns_probe_head_weight(&p, m, &k), *hb = ns_probe_head_bias(&p, m);

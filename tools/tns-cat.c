@@ -5,18 +5,21 @@
 //
 // Selection applies to data records; "meta" records (class names, producer)
 // always pass, unless --no-meta, so a selected stream still describes itself.
+// --by-id merges the shards of a stream back into it (stream/idmerge.h).
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "stream/idmerge.h"
 #include "stream/tns.h"
 
 struct cmdline {
     const char *name;    // glob on record names, NULL: all
     const char *kind;    // exact kind, NULL: all
     int64_t head, tail;  // -1: off
-    int no_meta, invert;
+    int no_meta, invert, by_id;
+    int64_t batch;
     const char *output;
 };
 
@@ -28,6 +31,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"head", 0, NS_OPT_I64, &cmd->head, "N", "keep only the first N selected records", 0, 1e18},
         {"tail", 0, NS_OPT_I64, &cmd->tail, "N", "keep only the last N selected records", 0, 1e18},
         {"no-meta", 0, NS_OPT_FLAG, &cmd->no_meta, NULL, "drop meta records instead of passing them", 0, 0},
+        {"by-id", 0, NS_OPT_FLAG, &cmd->by_id, NULL, "merge shards (--shard I/N outputs) back into one stream, by ascending sample id", 0, 0},
+        {"batch", 0, NS_OPT_I64, &cmd->batch, "N", "with --by-id: samples per record (default: as the unsharded stream)", 1, 1e9},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
@@ -37,11 +42,15 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         "Meta records are not subject to --name, --kind, -v, --head or --tail: they pass\n"
         "through (unless --no-meta), so class names and other stream metadata follow the\n"
         "data; --kind meta selects them like any other kind. With --tail, meta records\n"
-        "come out first. Records are copied byte for byte.",
+        "come out first. Records are copied byte for byte. --by-id merges the outputs\n"
+        "of --shard I/N runs (img-read, probe-embed, net-eval) into the unsharded stream.",
         0, -1,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
     if (cmd->head >= 0 && cmd->tail >= 0) ns_die_usage("--head and --tail cannot be combined");
+    if (cmd->by_id && (cmd->name || cmd->kind || cmd->invert || cmd->head >= 0 || cmd->tail >= 0 || cmd->no_meta))
+        ns_die_usage("--by-id merges whole streams: no --name, --kind, -v, --head, --tail or --no-meta");
+    if (cmd->batch && !cmd->by_id) ns_die_usage("--batch needs --by-id");
     if (cmd->no_meta && cmd->kind && strcmp(cmd->kind, "meta") == 0)
         ns_die_usage("--kind meta selects what --no-meta drops");
 }
@@ -101,6 +110,11 @@ int main(int argc, char **argv) {
     ns_writer w;
     ns_writer_init(&w, out.f);
     tail_ring ring = {.keep = cmd.tail > 0 ? cmd.tail : 0};
+    if (cmd.by_id) {
+        int failed = ns_merge_by_id((const char *const *)files, nfiles, cmd.batch, &w, &err) < 0;
+        if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
+        return 0;
+    }
 
     int64_t selected = 0;
     int failed = 0;

@@ -3,6 +3,8 @@
 // length against the limit as it grows: nothing is allocated beyond max + 1.
 #include "base/lines.h"
 
+#include "base/gzfile.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,10 @@ int ns_lines_open(ns_lines *l, const char *path, size_t max_len, ns_err *err) {
     if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
         if (!is_stdin) fclose(f);
         return ns_errf(err, "%s: is a directory", path);
+    }
+    if (!is_stdin && S_ISREG(st.st_mode) && ns_is_gzip(f)) { // text.gz: read decompressed
+        fclose(f);
+        if (!(f = ns_gzip_open(path, err))) return -1;
     }
     if (ns_lines_from(l, f, is_stdin ? "stdin" : path, max_len, err) < 0) {
         if (!is_stdin) fclose(f);

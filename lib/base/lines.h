@@ -27,7 +27,8 @@ typedef struct ns_lines {
 } ns_lines;
 
 // Opens path for reading ("-": standard input, named "stdin"); max_len 0
-// means NS_LINE_MAX_DEFAULT. A directory is an error.
+// means NS_LINE_MAX_DEFAULT. A directory is an error. A regular file that is
+// gzip'd (magic 1f 8b) is read decompressed (base/gzfile.h).
 int ns_lines_open(ns_lines *l, const char *path, size_t max_len, ns_err *err);
 // Reads from an open file, which ns_lines_close leaves open; label names it.
 int ns_lines_from(ns_lines *l, FILE *f, const char *label, size_t max_len, ns_err *err);

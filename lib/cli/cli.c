@@ -139,6 +139,11 @@ static void set_value(const ns_opt *o, const char *text) {
     switch (o->type) {
     case NS_OPT_FLAG: *(int *)o->dest = 1; return;
     case NS_OPT_STR: *(const char **)o->dest = text; return;
+    case NS_OPT_SHARD: {
+        ns_err err;
+        if (ns_shard_parse(text, (ns_shard *)o->dest, &err) < 0) ns_die_usage("--%s: %s", o->name, err.msg);
+        return;
+    }
     case NS_OPT_INT:
     case NS_OPT_I64: {
         long long v = strtoll(text, &end, 10);

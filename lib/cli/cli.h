@@ -11,6 +11,7 @@
 
 #include "base/err.h"
 #include "base/report.h"
+#include "base/shard.h"
 
 #define NS_EXIT_DATA 1
 #define NS_EXIT_USAGE 2
@@ -44,6 +45,7 @@ typedef enum ns_opt_type {
     NS_OPT_I64,    // int64_t*
     NS_OPT_DOUBLE, // double*
     NS_OPT_STR,    // const char**: points into argv
+    NS_OPT_SHARD,  // ns_shard* (base/shard.h): "I/N", one part of N by sample id
 } ns_opt_type;
 
 typedef struct ns_opt {

@@ -1,7 +1,7 @@
 // graph_text.h: graphs and node data from plain text, as graph-import reads
 // them: edge lists ("U V" or "U V W" per line), side files of node data (one
 // row of features, one label, one split word or one class name per line) and
-// Cora-layout directories (nodes.txt "N C" then "LABEL SPLIT" per node,
+// Cora-layout and OGB-layout directories (nodes.txt "N C" then "LABEL SPLIT" per node,
 // edges.txt "N E" then "U V" per edge, optional features.txt "N D NNZ" then
 // "ROW COL VALUE" per non-zero).
 //
@@ -69,6 +69,16 @@ void ns_node_text_free(ns_node_text *s);
 // *nodes_path (malloc'd) the nodes.txt they came from. Header counts must
 // match what follows.
 int ns_cora_read(const char *dir, ns_graph *g, ns_node_text *nodes, char **nodes_path, ns_err *err);
+
+// The Open Graph Benchmark's on-disk layout (graph_ogb.c): DIR/raw/edge.csv,
+// node-feat.csv, node-label.csv, num-node-list.csv and DIR/split/NAME/
+// {train,valid,test}.csv, each plain or .gz. ns_ogb_dir says whether dir has
+// raw/edge.csv[.gz]; ns_ogb_read fills g (edges as listed, directed; features,
+// labels and classes, split masks when the files are there), using nodes for
+// the text it reads. A count that disagrees, an id out of range or a split
+// node without a label names its file and line.
+int ns_ogb_dir(const char *dir);
+int ns_ogb_read(const char *dir, ns_graph *g, ns_node_text *nodes, ns_err *err);
 
 // g's labels (g->classes set) and split masks from text read for g->nodes
 // nodes; a label out of range, or a split node without a label, names its line.

@@ -94,7 +94,9 @@ static int accept_record(ns_batches *b, ns_err *err) {
     int got = ns_obj_i64s(rec->meta, "ids", b->rec_ids, (size_t)b->rec_n, &n, err);
     if (got < 0) return -1;
     if (got == 0 || (int64_t)n != b->rec_n)
-        for (int64_t i = 0; i < b->rec_n; i++) b->rec_ids[i] = b->seen + i;
+        for (int64_t i = 0; i < b->rec_n; i++) b->rec_ids[i] = b->read + i;
+    b->rec_first = b->read;
+    b->read += b->rec_n;
     return 0;
 }
 
@@ -125,12 +127,18 @@ static void take(ns_batches *b, int64_t from, int64_t count, int64_t at) {
     memcpy(b->ids + at, b->rec_ids + from, (size_t)count * sizeof *b->ids);
 }
 
+// Whether sample i of the current record belongs to the shard.
+static int keeps(const ns_batches *b, int64_t i) {
+    return ns_shard_keeps(&b->shard, b->shard_by_position ? b->rec_first + i : b->rec_ids[i]);
+}
+
 int ns_batches_next(ns_batches *b, ns_err *err) {
     b->n = 0;
     while (b->n < b->max_batch) {
         if (!b->have_rec || b->rec_pos == b->rec_n) {
-            // Records stay valid only until the next read: deliver what we have first.
-            if (b->have_rec && b->n > 0) break;
+            // take() copied the samples out: a batch fills across records, so
+            // batches are max_batch samples whatever the records' sizes (the
+            // outputs of a shard and of the whole stream cut alike).
             b->have_rec = 0;
             int got = ns_reader_next(b->r, &b->rec, err);
             if (got < 0) return -1;
@@ -143,8 +151,10 @@ int ns_batches_next(ns_batches *b, ns_err *err) {
             if (accept_record(b, err) < 0) return -1;
             b->have_rec = 1;
         }
-        int64_t count = b->rec_n - b->rec_pos;
-        if (count > b->max_batch - b->n) count = b->max_batch - b->n;
+        while (b->rec_pos < b->rec_n && !keeps(b, b->rec_pos)) b->rec_pos++;
+        int64_t count = 0, room = b->max_batch - b->n;
+        while (count < room && b->rec_pos + count < b->rec_n && keeps(b, b->rec_pos + count)) count++;
+        if (count == 0) continue;
         take(b, b->rec_pos, count, b->n);
         b->rec_pos += count;
         b->n += count;
@@ -154,9 +164,16 @@ int ns_batches_next(ns_batches *b, ns_err *err) {
 }
 
 int ns_samples_load(ns_samples *s, const char *path, const ns_model *m, ns_err *err) {
+    return ns_samples_load_shard(s, path, m, NULL, 0, err);
+}
+
+int ns_samples_load_shard(ns_samples *s, const char *path, const ns_model *m, const ns_shard *shard,
+                          int by_position, ns_err *err) {
     memset(s, 0, sizeof *s);
     ns_batches b;
     if (ns_batches_open(&b, path, m, 1024, err) < 0) return -1;
+    if (shard) b.shard = *shard;
+    b.shard_by_position = by_position;
     s->numel = b.sample_numel;
     int64_t cap = 0;
     int got, rc = 0;
@@ -183,7 +200,10 @@ int ns_samples_load(ns_samples *s, const char *path, const ns_model *m, ns_err *
         s->n += b.n;
     }
     if (got < 0) rc = -1;
-    if (rc == 0 && s->n == 0) rc = ns_errf(err, "%s: no samples", path);
+    if (rc == 0 && s->n == 0)
+        rc = b.shard.count > 1 ? ns_errf(err, "%s: no samples in shard %lld/%lld", path, (long long)b.shard.index,
+                                         (long long)b.shard.count)
+                               : ns_errf(err, "%s: no samples", path);
     if (rc == 0) {
         s->labels = b.info.labels;
         s->nlabels = b.info.nlabels;

@@ -3,12 +3,15 @@
 // batches of at most max_batch, converted to f32 and normalised the way the
 // model expects. Labels and ids come from each record's meta: labels -1 when
 // absent, else one per sample, each -1 or a class (a bad one is an error);
-// ids the sample's position in the stream when absent.
+// ids the sample's position in the stream when absent. With a shard
+// (base/shard.h) only the samples it keeps are delivered, chosen by id, or by
+// position in the stream when shard_by_position is set (data-parallel training).
 #ifndef NS_BATCHES_H
 #define NS_BATCHES_H
 
 #include <stdint.h>
 
+#include "base/shard.h"
 #include "nn/model.h"
 #include "stream/streaminfo.h"
 #include "stream/tns.h"
@@ -21,7 +24,7 @@ typedef struct ns_batches {
     // the record being cut into batches
     ns_record rec;
     int have_rec;
-    int64_t rec_pos, rec_n;
+    int64_t rec_pos, rec_n, rec_first; // rec_first: the stream position of its sample 0
     int32_t *rec_labels;
     int64_t *rec_ids;
     int64_t rec_cap;
@@ -31,6 +34,9 @@ typedef struct ns_batches {
     int64_t *ids;  // (n)
     int64_t n;
     int64_t seen;  // samples delivered so far
+    int64_t read;  // samples of the stream's records accepted so far (positions)
+    ns_shard shard; // set after ns_batches_open; zero: every sample
+    int shard_by_position;
 } ns_batches;
 
 int ns_batches_open(ns_batches *b, const char *path, const ns_model *m, int64_t max_batch,
@@ -50,6 +56,10 @@ typedef struct ns_samples {
 } ns_samples;
 
 int ns_samples_load(ns_samples *s, const char *path, const ns_model *m, ns_err *err);
+// The same, keeping only the shard's samples (shard NULL: all), by position in
+// the stream when by_position, else by id.
+int ns_samples_load_shard(ns_samples *s, const char *path, const ns_model *m, const ns_shard *shard,
+                          int by_position, ns_err *err);
 void ns_samples_free(ns_samples *s);
 
 #endif

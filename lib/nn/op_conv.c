@@ -347,9 +347,21 @@ static int64_t scratch_direct(const ns_conv2d_geom *g) {
     return p.total;
 }
 
+// Scratch for any batch of 1 to g->N samples: a smaller batch can split into
+// more chunks (20 samples: 10 chunks of 2; 16 samples: 16 chunks of 1) or
+// take the plain path, so the sizes at N, at MAX_CHUNKS samples and at one
+// sample are all candidates (the engine sizes for its largest batch and runs
+// smaller ones: a last partial batch, a rank's share of a global batch).
 int64_t ns_conv2d_scratch_floats(const ns_conv2d_geom *g) {
-    int64_t s = scratch_direct(g);
-    s = max64(s, ns_wino_scratch_floats(g)); // 0 unless Winograd could run, switched on or not
+    const int64_t sizes[] = {g->N, MAX_CHUNKS, 1};
+    int64_t s = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i] > g->N) continue;
+        ns_conv2d_geom h = *g;
+        h.N = sizes[i];
+        s = max64(s, scratch_direct(&h));
+        s = max64(s, ns_wino_scratch_floats(&h)); // 0 unless Winograd could run, switched on or not
+    }
     return s;
 }
 

@@ -218,9 +218,45 @@ static void finish_stats(float *mean, float *rstd, float *running_mean, float *r
     rstd[c] = (float)(1.0 / sqrt(var + (double)eps));
 }
 
+// Synchronised batch norm (ns_batchnorm_set_sync): the sum over processes, or NULL.
+static ns_batchnorm_sum_fn bn_sync;
+
+void ns_batchnorm_set_sync(ns_batchnorm_sum_fn sum) { bn_sync = sum; }
+
+// cmv (C, 3): each channel's count, mean and sum of squared deviations over
+// this process's batch, made those over every process's: counts and sums
+// summed, then the squared deviations from the global mean, v + cnt (m - M)^2,
+// summed (a second pass, so nothing cancels). Then the saved and running
+// statistics, as finish_stats does for one process.
+static void finish_synced(float *mean, float *rstd, float *running_mean, float *running_var, const double *cmv,
+                          int64_t C, float momentum, float eps) {
+    double sums[2 * C], dev[C], m[C];
+    ns_err err; // a failed sum ends the job (MPI's errors are fatal)
+    for (int64_t c = 0; c < C; c++) sums[2 * c] = cmv[3 * c], sums[2 * c + 1] = cmv[3 * c] * cmv[3 * c + 1];
+    bn_sync(sums, 2 * C, &err);
+    for (int64_t c = 0; c < C; c++) {
+        m[c] = sums[2 * c] > 0 ? sums[2 * c + 1] / sums[2 * c] : 0;
+        const double d = cmv[3 * c + 1] - m[c];
+        dev[c] = cmv[3 * c + 2] + cmv[3 * c] * d * d;
+    }
+    bn_sync(dev, C, &err);
+    for (int64_t c = 0; c < C; c++)
+        finish_stats(mean, rstd, running_mean, running_var, c, m[c], dev[c], (int64_t)sums[2 * c], momentum, eps);
+}
+
 void ns_batchnorm_stats(float *mean, float *rstd, float *running_mean, float *running_var,
                         const double *plane_stats, int64_t N, int64_t C, int64_t S,
                         float momentum, float eps) {
+    if (bn_sync) {
+        double cmv[3 * C];
+        for (int64_t c = 0; c < C; c++) {
+            double cnt = 0, m = 0, v = 0;
+            for (int64_t n = 0; n < N; n++) merge_plane(&cnt, &m, &v, plane_stats + 2 * (n * C + c), S);
+            cmv[3 * c] = cnt, cmv[3 * c + 1] = m, cmv[3 * c + 2] = v;
+        }
+        finish_synced(mean, rstd, running_mean, running_var, cmv, C, momentum, eps);
+        return;
+    }
     for (int64_t c = 0; c < C; c++) {
         double cnt = 0, m = 0, v = 0;
         for (int64_t n = 0; n < N; n++) merge_plane(&cnt, &m, &v, plane_stats + 2 * (n * C + c), S);
@@ -251,6 +287,22 @@ void ns_batchnorm_forward(float *out, float *mean, float *rstd, float *running_m
                           float momentum, float eps) {
     if (!training) {
         ns_batchnorm_eval_stats(mean, rstd, running_mean, running_var, C, eps);
+        bn_apply(out, inp, mean, rstd, weight, bias, N, C, S);
+        return;
+    }
+    if (bn_sync) { // this batch's moments per channel, then everyone's
+        double cmv[3 * C];
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+        for (int64_t c = 0; c < C; c++) {
+            double cnt = 0, m = 0, v = 0;
+            for (int64_t n = 0; n < N; n++) {
+                double st[2];
+                ns_batchnorm_plane_stats(st, inp + (n * C + c) * S, S);
+                merge_plane(&cnt, &m, &v, st, S);
+            }
+            cmv[3 * c] = cnt, cmv[3 * c + 1] = m, cmv[3 * c + 2] = v;
+        }
+        finish_synced(mean, rstd, running_mean, running_var, cmv, C, momentum, eps);
         bn_apply(out, inp, mean, rstd, weight, bias, N, C, S);
         return;
     }
@@ -341,6 +393,43 @@ void ns_batchnorm_backward(float *dinp, float *dweight, float *dbias, const floa
                              N, C, S, training, 0);
 }
 
+// Synchronised batch norm's backward in training: this batch's channel sums
+// of g and g * xhat (added to dbias and dweight: the gradient sum over the
+// processes adds the others'), then everyone's with the count, for the
+// coefficients; then the elementwise pass as ns_batchnorm_backward_ex's.
+static void backward_synced(int f, float *dinp, float *dweight, float *dbias, float *dres, const float *dout,
+                            const float *relu_out, const float *ra, const float *rb, const float *inp,
+                            const float *mean, const float *rstd, const float *weight, int64_t N, int64_t C,
+                            int64_t S) {
+    double sums[2 * C + 1];
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int64_t n = 0; n < N; n++) {
+            float aff[2] = {ra ? ra[c] : 1.0f, rb ? rb[c] : 0.0f};
+            plane_dy_sums(dout + (n * C + c) * S, relu_out ? relu_out + (n * C + c) * S : NULL, ra ? aff : NULL,
+                          inp + (n * C + c) * S, mean[c], S, &sdy, &sdyx);
+        }
+        sdyx *= rstd[c];
+        if (dbias) dbias[c] += (float)sdy;
+        if (dweight) dweight[c] += (float)sdyx;
+        sums[2 * c] = sdy, sums[2 * c + 1] = sdyx;
+    }
+    sums[2 * C] = (double)(N * S);
+    ns_err err; // a failed sum ends the job (MPI's errors are fatal)
+    bn_sync(sums, 2 * C + 1, &err);
+    if (!dinp && !dres) return;
+    const double M = sums[2 * C];
+#pragma omp parallel for schedule(static) if (N * C * S >= OMP_MIN)
+    for (int64_t p = 0; p < N * C; p++) {
+        const int64_t c = p % C, o = p * S;
+        const float rs = rstd[c], k0 = (weight ? weight[c] : 1.0f) * rs;
+        const float k1 = (float)(sums[2 * c] / M), k2 = rs * (float)(sums[2 * c + 1] / M);
+        bwd_plane_any(f, dinp ? dinp + o : NULL, dres ? dres + o : NULL, dout + o, relu_out ? relu_out + o : NULL,
+                      inp + o, mean[c], k0, k1, k2, ra ? ra[c] : 1.0f, rb ? rb[c] : 0.0f, S);
+    }
+}
+
 void ns_batchnorm_backward_ex(float *dinp, float *dweight, float *dbias, float *dres,
                               const float *dout, const float *relu_out,
                               const float *relu_affine, const float *inp, const float *mean,
@@ -352,6 +441,10 @@ void ns_batchnorm_backward_ex(float *dinp, float *dweight, float *dbias, float *
                   (dinp ? BW_DX : 0) | (overwrite & 2 ? BW_ROVER : 0) | (relu_affine ? BW_AFF : 0);
     const float *ra = relu_affine, *rb = relu_affine ? relu_affine + C : NULL;
     const int elementwise = dinp || dres;
+    if (bn_sync && training) {
+        backward_synced(f, dinp, dweight, dbias, dres, dout, relu_out, ra, rb, inp, mean, rstd, weight, N, C, S);
+        return;
+    }
     // dx = w rstd (g - mean(g) - xhat mean(g xhat)) in training, w rstd g
     // in eval: per channel, dx += k[0] * (g - k[1] - (x - mean) * k[2])
     float coef[3 * BN_STACK_C];

@@ -190,6 +190,8 @@ int64_t ns_wino_scratch_floats(const ns_conv2d_geom *g) {
     wplan f, b;
     make_wplan(&f, g, 0);
     make_wplan(&b, g, 1);
+    // a smaller batch may split into more chunks (MAX_CHUNKS at most): room for them
+    f.nchunks = g->N < MAX_CHUNKS ? g->N : MAX_CHUNKS;
     return shared_floats(&f) + f.threads * slice_floats(&f, &b) + 16;
 }
 

@@ -217,6 +217,16 @@ void ns_batchnorm_backward_ex(float *dinp, float *dweight, float *dbias, float *
                               const float *rstd, const float *weight, int64_t N, int64_t C,
                               int64_t S, int training, int overwrite);
 
+// Synchronised batch norm, for data-parallel training (nn/dist.h): when a sum
+// is set, training-mode batch norm (ns_batchnorm_forward, ns_batchnorm_stats,
+// ns_batchnorm_backward_ex) takes its channel statistics and its backward's
+// channel sums over every process's batch, summed by sum(buf, n, err) (every
+// process makes the same calls with the same sizes: 2C then C doubles per
+// forward, 2C + 1 per backward). NULL (the default): each process's own batch.
+// Process-wide; set it around training only.
+typedef int (*ns_batchnorm_sum_fn)(double *buf, int64_t n, ns_err *err);
+void ns_batchnorm_set_sync(ns_batchnorm_sum_fn sum);
+
 // Layer norm over the last D elements of each of N rows, with affine weight
 // and bias (either may be NULL), biased variance, as torch.nn.LayerNorm((D,)).
 void ns_layernorm_forward(float *out,          // (N, D)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stream/augment.h"
+#include "nn/dist.h"
 #include "nn/engine.h"
 #include "nn/ops.h"
 #include "base/report.h"
@@ -22,6 +23,12 @@ typedef struct run {
     int64_t *order;
     float *x, *dlogits, *w;  // (batch, numel), (batch, K), (batch)
     int32_t *y;              // (batch)
+    // data-parallel (cfg->dist of W > 1 ranks): the global sample count, and
+    // the parameter gradients in one buffer for the sum over the ranks
+    int64_t total;
+    int rank, ranks;
+    float *grads;
+    int64_t grads_n;
 } run;
 
 static void run_free(run *r) {
@@ -34,6 +41,7 @@ static void run_free(run *r) {
     free(r->dlogits);
     free(r->w);
     free(r->y);
+    free(r->grads);
 }
 
 static int run_init(run *r, ns_model *m, const ns_samples *train, const ns_train_config *cfg, ns_err *err) {
@@ -41,6 +49,15 @@ static int run_init(run *r, ns_model *m, const ns_samples *train, const ns_train
     if (ns_engine_init(&r->e, m, cfg->batch, 1, err) < 0) return -1;
     ns_engine_set_fused(&r->e, 1); // only the logits and parameter gradients are read
     r->e.seed = cfg->seed;
+    r->ranks = cfg->dist ? cfg->dist->size : 1;
+    r->rank = cfg->dist ? cfg->dist->rank : 0;
+    if (r->rank > 0) r->e.seed += (uint64_t)r->rank * 0x9E3779B97F4A7C15ull; // dropout masks per rank
+    r->total = train->n;
+    if (r->ranks > 1) { // the global count: every rank's samples
+        double n = (double)train->n;
+        if (cfg->dist->sum_f64(&n, 1, err) < 0) return -1;
+        r->total = (int64_t)n;
+    }
     for (int t = 0; t < m->ntensors; t++)
         if (r->e.param_grad[t] && cfg->trainable && !cfg->trainable[t]) ns_engine_set_trainable(&r->e, t, 0, err);
     r->params = calloc((size_t)(m->ntensors ? m->ntensors : 1), sizeof *r->params);
@@ -64,12 +81,54 @@ static int run_init(run *r, ns_model *m, const ns_samples *train, const ns_train
         }
     }
     int64_t k = m->nodes[m->output].numel;
-    r->order = malloc((size_t)train->n * sizeof *r->order);
+    r->order = malloc((size_t)r->total * sizeof *r->order);
     r->x = ns_aligned_alloc((size_t)(cfg->batch * in->numel) * sizeof *r->x);
     r->dlogits = ns_aligned_alloc((size_t)(cfg->batch * k) * sizeof *r->dlogits);
     r->w = malloc((size_t)cfg->batch * sizeof *r->w);
     r->y = malloc((size_t)cfg->batch * sizeof *r->y);
     if (!r->order || !r->x || !r->dlogits || !r->w || !r->y) return ns_errf(err, "out of memory");
+    if (r->ranks > 1) {
+        for (int t = 0; t < m->ntensors; t++)
+            if (r->e.param_grad[t]) r->grads_n += m->tensors[t].t.numel;
+        if (!(r->grads = malloc((size_t)r->grads_n * sizeof *r->grads))) return ns_errf(err, "out of memory");
+    }
+    return 0;
+}
+
+// Data-parallel: the parameter gradients summed over the ranks (dist.h),
+// copied through one buffer in the order of the model's tensors.
+static int sum_gradients(run *r, const ns_model *m, const ns_train_config *cfg, ns_err *err) {
+    int64_t at = 0;
+    for (int t = 0; t < m->ntensors; t++)
+        if (r->e.param_grad[t]) {
+            memcpy(r->grads + at, r->e.param_grad[t], (size_t)m->tensors[t].t.numel * sizeof *r->grads);
+            at += m->tensors[t].t.numel;
+        }
+    if (cfg->dist->sum_f32(r->grads, at, err) < 0) return -1;
+    at = 0;
+    for (int t = 0; t < m->ntensors; t++)
+        if (r->e.param_grad[t]) {
+            memcpy(r->e.param_grad[t], r->grads + at, (size_t)m->tensors[t].t.numel * sizeof *r->grads);
+            at += m->tensors[t].t.numel;
+        }
+    return 0;
+}
+
+// Synchronised batch norm on a rank that holds no sample of a global batch:
+// the sums the others make (ops.h, ns_batchnorm_set_sync), of zeros, in the
+// engine's order: per batch norm 2C then C values forward, 2C + 1 backward.
+static int bn_sync_idle(const ns_model *m, const ns_train_config *cfg, ns_err *err) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < m->nnodes; k++) {
+            const ns_node *node = &m->nodes[pass == 0 ? k : m->nnodes - 1 - k];
+            if (node->op != NS_OP_BATCHNORM) continue;
+            const int64_t C = node->shape[0];
+            double zeros[2 * C + 1];
+            memset(zeros, 0, sizeof zeros);
+            if (pass == 0 && (cfg->dist->sum_f64(zeros, 2 * C, err) < 0 || cfg->dist->sum_f64(zeros, C, err) < 0))
+                return -1;
+            if (pass == 1 && cfg->dist->sum_f64(zeros, 2 * C + 1, err) < 0) return -1;
+        }
     return 0;
 }
 
@@ -157,22 +216,33 @@ static int check_labels(const ns_samples *s, int64_t k, const char *what, ns_err
 // One epoch over train in a shuffled order. Returns mean loss and accuracy.
 static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_train_config *cfg, int epoch,
                        int64_t steps_per_epoch, double *loss_out, double *acc_out, ns_err *err) {
-    ns_rng rng;
+    ns_rng rng, aug_rng; // one shuffle for every rank; augmentation per rank
     ns_rng_seed(&rng, ns_rand_u64(cfg->seed, (uint64_t)epoch));
-    for (int64_t i = 0; i < train->n; i++) r->order[i] = i;
-    ns_rng_shuffle(&rng, r->order, train->n);
+    for (int64_t i = 0; i < r->total; i++) r->order[i] = i;
+    ns_rng_shuffle(&rng, r->order, r->total);
+    ns_rng_seed_stream(&aug_rng, cfg->seed, (uint64_t)epoch, (uint64_t)r->rank);
     int64_t k = m->nodes[m->output].numel, numel = train->numel, correct = 0;
     double loss_sum = 0;
-    ns_report_begin(cfg->report, "images", train->n);
+    ns_report_begin(cfg->report, "images", r->total);
     for (int64_t b = 0; b < steps_per_epoch; b++) {
-        int64_t start = b * cfg->batch, n = train->n - start < cfg->batch ? train->n - start : cfg->batch;
-        for (int64_t i = 0; i < n; i++) {
-            int64_t s = r->order[start + i];
-            memcpy(r->x + i * numel, train->x + s * numel, (size_t)numel * sizeof *r->x);
-            r->y[i] = train->y[s];
-            r->w[i] = cfg->sample_weights ? cfg->sample_weights[s] : 1.0f;
+        int64_t start = b * cfg->batch, global_n = r->total - start < cfg->batch ? r->total - start : cfg->batch;
+        int64_t n = 0; // this rank's samples of the global batch (all of them with one rank)
+        for (int64_t i = 0; i < global_n; i++) {
+            int64_t g = r->order[start + i];
+            if (g % r->ranks != r->rank) continue;
+            int64_t s = g / r->ranks;
+            memcpy(r->x + n * numel, train->x + s * numel, (size_t)numel * sizeof *r->x);
+            r->y[n] = train->y[s];
+            r->w[n] = cfg->sample_weights ? cfg->sample_weights[s] : 1.0f;
+            n++;
         }
-        if (r->augment && ns_augment_batch(&r->aug, r->x, r->x, n, &rng, err) < 0) return -1;
+        if (r->augment && ns_augment_batch(&r->aug, r->x, r->x, n, r->ranks > 1 ? &aug_rng : &rng, err) < 0) return -1;
+        if (n == 0) { // nothing of this batch here: a zero gradient to the sum
+            if (cfg->sync_bn && bn_sync_idle(m, cfg, err) < 0) return -1;
+            ns_engine_zero_grad(&r->e);
+            if (sum_gradients(r, m, cfg, err) < 0) return -1;
+            goto step;
+        }
         r->e.step = (uint64_t)epoch * (uint64_t)steps_per_epoch + (uint64_t)b; // dropout masks
         const float *logits = ns_engine_forward(&r->e, r->x, n, 1, err);
         if (!logits) return -1;
@@ -188,17 +258,27 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
             correct += best == r->y[i];
         }
         memset(r->dlogits, 0, (size_t)(n * k) * sizeof *r->dlogits);
-        ns_softmax_ce_backward(r->dlogits, 1.0f, logits, r->y, w, (float)cfg->label_smoothing, n, k);
+        // the mean over the global batch: this rank's share of it
+        float share = r->ranks > 1 ? (float)((double)n / (double)global_n) : 1.0f;
+        ns_softmax_ce_backward(r->dlogits, share, logits, r->y, w, (float)cfg->label_smoothing, n, k);
         ns_engine_zero_grad(&r->e);
         ns_engine_backward(&r->e, r->dlogits);
+        if (r->ranks > 1 && sum_gradients(r, m, cfg, err) < 0) return -1;
+    step:
         if (cfg->after_backward)
             cfg->after_backward(cfg->after_backward_ctx, &r->e, (int64_t)epoch * steps_per_epoch + b);
         ns_optim_step(r->opt, ns_lr_at(&cfg->schedule, (int64_t)epoch * steps_per_epoch + b, steps_per_epoch));
-        ns_report_update(cfg->report, start + n);
+        ns_report_update(cfg->report, start + global_n);
     }
     ns_report_end(cfg->report);
-    *loss_out = loss_sum / (double)train->n;
-    *acc_out = (double)correct / (double)train->n;
+    if (r->ranks > 1) {
+        double sums[2] = {loss_sum, (double)correct};
+        if (cfg->dist->sum_f64(sums, 2, err) < 0) return -1;
+        loss_sum = sums[0];
+        correct = (int64_t)sums[1];
+    }
+    *loss_out = loss_sum / (double)r->total;
+    *acc_out = (double)correct / (double)r->total;
     return 0;
 }
 
@@ -207,12 +287,12 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
     int64_t k = m->nodes[m->output].numel;
     if (check_labels(train, k, "training", err) < 0 || (val && check_labels(val, k, "validation", err) < 0))
         return -1;
-    int64_t steps_per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
     ns_train_config c = *cfg;
-    c.schedule.total_steps = (int64_t)cfg->epochs * steps_per_epoch;
-    if (ns_lr_check(&c.schedule, steps_per_epoch, err) < 0) return -1;
     run r;
     int rc = run_init(&r, m, train, &c, err), start_epoch = 0;
+    int64_t steps_per_epoch = (r.total + cfg->batch - 1) / cfg->batch;
+    c.schedule.total_steps = (int64_t)cfg->epochs * steps_per_epoch;
+    if (rc == 0) rc = ns_lr_check(&c.schedule, steps_per_epoch, err);
     if (rc == 0 && c.resume) rc = resume_state(&r, m, &start_epoch, err);
     if (rc == 0 && start_epoch >= c.epochs)
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--epochs %d)", start_epoch, c.epochs);
@@ -220,6 +300,9 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--stop-after %d)", start_epoch, c.stop_after);
     if (rc == 0 && c.log && start_epoch == 0)
         fprintf(c.log, "epoch\tloss\ttrain_acc\tval_acc\tlr\tseconds\timages_per_s\n");
+    const int sync_bn = c.sync_bn && r.ranks > 1;
+    if (sync_bn) ns_batchnorm_set_sync(c.dist->sum_f64);
+    c.sync_bn = sync_bn;
     double t_start = ns_now();
     int end_epoch = c.stop_after > 0 && c.stop_after < c.epochs ? c.stop_after : c.epochs;
     for (int epoch = start_epoch; rc == 0 && epoch < end_epoch; epoch++) {
@@ -234,17 +317,18 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
             char val_text[32] = "";
             if (val) snprintf(val_text, sizeof val_text, "  val %.2f%%", 100 * val_acc);
             ns_report_message(c.report, "epoch %d/%d  loss %.4f  train %.2f%%%s  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs",
-                              epoch + 1, c.epochs, loss, 100 * acc, val_text, lr, (double)train->n / t_train, secs,
+                              epoch + 1, c.epochs, loss, 100 * acc, val_text, lr, (double)r.total / t_train, secs,
                               done / (epoch + 1 - start_epoch) * left);
         }
         if (c.log) {
             fprintf(c.log, "%d\t%.6f\t%.6f\t%.6f\t%.6g\t%.3f\t%.1f\n", epoch + 1, loss, acc, val_acc, lr, secs,
-                    (double)train->n / t_train);
+                    (double)r.total / t_train);
             fflush(c.log);
         }
         if (last) *last = (ns_epoch_stats){epoch + 1, loss, acc, val_acc, lr, secs};
-        if (c.checkpoint) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
+        if (c.checkpoint && r.rank == 0) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
     }
+    if (sync_bn) ns_batchnorm_set_sync(NULL);
     run_free(&r);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "nn/optim.h"
 
 struct ns_engine;
+struct ns_dist;
 
 typedef struct ns_train_config {
     int epochs;                   // the schedule's length
@@ -42,6 +43,11 @@ typedef struct ns_train_config {
     // parameter gradients: the sparsity regularisers of lib/prune/prune.h.
     void (*after_backward)(void *ctx, struct ns_engine *e, int64_t step);
     void *after_backward_ctx;
+    // Data-parallel training (nn/dist.h) when not NULL and of more than one
+    // rank: train holds this rank's samples (stream positions p with p mod W
+    // == rank), batch is the global batch; checkpoints come from rank 0.
+    const struct ns_dist *dist;
+    int sync_bn;                  // with dist: batch-norm statistics over the global batch
 } ns_train_config;
 
 typedef struct ns_epoch_stats {

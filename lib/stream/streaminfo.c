@@ -39,3 +39,10 @@ void ns_stream_info_free(ns_stream_info *s) {
     ns_strings_free(s->labels, s->nlabels);
     memset(s, 0, sizeof *s);
 }
+
+void ns_map_shard(ns_map *m, const ns_shard *s, int64_t batch) {
+    if (!ns_shard_active(s)) return;
+    ns_map_i64(m, "shard.index", s->index);
+    ns_map_i64(m, "shard.count", s->count);
+    ns_map_i64(m, "shard.batch", batch);
+}

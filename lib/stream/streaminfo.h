@@ -5,6 +5,7 @@
 #ifndef NS_STREAMINFO_H
 #define NS_STREAMINFO_H
 
+#include "base/shard.h"
 #include "stream/tns.h"
 
 #define NS_MAX_NORM 4 // channels of image.mean / image.std
@@ -21,5 +22,11 @@ typedef struct ns_stream_info {
 // a std that is not positive.
 int ns_stream_info_update(ns_stream_info *s, const ns_record *rec, ns_err *err);
 void ns_stream_info_free(ns_stream_info *s);
+
+// The keys a sharded output adds to its meta record (tns(5), "Shards"):
+// shard.index and shard.count (I/N), and shard.batch, the samples per record
+// of the unsharded output, so that tns-cat --by-id rebuilds it record for
+// record. Nothing when s is not active.
+void ns_map_shard(ns_map *m, const ns_shard *s, int64_t batch);
 
 #endif
