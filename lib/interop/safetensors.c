@@ -77,7 +77,8 @@ static int parse_entry(const char *name, const ns_jvalue *v, size_t data_len, st
                        data_len);
     int64_t numel;
     size_t nbytes;
-    if (ns_shape_size(e->ndim, e->shape, e->dtype, &numel, &nbytes, err) < 0) return -1;
+    if (ns_shape_size(e->ndim, e->shape, e->dtype, &numel, &nbytes, err) < 0)
+        return ns_err_prefix(err, "safetensors: %s", qn);
     if (nbytes != (size_t)(e->end - e->begin))
         return ns_errf(err, "safetensors: %s takes %lld bytes, its shape and dtype need %zu", qn,
                        (long long)(e->end - e->begin), nbytes);
