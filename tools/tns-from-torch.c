@@ -201,12 +201,12 @@ static void set_norm(ns_model *m, const char *mean, const char *std, int channel
     double mv[4], sv[4];
     int nm = ns_parse_doubles(mean, mv, 4, &err), ns = nm < 0 ? -1 : ns_parse_doubles(std, sv, 4, &err);
     if (nm < 0 || ns < 0) ns_die_usage("--mean/--std: %s", err.msg);
-    if (nm != ns || (nm != 1 && nm != channels))
+    if ((nm != 1 && nm != channels) || (ns != 1 && ns != channels))
         ns_die_usage("--mean and --std need 1 or %d values each (%d and %d given)", channels, nm, ns);
     m->nnorm = channels > 4 ? 1 : channels;
     for (int c = 0; c < m->nnorm; c++) {
         m->mean[c] = mv[nm == 1 ? 0 : c];
-        m->std[c] = sv[nm == 1 ? 0 : c];
+        m->std[c] = sv[ns == 1 ? 0 : c];
         if (!(m->std[c] > 0)) ns_die_usage("--std values must be positive (%g)", m->std[c]);
     }
 }

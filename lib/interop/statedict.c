@@ -154,30 +154,20 @@ static int batch_counter(const ns_model *m, const ns_sd_entry *e) {
 
 int ns_model_load_state_dict(ns_model *m, const ns_state_dict *sd, ns_err *err) {
     char *taken = calloc((size_t)sd->n + 1, 1);
-    if (!taken) return ns_errf(err, "out of memory");
-    int rc = 0, missing = 0, first_missing = -1;
-    for (int i = 0; i < m->ntensors && rc == 0; i++) {
-        ns_named_tensor *nt = &m->tensors[i];
-        if (!nt->used) continue;
-        int j = ns_state_dict_find(sd, nt->name);
-        if (j < 0) {
-            if (!missing++) first_missing = i;
-            continue;
-        }
-        taken[j] = 1;
-        const ns_tensor *src = &sd->items[j].t;
-        char want[96], got[96];
-        ns_shape_format(want, sizeof want, nt->t.ndim, nt->t.shape);
-        ns_shape_format(got, sizeof got, src->ndim, src->shape);
-        if (!same_shape(&nt->t, src))
-            rc = ns_errf(err, "%s is %s in the checkpoint, the model needs %s", nt->name, got, want);
-        else if (!is_float(src->dtype))
-            rc = ns_errf(err, "%s has dtype %s in the checkpoint, the model needs a float", nt->name,
-                         ns_dtypes[src->dtype].name);
-        else
-            ns_convert_to_f32(nt->t.data, src->data, src->dtype, (size_t)src->numel);
+    int *source = calloc((size_t)m->ntensors + 1, sizeof *source);
+    if (!taken || !source) {
+        free(taken);
+        free(source);
+        return ns_errf(err, "out of memory");
     }
-    if (rc == 0 && missing) {
+    // Names first: a wrong architecture is told by what is missing.
+    int rc = 0, missing = 0, first_missing = -1;
+    for (int i = 0; i < m->ntensors; i++) {
+        source[i] = m->tensors[i].used ? ns_state_dict_find(sd, m->tensors[i].name) : -1;
+        if (source[i] >= 0) taken[source[i]] = 1;
+        else if (m->tensors[i].used && !missing++) first_missing = i;
+    }
+    if (missing) {
         const ns_named_tensor *nt = &m->tensors[first_missing];
         char want[96];
         ns_shape_format(want, sizeof want, nt->t.ndim, nt->t.shape);
@@ -194,7 +184,23 @@ int ns_model_load_state_dict(ns_model *m, const ns_state_dict *sd, ns_err *err) 
         rc = ns_errf(err, "the checkpoint's %s (%s) is not in the model%s", e->name, got,
                      leftover > 1 ? ", nor are others: wrong --arch?" : "");
     }
+    for (int i = 0; i < m->ntensors && rc == 0; i++) {
+        if (source[i] < 0) continue;
+        ns_named_tensor *nt = &m->tensors[i];
+        const ns_tensor *src = &sd->items[source[i]].t;
+        char want[96], got[96];
+        ns_shape_format(want, sizeof want, nt->t.ndim, nt->t.shape);
+        ns_shape_format(got, sizeof got, src->ndim, src->shape);
+        if (!same_shape(&nt->t, src))
+            rc = ns_errf(err, "%s is %s in the checkpoint, the model needs %s", nt->name, got, want);
+        else if (!is_float(src->dtype))
+            rc = ns_errf(err, "%s has dtype %s in the checkpoint, the model needs a float", nt->name,
+                         ns_dtypes[src->dtype].name);
+        else
+            ns_convert_to_f32(nt->t.data, src->data, src->dtype, (size_t)src->numel);
+    }
     free(taken);
+    free(source);
     return rc;
 }
 
