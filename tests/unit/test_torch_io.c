@@ -6,6 +6,7 @@
 // tolerance. Then the writers: a state_dict written as safetensors and as a
 // torch zip reads back bit for bit; and the pickle machine on hand-made
 // pickles: what it must refuse, and that it says what it refused.
+// sanitize: yes
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
