@@ -28,6 +28,25 @@ need_torch() {
     net-info "$T/p.tns" | awk '$1=="fc2"{print $4}' | grep -qx 12
 }
 
+@test "every built-in goes out and back in, its sizes read from the shapes" {
+    while read -r arch builtin opts; do
+        in=$(echo "$opts" | sed 's/.*--in \([^ ]*\).*/\1/')
+        # shellcheck disable=SC2086
+        net-init --arch $builtin $opts --seed 2 -o "$T/a.tns"
+        tns-to-torch -o "$T/a.safetensors" "$T/a.tns"
+        tns-from-torch --arch "$arch" --in "$in" -o "$T/b.tns" "$T/a.safetensors"
+        cmp <(tns-cat --no-meta --kind tensor "$T/a.tns") <(tns-cat --no-meta --kind tensor "$T/b.tns")
+        diff <(net-info "$T/a.tns" | grep -v '^arch') <(net-info "$T/b.tns" | grep -v '^arch')
+    done <<'EOF'
+vit vit --in 3x28x28 --classes 5 --depth 2 --patch 7
+vgg vgg --in 3x16x16 --classes 4 --depth 6 --width 0.5
+mlp mlp --in 12 --classes 3 --hidden 8,6
+resnet18-cifar resnet18 --in 3x16x16 --classes 3 --width 0.25
+resnet20 resnet20 --in 1x8x8 --classes 2 --width 2
+lenet lenet --in 1x28x28 --classes 10
+EOF
+}
+
 @test "a wrong architecture names the tensor that is missing, left over or misshapen" {
     run -1 tns-from-torch --arch vgg --in 3x16x16 --num-classes 10 "$F/resnet20.pt"
     [[ "$output" == *"the checkpoint lacks features.conv0.weight (16x3x3x3), and more"* ]]
