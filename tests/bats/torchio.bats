@@ -113,10 +113,11 @@ EOF
 
 @test "torch: exported fixtures load with weights_only and strict names, and give torch's logits" {
     need_torch
-    for c in resnet20 vgg lenet mlp; do
+    for c in resnet20 vgg lenet mlp vit; do
         case $c in mlp) in=20 ;; lenet) in=1x16x16 ;; *) in=3x16x16 ;; esac
         key=""
         [ "$c" = lenet ] && key="--key state_dict"
+        [ "$c" = vit ] && key="--heads 2"
         # shellcheck disable=SC2086
         tns-from-torch --arch $c --in $in $key -o "$T/$c.tns" "$F/$c.pt"
         tns-to-torch -o "$T/$c.pt" "$T/$c.tns"
@@ -127,13 +128,15 @@ import sys, torch, msgpack
 sys.path.insert(0, sys.argv[1])
 from gen_engine_ref import VGG, LeNet, ResNet20
 from gen_torch_io import MLP, read_safetensors
+from gen_transformer_ref import ViT
 t = sys.argv[2]
 refs = {r["name"]: r for r in msgpack.Unpacker(open(sys.argv[1] + "/torch_io/torch_io.tns", "rb"), raw=False)}
 def tensor(name):
     r = refs[name]
     return torch.frombuffer(bytearray(r["data"]), dtype=torch.float32).reshape(r["shape"])
 models = {"resnet20": lambda: ResNet20(3, 10, 0.25), "vgg": lambda: VGG(3, 16, 10, 4, 0.5),
-          "lenet": lambda: LeNet(1, 16, 10), "mlp": lambda: MLP(20, [16, 12], 10)}
+          "lenet": lambda: LeNet(1, 16, 10), "mlp": lambda: MLP(20, [16, 12], 10),
+          "vit": lambda: ViT(3, 16, 4, 16, 1, 2, 10)}
 for name, make in models.items():
     for sd in (torch.load(f"{t}/{name}.pt", weights_only=True), read_safetensors(f"{t}/{name}.safetensors")):
         m = make()

@@ -43,16 +43,20 @@ $file: left an output"
 fixture_in() { case $1 in mlp) echo 20 ;; lenet) echo 1x16x16 ;; *) echo 3x16x16 ;; esac; }
 
 @test "fixtures import, export as safetensors and .pt, and import again to the same tensors" {
-    for c in resnet20 vgg lenet mlp; do
+    for c in resnet20 vgg lenet mlp vit; do
         key=""
         [ "$c" = lenet ] && key="--key state_dict"
+        [ "$c" = vit ] && key="--heads 2"
         # shellcheck disable=SC2086
         tns-from-torch --arch $c --in "$(fixture_in $c)" $key -o "$T/$c.tns" "$F/$c.pt"
-        tns-from-torch --arch $c --in "$(fixture_in $c)" -o "$T/$c-st.tns" "$F/$c.safetensors"
+        # shellcheck disable=SC2086
+        tns-from-torch --arch $c --in "$(fixture_in $c)" ${key#--key state_dict} -o "$T/$c-st.tns" "$F/$c.safetensors"
         tns-to-torch -o "$T/$c.safetensors" "$T/$c.tns"
         tns-to-torch -o "$T/$c.pt" "$T/$c.tns"
-        tns-from-torch --arch $c --in "$(fixture_in $c)" -o "$T/$c-a.tns" "$T/$c.safetensors"
-        tns-from-torch --arch $c --in "$(fixture_in $c)" -o "$T/$c-b.tns" "$T/$c.pt"
+        # shellcheck disable=SC2086
+        tns-from-torch --arch $c --in "$(fixture_in $c)" ${key#--key state_dict} -o "$T/$c-a.tns" "$T/$c.safetensors"
+        # shellcheck disable=SC2086
+        tns-from-torch --arch $c --in "$(fixture_in $c)" ${key#--key state_dict} -o "$T/$c-b.tns" "$T/$c.pt"
         for m in "$c-st" "$c-a" "$c-b"; do
             tns-cat --no-meta --kind tensor "$T/$c.tns" > "$T/x1"
             tns-cat --no-meta --kind tensor "$T/$m.tns" > "$T/x2"

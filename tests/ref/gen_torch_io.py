@@ -8,9 +8,9 @@
 #                       in eval mode, with the weights exactly as stored
 # Cases are small (a few hundred kB in all): a ResNet-20 x0.25, a VGG of
 # four convs at width 0.5, LeNet-5, an MLP whose tensors are strided views
-# and slices of one storage. Also importable: tests/bats/torchio.bats calls
-# safetensors_bytes() for its round trips. Needs python3-torch and
-# python3-msgpack to regenerate:
+# and slices of one storage, a ViT (patch 4, 16 features, 1 block, 2 heads).
+# Also imported by tests/bats/torchio.bats (MLP, read_safetensors) for its
+# round trips. Needs python3-torch and python3-msgpack to regenerate:
 #   /usr/bin/python3 tests/ref/gen_torch_io.py
 import json
 import os
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from gen_engine_ref import VGG, LeNet, ResNet20, perturb_bn, record  # noqa: E402
+from gen_transformer_ref import ViT  # noqa: E402
 
 N = 4
 CLASSES = 10
@@ -109,6 +110,7 @@ CASES = [
     ("vgg", (3, 16, 16), lambda g: VGG(3, 16, CLASSES, 4, 0.5), torch.bfloat16, "plain"),
     ("lenet", (1, 16, 16), lambda g: LeNet(1, 16, CLASSES), torch.float16, "checkpoint"),
     ("mlp", (20,), strided_mlp, torch.float32, "plain"),
+    ("vit", (3, 16, 16), lambda g: ViT(3, 16, 4, 16, 1, 2, CLASSES), torch.float16, "plain"),
 ]
 
 

@@ -32,6 +32,7 @@ static const tcase cases[] = {
     {"vgg", "vgg", NULL, {.in_c = 3, .in_h = 16, .in_w = 16, .classes = 10, .width = 0.5, .depth = 4}},
     {"lenet", "lenet", "state_dict", {.in_c = 1, .in_h = 16, .in_w = 16, .classes = 10, .width = 1}},
     {"mlp", "mlp", NULL, {.in_c = 20, .classes = 10, .width = 1, .hidden = {16, 12}, .nhidden = 2}},
+    {"vit", "vit", NULL, {.in_c = 3, .in_h = 16, .in_w = 16, .classes = 10, .width = 0.25, .depth = 1, .patch = 4, .heads = 2}},
 };
 
 static int load_file(ns_state_dict *sd, const char *path, const char *key, ns_err *err) {
