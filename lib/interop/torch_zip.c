@@ -191,8 +191,11 @@ static void list_keys(char *buf, size_t cap, const ns_pk_value *d) {
     }
 }
 
+// Views may repeat elements (stride 0), so a small storage could ask for a
+// huge tensor: what is copied out is capped at 4 times the archive plus 64 MB.
 static int collect_tensors(ns_state_dict *sd, const ns_pickle *p, const ns_pk_value *dict,
-                           const uint8_t **storage_data, const char *key, ns_err *err) {
+                           const uint8_t **storage_data, const char *key, size_t archive_len, ns_err *err) {
+    uint64_t budget = 4 * (uint64_t)archive_len + (64u << 20);
     size_t ntensors = 0;
     for (size_t i = 1; i < dict->n; i += 2) ntensors += dict->items[i]->type == NS_PK_TENSOR;
     if (!ntensors) {
@@ -208,6 +211,15 @@ static int collect_tensors(ns_state_dict *sd, const ns_pickle *p, const ns_pk_va
         if (v->type != NS_PK_TENSOR)
             return ns_errf(err, "torch: '%s' in the state_dict is not a tensor", ns_quote_bytes(q, 64, k->s, k->n));
         const ns_pk_storage *s = &p->storages[v->tensor.storage];
+        uint64_t numel = 1;
+        for (int d = 0; d < v->tensor.ndim; d++)
+            numel = v->tensor.shape[d] && numel > UINT64_MAX / (uint64_t)v->tensor.shape[d] ? UINT64_MAX
+                                                                                            : numel * (uint64_t)v->tensor.shape[d];
+        uint64_t bytes = numel > UINT64_MAX / 8 ? UINT64_MAX : numel * ns_dtypes[s->dtype].size;
+        if (bytes > budget)
+            return ns_errf(err, "torch: '%s' repeats its storage's elements into more bytes than the file could hold",
+                           ns_quote_bytes(q, 64, k->s, k->n));
+        budget -= bytes;
         ns_tensor t = {0};
         if (copy_view(&t, &v->tensor, s, storage_data[v->tensor.storage], err) < 0) return -1;
         int rc = ns_state_dict_add(sd, k->s, k->n, &t, err);
@@ -261,7 +273,7 @@ int ns_state_dict_read_torch(ns_state_dict *sd, const uint8_t *buf, size_t len, 
     }
     const ns_pk_value *dict = select_dict(p.root, key, err);
     if (!dict) goto done;
-    rc = collect_tensors(sd, &p, dict, storage_data, key, err);
+    rc = collect_tensors(sd, &p, dict, storage_data, key, len, err);
 done:
     free(storage_data);
     ns_pickle_free(&p);

@@ -7,9 +7,10 @@
 # torch needed): code execution by REDUCE (os.system, builtins.eval, at
 # protocols 2 and 4), module classes, a MARK recursion bomb, a list nested
 # 50,000 deep, memo abuse, lengths far past the end, storages shorter than
-# their tensors or than their views, an absurd storage size, a storage key
-# with a path, one key with two dtypes, overlapping views (legal in torch:
-# they must read safely), truncated and malformed zips, the legacy format;
+# their tensors or than their views, a stride-0 view asking for 256 GB, an
+# absurd storage size, a storage key with a path, one key with two dtypes,
+# overlapping views (legal in torch: they must read safely), truncated and
+# malformed zips, the legacy format;
 # safetensors with lying header lengths, offsets, sizes, overlaps, JSON.
 #   /usr/bin/python3 tests/ref/gen_torch_hostile.py
 import io
@@ -51,13 +52,17 @@ def state_dict(entries):
 def torch_zip(pkl, storages=(), extra=()):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", pkl)
+        put(z, "archive/data.pkl", pkl)
         for key, data in storages:
-            z.writestr(f"archive/data/{key}", data)
+            put(z, f"archive/data/{key}", data)
         for name, data in extra:
-            z.writestr(name, data)
-        z.writestr("archive/version", "3\n")
+            put(z, name, data)
+        put(z, "archive/version", b"3\n")
     return buf.getvalue()
+
+
+def put(z, name, data):  # a fixed date, so the files are the same every time
+    z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
 
 
 def write(name, data, expected):
@@ -108,6 +113,8 @@ def main():
                                               [("0", zeros(50))]), "reaching element 54 of storage 0")
     write("stride_overflow.pt", torch_zip(state_dict([("w", tensor("0", 50, 0, [2, 2], [(1 << 31) - 1, 1]))]),
                                           [("0", zeros(50))]), "reaching element 2147483648 of storage 0")
+    write("expand_bomb.pt", torch_zip(state_dict([("w", tensor("0", 1, 0, [1 << 30, 64], [0, 0]))]),
+                                      [("0", zeros(1))]), "repeats its storage's elements")
     write("missing_storage.pt", torch_zip(state_dict([("w", tensor("7", 4, 0, [4], [1]))])),
           "no file data/7 for storage 7")
     write("storage_path.pt", torch_zip(state_dict([("w", tensor("../../etc/passwd", 4, 0, [4], [1]))])),
@@ -154,7 +161,7 @@ def main():
 def zipfile_without_pickle():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/version", "3\n")
+        put(z, "archive/version", b"3\n")
     return buf.getvalue()
 
 
