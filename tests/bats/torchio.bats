@@ -5,7 +5,7 @@
 # and class names. With Debian's python3-torch (not on CI; the committed
 # fixtures and test_torch_io carry the main checks there): every exported
 # fixture loads in torch (weights_only=True, strict) and gives torch's
-# logits again; a pruned model goes back through --spec and
+# logits again; a pruned model and a merged one go back through --spec and
 # examples/torch_from_spec.py with net-eval's logits; and, with
 # python3-torchvision, a random torchvision resnet18 (46 MB, made in the
 # test's directory) comes in with torch's logits and goes back out.
@@ -178,6 +178,40 @@ full = sum(p.numel() for p in net.parameters())
 err = (y - first(f"{t}/l.tns")).abs().max().item()
 assert err < 1e-4, err
 print(full, err)
+PY
+}
+
+@test "torch: a merged model (perm-align of an import and a new model) goes back through --spec" {
+    need_torch
+    $PY - "$T/d.tns" <<'PY'
+import sys, msgpack, numpy as np
+x = np.random.default_rng(0).standard_normal((32, 3, 16, 16)).astype("<f4")
+recs = [{"fmt": "tns", "ver": 1, "kind": "meta", "name": "meta",
+         "meta": {"general.labels": [str(i) for i in range(10)]}},
+        {"fmt": "tns", "ver": 1, "kind": "tensor", "name": "images", "dtype": "f32", "shape": list(x.shape),
+         "meta": {"labels": [i % 10 for i in range(32)], "ids": list(range(32))}, "data": x.tobytes()}]
+open(sys.argv[1], "wb").write(b"".join(msgpack.packb(r, use_bin_type=True) for r in recs))
+PY
+    tns-from-torch --arch resnet20 --in 3x16x16 -o "$T/a.tns" "$F/resnet20.pt"
+    net-init --arch resnet20 --in 3x16x16 --classes 10 --width 0.25 --seed 5 -o "$T/b.tns"
+    perm-align -q -M zip --data "$T/d.tns" -o "$T/m.tns" "$T/a.tns" "$T/b.tns" > /dev/null
+    net-eval --model "$T/m.tns" --logits "$T/l.tns" "$T/d.tns" > /dev/null
+    tns-to-torch --spec "$T/m.cfg" -o "$T/m.safetensors" "$T/m.tns"
+    $PY - "$ROOT/examples" "$T" <<'PY'
+import sys, torch, msgpack
+sys.path.insert(0, sys.argv[1])
+from torch_from_spec import SpecNet, load_safetensors
+t = sys.argv[2]
+net = SpecNet(open(f"{t}/m.cfg").read())
+net.load_state_dict(load_safetensors(f"{t}/m.safetensors"), strict=True)
+net.eval()
+def first(path):
+    r = next(r for r in msgpack.Unpacker(open(path, "rb"), raw=False) if r["kind"] == "tensor" and r.get("data"))
+    return torch.frombuffer(bytearray(r["data"]), dtype=torch.float32).reshape(r["shape"])
+with torch.no_grad():
+    y = net(first(f"{t}/d.tns"))
+err = (y - first(f"{t}/l.tns")).abs().max().item()
+assert err < 1e-4, err
 PY
 }
 
