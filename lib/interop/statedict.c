@@ -91,15 +91,17 @@ int ns_read_whole(const char *path, size_t max, uint8_t **buf, size_t *len, ns_e
     return 0;
 }
 
+// safetensors starts with its header's length, whose low byte may be 0x80,
+// the pickle PROTO opcode: the JSON brace at byte 8 decides first.
 int ns_state_dict_read(ns_state_dict *sd, const uint8_t *buf, size_t len, const char *key, ns_err *err) {
     if (len >= 4 && memcmp(buf, "PK\x03\x04", 4) == 0) return ns_state_dict_read_torch(sd, buf, len, key, err);
-    if (len >= 2 && buf[0] == 0x80)
-        return ns_errf(err, "a bare pickle: torch.save's legacy format (before torch 1.6, or "
-                            "_use_new_zipfile_serialization=False) is not read; load it in torch and save it again");
     if (len >= 9 && buf[8] == '{') {
         if (key && *key) return ns_errf(err, "--key is for torch.save files; safetensors holds one flat dict");
         return ns_state_dict_read_safetensors(sd, buf, len, err);
     }
+    if (len >= 2 && buf[0] == 0x80)
+        return ns_errf(err, "a bare pickle: torch.save's legacy format (before torch 1.6, or "
+                            "_use_new_zipfile_serialization=False) is not read; load it in torch and save it again");
     return ns_errf(err, "neither a torch.save zip nor a safetensors file");
 }
 

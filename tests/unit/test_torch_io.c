@@ -103,6 +103,38 @@ static void check_writers(void) {
     ns_state_dict_free(&sd);
 }
 
+// Safetensors headers of every length from 40 to 300 bytes: one whose length
+// has the low byte 0x80 (the pickle PROTO opcode) was once taken for a
+// legacy torch pickle (found by fuzz_torch).
+static void check_header_lengths(void) {
+    int bad = 0, first_bad = 0;
+    for (int n = 1; n <= NS_NAME_MAX; n++) {
+        ns_state_dict sd, back;
+        ns_state_dict_init(&sd);
+        ns_state_dict_init(&back);
+        ns_err err = {{0}};
+        char name[300];
+        memset(name, 'a', (size_t)n);
+        name[n] = 0;
+        ns_tensor t = {0};
+        int64_t shape[1] = {2};
+        int ok = ns_tensor_alloc(&t, NS_F32, 1, shape, &err) == 0 && ns_state_dict_add(&sd, name, (size_t)n, &t, &err) == 0;
+        ns_tensor_free(&t);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        ok = ok && ns_state_dict_write_safetensors(&sd, f, NULL, 0, &err) == 0;
+        fclose(f);
+        ok = ok && ns_state_dict_read(&back, (const uint8_t *)buf, len, NULL, &err) == 0 && back.n == 1;
+        if (!ok && !bad++) first_bad = n;
+        free(buf);
+        ns_state_dict_free(&sd);
+        ns_state_dict_free(&back);
+    }
+    CHECK(!bad, "safetensors with headers of every length read back (%d failed, first with a %d-byte name)", bad,
+          first_bad);
+}
+
 // A pickle that must fail, with want in the message.
 static void refuse(const char *what, const void *bytes, size_t n, const char *want) {
     ns_pickle p;
@@ -184,6 +216,7 @@ int main(void) {
     }
     free_refs();
     check_writers();
+    check_header_lengths();
     check_pickles();
     return check_done();
 }
