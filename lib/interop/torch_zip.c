@@ -378,7 +378,7 @@ int ns_state_dict_write_torch(const ns_state_dict *sd, FILE *f, const char *arch
         free(o.b);
         return ns_errf(err, "out of memory");
     }
-    ns_archive_writer *aw = ns_archive_writer_open(f, "zip", err);
+    ns_archive_writer *aw = ns_archive_writer_open(f, "zip-stored", err);
     if (!aw) {
         free(o.b);
         return -1;
