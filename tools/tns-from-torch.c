@@ -26,20 +26,13 @@ struct cmdline {
     double width;
 };
 
-// Names tns-from-torch knows, the built-in behind each, and the module names
-// of its state_dict.
+// Names tns-from-torch knows and the built-in behind each (nn/arch.h).
 static const struct {
     const char *name, *builtin;
-    int torchvision;
-    const char *what;
+    int torchvision; // torchvision's names, 3x224x224 and ImageNet normalisation by default
 } archs[] = {
-    {"resnet18", "torchvision-resnet18", 1, "torchvision.models.resnet18 (3x224x224, ImageNet normalisation)"},
-    {"resnet18-cifar", "resnet18", 0, "netsmith's resnet18 for small inputs (3x3 stem, no max pool)"},
-    {"resnet20", "resnet20", 0, "the CIFAR ResNet-20xW (conv1, layerS.B.conv1, .shortcut.0/1, fc)"},
-    {"vgg", "vgg", 0, "netsmith's vgg (features.convI, features.bnI, fc)"},
-    {"lenet", "lenet", 0, "LeNet-5 (conv1, conv2, fc1, fc2, fc)"},
-    {"mlp", "mlp", 0, "an MLP (fc1 .. fcN, fc)"},
-    {"vit", "vit", 0, "netsmith's ViT (patch_embed, cls_token, pos_embed, encoder.layers.I, norm, head)"},
+    {"resnet18", "torchvision-resnet18", 1}, {"resnet18-cifar", "resnet18", 0}, {"resnet20", "resnet20", 0},
+    {"vgg", "vgg", 0}, {"lenet", "lenet", 0}, {"mlp", "mlp", 0}, {"vit", "vit", 0},
 };
 #define NARCHS ((int)(sizeof archs / sizeof *archs))
 
