@@ -39,7 +39,7 @@ srcs=$(ls "$objdir"/*.o)
 
 # Seeds: a few real streams, PNGs and archives.
 seeds=$out/seeds
-rm -rf "$seeds"; mkdir -p "$seeds/tns" "$seeds/png" "$seeds/archive" "$seeds/model" "$seeds/graph"
+rm -rf "$seeds"; mkdir -p "$seeds/tns" "$seeds/png" "$seeds/archive" "$seeds/model" "$seeds/graph" "$seeds/torch"
 printf '1 2 3\n4 5 6\n' | bin/tns-tsv -r -n x > "$seeds/tns/a.tns"
 printf '1\n' | bin/tns-tsv -r -t u8 > "$seeds/tns/b.tns"
 fm=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
@@ -64,6 +64,13 @@ bin/graph-gen -q -n 30 -c 2 -d 20 -f bernoulli --train-per-class 3 --val 5 --tes
 printf '0 1\n1 2\n2 0\n3 3\n' > "$seeds/edges.txt"
 bin/graph-import "$seeds/edges.txt" > "$seeds/graph/edges.tns"
 
+# PyTorch checkpoints: the committed fixtures and hostile corpus, and a bare
+# pickle (the data.pkl of a small state_dict).
+cp tests/ref/torch_io/*.pt tests/ref/torch_io/*.safetensors tests/ref/torch_hostile/*.pt \
+    tests/ref/torch_hostile/*.safetensors "$seeds/torch/"
+python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("mlp/data.pkl"))' \
+    tests/ref/torch_io/mlp.pt > "$seeds/torch/mlp.pkl" || rm -f "$seeds/torch/mlp.pkl"
+
 status=0
 for name in $targets; do
     target=fuzz/$name.c
@@ -72,6 +79,7 @@ for name in $targets; do
         fuzz_png) corpus=$seeds/png ;;
         fuzz_model) corpus=$seeds/model ;;
         fuzz_graph) corpus=$seeds/graph ;;
+        fuzz_torch) corpus=$seeds/torch ;;
         *) corpus=$seeds/archive ;;
     esac
     echo "fuzz: building $name" >&2

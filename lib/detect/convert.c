@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "base/json.h"
-#include "detect/jsonparse.h"
+#include "base/jsonparse.h"
 
 // --- YOLO ------------------------------------------------------------------------
 

@@ -113,8 +113,8 @@ static void build_vgg(builder *b, const ns_arch_opts *o) {
 }
 
 // A BasicBlock: conv3-bn-relu-conv3-bn, plus the input or a 1x1 conv+bn
-// projection, then relu. prefix is "layer2.0" and so on.
-static void basic_block(builder *b, const char *prefix, int out, int stride) {
+// projection (shortcut_name.0, .1), then relu. prefix is "layer2.0" and so on.
+static void basic_block(builder *b, const char *prefix, int out, int stride, const char *shortcut_name) {
     int from = b->last, in_c = (int)b->m->nodes[from].shape[0];
     char name[64];
     snprintf(name, sizeof name, "%s.conv1", prefix);
@@ -129,9 +129,9 @@ static void basic_block(builder *b, const char *prefix, int out, int stride) {
     int main_path = chain(b, name, NS_OP_BATCHNORM);
     int shortcut = from;
     if (stride != 1 || in_c != out) {
-        snprintf(name, sizeof name, "%s.shortcut.0", prefix);
+        snprintf(name, sizeof name, "%s.%s.0", prefix, shortcut_name);
         conv(b, name, from, out, 1, stride, 0, 0);
-        snprintf(name, sizeof name, "%s.shortcut.1", prefix);
+        snprintf(name, sizeof name, "%s.%s.1", prefix, shortcut_name);
         shortcut = chain(b, name, NS_OP_BATCHNORM);
     }
     int sum[2] = {main_path, shortcut};
@@ -146,16 +146,24 @@ static void resolve_so_far(builder *b) {
     if (!b->failed && ns_model_resolve(b->m, 1, b->err) < 0) b->failed = 1;
 }
 
-static void build_resnet(builder *b, const ns_arch_opts *o, int base, int stages, int blocks) {
-    conv(b, "conv1", b->last, channels(base, o->width), 3, 1, 1, 0);
+static void build_resnet(builder *b, const ns_arch_opts *o, int base, int stages, int blocks, int tv) {
+    conv(b, "conv1", b->last, channels(base, o->width), tv ? 7 : 3, tv ? 2 : 1, tv ? 3 : 1, 0);
     chain(b, "bn1", NS_OP_BATCHNORM);
     chain(b, "relu", NS_OP_RELU);
+    if (tv) {
+        int mp = pool(b, "maxpool", NS_OP_MAXPOOL, 3);
+        if (mp >= 0) {
+            iattr(b, mp, "stride", 2);
+            iattr(b, mp, "pad", 1);
+        }
+    }
     for (int s = 0; s < stages; s++) {
         for (int k = 0; k < blocks; k++) {
             resolve_so_far(b);
             char prefix[32];
             snprintf(prefix, sizeof prefix, "layer%d.%d", s + 1, k);
-            basic_block(b, prefix, channels(base << s, o->width), k == 0 && s > 0 ? 2 : 1);
+            basic_block(b, prefix, channels(base << s, o->width), k == 0 && s > 0 ? 2 : 1,
+                        tv ? "downsample" : "shortcut");
         }
     }
     chain(b, "avgpool", NS_OP_GLOBAL_AVGPOOL);
@@ -226,8 +234,9 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
     else if (!spatial) return ns_errf(err, "%s needs an image input C x H x W", name);
     else if (strcmp(name, "lenet") == 0) build_lenet(&b, o);
     else if (strcmp(name, "vgg") == 0) build_vgg(&b, o);
-    else if (strcmp(name, "resnet20") == 0) build_resnet(&b, o, 16, 3, 3);
-    else if (strcmp(name, "resnet18") == 0) build_resnet(&b, o, 64, 4, 2);
+    else if (strcmp(name, "resnet20") == 0) build_resnet(&b, o, 16, 3, 3, 0);
+    else if (strcmp(name, "resnet18") == 0) build_resnet(&b, o, 64, 4, 2, 0);
+    else if (strcmp(name, "torchvision-resnet18") == 0) build_resnet(&b, o, 64, 4, 2, 1);
     else if (strcmp(name, "vit") == 0) build_vit(&b, o);
     else return ns_errf(err, "unknown architecture (%s)", name);
     resolve_so_far(&b);

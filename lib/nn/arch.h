@@ -12,6 +12,9 @@
 //             conv+BN shortcuts where the shape changes), the ResNet-20xW of the
 //             model-merging papers
 //   resnet18  ResNet-18 for small inputs (3x3 stem, no max pool), 64w..512w
+//   torchvision-resnet18  torchvision's resnet18, names and all: 7x7/2 stem
+//             conv, 3x3/2 max pool, shortcuts named downsample.0/.1 (built for
+//             tns-from-torch; not in ns_arch_names)
 //   vit       Vision Transformer: patch_embed (P x P patches, D = 64w features),
 //             cls_token, pos_embed, depth pre-norm blocks [layernorm, attention
 //             (heads), add, layernorm, linear(4D), gelu, linear(D), add] as

@@ -41,6 +41,8 @@ static int write_failed(const ns_archive_writer *aw, const char *where, ns_err *
 static int writer_setup(struct archive *a, const char *format) {
     if (strcmp(format, "tar") == 0) return archive_write_set_format_pax_restricted(a);
     if (strcmp(format, "zip") == 0) return archive_write_set_format_zip(a);
+    if (strcmp(format, "zip-stored") == 0) // uncompressed, as torch.save writes
+        return archive_write_set_format_zip(a) || archive_write_set_format_option(a, "zip", "compression", "store");
     if (strcmp(format, "tar.gz") != 0) return -1;
     if (archive_write_set_format_pax_restricted(a) || archive_write_add_filter_gzip(a)) return -1;
     // No timestamp in the gzip header, so the bytes depend on content only.
@@ -48,7 +50,8 @@ static int writer_setup(struct archive *a, const char *format) {
 }
 
 ns_archive_writer *ns_archive_writer_open(FILE *f, const char *format, ns_err *err) {
-    if (!format || (strcmp(format, "tar") && strcmp(format, "tar.gz") && strcmp(format, "zip"))) {
+    if (!format || (strcmp(format, "tar") && strcmp(format, "tar.gz") && strcmp(format, "zip") &&
+                    strcmp(format, "zip-stored"))) {
         ns_errf(err, "unknown archive format '%s' (tar, tar.gz or zip)", format ? format : "");
         return NULL;
     }

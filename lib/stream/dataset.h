@@ -61,9 +61,10 @@ const char *ns_dataset_sample_name(const ns_dataset *ds, int64_t i);
 typedef struct ns_archive_writer ns_archive_writer;
 
 // format: "tar" (pax restricted: ustar unless a name needs more), "tar.gz"
-// (gzip header without timestamp or name) or "zip". Entries get mtime 0,
-// uid/gid 0, empty user/group names, mode 0644, so the same content always
-// gives the same bytes (golden checksums). Write errors on f fail the call.
+// (gzip header without timestamp or name), "zip" or "zip-stored" (no
+// compression, as torch.save writes). Entries get mtime 0, uid/gid 0, empty
+// user/group names, mode 0644, so the same content always gives the same
+// bytes (golden checksums). Write errors on f fail the call.
 ns_archive_writer *ns_archive_writer_open(FILE *f, const char *format, ns_err *err);
 // path is relative, "/"-separated, without "." or ".." components.
 int ns_archive_add(ns_archive_writer *aw, const char *path, const void *data,

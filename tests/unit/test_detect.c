@@ -14,7 +14,7 @@
 #include "detect/boxes.h"
 #include "detect/draw.h"
 #include "detect/eval.h"
-#include "detect/jsonparse.h"
+#include "base/jsonparse.h"
 #include "detect/synth.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-6)

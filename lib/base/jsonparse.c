@@ -1,6 +1,6 @@
 // jsonparse.c: recursive-descent JSON reader (jsonparse.h). Errors give the
 // byte offset of the problem.
-#include "detect/jsonparse.h"
+#include "base/jsonparse.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
-// jsonparse.h: a small JSON reader (RFC 8259) into a tree, for importing COCO
-// annotation files. Nesting is capped at 64 levels; strings are UTF-8 with
-// \u escapes decoded (surrogate pairs joined).
-#ifndef NS_DETECT_JSONPARSE_H
-#define NS_DETECT_JSONPARSE_H
+// jsonparse.h: a small JSON reader (RFC 8259) into a tree, for COCO annotation
+// files (detect/) and safetensors headers (interop/). Nesting is capped at 64
+// levels; strings are UTF-8 with \u escapes decoded (surrogate pairs joined).
+#ifndef NS_BASE_JSONPARSE_H
+#define NS_BASE_JSONPARSE_H
 #include <stddef.h>
 #include "base/err.h"
 
