@@ -190,18 +190,19 @@ int main(int argc, char **argv) {
     if (ns_merge_state_init(&st, &g, n, &err) < 0) ns_die_err(&err);
     ns_merge_report rep = {0};
     float **act = calloc(g.ngroups > 0 ? (size_t)g.ngroups : 1, sizeof *act);
+    unsigned char **dead_units = calloc(g.ngroups > 0 ? (size_t)g.ngroups : 1, sizeof *dead_units);
     rep.dead = malloc((size_t)(g.ngroups ? g.ngroups : 1) * sizeof *rep.dead);
-    if (!act || !rep.dead) ns_die("out of memory");
+    if (!act || !dead_units || !rep.dead) ns_die("out of memory");
     for (int p = 0; p < g.ngroups; p++) rep.dead[p] = -1;
     int64_t seen = 0;
     int failed = 0;
     if (opts.act_init) {
         double ts = ns_now();
         failed = ns_merge_act_corr(mp, n, &g, cmd.data, cmd.samples, cmd.batch, ns_stderr_reporter(cmd.quiet), act,
-                                   rep.dead, &seen, &err) < 0;
+                                   dead_units, rep.dead, &seen, &err) < 0;
         rep.seconds_stats = ns_now() - ts;
     }
-    if (!failed) failed = ns_merge_match(mp, &st, act, &opts, &rep, &err) < 0;
+    if (!failed) failed = ns_merge_match(mp, &st, act, dead_units, &opts, &rep, &err) < 0;
     // The merged model: model 0's structure (loaded again), heads widened.
     if (!failed) failed = ns_model_load(&out, names[0], &err) < 0;
     else ns_model_init(&out);
@@ -226,8 +227,12 @@ int main(int argc, char **argv) {
     }
     if (ns_output_finish(&output, &w, failed, &err) < 0) ns_die_err(&err);
     print_report(&cmd, mt, &opts, n, seen, &g, &models[0], &rep, ns_now() - t0);
-    for (int p = 0; p < g.ngroups; p++) free(act[p]);
+    for (int p = 0; p < g.ngroups; p++) {
+        free(act[p]);
+        free(dead_units[p]);
+    }
     free(act);
+    free(dead_units);
     ns_merge_report_free(&rep);
     ns_merge_state_free(&st);
     ns_chgroups_free(&g);

@@ -78,7 +78,8 @@ static void test_corr(void) {
         at += m;
     }
     float corr[25];
-    int64_t dead = ns_corr_acc_finish(&acc, corr);
+    unsigned char marks[5];
+    int64_t dead = ns_corr_acc_finish(&acc, corr, marks);
     double worst = 0;
     for (int64_t i = 0; i < 4; i++)
         for (int64_t j = 0; j < 4; j++) {
@@ -87,7 +88,8 @@ static void test_corr(void) {
         }
     CHECK(worst < 1e-5, "streamed correlation at mean 1000 equals two-pass double (max diff %.2g)", worst);
     CHECK(corr[0 * d + 1] > 0.1, "the correlated rows correlate (%.3f)", corr[1]);
-    CHECK(dead == 1 && corr[4 * d + 0] == 0 && corr[4 * d + 4] == 1, "constant row is dead (%lld)", (long long)dead);
+    CHECK(dead == 1 && marks[4] && !marks[0] && corr[4 * d + 0] == 0 && corr[4 * d + 4] == 1,
+          "constant row is dead and marked (%lld)", (long long)dead);
     ns_corr_acc_free(&acc);
     free(x);
     free(buf);
@@ -237,6 +239,7 @@ static void test_solvers(void) {
 static int build(ns_model *m, const char *arch, double width, int in_h, uint64_t seed) {
     ns_err err;
     ns_arch_opts o = {.in_c = 1, .in_h = in_h, .in_w = in_h, .classes = 5, .width = width, .depth = 4};
+    if (strcmp(arch, "vit") == 0) o.depth = 2, o.patch = 4, o.heads = 4; // 9 patches, heads of 8
     ns_model_init(m);
     if (ns_arch_build(m, arch, &o, &err) < 0) {
         printf("# %s\n", err.msg);
@@ -308,16 +311,33 @@ static int write_stream(const char *path, const float *x, const ns_model *m) {
     return rc;
 }
 
-// Permutes every free group of m; perms[p] gets the permutation (NULL: fixed).
+// Permutes every free group of m; perms[p] gets the permutation (NULL:
+// fixed). Tied groups (attention heads) move their blocks by one random map
+// per tie and permute within blocks.
 static void permute_all(ns_model *m, const ns_chgroups *g, int64_t **perms) {
     ns_err err;
+    int64_t *sigma[64] = {0};
     for (int p = 0; p < g->ngroups; p++) {
+        const ns_chgroup *gr = &g->groups[p];
         perms[p] = NULL;
-        if (g->groups[p].fixed) continue;
-        perms[p] = xmalloc((size_t)g->groups[p].size * sizeof **perms);
-        random_perm(perms[p], g->groups[p].size);
-        if (ns_chgroups_permute(m, g, p, perms[p], &err) < 0) printf("# permute: %s\n", err.msg);
+        if (gr->fixed) continue;
+        int64_t *q = perms[p] = xmalloc((size_t)gr->size * sizeof **perms), B = gr->block, nb = gr->size / B;
+        if (gr->tie < 0 && B == gr->size) {
+            random_perm(q, gr->size);
+            continue;
+        }
+        if (gr->tie >= 0 && gr->tie < 64 && !sigma[gr->tie]) {
+            sigma[gr->tie] = xmalloc((size_t)nb * sizeof **sigma);
+            random_perm(sigma[gr->tie], nb);
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t to = gr->tie >= 0 ? sigma[gr->tie][b] : b;
+            random_perm(q + b * B, B);
+            for (int64_t j = 0; j < B; j++) q[b * B + j] += to * B;
+        }
     }
+    if (ns_chgroups_permute_many(m, g, (const int64_t *const *)perms, &err) < 0) printf("# permute: %s\n", err.msg);
+    for (int t = 0; t < 64; t++) free(sigma[t]);
 }
 
 static double max_diff(const float *a, const float *b, int64_t n) {
@@ -326,7 +346,20 @@ static double max_diff(const float *a, const float *b, int64_t n) {
     return d;
 }
 
-static void test_model(const char *arch, double width) {
+// kill > 0: channels 0..kill-1 of every block's inner space (layerX.Y.bn1)
+// are dead on the data (BN bias -50 before the ReLU), as units of a briefly
+// trained model can be: their correlations tie, and only the weights can
+// tell which copy is whose.
+static void kill_units(ns_model *m, int kill) {
+    for (int t = 0; t < m->ntensors; t++) {
+        const char *name = m->tensors[t].name;
+        if (strncmp(name, "layer", 5) || !strstr(name, ".bn1.bias")) continue;
+        float *v = m->tensors[t].t.data;
+        for (int k = 0; k < kill && k < m->tensors[t].t.numel; k++) v[k] = -50.0f;
+    }
+}
+
+static void test_model(const char *arch, double width, int kill) {
     ns_err err;
     ns_model a, b;
     if (build(&a, arch, width, 12, 7) < 0) {
@@ -341,6 +374,10 @@ static void test_model(const char *arch, double width) {
     write_stream(path, x, &a);
     // BN statistics of this data (the reset), so that few units are dead
     CHECK(ns_merge_reset_bn(&a, path, 0, 16, NULL, &err) == 0, "%s: batch-norm reset", arch);
+    char label[64];
+    snprintf(label, sizeof label, "%s%s", arch, kill ? " with dead units" : "");
+    arch = label;
+    kill_units(&a, kill);
     if (copy_model(&b, &a) < 0) return;
     ns_chgroups g;
     CHECK(ns_chgroups_build(&g, &a, &err) == 0, "%s: groups", arch);
@@ -351,21 +388,27 @@ static void test_model(const char *arch, double width) {
     CHECK(max_diff(ref, permuted, NSAMPLES * k) < 1e-4, "%s: the permuted copy computes the same function", arch);
     ns_model *models[2] = {&a, &b};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
-    int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, NULL, act, dead, NULL, &err) == 0, "%s: activation statistics", arch);
-    const char *variants[] = {"average", "weight matching", "activation matching", "zip on activations", "mudsc-zip"};
+    int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead), ndead = 0;
+    unsigned char **dead_units = xmalloc((size_t)g.ngroups * sizeof *dead_units);
+    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, NULL, act, dead_units, dead, NULL, &err) == 0,
+          "%s: activation statistics", arch);
+    for (int p = 0; p < g.ngroups; p++) ndead += dead[p] > 0 ? dead[p] : 0;
+    if (kill) CHECK(ndead >= 2 * kill * 9, "%s: %lld dead units over both models", arch, (long long)ndead);
+    const char *variants[] = {"average", "weight matching", "activation matching", "zip on activations", "mudsc-zip",
+                              "mudsc-align"};
     ns_merge_opts opts[] = {
         {NS_MERGE_AVERAGE, 0, 0, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ZIP, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ZIP, 0.5, 1, 1, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ALIGN, 0.5, 1, 1, 100, 5, 0.5, 1, 0, NULL},
     };
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < 6; v++) {
         ns_merge_state st;
         ns_merge_report rep = {0};
         ns_merge_state_init(&st, &g, 2, &err);
-        int ok = ns_merge_match(models, &st, act, &opts[v], &rep, &err) == 0;
+        int ok = ns_merge_match(models, &st, act, dead_units, &opts[v], &rep, &err) == 0;
         if (!ok) printf("# %s\n", err.msg);
         int identity = ok;
         for (int p = 0; p < g.ngroups; p++) {
@@ -405,8 +448,10 @@ static void test_model(const char *arch, double width) {
     unlink(path);
     for (int p = 0; p < g.ngroups; p++) {
         free(act[p]);
+        free(dead_units[p]);
         free(perms[p]);
     }
+    free(dead_units);
     free(act);
     free(dead);
     free(perms);
@@ -442,7 +487,7 @@ static void test_three(void) {
     ns_model *models[3] = {&a, &b, &c};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
     int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    ns_merge_act_corr(models, 3, &g, path, 0, 16, NULL, act, dead, NULL, &err);
+    ns_merge_act_corr(models, 3, &g, path, 0, 16, NULL, act, NULL, dead, NULL, &err);
     int64_t k;
     float *ref = forward(&a, x, &k);
     ns_merge_opts opts[2] = {{NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
@@ -451,7 +496,7 @@ static void test_three(void) {
         ns_merge_state st;
         ns_merge_report rep = {0};
         ns_merge_state_init(&st, &g, 3, &err);
-        int ok = ns_merge_match(models, &st, act, &opts[v], &rep, &err) == 0;
+        int ok = ns_merge_match(models, &st, act, NULL, &opts[v], &rep, &err) == 0;
         for (int p = 0; ok && p < g.ngroups; p++) {
             if (!pb[p]) continue;
             int64_t om = g.groups[p].size;
@@ -519,8 +564,10 @@ int main(void) {
     ns_rng_seed(&rng, 12345);
     test_corr();
     test_solvers();
-    test_model("resnet20", 0.5);
-    test_model("vgg", 0.5);
+    test_model("resnet20", 0.5, 0);
+    test_model("vgg", 0.5, 0);
+    test_model("resnet20", 0.5, 3);
+    test_model("vit", 0.5, 0);
     test_three();
     test_refusals();
     test_sgemm_serial(); // last: its draws would move the others' data
