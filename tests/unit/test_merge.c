@@ -15,6 +15,11 @@
 //    model's logits are the original's twice. A control merges without
 //    matching (plain average) and must differ. Three models (two permuted
 //    copies) are aligned as a star onto the first.
+//    The same with dead units (a ResNet-20 whose blocks' first 3 inner
+//    channels never fire on the data: their correlations tie) for every
+//    method, and with a ViT whose heads (q, k, v together) and units within
+//    heads are permuted, for every method that reads activations (weight
+//    matching alone does not recover the ViT; see the test).
 // 4. Refusals: another width, another input shape, another architecture.
 // sanitize: yes
 #include <math.h>
@@ -416,14 +421,20 @@ static void test_model(const char *arch, double width, int kill) {
             int64_t om = g.groups[p].size;
             for (int64_t j = 0; j < om; j++) identity &= st.dest[p][om + j] == st.dest[p][perms[p][j]];
         }
-        if (v > 0) CHECK(identity, "%s, %s: every channel goes with its original", arch, variants[v]);
+        // weight matching alone (Git Re-Basin from the identity) does not find
+        // a ViT's permuted copy: the patch embedding's few weights are the only
+        // anchor, drowned in the stream's other slices (a known limitation)
+        int skip = v == 1 && strncmp(arch, "vit", 3) == 0;
+        if (skip) CHECK(ok, "%s, %s: runs (not expected to recover the copy)", arch, variants[v]);
+        if (v > 0 && !skip) CHECK(identity, "%s, %s: every channel goes with its original", arch, variants[v]);
         ns_model out;
         copy_model(&out, &a);
         ok = ok && ns_merge_weights(models, &st, NULL, &out, &err) == 0;
         float *merged = forward(&out, x, &k);
         double d = max_diff(ref, merged, NSAMPLES * k);
         if (v == 0) CHECK(ok && d > 1e-2, "%s, average: plain averaging changes the function (%.3g)", arch, d);
-        else CHECK(ok && d < 1e-4, "%s, %s: the merged model computes the original (max diff %.2g)", arch, variants[v], d);
+        else if (!skip)
+            CHECK(ok && d < 1e-4, "%s, %s: the merged model computes the original (max diff %.2g)", arch, variants[v], d);
         free(merged);
         if (v == 2) { // concatenated heads: the logits twice
             ns_model cat;
