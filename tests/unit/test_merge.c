@@ -6,7 +6,10 @@
 // 2. Solvers: a planted permutation in a noisy cross block is recovered by
 //    ns_merge_align; a planted block pairing plus within-block permutations by
 //    ns_merge_align_blocks; the greedy zip of a model with a permuted copy of
-//    itself pairs every unit with its copy; a zip within blocks keeps blocks.
+//    itself pairs every unit with its copy; a zip within blocks keeps blocks;
+//    a tie of two groups (qk and v) pairs heads by the sum of their evidence;
+//    MuDSC's group zip (within paired heads, with and without a same-model
+//    budget) keeps every unit in its paired head.
 // 3. Models (resnet20 x0.5 and vgg, random weights and BN statistics): a copy
 //    whose every free group is randomly permuted is aligned back to the
 //    identity by weight matching and by activation matching (statistics from
@@ -234,6 +237,43 @@ static void test_solvers(void) {
     CHECK(exact, "group alignment pairs the blocks and the channels within (4^2 + 1 LSAs)");
     CHECK(ns_merge_align(C, 2, om, 5, ws, dest, &score, &err) < 0 && strstr(err.msg, "does not divide"),
           "a block size that does not divide is refused: %s", err.msg);
+    // a tie of two groups (a head's qk and v): group 1 plants the true head
+    // pairing clearly, group 0 a different one weakly; the pairing follows the
+    // sum over the tie, and both groups get the same head pairing
+    int64_t other[24], bp[8];
+    for (int64_t a = 0; a < 4; a++)
+        for (int k = 0; k < 6; k++) other[a * 6 + k] = ((a + 1) % 4) * 6 + within[a * 6 + k];
+    float *Cq = planted(om, other, 0.2), *Cv = planted(om, gperm, 0.2);
+    for (int64_t r = 0; r < 2 * om; r++) // group 0's evidence weaker: 0.9 -> 0.5
+        for (int64_t c = 0; c < 2 * om; c++)
+            if (r != c && Cq[r * 2 * om + c] > 0.8f) Cq[r * 2 * om + c] = 0.5f;
+    const float *tie[2] = {Cq, Cv};
+    int64_t oms[2] = {om, om};
+    ok = ns_merge_pair_blocks(tie, 2, 2, oms, 4, ws, bp, &err) == 0;
+    for (int64_t a = 0; a < 4; a++) ok &= bp[a] == a && bp[4 + a] == gperm[a * 6] / 6;
+    CHECK(ok, "a tie's blocks are paired by the sum of its groups' evidence");
+    // MuDSC's group zip: zip within paired blocks; with no same-model budget
+    // (b = 0) every merged unit holds one unit of each model, from paired
+    // blocks, and the merged blocks are model 0's
+    float *Cr = xmalloc((size_t)(4 * om * om) * sizeof *Cr);
+    int64_t dr[48], dz[48], cnt[24];
+    ns_merge_reorder_blocks(Cv, 2, om, 4, bp, Cr);
+    ok = ns_merge_zip(Cr, 2, om, 6, 0.5, 0, dr, &score, &err) == 0;
+    ns_merge_unorder_dest(dr, 2, om, 4, bp, dz);
+    ns_merge_count(dz, 2, om, cnt);
+    for (int64_t u = 0; u < om; u++) ok &= cnt[u] == 2 && dz[u] / 6 == u / 6 && bp[4 + dz[om + u] / 6] == u / 6;
+    int copies = ok;
+    for (int64_t u = 0; u < om; u++) copies &= dz[om + gperm[u]] == dz[u];
+    CHECK(ok && copies, "group zip: units merge across models within paired heads, with their copies");
+    // with the full same-model budget (b = 1) of a block of 6 (3 merges per
+    // model), units still stay in their paired blocks
+    ok = ns_merge_zip(Cr, 2, om, 6, 0.5, 1, dr, &score, &err) == 0;
+    ns_merge_unorder_dest(dr, 2, om, 4, bp, dz);
+    for (int64_t u = 0; u < om; u++) ok &= dz[u] / 6 == u / 6 && bp[4 + dz[om + u] / 6] == u / 6;
+    CHECK(ok, "group zip with a same-model budget keeps every unit in its paired head");
+    free(Cr);
+    free(Cq);
+    free(Cv);
     free(C);
     ns_lsa_ws_free(ws);
 }
