@@ -6,6 +6,8 @@
 //   merge_solve.c   the solvers Psi: alignment (exact LSA, a star onto model 0),
 //                   group-structured alignment (heads/blocks), greedy zip
 //   merge_weights.c weight vectors and their correlation C_w, the merged tensors
+//   merge_partial.c ZipIt!'s partial zip: a merged trunk, per-model copies of
+//                   the rest
 //   merge.c         the driver: compatibility checks, coordinate descent over
 //                   the channel groups, the merged model
 //
@@ -177,6 +179,22 @@ int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p
 // lambda (n, NULL: 1/N each).
 int ns_merge_weights(ns_model *const *models, const ns_merge_state *s, const double *lambda,
                      ns_model *out, ns_err *err);
+
+// ---------------------------------------------------------------------------
+// Partial zipping (merge_partial.c)
+
+// ZipIt!'s partial zip: dst gets merged's nodes 0..split (the merged weights:
+// one shared trunk), then for every model i a copy of the nodes after split,
+// named "m<i>.<name>", with model i's own weights; a copy reads the trunk's
+// node j through an unmerge layer "m<i>.unmerge.<name of j>" (a 1x1
+// convolution or a linear layer without bias, U_i: each of model i's
+// channels reads the merged channel it went into; left out where nothing
+// moved); the copies' outputs are joined by a concat "heads", so the model
+// predicts the union of the classes in model order (merged's class names
+// when it has a concatenated head of that size). split must lie strictly
+// between the input and the output.
+int ns_merge_partial(ns_model *dst, const ns_model *merged, ns_model *const *models, int n,
+                     const ns_merge_state *s, int split, ns_err *err);
 
 // ---------------------------------------------------------------------------
 // The driver (merge.c)

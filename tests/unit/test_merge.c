@@ -23,6 +23,9 @@
 //    method, and with a ViT whose heads (q, k, v together) and units within
 //    heads are permuted, for every method that reads activations (weight
 //    matching alone does not recover the ViT; see the test).
+//    ZipIt!'s partial zip (ns_merge_partial) split at the middle node of each
+//    model: both kept branches compute the original, so the logits come
+//    twice (model 1's branch needs its unmerge layers for that).
 // 4. Refusals: another width, another input shape, another architecture.
 // sanitize: yes
 #include <math.h>
@@ -476,6 +479,30 @@ static void test_model(const char *arch, double width, int kill) {
         else if (!skip)
             CHECK(ok && d < 1e-4, "%s, %s: the merged model computes the original (max diff %.2g)", arch, variants[v], d);
         free(merged);
+        if (v == 3) { // ZipIt!'s partial zip at the middle node: the logits twice
+            ns_model cat, part;
+            copy_model(&cat, &a);
+            int split = a.nnodes / 2, unmerges = 0;
+            int rc = ns_merge_concat_head(&cat, models, 2, &st, &err) == 0 &&
+                     ns_merge_weights(models, &st, NULL, &cat, &err) == 0 &&
+                     ns_merge_partial(&part, &cat, models, 2, &st, split, &err) == 0;
+            if (!rc) printf("# partial: %s\n", err.msg);
+            int64_t k2 = 0;
+            float *both = rc ? forward(&part, x, &k2) : NULL;
+            double dd = 1;
+            if (both && k2 == 2 * k) {
+                dd = 0;
+                for (int64_t s2 = 0; s2 < NSAMPLES; s2++)
+                    for (int64_t c = 0; c < 2 * k; c++) dd = fmax(dd, fabs(both[s2 * 2 * k + c] - ref[s2 * k + c % k]));
+            }
+            for (int j = 0; rc && j < part.nnodes; j++) unmerges += strncmp(part.nodes[j].name, "m1.unmerge.", 11) == 0;
+            CHECK(rc && dd < 1e-4 && unmerges > 0 && part.nlabels == (size_t)(2 * k),
+                  "%s: partial zip after %s: each model's own layers after it, reading the merged features through "
+                  "%d unmerge layer(s), give the logits twice (%.2g)", arch, rc ? a.nodes[split].name : "?", unmerges, dd);
+            free(both);
+            if (rc) ns_model_free(&part);
+            ns_model_free(&cat);
+        }
         if (v == 2) { // concatenated heads: the logits twice
             ns_model cat;
             copy_model(&cat, &a);
