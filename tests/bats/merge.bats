@@ -138,6 +138,25 @@ two_tasks() {
     net-eval -q -m "$T/vw.tns" "$T/all.tns" > /dev/null
 }
 
+@test "perm-align --partial: merged up to a node, each model's layers after it" {
+    toy_data
+    img-select -c 0,1 "$T/all.tns" -o "$T/ab.tns"
+    img-select -c 2,3 "$T/all.tns" -o "$T/cd.tns"
+    net-init --arch resnet20 --width 0.5 --like "$T/ab.tns" --seed 1 -o "$T/A.tns"
+    net-init --arch resnet20 --width 0.5 --like "$T/cd.tns" --seed 2 -o "$T/B.tns"
+    perm-align -q --method zip --partial layer3.0.relu2 --data "$T/all.tns" -o "$T/P.tns" "$T/A.tns" "$T/B.tns" > /dev/null
+    net-info "$T/P.tns" > "$T/info"
+    grep -q "^output	4 (heads)" "$T/info"
+    grep -q "^m1.unmerge.layer3.0.relu2	conv2d" "$T/info"
+    grep -q "^m0.layer3.1.conv1	" "$T/info"
+    net-eval -q -m "$T/P.tns" "$T/all.tns" > /dev/null
+    run -2 perm-align --partial layer3.0.relu2 --heads mean --data "$T/all.tns" -o "$T/Q.tns" "$T/A.tns" "$T/A.tns"
+    [[ "$output" == *"--heads mean"* ]]
+    run -1 perm-align -q --partial nosuch --data "$T/all.tns" -o "$T/Q.tns" "$T/A.tns" "$T/B.tns"
+    [[ "$output" == *"no node nosuch"* ]]
+    [ ! -e "$T/Q.tns" ]
+}
+
 @test "perm-align --lambda: the end points of the interpolation are the models" {
     toy_data
     net-init --arch resnet20 --width 0.5 --like "$T/all.tns" --seed 1 -o "$T/a.tns"
