@@ -191,8 +191,9 @@ int ns_merge_weights(ns_model *const *models, const ns_merge_state *s, const dou
 // channels reads the merged channel it went into; left out where nothing
 // moved); the copies' outputs are joined by a concat "heads", so the model
 // predicts the union of the classes in model order (merged's class names
-// when it has a concatenated head of that size). split must lie strictly
-// between the input and the output.
+// when it has a concatenated head of that size). split must come before the
+// output; split 0 (the input) keeps every layer of every model: the ensemble
+// of the models, their logits side by side.
 int ns_merge_partial(ns_model *dst, const ns_model *merged, ns_model *const *models, int n,
                      const ns_merge_state *s, int split, ns_err *err);
 

@@ -106,8 +106,7 @@ int ns_merge_partial(ns_model *dst, const ns_model *merged, ns_model *const *mod
                      const ns_merge_state *s, int split, ns_err *err) {
     ns_model_init(dst);
     int nn = merged->nnodes, rc = -1;
-    if (split < 1 || split >= merged->output)
-        return ns_errf(err, "the split node must come after the input and before the output");
+    if (split < 0 || split >= merged->output) return ns_errf(err, "the split node must come before the output");
     int *map = malloc((size_t)nn * sizeof *map), *um = malloc((size_t)nn * sizeof *um);
     int *outs = malloc((size_t)n * sizeof *outs);
     if (!map || !um || !outs) {
