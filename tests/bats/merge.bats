@@ -138,6 +138,36 @@ two_tasks() {
     net-eval -q -m "$T/vw.tns" "$T/all.tns" > /dev/null
 }
 
+@test "perm-align merges GroupNorm nets: groups matched as blocks, with itself the same logits" {
+    toy_data
+    cat > "$T/gn.cfg" <<'CFG'
+[input]
+shape = 1x8x8
+[conv2d c1]
+out = 12
+pad = 1
+[groupnorm g1]
+groups = 3
+[relu]
+[conv2d c2]
+out = 8
+pad = 1
+[groupnorm g2]
+groups = 4
+[relu]
+[global_avgpool]
+[linear fc]
+out = 4
+CFG
+    net-init --spec "$T/gn.cfg" --like "$T/all.tns" -o "$T/g.tns"
+    net-info --groups "$T/g.tns" | grep -q "12 channels in blocks of 4 (blocks move whole)"
+    for method in weight act zip mudsc-align mudsc-zip; do
+        perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/g.tns" "$T/g.tns" > /dev/null
+        d=$(logit_diff "$T/g.tns" "$T/s.tns" "$T/all.tns")
+        awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
+    done
+}
+
 @test "perm-align --partial: merged up to a node, each model's layers after it" {
     toy_data
     img-select -c 0,1 "$T/all.tns" -o "$T/ab.tns"

@@ -22,7 +22,8 @@
 //    channels never fire on the data: their correlations tie) for every
 //    method, and with a ViT whose heads (q, k, v together) and units within
 //    heads are permuted, for every method that reads activations (weight
-//    matching alone does not recover the ViT; see the test).
+//    matching alone does not recover the ViT; see the test), and with a
+//    GroupNorm net whose groups are moved as whole blocks.
 //    ZipIt!'s partial zip (ns_merge_partial) split at the middle node of each
 //    model: both kept branches compute the original, so the logits come
 //    twice (model 1's branch needs its unmerge layers for that).
@@ -284,8 +285,32 @@ static void test_solvers(void) {
 // ---------------------------------------------------------------------------
 // 3. models
 
+// "gn": a GroupNorm net (its groups move as whole blocks; g1 and g2 share
+// their channels through the add, so their groups are tied)
+static const char gn_spec[] =
+    "[input]\nshape = 1x12x12\n"
+    "[conv2d c1]\nout = 12\npad = 1\n[groupnorm g1]\ngroups = 3\n[relu r1]\n"
+    "[conv2d c2]\nout = 12\npad = 1\n[groupnorm g2]\ngroups = 3\n[relu r2]\n"
+    "[add]\nfrom = r1, r2\n"
+    "[conv2d c3]\nout = 8\npad = 1\n[groupnorm g3]\ngroups = 2\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 5\n";
+
 static int build(ns_model *m, const char *arch, double width, int in_h, uint64_t seed) {
     ns_err err;
+    if (strcmp(arch, "gn") == 0) {
+        ns_model_init(m);
+        if (ns_spec_parse(m, gn_spec, strlen(gn_spec), "gn", &err) < 0) {
+            printf("# %s\n", err.msg);
+            return -1;
+        }
+        ns_model_init_params(m, seed);
+        for (int t = 0; t < m->ntensors; t++) // GroupNorm not the identity
+            if (strncmp(m->tensors[t].name, "g", 1) == 0) {
+                float *v = m->tensors[t].t.data;
+                for (int64_t i = 0; i < m->tensors[t].t.numel; i++) v[i] = (float)(0.5 + ns_rng_uniform(&rng));
+            }
+        return 0;
+    }
     ns_arch_opts o = {.in_c = 1, .in_h = in_h, .in_w = in_h, .classes = 5, .width = width, .depth = 4};
     if (strcmp(arch, "vit") == 0) o.depth = 2, o.patch = 4, o.heads = 4; // 9 patches, heads of 8
     ns_model_init(m);
@@ -646,6 +671,7 @@ int main(void) {
     test_model("vgg", 0.5, 0);
     test_model("resnet20", 0.5, 3);
     test_model("vit", 0.5, 0);
+    test_model("gn", 1, 0);
     test_three();
     test_refusals();
     test_sgemm_serial(); // last: its draws would move the others' data
