@@ -67,12 +67,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         "-o OUT --data DATA [options] MODEL MODEL...",
         "Merge models of one architecture by matching their channels (weight or\n"
         "activation matching, ZipIt!, MuDSC), with task heads concatenated.",
-        "Channel groups (residual streams, BN, flatten, concat) come from the graph.\n"
+        "Channel groups (residual streams, BN, flatten, concat; a transformer's stream,\n"
+        "MLP units and attention heads, GroupNorm groups) come from the graph; heads\n"
+        "and GroupNorm groups are matched as whole blocks, dead units by their weights.\n"
         "Methods: average (no matching), weight (Git Re-Basin: coordinate descent on\n"
         "weight correlations), act (one LSA on activation correlations), zip (ZipIt!\n"
         "greedy zip on activations), mudsc-align and mudsc-zip (start from the\n"
         "activations, then coordinate descent on alpha*C_w + (1-alpha)*C_act).\n"
-        "Alignment matches every model to the first. The report (stdout) is\n"
+        "Alignment matches every model to the first. --partial NODE (ZipIt!) merges\n"
+        "up to NODE and keeps each model's later layers (--partial input: the\n"
+        "ensemble). The report (stdout) is\n"
         "tab-separated: method, alpha, models, samples, sweeps, objective, seconds,\n"
         "then a line per channel group: 'group', id, channels, dead units, score,\n"
         "where it is made, where its features were read.",
