@@ -16,7 +16,7 @@
 #include "merge/merge.h"
 
 struct cmdline {
-    const char *output, *data, *method, *heads;
+    const char *output, *data, *method, *heads, *partial;
     double alpha, lambda, zip_a, zip_b;
     int64_t samples, reset_samples;
     int batch, sweeps, patience, seed, no_reset, json, quiet;
@@ -51,6 +51,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"reset-samples", 0, NS_OPT_I64, &cmd->reset_samples, "N", "samples for the batch-norm reset (default all)", 1, 1e15},
         {"no-reset", 0, NS_OPT_FLAG, &cmd->no_reset, NULL, "keep the merged running statistics (no data pass)", 0, 0},
         {"heads", 0, NS_OPT_STR, &cmd->heads, "MODE", "concat (union of classes), mean, or auto (default: mean when all models have the same classes)", 0, 0},
+        {"partial", 0, NS_OPT_STR, &cmd->partial, "NODE", "ZipIt!'s partial zip: merge up to NODE, keep each model's layers after it (their outputs concatenated)", 0, 0},
         {"lambda", 'l', NS_OPT_DOUBLE, &cmd->lambda, "T", "two models: weights (1-T, T) instead of the mean (interpolation)", 0, 1},
         {"sweeps", 0, NS_OPT_INT, &cmd->sweeps, "N", "most coordinate-descent sweeps (default 100)", 1, 100000},
         {"patience", 0, NS_OPT_INT, &cmd->patience, "N", "sweeps without improvement before stopping (default 5)", 1, 1000},
@@ -66,12 +67,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         "-o OUT --data DATA [options] MODEL MODEL...",
         "Merge models of one architecture by matching their channels (weight or\n"
         "activation matching, ZipIt!, MuDSC), with task heads concatenated.",
-        "Channel groups (residual streams, BN, flatten, concat) come from the graph.\n"
+        "Channel groups (residual streams, BN, flatten, concat; a transformer's stream,\n"
+        "MLP units and attention heads, GroupNorm groups) come from the graph; heads\n"
+        "and GroupNorm groups are matched as whole blocks, dead units by their weights.\n"
         "Methods: average (no matching), weight (Git Re-Basin: coordinate descent on\n"
         "weight correlations), act (one LSA on activation correlations), zip (ZipIt!\n"
         "greedy zip on activations), mudsc-align and mudsc-zip (start from the\n"
         "activations, then coordinate descent on alpha*C_w + (1-alpha)*C_act).\n"
-        "Alignment matches every model to the first. The report (stdout) is\n"
+        "Alignment matches every model to the first. --partial NODE (ZipIt!) merges\n"
+        "up to NODE and keeps each model's later layers (--partial input: the\n"
+        "ensemble). The report (stdout) is\n"
         "tab-separated: method, alpha, models, samples, sweeps, objective, seconds,\n"
         "then a line per channel group: 'group', id, channels, dead units, score,\n"
         "where it is made, where its features were read.",
@@ -92,6 +97,9 @@ static const method *configure(struct cmdline *cmd, int n, ns_merge_opts *o) {
     if (!isnan(cmd->lambda) && n != 2) ns_die_usage("--lambda needs exactly two models (%d)", n);
     if (strcmp(cmd->heads, "auto") && strcmp(cmd->heads, "concat") && strcmp(cmd->heads, "mean"))
         ns_die_usage("--heads must be auto, concat or mean (%s)", cmd->heads);
+    if (cmd->partial && strcmp(cmd->heads, "mean") == 0)
+        ns_die_usage("--partial keeps each model's outputs: it cannot go with --heads mean");
+    if (cmd->partial && !isnan(cmd->lambda)) ns_die_usage("--partial cannot go with --lambda");
     int needs_act = mt->act_init && !(is_mudsc && cmd->alpha == 1.0);
     if (!cmd->data && (needs_act || !cmd->no_reset))
         ns_die_usage("--data is required (%s)", needs_act ? "activation statistics" : "batch-norm reset; or --no-reset");
@@ -176,7 +184,8 @@ int main(int argc, char **argv) {
         mp[i] = &models[i];
         if (ns_model_load(&models[i], names[i], &err) < 0) ns_die_err(&err);
     }
-    int concat = strcmp(cmd.heads, "concat") == 0 || (strcmp(cmd.heads, "auto") == 0 && !same_classes(mp, n));
+    int concat = strcmp(cmd.heads, "concat") == 0 || (strcmp(cmd.heads, "auto") == 0 && !same_classes(mp, n)) ||
+                 cmd.partial; // the kept layers of each model give its own outputs
     if (!concat && !same_classes(mp, n))
         ns_die("--heads mean needs models with the same classes (%s and %s differ)", names[0], names[1]);
     if (ns_merge_check_compatible(mp, names, n, concat, &err) < 0) ns_die_err(&err);
@@ -190,24 +199,39 @@ int main(int argc, char **argv) {
     if (ns_merge_state_init(&st, &g, n, &err) < 0) ns_die_err(&err);
     ns_merge_report rep = {0};
     float **act = calloc(g.ngroups > 0 ? (size_t)g.ngroups : 1, sizeof *act);
+    unsigned char **dead_units = calloc(g.ngroups > 0 ? (size_t)g.ngroups : 1, sizeof *dead_units);
     rep.dead = malloc((size_t)(g.ngroups ? g.ngroups : 1) * sizeof *rep.dead);
-    if (!act || !rep.dead) ns_die("out of memory");
+    if (!act || !dead_units || !rep.dead) ns_die("out of memory");
     for (int p = 0; p < g.ngroups; p++) rep.dead[p] = -1;
     int64_t seen = 0;
     int failed = 0;
     if (opts.act_init) {
         double ts = ns_now();
         failed = ns_merge_act_corr(mp, n, &g, cmd.data, cmd.samples, cmd.batch, ns_stderr_reporter(cmd.quiet), act,
-                                   rep.dead, &seen, &err) < 0;
+                                   dead_units, rep.dead, &seen, &err) < 0;
         rep.seconds_stats = ns_now() - ts;
     }
-    if (!failed) failed = ns_merge_match(mp, &st, act, &opts, &rep, &err) < 0;
+    if (!failed) failed = ns_merge_match(mp, &st, act, dead_units, &opts, &rep, &err) < 0;
     // The merged model: model 0's structure (loaded again), heads widened.
     if (!failed) failed = ns_model_load(&out, names[0], &err) < 0;
     else ns_model_init(&out);
     if (!failed && concat) failed = ns_merge_concat_head(&out, mp, n, &st, &err) < 0;
     double lambda[2] = {1 - cmd.lambda, cmd.lambda};
     if (!failed) failed = ns_merge_weights(mp, &st, isnan(cmd.lambda) ? NULL : lambda, &out, &err) < 0;
+    if (!failed && cmd.partial) {
+        int split = ns_model_find_node(&out, cmd.partial);
+        ns_model part;
+        if (split < 0) {
+            ns_errf(&err, "--partial: no node %s in %s", cmd.partial, names[0]);
+            failed = 1;
+        } else if (ns_merge_partial(&part, &out, mp, n, &st, split, &err) < 0) {
+            ns_err_prefix(&err, "--partial %s", cmd.partial);
+            failed = 1;
+        } else {
+            ns_model_free(&out);
+            out = part;
+        }
+    }
     if (!failed && !cmd.no_reset)
         failed = ns_merge_reset_bn(&out, cmd.data, cmd.reset_samples, cmd.batch, ns_stderr_reporter(cmd.quiet),
                                    &err) < 0;
@@ -221,13 +245,18 @@ int main(int argc, char **argv) {
         ns_map_f64(&meta, "merge.alpha", opts.alpha);
         ns_map_strs(&meta, "merge.models", names, (size_t)n);
         ns_map_bool(&meta, "merge.bn_reset", !cmd.no_reset);
+        if (cmd.partial) ns_map_str(&meta, "merge.partial", cmd.partial);
         failed = ns_model_write(&out, &w, &meta, 0, &err) < 0;
         ns_map_free(&meta);
     }
     if (ns_output_finish(&output, &w, failed, &err) < 0) ns_die_err(&err);
     print_report(&cmd, mt, &opts, n, seen, &g, &models[0], &rep, ns_now() - t0);
-    for (int p = 0; p < g.ngroups; p++) free(act[p]);
+    for (int p = 0; p < g.ngroups; p++) {
+        free(act[p]);
+        free(dead_units[p]);
+    }
     free(act);
+    free(dead_units);
     ns_merge_report_free(&rep);
     ns_merge_state_free(&st);
     ns_chgroups_free(&g);

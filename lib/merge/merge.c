@@ -147,6 +147,118 @@ static int solve(const ns_merge_opts *o, ns_merge_state *s, int p, const float *
     return 0;
 }
 
+// The working memory of a match: the groups of every tie, a similarity
+// matrix per group of the unit being solved, a reordered copy.
+typedef struct matcher {
+    const ns_merge_opts *o;
+    ns_merge_state *s;
+    ns_model *const *models;
+    float *const *act;
+    unsigned char *const *dead; // per group: dead units (NULL: none known)
+    int *members;               // groups of the unit being solved
+    float **C;                  // (ngroups): per member slot
+    float *tmp;
+    int64_t *pair, *dr;
+    ns_lsa_ws *ws;
+} matcher;
+
+// The groups solved together with p (its tie, or p alone); returns how many.
+static int unit_groups(const ns_chgroups *g, int p, int *out) {
+    if (g->groups[p].tie < 0) {
+        out[0] = p;
+        return 1;
+    }
+    int k = 0;
+    for (int q = 0; q < g->ngroups; q++)
+        if (g->groups[q].tie == g->groups[p].tie && !g->groups[q].fixed) out[k++] = q;
+    return k;
+}
+
+enum { C_ACT, C_ACT_TIES, C_MIXED };
+
+// Group p's similarity into C. C_ACT: the activations' correlation.
+// C_ACT_TIES: the same with the entries between two dead units (which
+// correlate alike with everything, so the solver would match them
+// arbitrarily) taken from the weights' correlation. C_MIXED: alpha * C_w
+// + (1 - alpha) * C_act (C_act with dead pairs from C_w as well; C_w alone
+// when there are no statistics).
+static int similarity(matcher *mt, int p, int mode, float *C, ns_err *err) {
+    const ns_merge_state *s = mt->s;
+    int64_t om = s->g->groups[p].size, O = s->n * om;
+    const float *A = mt->act ? mt->act[p] : NULL;
+    const unsigned char *dead = mt->dead ? mt->dead[p] : NULL;
+    if (mode == C_ACT) {
+        memcpy(C, A, (size_t)(O * O) * sizeof *C);
+        return 0;
+    }
+    if (ns_merge_weight_corr(mt->models, s, p, C, err) < 0) return -1;
+    double alpha = mode == C_ACT_TIES ? 0.0 : A ? mt->o->alpha : 1.0;
+    for (int64_t r = 0; r < O; r++)
+        for (int64_t c = 0; c < O; c++) {
+            int64_t e = r * O + c;
+            int tie = dead && dead[r] && dead[c] && r != c;
+            if (!A || tie) continue; // C_w
+            C[e] = (float)(alpha * C[e] + (1 - alpha) * A[e]);
+        }
+    return 0;
+}
+
+// Solves group p's unit (p, or its whole tie) with similarities of mode;
+// scores per group into score. *changed (may be NULL) is set when some dest
+// changed.
+static int solve_unit(matcher *mt, int p, int mode, double *score, int *changed, ns_err *err) {
+    ns_merge_state *s = mt->s;
+    const ns_chgroups *g = s->g;
+    int k = unit_groups(g, p, mt->members), n = s->n;
+    for (int j = 0; j < k; j++) {
+        int q = mt->members[j];
+        if (mode != C_MIXED && !(mt->act && mt->act[q])) return 0; // no statistics: left as it is
+    }
+    for (int j = 0; j < k; j++)
+        if (similarity(mt, mt->members[j], mode, mt->C[j], err) < 0) return -1;
+    int64_t before_sum = 0;
+    int64_t *old = NULL;
+    for (int j = 0; j < k; j++) before_sum += n * g->groups[mt->members[j]].size;
+    if (changed && !(old = malloc((size_t)before_sum * sizeof *old))) return ns_errf(err, "out of memory");
+    for (int64_t j = 0, at = 0; changed && j < k; j++) {
+        int64_t len = n * g->groups[mt->members[j]].size;
+        memcpy(old + at, s->dest[mt->members[j]], (size_t)len * sizeof *old);
+        at += len;
+    }
+    int rc = 0;
+    if (g->groups[p].tie < 0) {
+        rc = solve(mt->o, s, p, mt->C[0], mt->ws, &score[p], err);
+    } else { // pair the blocks over the tie, then solve each group on paired blocks
+        const ns_chgroup *g0 = &g->groups[mt->members[0]];
+        int64_t nb = g0->size / g0->block, om[64];
+        for (int j = 0; j < k && j < 64; j++) om[j] = g->groups[mt->members[j]].size;
+        if (k > 64) rc = ns_errf(err, "a tie of %d groups", k);
+        if (rc == 0) rc = ns_merge_pair_blocks((const float *const *)mt->C, k, n, om, nb, mt->ws, mt->pair, err);
+        for (int j = 0; j < k && rc == 0; j++) {
+            int q = mt->members[j];
+            const ns_chgroup *gr = &g->groups[q];
+            ns_merge_reorder_blocks(mt->C[j], n, gr->size, nb, mt->pair, mt->tmp);
+            rc = mt->o->solver == NS_MERGE_ZIP
+                     ? ns_merge_zip(mt->tmp, n, gr->size, gr->size / nb, mt->o->zip_a, mt->o->zip_b, mt->dr,
+                                    &score[q], err)
+                     : ns_merge_align(mt->tmp, n, gr->size, gr->size / nb, mt->ws, mt->dr, &score[q], err);
+            if (rc < 0) {
+                ns_err_prefix(err, "group %d", q);
+                break;
+            }
+            ns_merge_unorder_dest(mt->dr, n, gr->size, nb, mt->pair, s->dest[q]);
+            ns_merge_count(s->dest[q], n, gr->size, s->count[q]);
+        }
+    }
+    for (int64_t j = 0, at = 0; rc == 0 && changed && j < k; j++) {
+        int64_t len = n * g->groups[mt->members[j]].size;
+        if (memcmp(old + at, s->dest[mt->members[j]], (size_t)len * sizeof *old)) *changed = 1;
+        at += len;
+    }
+    free(old);
+    return rc;
+}
+
 // A copy of every group's dest (counts follow from dest).
 static void save_state(const ns_merge_state *s, int64_t **to) {
     for (int p = 0; p < s->g->ngroups; p++)
@@ -169,43 +281,84 @@ static double mean_score(const double *score, int ng) {
     return k ? sum / k : NAN;
 }
 
+// Whether group p is the first of its unit (ties are solved once).
+static int unit_first(const ns_chgroups *g, int p) {
+    if (g->groups[p].tie < 0) return 1;
+    for (int q = 0; q < p; q++)
+        if (g->groups[q].tie == g->groups[p].tie && !g->groups[q].fixed) return 0;
+    return 1;
+}
+
+static int has_dead(const matcher *mt, int p, int64_t O) {
+    if (!mt->dead || !mt->dead[p]) return 0;
+    for (int64_t r = 0; r < O; r++)
+        if (mt->dead[p][r]) return 1;
+    return 0;
+}
+
 int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act_corr,
-                   const ns_merge_opts *opts, ns_merge_report *rep, ns_err *err) {
+                   unsigned char *const *dead_units, const ns_merge_opts *opts, ns_merge_report *rep,
+                   ns_err *err) {
     const ns_chgroups *g = s->g;
     int ng = g->ngroups, n = s->n, rc = -1;
     double t0 = ns_now();
-    int64_t maxO = 0;
+    int64_t maxO = 1;
     for (int p = 0; p < ng; p++)
         if (n * g->groups[p].size > maxO) maxO = n * g->groups[p].size;
-    float *C = malloc((size_t)(maxO > 0 ? maxO * maxO : 1) * sizeof *C);
     size_t slots = ng > 0 ? (size_t)ng : 1;
+    matcher mt = {opts, s, models, act_corr, dead_units, NULL, NULL, NULL, NULL, NULL, NULL};
+    mt.members = malloc(slots * sizeof *mt.members);
+    mt.C = calloc(slots, sizeof *mt.C);
+    mt.tmp = malloc((size_t)(maxO * maxO) * sizeof *mt.tmp);
+    mt.pair = malloc((size_t)maxO * sizeof *mt.pair);
+    mt.dr = malloc((size_t)maxO * sizeof *mt.dr);
+    mt.ws = ns_lsa_ws_new();
     int64_t **best = calloc(slots, sizeof *best);
     int64_t *order = malloc(slots * sizeof *order);
     double *best_score = malloc(slots * sizeof *best_score);
-    ns_lsa_ws *ws = ns_lsa_ws_new();
     rep->ngroups = ng;
     if (!rep->score) rep->score = malloc(slots * sizeof *rep->score);
-    if (!rep->score || !C || !best || !order || !best_score || !ws) {
+    if (!rep->score || !mt.members || !mt.C || !mt.tmp || !mt.pair || !mt.dr || !mt.ws || !best || !order ||
+        !best_score) {
         ns_errf(err, "out of memory");
         goto done;
     }
+    int maxunit = 0;
     for (int p = 0; p < ng; p++) {
         rep->score[p] = NAN;
         if (s->dest[p] && !(best[p] = malloc((size_t)(n * g->groups[p].size) * sizeof **best))) {
             ns_errf(err, "out of memory");
             goto done;
         }
+        int k = g->groups[p].fixed ? 0 : unit_groups(g, p, mt.members);
+        if (k > maxunit) maxunit = k;
     }
+    for (int j = 0; j < maxunit; j++)
+        if (!(mt.C[j] = malloc((size_t)(maxO * maxO) * sizeof *mt.C[j]))) {
+            ns_errf(err, "out of memory");
+            goto done;
+        }
     int matched = opts->solver != NS_MERGE_AVERAGE && n > 1;
     // Initial transforms: Psi(C_act), or the identity.
-    for (int p = 0; p < ng; p++) {
-        if (!s->dest[p]) continue;
-        ns_merge_state_identity(s, p);
-        if (matched && opts->act_init && act_corr && act_corr[p] &&
-            solve(opts, s, p, act_corr[p], ws, &rep->score[p], err) < 0)
-            goto done;
-    }
+    for (int p = 0; p < ng; p++) ns_merge_state_identity(s, p);
+    if (matched && opts->act_init && act_corr)
+        for (int p = 0; p < ng; p++)
+            if (s->dest[p] && unit_first(g, p) && solve_unit(&mt, p, C_ACT, rep->score, NULL, err) < 0) goto done;
+    // Dead units break their ties by weights: sweeps over the groups that
+    // have dead units, with the others' assignments as they stand, until no
+    // assignment changes (the iterating methods do it in their sweeps).
     rep->sweeps = 0;
+    if (matched && opts->act_init && act_corr && !opts->iterate)
+        for (int sweep = 0; sweep < 10; sweep++) {
+            int changed = 0;
+            for (int p = 0; p < ng; p++) {
+                if (!s->dest[p] || !unit_first(g, p)) continue;
+                int k = unit_groups(g, p, mt.members), any = 0;
+                for (int j = 0; j < k; j++) any |= has_dead(&mt, mt.members[j], n * g->groups[mt.members[j]].size);
+                if (any && solve_unit(&mt, p, C_ACT_TIES, rep->score, &changed, err) < 0) goto done;
+            }
+            if (!changed) break;
+        }
     if (matched && opts->iterate) {
         ns_rng rng;
         ns_rng_seed(&rng, opts->seed);
@@ -215,17 +368,10 @@ int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act
         for (int sweep = 0; sweep < opts->max_sweeps && misses < opts->patience; sweep++) {
             int64_t k = 0;
             for (int p = 0; p < ng; p++)
-                if (s->dest[p]) order[k++] = p;
+                if (s->dest[p] && unit_first(g, p)) order[k++] = p;
             ns_rng_shuffle(&rng, order, k);
-            for (int64_t q = 0; q < k; q++) {
-                int p = (int)order[q];
-                int64_t O = n * g->groups[p].size;
-                if (ns_merge_weight_corr(models, s, p, C, err) < 0) goto done;
-                const float *A = act_corr ? act_corr[p] : NULL;
-                double alpha = A ? opts->alpha : 1.0;
-                for (int64_t e = 0; e < O * O; e++) C[e] = (float)(alpha * C[e] + (A ? (1 - alpha) * A[e] : 0));
-                if (solve(opts, s, p, C, ws, &rep->score[p], err) < 0) goto done;
-            }
+            for (int64_t q = 0; q < k; q++)
+                if (solve_unit(&mt, (int)order[q], C_MIXED, rep->score, NULL, err) < 0) goto done;
             rep->sweeps = sweep + 1;
             double obj = mean_score(rep->score, ng);
             ns_report_message(opts->report, "sweep %d: mean score %.6f", sweep + 1, obj);
@@ -246,10 +392,16 @@ int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act
 done:
     if (best)
         for (int p = 0; p < ng; p++) free(best[p]);
+    if (mt.C)
+        for (int j = 0; j < ng; j++) free(mt.C[j]);
+    free(mt.C);
+    free(mt.members);
+    free(mt.tmp);
+    free(mt.pair);
+    free(mt.dr);
+    ns_lsa_ws_free(mt.ws);
     free(best);
     free(order);
     free(best_score);
-    free(C);
-    ns_lsa_ws_free(ws);
     return rc;
 }

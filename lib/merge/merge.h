@@ -6,6 +6,8 @@
 //   merge_solve.c   the solvers Psi: alignment (exact LSA, a star onto model 0),
 //                   group-structured alignment (heads/blocks), greedy zip
 //   merge_weights.c weight vectors and their correlation C_w, the merged tensors
+//   merge_partial.c ZipIt!'s partial zip: a merged trunk, per-model copies of
+//                   the rest
 //   merge.c         the driver: compatibility checks, coordinate descent over
 //                   the channel groups, the merged model
 //
@@ -68,17 +70,22 @@ int ns_corr_acc_add(ns_corr_acc *a, float *x, int64_t nobs, ns_err *err);
 // variable of zero variance (a dead unit: relative variance below 1e-12 of its
 // squared mean, or exactly 0) correlates 0 with live units and 1 with dead
 // units of the same constant (ReLU outputs always 0: merging them changes
-// nothing on the data); returns how many there were.
-int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr);
+// nothing on the data); returns how many there were, and marks them in dead
+// (dim, may be NULL).
+int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr, unsigned char *dead);
 
 // The activation correlation of every group: one pass of the data stream at
 // path through all N models (the same inputs), up to max_samples samples (0:
 // all). corr[p] is (N*Om)^2 floats for each group p that is not fixed and has
-// an act_node, NULL otherwise; dead[p] counts its dead units. All models must
-// share g's structure (checked by the caller) and their input normalisation.
+// an act_node, NULL otherwise; dead[p] counts its dead units, and
+// dead_units[p] (may be NULL as a whole) marks them (N*Om bytes, NULL where
+// corr[p] is). Groups with act_proj (attention's q/k and v) get their
+// features by projecting the act node's tokens through their rows.
+// All models must share g's structure (checked by the caller) and their
+// input normalisation.
 int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, const char *path,
                       int64_t max_samples, int64_t batch, const ns_reporter *report, float **corr,
-                      int64_t *dead, int64_t *seen, ns_err *err);
+                      unsigned char **dead_units, int64_t *dead, int64_t *seen, ns_err *err);
 
 // REPAIR's "reset": recomputes every batch norm's running mean and variance as
 // the average over one pass of the data (training-mode batch statistics, as
@@ -104,6 +111,22 @@ int ns_merge_align(const float *C, int n, int64_t om, int64_t block, ns_lsa_ws *
 // nblocks^2 + 1 LSAs per model. Block b of model i moves to block a.
 int ns_merge_align_blocks(const float *C, int n, int64_t om, int64_t nblocks, ns_lsa_ws *ws,
                           int64_t *dest, double *score, ns_err *err);
+
+// The block pairing of a tie (chgroups.h: attention heads, GroupNorm
+// groups): ngr groups, C[k] (n*om[k])^2, all in nb blocks. For every model
+// i >= 1 and block pair (a of model 0, b of model i), s[a][b] is the sum over
+// the groups of the mean matched entry of an LSA inside the pair; an LSA on
+// s pairs the blocks: pair[i * nb + a] = b (model 0: a). Summing over the tie
+// makes a head's q/k and v pair alike (MuDSC solves them apart, which does
+// not preserve the function).
+int ns_merge_pair_blocks(const float *const *C, int ngr, int n, const int64_t *om, int64_t nb, ns_lsa_ws *ws,
+                         int64_t *pair, ns_err *err);
+// out (O, O) = C with model i's block pair[i*nb + a] moved to block a, so a
+// solver restricted to blocks (block = om / nb) works on paired blocks; and
+// a dest of that problem mapped back to the original channels.
+void ns_merge_reorder_blocks(const float *C, int n, int64_t om, int64_t nb, const int64_t *pair, float *out);
+void ns_merge_unorder_dest(const int64_t *dest_reordered, int n, int64_t om, int64_t nb, const int64_t *pair,
+                           int64_t *dest);
 
 // ZipIt!'s greedy zip (MuDSC's default_fusion_weight): repeatedly merge the
 // most correlated pair of current units (any models, a unit never with
@@ -158,6 +181,23 @@ int ns_merge_weights(ns_model *const *models, const ns_merge_state *s, const dou
                      ns_model *out, ns_err *err);
 
 // ---------------------------------------------------------------------------
+// Partial zipping (merge_partial.c)
+
+// ZipIt!'s partial zip: dst gets merged's nodes 0..split (the merged weights:
+// one shared trunk), then for every model i a copy of the nodes after split,
+// named "m<i>.<name>", with model i's own weights; a copy reads the trunk's
+// node j through an unmerge layer "m<i>.unmerge.<name of j>" (a 1x1
+// convolution or a linear layer without bias, U_i: each of model i's
+// channels reads the merged channel it went into; left out where nothing
+// moved); the copies' outputs are joined by a concat "heads", so the model
+// predicts the union of the classes in model order (merged's class names
+// when it has a concatenated head of that size). split must come before the
+// output; split 0 (the input) keeps every layer of every model: the ensemble
+// of the models, their logits side by side.
+int ns_merge_partial(ns_model *dst, const ns_model *merged, ns_model *const *models, int n,
+                     const ns_merge_state *s, int split, ns_err *err);
+
+// ---------------------------------------------------------------------------
 // The driver (merge.c)
 
 typedef enum ns_merge_solver {
@@ -209,9 +249,24 @@ int ns_merge_concat_head(ns_model *out, ns_model *const *models, int n, ns_merge
                          ns_err *err);
 
 // Finds the assignments for every group (rep->score is allocated here when
-// NULL). corr: the activation correlations
-// (ns_merge_act_corr), may be NULL when opts needs none.
+// NULL). corr: the activation correlations (ns_merge_act_corr), may be NULL
+// when opts needs none; dead_units: its dead-unit marks (may be NULL).
+//
+// Ties (chgroups.h: attention heads, GroupNorm groups) are solved as one
+// unit: blocks paired over every group of the tie (ns_merge_pair_blocks),
+// then each group aligned or zipped within its paired blocks (MuDSC's group
+// alignment and group zip); a head's q/k and v therefore move alike.
+//
+// Dead units (zero variance on the data) correlate alike with everything, so
+// activations alone match them arbitrarily and a model merged with a
+// permuted copy of itself would not come back as the same function. Between
+// two dead units (of any models) the similarity is therefore the
+// weights' correlation: after Psi(C_act), the methods that do not iterate
+// re-solve the groups with dead units (C_act, dead pairs from C_w, the other
+// groups as they stand) until no assignment changes (at most 10 sweeps); the
+// iterating methods use the same rule in C_act within their sweeps.
 int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act_corr,
-                   const ns_merge_opts *opts, ns_merge_report *rep, ns_err *err);
+                   unsigned char *const *dead_units, const ns_merge_opts *opts, ns_merge_report *rep,
+                   ns_err *err);
 
 #endif

@@ -52,44 +52,82 @@ int ns_merge_align(const float *C, int n, int64_t om, int64_t block, ns_lsa_ws *
     return 0;
 }
 
+int ns_merge_pair_blocks(const float *const *C, int ngr, int n, const int64_t *om, int64_t nb, ns_lsa_ws *ws,
+                         int64_t *pair, ns_err *err) {
+    int64_t maxog = 1;
+    for (int k = 0; k < ngr; k++) {
+        if (nb <= 0 || om[k] % nb)
+            return ns_errf(err, "%lld blocks do not divide %lld channels", (long long)nb, (long long)om[k]);
+        if (om[k] / nb > maxog) maxog = om[k] / nb;
+    }
+    double *buf = malloc((size_t)(maxog * maxog) * sizeof *buf);
+    double *sc = malloc((size_t)(nb * nb) * sizeof *sc);
+    int64_t *r2c = malloc((size_t)maxog * sizeof *r2c);
+    int rc = 0;
+    if (!buf || !sc || !r2c) rc = ns_errf(err, "out of memory");
+    for (int64_t a = 0; a < nb; a++) pair[a] = a;
+    for (int i = 1; i < n && rc == 0; i++) {
+        memset(sc, 0, (size_t)(nb * nb) * sizeof *sc);
+        for (int k = 0; k < ngr && rc == 0; k++) {
+            int64_t og = om[k] / nb, O = n * om[k];
+            for (int64_t a = 0; a < nb && rc == 0; a++)
+                for (int64_t b = 0; b < nb && rc == 0; b++) {
+                    copy_block(C[k], O, a * og, i * om[k] + b * og, og, og, buf);
+                    double total;
+                    rc = ns_lsa_ws_solve(ws, buf, og, og, 1, r2c, &total, err);
+                    sc[a * nb + b] += total / (double)og;
+                }
+        }
+        double total;
+        if (rc == 0) rc = ns_lsa_ws_solve(ws, sc, nb, nb, 1, pair + i * nb, &total, err);
+    }
+    free(buf);
+    free(sc);
+    free(r2c);
+    return rc < 0 ? -1 : 0;
+}
+
+void ns_merge_reorder_blocks(const float *C, int n, int64_t om, int64_t nb, const int64_t *pair, float *out) {
+    int64_t O = n * om, og = om / nb;
+    int64_t *src = malloc((size_t)O * sizeof *src); // new row -> old row
+    if (!src) return;
+    for (int i = 0; i < n; i++)
+        for (int64_t a = 0; a < nb; a++)
+            for (int64_t r = 0; r < og; r++) src[i * om + a * og + r] = i * om + pair[i * nb + a] * og + r;
+    for (int64_t r = 0; r < O; r++)
+        for (int64_t c = 0; c < O; c++) out[r * O + c] = C[src[r] * O + src[c]];
+    free(src);
+}
+
+void ns_merge_unorder_dest(const int64_t *dest_reordered, int n, int64_t om, int64_t nb, const int64_t *pair,
+                           int64_t *dest) {
+    int64_t og = om / nb;
+    for (int i = 0; i < n; i++)
+        for (int64_t a = 0; a < nb; a++)
+            for (int64_t r = 0; r < og; r++)
+                dest[i * om + pair[i * nb + a] * og + r] = dest_reordered[i * om + a * og + r];
+}
+
 int ns_merge_align_blocks(const float *C, int n, int64_t om, int64_t nblocks, ns_lsa_ws *ws,
                           int64_t *dest, double *score, ns_err *err) {
     if (nblocks <= 0 || om % nblocks)
         return ns_errf(err, "%lld blocks do not divide %lld channels", (long long)nblocks, (long long)om);
-    int64_t O = n * om, og = om / nblocks, nb = nblocks;
-    double *buf = malloc((size_t)(og * og) * sizeof *buf);
-    double *s = malloc((size_t)(nb * nb) * sizeof *s);
-    int64_t *sub = malloc((size_t)(nb * nb * og) * sizeof *sub); // [a][b][row of a] = col of b
-    int64_t *pair = malloc((size_t)nb * sizeof *pair);
-    int rc = 0;
-    if (!buf || !s || !sub || !pair) rc = ns_errf(err, "out of memory");
-    for (int64_t u = 0; u < om; u++) dest[u] = u;
-    double sum = 0;
-    for (int i = 1; i < n && rc == 0; i++) {
-        for (int64_t a = 0; a < nb && rc == 0; a++)
-            for (int64_t b = 0; b < nb && rc == 0; b++) {
-                copy_block(C, O, a * og, i * om + b * og, og, og, buf);
-                double total;
-                rc = ns_lsa_ws_solve(ws, buf, og, og, 1, sub + (a * nb + b) * og, &total, err);
-                s[a * nb + b] = total / (double)og;
-            }
-        if (rc < 0) break;
-        double total;
-        if ((rc = ns_lsa_ws_solve(ws, s, nb, nb, 1, pair, &total, err)) < 0) break;
-        sum += total * (double)og;
-        for (int64_t a = 0; a < nb; a++) {
-            int64_t b = pair[a];
-            const int64_t *m = sub + (a * nb + b) * og;
-            for (int64_t r = 0; r < og; r++) dest[i * om + b * og + m[r]] = a * og + r;
+    int64_t O = n * om;
+    int64_t *pair = malloc((size_t)(n * nblocks) * sizeof *pair), *dr = malloc((size_t)O * sizeof *dr);
+    float *Cr = malloc((size_t)(O * O) * sizeof *Cr);
+    int rc = -1;
+    if (!pair || !dr || !Cr) ns_errf(err, "out of memory");
+    else if (ns_merge_pair_blocks(&C, 1, n, &om, nblocks, ws, pair, err) == 0) {
+        ns_merge_reorder_blocks(C, n, om, nblocks, pair, Cr);
+        if (ns_merge_align(Cr, n, om, om / nblocks, ws, dr, score, err) == 0) {
+            ns_merge_unorder_dest(dr, n, om, nblocks, pair, dest);
+            rc = 0;
         }
     }
-    free(buf);
-    free(s);
-    free(sub);
     free(pair);
-    if (rc < 0) return -1;
-    *score = n > 1 ? sum / (double)((n - 1) * om) : 1.0;
-    return 0;
+    free(dr);
+    free(Cr);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------

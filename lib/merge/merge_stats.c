@@ -80,7 +80,7 @@ int ns_corr_acc_add(ns_corr_acc *a, float *x, int64_t nobs, ns_err *err) {
     return 0;
 }
 
-int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr) {
+int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr, unsigned char *dead_mark) {
     int64_t d = a->dim, dead = 0;
     double *sd = a->cmean; // reused: standard deviations (0 for dead units)
     for (int64_t i = 0; i < d; i++) {
@@ -89,6 +89,7 @@ int64_t ns_corr_acc_finish(const ns_corr_acc *a, float *corr) {
         int is_dead = !(var > 0) || var <= 1e-12 * m * m;
         sd[i] = is_dead ? 0 : sqrt(var);
         dead += is_dead;
+        if (dead_mark) dead_mark[i] = (unsigned char)is_dead;
     }
     for (int64_t i = 0; i < d; i++)
         for (int64_t j = 0; j < d; j++) {
@@ -123,9 +124,34 @@ static ns_model unlabelled(const ns_model *m) {
 
 #define CHUNK_FLOATS (4 << 20) // observations gathered at once, times O
 
+// Features of a group that is no node's output (chgroups.h: act_proj, an
+// attention's q/k or v): channel c of model i, for samples [s0, s1), every
+// rep r (q and k) and token t of the act node's T x D output x:
+// x[s, t, :] . W[row] + bias[row], row = the member's index of (c, r).
+static void gather_projected(float *x, const ns_model *mi, const ns_chmember *mb, const float *act,
+                             int64_t T, int64_t D, int64_t om, int64_t s0, int64_t s1, int64_t nobs, int i) {
+    const float *W = mi->tensors[mb->tensor].t.data;
+    int bt = mi->nodes[mb->node].params[1];
+    const float *bias = bt >= 0 ? mi->tensors[bt].t.data : NULL;
+    for (int64_t c = 0; c < om; c++) {
+        float *row = x + (i * om + c) * nobs;
+        for (int64_t s = s0; s < s1; s++)
+            for (int64_t r = 0; r < mb->reps; r++) {
+                int64_t k = ns_chmember_index(mb, c, r, 0);
+                const float *w = W + k * D;
+                for (int64_t t = 0; t < T; t++) {
+                    const float *v = act + (s * T + t) * D;
+                    double acc = bias ? bias[k] : 0;
+                    for (int64_t d = 0; d < D; d++) acc += (double)v[d] * w[d];
+                    *row++ = (float)acc;
+                }
+            }
+    }
+}
+
 int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, const char *path,
                       int64_t max_samples, int64_t batch, const ns_reporter *report, float **corr,
-                      int64_t *dead, int64_t *seen, ns_err *err) {
+                      unsigned char **dead_units, int64_t *dead, int64_t *seen, ns_err *err) {
     int ng = g->ngroups, rc = -1;
     ns_engine eng[NS_MERGE_MAX_MODELS];
     int neng = 0;
@@ -141,9 +167,12 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
     }
     for (int p = 0; p < ng; p++) {
         corr[p] = NULL;
+        if (dead_units) dead_units[p] = NULL;
         dead[p] = -1;
         const ns_chgroup *gr = &g->groups[p];
-        if (gr->fixed || gr->act_node < 0 || !(amb[p] = act_member(gr))) continue;
+        if (gr->fixed || gr->act_node < 0) continue;
+        amb[p] = gr->act_proj >= 0 ? &gr->members[gr->act_proj] : act_member(gr);
+        if (!amb[p]) continue;
         if (ns_corr_acc_init(&acc[p], n * gr->size, err) < 0) goto done;
     }
     for (; neng < n; neng++) {
@@ -168,8 +197,23 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
         for (int p = 0; p < ng; p++) {
             if (!amb[p]) continue;
             const ns_chmember *mb = amb[p];
+            int64_t om = g->groups[p].size, O = n * om;
+            if (g->groups[p].act_proj >= 0) { // tokens T x D through the member's rows
+                const ns_node *xn = &models[0]->nodes[g->groups[p].act_node];
+                int64_t T = xn->shape[0], D = xn->shape[1], per = mb->reps * T;
+                int64_t chunk = CHUNK_FLOATS / (O * per);
+                if (chunk < 1) chunk = 1;
+                for (int64_t s0 = 0; s0 < bn; s0 += chunk) {
+                    int64_t s1 = s0 + chunk < bn ? s0 + chunk : bn, nobs = (s1 - s0) * per;
+                    for (int i = 0; i < n; i++)
+                        gather_projected(x, models[i], mb, eng[i].act[g->groups[p].act_node], T, D, om, s0, s1,
+                                         nobs, i);
+                    if (ns_corr_acc_add(&acc[p], x, nobs, err) < 0) goto done_prog;
+                }
+                continue;
+            }
             const ns_node *node = &models[0]->nodes[mb->node];
-            int64_t om = g->groups[p].size, O = n * om, numel = node->numel;
+            int64_t numel = node->numel;
             // the member's positions lie on axis mb->axis of the per-sample
             // shape; every element of the other axes is an observation
             int64_t outer = 1, after = 1, len = node->shape[mb->axis];
@@ -212,11 +256,12 @@ int ns_merge_act_corr(ns_model *const *models, int n, const ns_chgroups *g, cons
     for (int p = 0; p < ng; p++) {
         if (!amb[p]) continue;
         int64_t O = acc[p].dim;
-        if (!(corr[p] = malloc((size_t)(O * O) * sizeof *corr[p]))) {
+        if (!(corr[p] = malloc((size_t)(O * O) * sizeof *corr[p])) ||
+            (dead_units && !(dead_units[p] = malloc((size_t)O)))) {
             ns_errf(err, "out of memory");
             goto done_prog;
         }
-        dead[p] = ns_corr_acc_finish(&acc[p], corr[p]);
+        dead[p] = ns_corr_acc_finish(&acc[p], corr[p], dead_units ? dead_units[p] : NULL);
     }
     if (seen) *seen = total;
     rc = 0;
@@ -227,6 +272,10 @@ done:
         for (int p = 0; p < ng; p++) {
             free(corr[p]);
             corr[p] = NULL;
+            if (dead_units) {
+                free(dead_units[p]);
+                dead_units[p] = NULL;
+            }
         }
     ns_batches_close(&b);
     for (int i = 0; i < neng; i++) ns_engine_free(&eng[i]);

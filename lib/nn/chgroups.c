@@ -55,9 +55,14 @@ static int64_t chan_len(const ns_node *n) { return n->ndim ? n->shape[chan_axis(
 typedef struct occ {
     ns_chrole role;
     int node, tensor, slot, axis, conv_groups;
-    int src;     // node whose output positions this axis follows
-    int64_t len; // positions (the virtual axis for a grouped conv input)
+    int64_t start; // first position this axis follows (a node's, or an op's internal space)
+    int64_t len;   // positions (the virtual axis for a grouped conv input)
 } occ;
+
+// Blocks that move whole (GroupNorm groups, attention heads): positions
+// [start, start + len) in blocks of `block`; constraints with the same key
+// (the node) must move their blocks together.
+typedef struct blkc { int64_t start, len, block; int key; } blkc;
 
 typedef struct bld {
     const ns_model *m;
@@ -70,6 +75,9 @@ typedef struct bld {
     int64_t npos, cap_pos;
     occ *occ;
     int64_t nocc, cap_occ;
+    blkc *blk;
+    int64_t nblk, cap_blk;
+    int64_t *attn_start; // per node: an attention's internal positions (3D), -1 otherwise
 } bld;
 
 static int32_t find(bld *b, int32_t a) {
@@ -109,7 +117,9 @@ static void mark(bld *b, int node, unsigned why) {
     for (int64_t p = b->off[node]; p < b->off[node + 1]; p++) b->why[find(b, b->pos[p])] |= why;
 }
 
-static int add_occ(bld *b, ns_chrole role, int node, int slot, int axis, int src, int conv_groups) {
+// An axis following positions [start, start + len).
+static int add_occ_at(bld *b, ns_chrole role, int node, int slot, int axis, int64_t start, int64_t len,
+                      int conv_groups) {
     const ns_model *m = b->m;
     const ns_node *n = &m->nodes[node];
     int tensor = -1;
@@ -117,7 +127,6 @@ static int add_occ(bld *b, ns_chrole role, int node, int slot, int axis, int src
         tensor = n->params[slot];
         if (tensor < 0) return 0; // an absent bias
     }
-    int64_t len = b->off[src + 1] - b->off[src];
     if (tensor >= 0) {
         const ns_tensor *t = &m->tensors[tensor].t;
         int64_t want = conv_groups > 1 && role == NS_CH_IN ? len / conv_groups : len;
@@ -126,7 +135,18 @@ static int add_occ(bld *b, ns_chrole role, int node, int slot, int axis, int src
                            n->name, m->tensors[tensor].name);
     }
     if (reserve((void **)&b->occ, &b->cap_occ, b->nocc + 1, sizeof *b->occ, b->err) < 0) return -1;
-    b->occ[b->nocc++] = (occ){role, node, tensor, slot, axis, conv_groups, src, len};
+    b->occ[b->nocc++] = (occ){role, node, tensor, slot, axis, conv_groups, start, len};
+    return 0;
+}
+
+// An axis following node src's output positions.
+static int add_occ(bld *b, ns_chrole role, int node, int slot, int axis, int src, int conv_groups) {
+    return add_occ_at(b, role, node, slot, axis, b->off[src], b->off[src + 1] - b->off[src], conv_groups);
+}
+
+static int add_blk(bld *b, int64_t start, int64_t len, int64_t block, int key) {
+    if (reserve((void **)&b->blk, &b->cap_blk, b->nblk + 1, sizeof *b->blk, b->err) < 0) return -1;
+    b->blk[b->nblk++] = (blkc){start, len, block, key};
     return 0;
 }
 
@@ -149,7 +169,22 @@ static int walk_node(bld *b, int i) {
         if (is_depthwise(m, n)) break; // copy below
         return fresh(b, at, len, 0);
     case NS_OP_LINEAR:
+    case NS_OP_PATCH_EMBED:
         return fresh(b, at, len, 0);
+    case NS_OP_ATTENTION: {
+        // queries (and, for cross-attention, keys and values) are read by the
+        // same in_proj_weight columns: one channel space; a padding mask is
+        // not features
+        int cross = ns_node_iattr(n, "cross") != 0;
+        if (cross) {
+            int j = n->inputs[1];
+            if (b->off[j + 1] - b->off[j] != in_len)
+                return ns_errf(b->err, "node %s: queries and keys differ in features", n->name);
+            for (int64_t p = 0; p < in_len; p++) unite(b, src[p], b->pos[b->off[j] + p]);
+        }
+        for (int k = 1 + cross; k < n->ninputs; k++) mark(b, n->inputs[k], NS_CHFIX_OPAQUE);
+        return fresh(b, at, len, 0); // out_proj rows
+    }
     case NS_OP_EMBEDDING:
         mark(b, n->inputs[0], NS_CHFIX_OPAQUE); // ids, not features
         return fresh(b, at, len, 0);
@@ -201,6 +236,11 @@ static int walk_node(bld *b, int i) {
     case NS_OP_AVGPOOL:
     case NS_OP_GLOBAL_AVGPOOL:
     case NS_OP_DROPOUT:
+    case NS_OP_SOFTMAX:     // equivariant to a permutation of any axis
+    case NS_OP_GROUPNORM:   // groups of channels: blocks (node_occs)
+    case NS_OP_CLS_TOKEN:   // a token more, of the same features
+    case NS_OP_POS_EMBED:
+    case NS_OP_TOKEN_POOL:  // T x D to D
         break;
     default: // transpose, and any op added later until it is described here
         opaque = 1;
@@ -219,6 +259,32 @@ static int walk_node(bld *b, int i) {
             if (b->off[j + 1] - b->off[j] != len) return ns_errf(b->err, "node %s: inputs differ in channels", n->name);
             for (int64_t p = 0; p < len; p++) unite(b, b->pos[at + p], b->pos[b->off[j] + p]);
         }
+    return 0;
+}
+
+// Attention (heads Hd, head size dh = D / Hd): the input projection's
+// columns read the queries' space; its rows make two internal spaces of D
+// channels each, positions appended after the nodes': qk (row d of q and
+// row D + d of k: a query-key product sums over them, so they move
+// together) and v (row 2D + d, with column d of the output projection);
+// the output projection's rows make the node's output. Both internal spaces
+// come in blocks of dh (heads), tied: a head moves with its q, k and v.
+static int attention_occs(bld *b, int i) {
+    const ns_node *n = &b->m->nodes[i];
+    int src = n->inputs[0];
+    int64_t D = b->off[src + 1] - b->off[src], at = b->npos;
+    int64_t heads = ns_node_iattr(n, "heads");
+    if (reserve((void **)&b->pos, &b->cap_pos, at + 3 * D, sizeof *b->pos, b->err) < 0) return -1;
+    b->npos += 3 * D;
+    if (fresh(b, at, D, 0) < 0 || fresh(b, at + 2 * D, D, 0) < 0) return -1;
+    memcpy(b->pos + at + D, b->pos + at, (size_t)D * sizeof *b->pos);
+    b->attn_start[i] = at;
+    if (add_occ_at(b, NS_CH_IN, i, 0, 1, b->off[src], D, 1) < 0 ||
+        add_occ_at(b, NS_CH_OUT, i, 0, 0, at, 3 * D, 1) < 0 || add_occ_at(b, NS_CH_OUT, i, 1, 0, at, 3 * D, 1) < 0 ||
+        add_occ_at(b, NS_CH_IN, i, 2, 1, at + 2 * D, D, 1) < 0 || add_occ(b, NS_CH_OUT, i, 2, 0, i, 1) < 0 ||
+        add_occ(b, NS_CH_OUT, i, 3, 0, i, 1) < 0)
+        return -1;
+    if (add_blk(b, at, D, D / heads, i) < 0 || add_blk(b, at + 2 * D, D, D / heads, i) < 0) return -1;
     return 0;
 }
 
@@ -254,6 +320,30 @@ static int node_occs(bld *b, int i) {
         if (n->ndim <= 2) // over the channel axis; on C x H x W it normalises W
             for (int p = 0; p < 2; p++)
                 if (add_occ(b, NS_CH_CHAN, i, p, 0, i, 1) < 0) return -1;
+        break;
+    case NS_OP_GROUPNORM:
+        // channels are axis 0 of C x H x W or C; on T x D the "channels" are
+        // the tokens, and the features pass through (statistics over them)
+        if (n->ndim != 2) {
+            for (int p = 0; p < 2; p++)
+                if (add_occ(b, NS_CH_CHAN, i, p, 0, i, 1) < 0) return -1;
+            int64_t len = b->off[i + 1] - b->off[i];
+            if (add_blk(b, b->off[i], len, len / ns_node_iattr(n, "groups"), i) < 0) return -1;
+        }
+        break;
+    case NS_OP_PATCH_EMBED: // weight (D, C, P, P): rows made here, columns read
+        if (add_occ(b, NS_CH_IN, i, 0, 1, src, 1) < 0 || add_occ(b, NS_CH_OUT, i, 0, 0, i, 1) < 0 ||
+            add_occ(b, NS_CH_OUT, i, 1, 0, i, 1) < 0)
+            return -1;
+        break;
+    case NS_OP_CLS_TOKEN:
+        if (add_occ(b, NS_CH_CHAN, i, 0, 0, i, 1) < 0) return -1;
+        break;
+    case NS_OP_POS_EMBED: // weight (T, D)
+        if (add_occ(b, NS_CH_CHAN, i, 0, 1, i, 1) < 0) return -1;
+        break;
+    case NS_OP_ATTENTION:
+        if (attention_occs(b, i) < 0) return -1;
         break;
     default:
         break;
@@ -315,10 +405,110 @@ void ns_chgroups_free(ns_chgroups *g) {
     memset(g, 0, sizeof *g);
 }
 
+static int gfind(int *parent, int k) {
+    while (parent[k] != k) k = parent[k] = parent[parent[k]];
+    return k;
+}
+
+// Blocks that move whole (the constraints of GroupNorm and attention): each
+// constraint must cover exactly one group, in order (else the group is
+// irregular); its block size joins the group's; the groups of one
+// constraint key are tied. A tie set whose blocks are all exactly the
+// constraints' (no grouped conv, no two GroupNorms of different group
+// counts) may move its blocks; otherwise its channels move within blocks
+// only (tie -1).
+static int whole_blocks(ns_chgroups *g, const bld *b, const int32_t *cls, const int32_t *grp, const int64_t *chan,
+                        ns_err *err) {
+    int ng = g->ngroups, nn = b->m->nnodes, rc = -1;
+    int *parent = malloc((size_t)(ng ? ng : 1) * sizeof *parent), *key_group = malloc((size_t)nn * sizeof *key_group);
+    int *tie = malloc((size_t)(ng ? ng : 1) * sizeof *tie);
+    char *constrained = calloc((size_t)(ng ? ng : 1), 1), *pinned = calloc((size_t)(ng ? ng : 1), 1);
+    if (!parent || !key_group || !tie || !constrained || !pinned) { ns_errf(err, "out of memory"); goto out; }
+    for (int k = 0; k < ng; k++) {
+        parent[k] = k;
+        tie[k] = -1;
+        g->groups[k].tie = -1;
+        pinned[k] = g->groups[k].block != g->groups[k].size; // a grouped conv's blocks stay put
+    }
+    for (int i = 0; i < nn; i++) key_group[i] = -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t c = 0; c < b->nblk; c++) {
+            const blkc *bc = &b->blk[c];
+            int k = grp[cls[b->pos[bc->start]]];
+            ns_chgroup *gr = &g->groups[k];
+            int whole = gr->size == bc->len && bc->block > 0 && bc->len % bc->block == 0;
+            for (int64_t p = 0; whole && p < bc->len; p++)
+                whole = grp[cls[b->pos[bc->start + p]]] == k && chan[cls[b->pos[bc->start + p]]] == p;
+            if (!whole) {
+                gr->fixed |= NS_CHFIX_IRREGULAR;
+                continue;
+            }
+            if (pass == 1) { // blocks reduced by another constraint: pinned
+                if (gr->block != bc->block) pinned[k] = 1;
+                continue;
+            }
+            gr->block = gcd64(gr->block, bc->block);
+            constrained[k] = 1;
+            if (key_group[bc->key] < 0) key_group[bc->key] = k;
+            else {
+                int x = gfind(parent, key_group[bc->key]), y = gfind(parent, k);
+                if (x != y) parent[y < x ? x : y] = y < x ? y : x;
+            }
+        }
+    for (int k = 0; k < ng; k++)
+        if (pinned[k] && constrained[k]) pinned[gfind(parent, k)] = 1;
+    int nties = 0;
+    for (int k = 0; k < ng; k++) {
+        int r = gfind(parent, k);
+        if (!constrained[k] || pinned[r] || g->groups[k].fixed) continue;
+        if (tie[r] < 0) tie[r] = nties++;
+        g->groups[k].tie = tie[r];
+    }
+    g->nties = nties;
+    rc = 0;
+out:
+    free(parent);
+    free(key_group);
+    free(tie);
+    free(constrained);
+    free(pinned);
+    return rc;
+}
+
+// Attention's groups: the internal qk and v spaces take their features from
+// the input projection of the queries' input (act_proj) and cannot be pruned
+// (heads); the groups the attention reads and writes cannot be pruned
+// either (its width D is theirs).
+static void attention_groups(ns_chgroups *g, const bld *b, const int32_t *cls, const int32_t *grp) {
+    const ns_model *m = b->m;
+    for (int i = 0; i < m->nnodes; i++) {
+        int64_t at = b->attn_start[i];
+        if (at < 0) continue;
+        const ns_node *n = &m->nodes[i];
+        int src = n->inputs[0];
+        int64_t D = b->off[src + 1] - b->off[src];
+        for (int part = 0; part < 2; part++) {
+            ns_chgroup *gr = &g->groups[grp[cls[b->pos[at + part * 2 * D]]]];
+            gr->noselect |= NS_CHSEL_HEADS;
+            gr->act_node = src;
+            for (int k = 0; k < gr->nmembers; k++)
+                if (gr->members[k].role == NS_CH_OUT && gr->members[k].node == i && gr->members[k].slot == 0)
+                    gr->act_proj = k;
+        }
+        int nin = 1 + (ns_node_iattr(n, "cross") != 0);
+        for (int k = 0; k <= nin; k++) {
+            int node = k < nin ? n->inputs[k] : i;
+            for (int64_t p = b->off[node]; p < b->off[node + 1]; p++) g->groups[grp[cls[b->pos[p]]]].noselect |= NS_CHSEL_ATTN;
+        }
+    }
+}
+
 static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
     if (m->nnodes < 1 || m->nodes[0].op != NS_OP_INPUT) return ns_errf(err, "the model has no input node");
     b->off = calloc((size_t)m->nnodes + 1, sizeof *b->off);
-    if (!b->off) return ns_errf(err, "out of memory");
+    b->attn_start = malloc((size_t)m->nnodes * sizeof *b->attn_start);
+    if (!b->off || !b->attn_start) return ns_errf(err, "out of memory");
+    for (int i = 0; i < m->nnodes; i++) b->attn_start[i] = -1;
     for (int i = 0; i < m->nnodes; i++)
         if (walk_node(b, i) < 0) return -1;
     if (m->output >= 0 && m->output < m->nnodes) mark(b, m->output, NS_CHFIX_OUTPUT);
@@ -347,7 +537,7 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
     for (int64_t c = 0; c < nclass; c++) last[c] = -1;
     for (int64_t o = 0; o < b->nocc; o++) {
         const occ *oc = &b->occ[o];
-        for (int64_t p = b->off[oc->src]; p < b->off[oc->src + 1]; p++) {
+        for (int64_t p = oc->start; p < oc->start + oc->len; p++) {
             int32_t c = cls[b->pos[p]];
             if (last[c] != o) { last[c] = (int32_t)o; start[c + 1]++; }
         }
@@ -359,7 +549,7 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
     for (int64_t c = 0; c < nclass; c++) { fill[c] = start[c]; last[c] = -1; }
     for (int64_t o = 0; o < b->nocc; o++) {
         const occ *oc = &b->occ[o];
-        for (int64_t p = b->off[oc->src]; p < b->off[oc->src + 1]; p++) {
+        for (int64_t p = oc->start; p < oc->start + oc->len; p++) {
             int32_t c = cls[b->pos[p]];
             if (last[c] != o) { last[c] = (int32_t)o; s.sig[fill[c]++] = (int32_t)o; }
         }
@@ -380,7 +570,7 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
     int ng = 0;
     for (int64_t o = 0; o < b->nocc; o++) {
         const occ *oc = &b->occ[o];
-        for (int64_t p = b->off[oc->src]; p < b->off[oc->src + 1]; p++) {
+        for (int64_t p = oc->start; p < oc->start + oc->len; p++) {
             int32_t c = cls[b->pos[p]];
             if (grp[c] >= 0) continue;
             uint64_t h = sig_hash(&s, c) & (uint64_t)(tcap - 1);
@@ -401,6 +591,8 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
         gr->size = gsize[k];
         gr->block = gsize[k];
         gr->act_node = -1;
+        gr->act_proj = -1;
+        gr->tie = -1;
     }
     for (int64_t a = 0; a < na; a++)
         if (find(b, (int32_t)a) == a) g->groups[grp[cls[a]]].fixed |= b->why[a];
@@ -409,7 +601,7 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
     int64_t cap_runs = 0;
     for (int64_t o = 0; o < b->nocc; o++) {
         const occ *oc = &b->occ[o];
-        const int32_t *ps = b->pos + b->off[oc->src];
+        const int32_t *ps = b->pos + oc->start;
         int64_t len = oc->len, nr = 0, p = 0;
         while (p < len) {
             int32_t k = grp[cls[ps[p]]];
@@ -465,6 +657,8 @@ static int build(ns_chgroups *g, const ns_model *m, bld *b, ns_err *err) {
         for (int i = 0; i < gr->nmembers; i++)
             if (gr->members[i].role == NS_CH_IN) gr->act_node = m->nodes[gr->members[i].node].inputs[0];
     }
+    if (whole_blocks(g, b, cls, grp, chan, err) < 0) goto done;
+    attention_groups(g, b, cls, grp);
 
     // node positions -> (group, channel)
     g->nnodes = m->nnodes;
@@ -505,6 +699,8 @@ int ns_chgroups_build(ns_chgroups *g, const ns_model *m, ns_err *err) {
     free(b.off);
     free(b.pos);
     free(b.occ);
+    free(b.blk);
+    free(b.attn_start);
     if (rc < 0) ns_chgroups_free(g);
     return rc;
 }
@@ -561,8 +757,12 @@ void ns_chgroups_print(const ns_chgroups *g, const ns_model *m, FILE *f, int ver
         const ns_chgroup *gr = &g->groups[k];
         char why[160];
         fprintf(f, "group %d: %lld channel%s", k, (long long)gr->size, gr->size == 1 ? "" : "s");
-        if (gr->block != gr->size) fprintf(f, " in blocks of %lld", (long long)gr->block);
+        if (gr->block != gr->size)
+            fprintf(f, " in blocks of %lld%s", (long long)gr->block, gr->tie >= 0 ? " (blocks move whole)" : "");
+        if (gr->tie >= 0) fprintf(f, ", tie %d", gr->tie);
         if (gr->fixed) fprintf(f, ", fixed (%s)", ns_chgroups_fixed_reason(gr->fixed, why, sizeof why));
+        else if (gr->noselect & NS_CHSEL_HEADS) fprintf(f, ", not prunable (attention heads)");
+        else if (gr->noselect & NS_CHSEL_ATTN) fprintf(f, ", not prunable (an attention's width)");
         else if (gr->noselect) fprintf(f, ", not prunable alone (part of a grouped conv)");
         print_nodes(gr, m, NS_CH_OUT, "; made by ", f);
         print_nodes(gr, m, NS_CH_IN, "; read by ", f);
@@ -592,7 +792,6 @@ void ns_chgroups_print(const ns_chgroups *g, const ns_model *m, FILE *f, int ver
 // every group of the set permutes channel c to sigma(c / B) * B + c % B, and
 // the grouped conv's input member needs no column change for it (its rows
 // move with the output group). ns_chgroups_permute_blocks(m, g, tie, sigma)
-// would apply that; selections dropping whole blocks would also lower the
-// conv's groups attribute. Heads would enter the same way once attention is
-// an op: q/k/v rows in blocks of head_dim, tied across q, k, v and the
-// projection's input.
+// would apply that through ns_chgroups_permute_many (as attention heads and
+// GroupNorm groups do now); selections dropping whole blocks would also lower
+// the conv's groups attribute (and an attention's heads).

@@ -45,10 +45,41 @@
 //   - a selection must keep the same number of channels in every block, so
 //     the conv's groups attribute stays and its blocks stay equal.
 // B is the gcd of the conv block sizes (in channels / groups, out / groups)
-// of every grouped conv the group feeds or leaves. Moving whole blocks (which
-// would have to move the matching blocks of the conv's other side too, as
-// MuDSC's group alignment pairs heads) is not expressed yet; see the note at
-// the end of chgroups.c for how it would be added (ties between groups).
+// of every grouped conv the group feeds or leaves. Moving whole blocks of a
+// grouped conv (which would have to move the matching blocks of the conv's
+// other side too) is not expressed yet; see the note at the end of
+// chgroups.c.
+//
+// Blocks that move whole: GroupNorm groups and attention heads. A GroupNorm
+// over C x H x W (or C) with G groups puts its channel group in blocks of
+// C/G: channels may move within a block, and whole blocks may move (a block
+// permutation sigma: channel c goes to sigma(c / B) * B + c % B), since the
+// statistics are per block. Attention (heads Hd, D features, dh = D/Hd) has
+// two internal channel spaces that are no node's output: qk (D channels:
+// row d of q and row D + d of k in in_proj_weight/bias, which a query-key
+// product sums over together) and v (row 2D + d, and column d of
+// out_proj.weight). Both are in blocks of dh (the heads) and are tied: a
+// head's q, k and v move to the same new head (MuDSC's group alignment pairs
+// heads; solving qk and v independently would not preserve the function).
+// Groups whose blocks move together share a tie id (ns_chgroup.tie; a
+// GroupNorm's group is alone in its tie). Permutations that move blocks go
+// through ns_chgroups_permute_many, with every group of the tie permuted by
+// the same block map. tie is -1 when blocks stay in place (grouped convs; a
+// group under two GroupNorms of different group counts).
+//
+// Transformers. LayerNorm over T x D and vectors is equivariant to a
+// permutation of its features (with its weight and bias): the residual
+// stream of a transformer is one group through every residual add, patch
+// embedding (its rows make it), class token and position embedding (their
+// feature axes), layer norms, the attention's input columns and output rows,
+// the MLP's first columns and last rows, the token pooling and the
+// classifier's columns. GELU, softmax (equivariant whatever its axis), the
+// class token, position embedding and token pooling pass channels through.
+// The MLP's hidden units are a group of their own (prunable); the groups an
+// attention reads and writes and its qk/v groups are not prunable
+// (noselect: NS_CHSEL_ATTN, NS_CHSEL_HEADS). A cross-attention's queries and
+// keys/values are read by the same in_proj columns, so they join one group;
+// a key padding mask is opaque.
 // A grouped conv input member (role NS_CH_IN, conv_groups > 1) is described
 // on the conv's full input channel axis of in_channels positions (a
 // "virtual" axis): position p is column p % (in/groups) of weight axis 1,
@@ -114,7 +145,9 @@ enum {
 };
 // Why a group cannot be pruned on its own (bits).
 enum {
-    NS_CHSEL_PARTIAL = 1 // fills only part of a grouped conv's input or output axis
+    NS_CHSEL_PARTIAL = 1, // fills only part of a grouped conv's input or output axis
+    NS_CHSEL_HEADS = 2,   // an attention's qk or v space (pruning heads is not supported)
+    NS_CHSEL_ATTN = 4     // read or written by an attention, whose width D it is
 };
 
 typedef struct ns_chgroup {
@@ -126,6 +159,13 @@ typedef struct ns_chgroup {
     int act_node;         // where to record the group's features for matching: the
                           // input node of the last layer reading it (after norm and
                           // activation, as ZipIt!/MuDSC do); -1 when none reads it
+    int act_proj;         // >= 0: the features are not act_node's output but its
+                          // product with the rows of member act_proj (an attention's
+                          // in_proj_weight: q and k, or v) plus the matching bias
+                          // rows; every rep of the member is an observation
+    int tie;              // >= 0: blocks move whole, together with every group of
+                          // the same tie (attention heads, GroupNorm groups); -1:
+                          // channels move within their blocks only
     int nmembers;
     ns_chmember *members; // in node order; within a node: IN, OUT/CHAN, then ACT
 } ns_chgroup;
@@ -133,6 +173,7 @@ typedef struct ns_chgroup {
 typedef struct ns_chgroups {
     int ngroups;
     ns_chgroup *groups;   // ordered by first occurrence (node order)
+    int nties;            // tie ids are [0, nties)
     // Where each node's output positions belong (ns_chgroups_find).
     int nnodes;
     int64_t *node_off;    // nnodes + 1 offsets into pos_group / pos_chan
@@ -155,6 +196,16 @@ int ns_chgroups_find(const ns_chgroups *g, int node, int64_t pos, int64_t *chan)
 // Activations are not stored, so nothing else changes; g stays valid.
 int ns_chgroups_permute(ns_model *m, const ns_chgroups *g, int group, const int64_t *perm,
                         ns_err *err);
+// Several groups at once: perms[k] for group k, NULL to leave it alone. A
+// permutation may move whole blocks of a group with tie >= 0 (block b to
+// block sigma(b): perm[j] / B == sigma^-1(j / B) for every j) when every
+// group of its tie is permuted with the same block map; otherwise each perm
+// must map every block onto itself. All or nothing.
+int ns_chgroups_permute_many(ns_model *m, const ns_chgroups *g, const int64_t *const *perms,
+                             ns_err *err);
+// The block map of a permutation: blocks[b] = the old block that new block b
+// takes (perm[b * B] / B); -1 when perm does not move whole blocks.
+int ns_chgroups_block_map(const ns_chgroup *gr, const int64_t *perm, int64_t *blocks);
 
 // Structured pruning: keeps channels keep[0..nkeep) (strictly increasing) of a
 // group in every member, shrinks the tensors, updates the nodes' attributes

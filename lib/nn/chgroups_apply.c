@@ -137,38 +137,105 @@ static const char *group_what(const ns_chgroup *gr, char *buf, size_t cap) {
 // ---------------------------------------------------------------------------
 // permuting
 
-int ns_chgroups_permute(ns_model *m, const ns_chgroups *g, int group, const int64_t *perm, ns_err *err) {
-    if (group < 0 || group >= g->ngroups)
-        return ns_errf(err, "no group %d (the model has %d)", group, g->ngroups);
-    const ns_chgroup *gr = &g->groups[group];
+int ns_chgroups_block_map(const ns_chgroup *gr, const int64_t *perm, int64_t *blocks) {
+    int64_t B = gr->block, nb = gr->size / B;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t from = perm[b * B] / B;
+        for (int64_t j = b * B; j < (b + 1) * B; j++)
+            if (perm[j] < 0 || perm[j] >= gr->size || perm[j] / B != from) return -1;
+        blocks[b] = from;
+    }
+    return 0;
+}
+
+// Checks perms for permute_many: permutations, blocks kept or moved as a tie.
+static int check_perms(const ns_chgroups *g, const int64_t *const *perms, ns_err *err) {
     char what[256];
-    if (gr->fixed) return ns_errf(err, "%s: its channels cannot be permuted", group_what(gr, what, sizeof what));
-    int64_t n = gr->size;
-    char *seen = calloc((size_t)n, 1);
-    if (!seen) return ns_errf(err, "out of memory");
-    for (int64_t j = 0; j < n; j++) {
-        int64_t p = perm[j];
-        if (p < 0 || p >= n || seen[p]) {
-            free(seen);
-            return ns_errf(err, "group %d: not a permutation of its %lld channels (entry %lld is %lld)", group,
-                           (long long)n, (long long)j, (long long)p);
+    int64_t maxn = 1;
+    for (int k = 0; k < g->ngroups; k++)
+        if (g->groups[k].size > maxn) maxn = g->groups[k].size;
+    char *seen = malloc((size_t)maxn);
+    int64_t *blocks = malloc((size_t)maxn * sizeof *blocks), *first = malloc((size_t)maxn * sizeof *first);
+    int *tie_first = malloc((size_t)(g->nties ? g->nties : 1) * sizeof *tie_first), rc = -1;
+    if (!seen || !blocks || !first || !tie_first) { ns_errf(err, "out of memory"); goto out; }
+    for (int t = 0; t < g->nties; t++) tie_first[t] = -1;
+    for (int group = 0; group < g->ngroups; group++) {
+        const int64_t *perm = perms[group];
+        const ns_chgroup *gr = &g->groups[group];
+        if (!perm) continue;
+        if (gr->fixed) {
+            ns_errf(err, "%s: its channels cannot be permuted", group_what(gr, what, sizeof what));
+            goto out;
         }
-        seen[p] = 1;
-        if (p / gr->block != j / gr->block) {
-            free(seen);
-            return ns_errf(err, "group %d: channels move within blocks of %lld, but channel %lld would go to %lld",
-                           group, (long long)gr->block, (long long)p, (long long)j);
+        int64_t n = gr->size;
+        memset(seen, 0, (size_t)n);
+        for (int64_t j = 0; j < n; j++) {
+            int64_t p = perm[j];
+            if (p < 0 || p >= n || seen[p]) {
+                ns_errf(err, "group %d: not a permutation of its %lld channels (entry %lld is %lld)", group,
+                        (long long)n, (long long)j, (long long)p);
+                goto out;
+            }
+            seen[p] = 1;
+        }
+        int moves = ns_chgroups_block_map(gr, perm, blocks) < 0;
+        for (int64_t b = 0; !moves && b < n / gr->block; b++) moves = blocks[b] != b;
+        if (moves && gr->tie < 0) {
+            for (int64_t j = 0; j < n; j++)
+                if (perm[j] / gr->block != j / gr->block) {
+                    ns_errf(err, "group %d: channels move within blocks of %lld, but channel %lld would go to %lld",
+                            group, (long long)gr->block, (long long)perm[j], (long long)j);
+                    goto out;
+                }
+        }
+        if (gr->tie < 0) continue;
+        if (ns_chgroups_block_map(gr, perm, blocks) < 0) {
+            ns_errf(err, "group %d: a permutation must move whole blocks of %lld channels", group, (long long)gr->block);
+            goto out;
+        }
+        int f = tie_first[gr->tie];
+        if (f < 0) {
+            tie_first[gr->tie] = group;
+            memcpy(first, blocks, (size_t)(n / gr->block) * sizeof *first);
+            continue;
+        }
+        if (memcmp(first, blocks, (size_t)(n / gr->block) * sizeof *first)) {
+            ns_errf(err, "groups %d and %d are tied (attention heads, GroupNorm groups) but their blocks would "
+                    "move differently", f, group);
+            goto out;
         }
     }
+    // a tie with moved blocks must be permuted whole
+    for (int group = 0; group < g->ngroups; group++) {
+        const ns_chgroup *gr = &g->groups[group];
+        if (gr->tie < 0 || perms[group] || tie_first[gr->tie] < 0) continue;
+        const ns_chgroup *fg = &g->groups[tie_first[gr->tie]];
+        ns_chgroups_block_map(fg, perms[fg->id], blocks);
+        for (int64_t b = 0; b < fg->size / fg->block; b++)
+            if (blocks[b] != b) {
+                ns_errf(err, "group %d moves whole blocks, so group %d, tied to it, must be permuted with it",
+                        fg->id, group);
+                goto out;
+            }
+    }
+    rc = 0;
+out:
     free(seen);
+    free(blocks);
+    free(first);
+    free(tie_first);
+    return rc;
+}
 
-    char *want = calloc((size_t)g->ngroups, 1);
+int ns_chgroups_permute_many(ns_model *m, const ns_chgroups *g, const int64_t *const *perms, ns_err *err) {
+    if (check_perms(g, perms, err) < 0) return -1;
+    char *want = calloc((size_t)(g->ngroups ? g->ngroups : 1), 1);
     taxis *ax = NULL;
     int nax = 0, rc = -1;
     stage st = {0};
     int64_t *src = NULL;
     if (!want) return ns_errf(err, "out of memory");
-    want[group] = 1;
+    for (int k = 0; k < g->ngroups; k++) want[k] = perms[k] != NULL;
     if (collect_axes(m, g, want, &ax, &nax, err) < 0) goto out;
     if (stage_init(&st, m, err) < 0) goto out;
     for (int a = 0; a < nax; a++) {
@@ -177,13 +244,18 @@ int ns_chgroups_permute(ns_model *m, const ns_chgroups *g, int group, const int6
         src = malloc((size_t)len * sizeof *src);
         if (!src) { ns_errf(err, "out of memory"); goto out; }
         for (int64_t p = 0; p < len; p++) src[p] = p;
-        for (int i = 0; i < gr->nmembers; i++) {
-            const ns_chmember *mb = &gr->members[i];
-            if (mb->role == NS_CH_ACT || mb->tensor != ax[a].tensor || mb->axis != ax[a].axis) continue;
-            for (int64_t c = 0; c < n; c++)
-                for (int64_t r = 0; r < mb->reps; r++)
-                    for (int64_t s = 0; s < mb->inner; s++)
-                        src[ns_chmember_index(mb, c, r, s)] = ns_chmember_index(mb, perm[c], r, s);
+        for (int k = 0; k < g->ngroups; k++) {
+            if (!want[k]) continue;
+            const ns_chgroup *gr = &g->groups[k];
+            const int64_t *perm = perms[k];
+            for (int i = 0; i < gr->nmembers; i++) {
+                const ns_chmember *mb = &gr->members[i];
+                if (mb->role == NS_CH_ACT || mb->tensor != ax[a].tensor || mb->axis != ax[a].axis) continue;
+                for (int64_t c = 0; c < gr->size; c++)
+                    for (int64_t r = 0; r < mb->reps; r++)
+                        for (int64_t s = 0; s < mb->inner; s++)
+                            src[ns_chmember_index(mb, c, r, s)] = ns_chmember_index(mb, perm[c], r, s);
+            }
         }
         ns_tensor nt;
         const ns_tensor *cur = stage_cur(&st, ax[a].tensor);
@@ -206,6 +278,17 @@ out:
     return rc;
 }
 
+int ns_chgroups_permute(ns_model *m, const ns_chgroups *g, int group, const int64_t *perm, ns_err *err) {
+    if (group < 0 || group >= g->ngroups)
+        return ns_errf(err, "no group %d (the model has %d)", group, g->ngroups);
+    const int64_t **perms = calloc((size_t)g->ngroups, sizeof *perms);
+    if (!perms) return ns_errf(err, "out of memory");
+    perms[group] = perm;
+    int rc = ns_chgroups_permute_many(m, g, perms, err);
+    free(perms);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------
 // selecting (structured pruning)
 
@@ -219,6 +302,12 @@ int ns_chgroups_select_many(ns_model *m, ns_chgroups *g, const int64_t *const *k
         if (!keep[k]) continue;
         const ns_chgroup *gr = &g->groups[k];
         if (gr->fixed) return ns_errf(err, "%s: its channels cannot be removed", group_what(gr, what, sizeof what));
+        if (gr->noselect & NS_CHSEL_HEADS)
+            return ns_errf(err, "group %d is an attention's query-key or value space: pruning attention heads is "
+                           "not supported", k);
+        if (gr->noselect & NS_CHSEL_ATTN)
+            return ns_errf(err, "group %d is read or written by an attention, whose width it is: pruning it is "
+                           "not supported", k);
         if (gr->noselect)
             return ns_errf(err, "group %d fills only part of a grouped conv's channels: pruning it alone would "
                            "leave the conv's blocks unequal", k);
@@ -318,6 +407,8 @@ int ns_chgroups_select_many(ns_model *m, ns_chgroups *g, const int64_t *const *k
             ns_node_set_iattr(nd, "out", w->shape[0], NULL);
             if (dw[i]) ns_node_set_iattr(nd, "groups", w->shape[0], NULL);
         } else if (nd->op == NS_OP_LINEAR && w) {
+            ns_node_set_iattr(nd, "out", w->shape[0], NULL);
+        } else if (nd->op == NS_OP_PATCH_EMBED && w) {
             ns_node_set_iattr(nd, "out", w->shape[0], NULL);
         } else if (nd->op == NS_OP_EMBEDDING && w) {
             ns_node_set_iattr(nd, "dim", w->shape[1], NULL);

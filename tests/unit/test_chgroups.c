@@ -10,7 +10,11 @@
 //    (within its blocks); the network's output (eval mode, BN running
 //    statistics and affine parameters random so BN is not the identity) must
 //    not change: max |diff| < 1e-5. A control permutes only one conv's output
-//    rows and must change the output, so the comparison can fail.
+//    rows and must change the output, so the comparison can fail. Tied groups
+//    (attention heads, GroupNorm groups) also move whole blocks, one random
+//    block map per tie; a ViT, a GroupNorm net and a cross-attention graph are
+//    among the cases, and test_attention checks the ties, the refusals and a
+//    control (one head's q rows moved alone).
 // 3. Pruning. Selecting all channels of a group changes no bit. Selecting a
 //    random subset of every prunable group at once (ns_chgroups_select_many)
 //    gives a smaller model whose output must equal a reference: the original
@@ -90,7 +94,7 @@ static int make_model(ns_model *m, const tcase *c, uint64_t seed, ns_err *err) {
     rng_state = seed * 7919 + 17;
     for (int i = 0; i < m->nnodes; i++) {
         const ns_node *n = &m->nodes[i];
-        if (n->op != NS_OP_BATCHNORM && n->op != NS_OP_LAYERNORM) continue;
+        if (n->op != NS_OP_BATCHNORM && n->op != NS_OP_LAYERNORM && n->op != NS_OP_GROUPNORM) continue;
         for (int p = 0; p < NS_MAX_PARAMS; p++) {
             if (n->params[p] < 0) continue;
             ns_tensor *t = &m->tensors[n->params[p]].t;
@@ -274,7 +278,30 @@ static const char opaque_spec[] =
     "[embedding emb]\nnum = 10\ndim = 8\n[transpose]\n[flatten]\n"
     "[linear fc1]\nout = 12\n[relu]\n[linear fc]\nout = 5\n";
 
-enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL, C_TOKEN, C_OPAQUE, C_RESHAPE, NCASES };
+static const char gn_spec[] =
+    "# GroupNorm: g1 (4 groups of 2) and g2 (2 groups of 4) share c1's and c2's\n"
+    "# channels through the add (blocks of gcd 2, which stay put); g3 (3 groups\n"
+    "# of 2) alone: its blocks move whole\n"
+    "[input]\nshape = 2x5x5\n"
+    "[conv2d c1]\nout = 8\npad = 1\n[groupnorm g1]\ngroups = 4\n[relu r1]\n"
+    "[conv2d c2]\nout = 8\npad = 1\n[groupnorm g2]\ngroups = 2\n[relu r2]\n"
+    "[add]\nfrom = r1, r2\n"
+    "[conv2d c3]\nout = 6\npad = 1\n[groupnorm g3]\ngroups = 3\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 3\n";
+
+static const char xattn_spec[] =
+    "# cross-attention: queries from a, keys and values from b, read by the same\n"
+    "# in_proj columns (one group); softmax over the features; mean pooling\n"
+    "[input]\nshape = 1x4x6\n"
+    "[patch_embed p]\nout = 6\npatch = 2\n"
+    "[linear a]\nout = 12\n"
+    "[linear b]\nfrom = p\nout = 12\n[gelu]\n"
+    "[attention x]\nfrom = a, gelu1\nheads = 3\ncross = 1\n"
+    "[softmax]\naxis = -1\n[token_pool]\nmode = 1\n"
+    "[linear fc]\nout = 3\n";
+
+enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL, C_TOKEN, C_OPAQUE, C_RESHAPE,
+       C_VIT, C_GN, C_XATTN, NCASES };
 
 static tcase cases[NCASES];
 
@@ -295,6 +322,10 @@ static void init_cases(void) {
     cases[C_TOKEN] = (tcase){"token", NULL, o, token_spec, 10, 0};
     cases[C_OPAQUE] = (tcase){"opaque", NULL, o, opaque_spec, 10, 0};
     cases[C_RESHAPE] = (tcase){"reshape", NULL, o, reshape_spec, 0, 1};
+    ns_arch_opts ov = {1, 28, 28, 10, 0.5, 2, {0}, 0, 7, 4};
+    cases[C_VIT] = (tcase){"vit", "vit", ov, NULL, 0, 1};
+    cases[C_GN] = (tcase){"groupnorm", NULL, o, gn_spec, 0, 0}; // statistics over the pruned channels
+    cases[C_XATTN] = (tcase){"cross-attention", NULL, o, xattn_spec, 0, 1};
 }
 
 // Expected groups, by hand, in order of first appearance (node order; within
@@ -358,6 +389,22 @@ static const want wants[NCASES] = {
     [C_OPAQUE] = {5, {6, 8, 6, 12, 5}, {0}, {IN_ | OPQ_, OPQ_, OPQ_, 0, OUT_}},
     // reshape: input (2), a (8, 16 features each after the reshape), fc (3).
     [C_RESHAPE] = {3, {2, 8, 3}, {0}, {IN_, 0, OUT_}},
+    // vit (width 32, 2 blocks of 4 heads, MLP 128): the input (1); the
+    // residual stream (32: patch embedding, class token, positions, every
+    // norm, attention output rows, MLP output rows, the head's columns), not
+    // prunable since the attentions' width is its; per block the qk and v
+    // spaces (32 in heads of 8, not prunable) and the MLP's hidden units
+    // (128); the classes (10).
+    [C_VIT] = {9, {1, 32, 32, 32, 128, 32, 32, 128, 10}, {0, 0, 8, 8, 0, 8, 8, 0, 0},
+               {IN_, 0, 0, 0, 0, 0, 0, 0, OUT_}, {0, 4, 2, 2, 0, 2, 2, 0, 0}},
+    // groupnorm: input (2); c1 + c2 through the add (8, blocks of 2); c3 (6,
+    // blocks of 2); fc (3).
+    [C_GN] = {4, {2, 8, 6, 3}, {0, 2, 2, 0}, {IN_, 0, 0, OUT_}},
+    // cross-attention: the input (1); the patch embedding (6); a and b joined by the
+    // shared in_proj columns (12, not prunable); x's qk and v spaces (12 in
+    // heads of 4); x's output (12); fc (3).
+    [C_XATTN] = {7, {1, 6, 12, 12, 12, 12, 3}, {0, 0, 0, 4, 4, 0, 0}, {IN_, 0, 0, 0, 0, 0, OUT_},
+                 {0, 0, 4, 2, 2, 4, 0}},
 };
 
 // ---------------------------------------------------------------------------
@@ -523,24 +570,56 @@ static void test_permute(int ci) {
     int64_t n0 = 0, n1 = 0;
     float *y0 = forward(&m, x, &n0);
     float **before = snapshot(&m);
-    int failed = 0, npermuted = 0;
+    int failed = 0, npermuted = 0, nmoved = 0;
+    // groups without ties one at a time; tied groups (attention heads,
+    // GroupNorm groups) all at once, their blocks moved by one random map
+    // per tie
+    int64_t **perms = xcalloc((size_t)g.ngroups, sizeof *perms), **sigma = xcalloc((size_t)(g.nties + 1), sizeof *sigma);
+    for (int t = 0; t < g.nties; t++) sigma[t] = NULL;
     for (int k = 0; k < g.ngroups; k++) {
         const ns_chgroup *gr = &g.groups[k];
         if (gr->fixed) continue;
-        int64_t *p = xcalloc((size_t)gr->size, sizeof *p);
+        int64_t *p = perms[k] = xcalloc((size_t)gr->size, sizeof *p);
         random_perm(p, gr->size, gr->block);
-        if (ns_chgroups_permute(&m, &g, k, p, &err) < 0) {
-            CHECK(0, "%s: permute group %d: %s", c->name, k, err.msg);
-            failed = 1;
-        }
         npermuted++;
-        free(p);
+        if (gr->tie < 0) {
+            if (ns_chgroups_permute(&m, &g, k, p, &err) < 0) {
+                CHECK(0, "%s: permute group %d: %s", c->name, k, err.msg);
+                failed = 1;
+            }
+            continue;
+        }
+        int64_t nb = gr->size / gr->block, B = gr->block;
+        if (!sigma[gr->tie]) {
+            sigma[gr->tie] = xcalloc((size_t)nb, sizeof **sigma);
+            random_perm(sigma[gr->tie], nb, nb);
+            if (nb > 1 && sigma[gr->tie][0] == 0) { // make sure blocks move
+                int64_t t = sigma[gr->tie][0];
+                sigma[gr->tie][0] = sigma[gr->tie][1];
+                sigma[gr->tie][1] = t;
+            }
+        }
+        for (int64_t j = 0; j < gr->size; j++) p[j] = sigma[gr->tie][j / B] * B + p[j] % B;
+        nmoved++;
+    }
+    const int64_t **tied = xcalloc((size_t)g.ngroups, sizeof *tied);
+    for (int k = 0; k < g.ngroups; k++)
+        if (perms[k] && g.groups[k].tie >= 0) tied[k] = perms[k];
+    if (nmoved && ns_chgroups_permute_many(&m, &g, tied, &err) < 0) {
+        CHECK(0, "%s: permute tied groups: %s", c->name, err.msg);
+        failed = 1;
     }
     float *y1 = forward(&m, x, &n1);
     double d = y0 && y1 && n0 == n1 ? max_abs_diff(y0, y1, n0) : 1e30;
     CHECK(!failed && d < 1e-5 && !same_as(&m, before),
-          "%s: %d groups permuted, parameters changed, output unchanged (max |diff| %.2g, output scale %.2g)",
-          c->name, npermuted, d, y0 ? max_abs(y0, n0) : 0.0);
+          "%s: %d groups permuted (%d moving whole blocks), parameters changed, output unchanged (max |diff| %.2g, "
+          "output scale %.2g)",
+          c->name, npermuted, nmoved, d, y0 ? max_abs(y0, n0) : 0.0);
+    for (int k = 0; k < g.ngroups; k++) free(perms[k]);
+    for (int t = 0; t < g.nties; t++) free(sigma[t]);
+    free(perms);
+    free(sigma);
+    free(tied);
     snapshot_free(&m, before);
     free(y0);
     free(y1);
@@ -829,12 +908,72 @@ static void test_errors(void) {
     ns_model_free(&m);
 }
 
+// Attention: the qk and v spaces of a block are tied (a head moves with its
+// q, k and v), each block its own tie; moving one of them alone, or the two
+// with different head maps, is refused; a head's q rows moved alone (the
+// control) change the output; heads cannot be pruned.
+static void test_attention(void) {
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    make_model(&m, &cases[C_VIT], 4, &err);
+    ns_chgroups_build(&g, &m, &err);
+    const ns_chgroup *qk = &g.groups[2], *v = &g.groups[3], *qk1 = &g.groups[5];
+    const ns_chmember *q = member_on(qk, &m, "encoder.layers.0.self_attn.in_proj_weight", 0, 0);
+    const ns_chmember *vo = member_on(v, &m, "encoder.layers.0.self_attn.out_proj.weight", 1, 0);
+    CHECK(qk->tie >= 0 && qk->tie == v->tie && qk1->tie >= 0 && qk1->tie != qk->tie && g.nties == 2,
+          "vit: each block's qk and v spaces share a tie (%d, %d; next block %d; %d ties)", qk->tie, v->tie,
+          qk1->tie, g.nties);
+    CHECK(q && q->offset == 0 && q->reps == 2 && q->rstride == 32 && vo && vo->role == NS_CH_IN &&
+              qk->act_node == ns_model_find_node(&m, "encoder.layers.0.norm1") && qk->act_proj >= 0,
+          "vit: qk holds rows d and 32 + d of in_proj_weight; v out_proj's columns; features from norm1's output");
+    int64_t p[32], p2[32];
+    for (int64_t j = 0; j < 32; j++) p[j] = (j + 8) % 32, p2[j] = (j + 16) % 32; // heads shifted by 1 and 2
+    const int64_t **perms = xcalloc((size_t)g.ngroups, sizeof *perms);
+    float **before = snapshot(&m);
+    perms[2] = p;
+    int rc = ns_chgroups_permute_many(&m, &g, perms, &err);
+    CHECK(rc < 0 && strstr(err.msg, "tied") && same_as(&m, before), "vit: moving qk's heads without v's is refused: %s",
+          err.msg);
+    perms[3] = p2;
+    rc = ns_chgroups_permute_many(&m, &g, perms, &err);
+    CHECK(rc < 0 && strstr(err.msg, "differently") && same_as(&m, before),
+          "vit: moving qk's and v's heads differently is refused: %s", err.msg);
+    rc = ns_chgroups_permute(&m, &g, 2, p, &err);
+    CHECK(rc < 0, "vit: ns_chgroups_permute of one tied group across blocks is refused: %s", err.msg);
+    int64_t keep[16];
+    for (int64_t j = 0; j < 16; j++) keep[j] = j;
+    rc = ns_chgroups_select(&m, &g, 2, keep, 16, &err);
+    CHECK(rc < 0 && strstr(err.msg, "heads"), "vit: pruning a qk space is refused: %s", err.msg);
+    rc = ns_chgroups_select(&m, &g, 1, keep, 16, &err);
+    CHECK(rc < 0 && strstr(err.msg, "attention"), "vit: pruning the residual stream is refused: %s", err.msg);
+    // the control: head 0's q rows swapped with head 1's, k and v left
+    float *x = make_input(&m, &cases[C_VIT]);
+    int64_t n0, n1;
+    float *y0 = forward(&m, x, &n0);
+    float *w = m.tensors[ns_model_find_tensor(&m, "encoder.layers.0.self_attn.in_proj_weight")].t.data, tmp[8 * 32];
+    memcpy(tmp, w, sizeof tmp);
+    memcpy(w, w + 8 * 32, sizeof tmp);
+    memcpy(w + 8 * 32, tmp, sizeof tmp);
+    float *y1 = forward(&m, x, &n1);
+    double d = max_abs_diff(y0, y1, n0);
+    CHECK(d > 1e-4, "vit control: moving one head's q rows alone changes the output (max |diff| %.2g)", d);
+    snapshot_free(&m, before);
+    free(perms);
+    free(x);
+    free(y0);
+    free(y1);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
 int main(void) {
     init_cases();
     for (int c = 0; c < NCASES; c++) test_groups(c);
     test_members();
     for (int c = 0; c < NCASES; c++) test_permute(c);
     test_permute_control();
+    test_attention();
     for (int c = 0; c < NCASES; c++) test_prune(c);
     test_prune_counts();
     test_errors();

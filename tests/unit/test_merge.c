@@ -6,7 +6,10 @@
 // 2. Solvers: a planted permutation in a noisy cross block is recovered by
 //    ns_merge_align; a planted block pairing plus within-block permutations by
 //    ns_merge_align_blocks; the greedy zip of a model with a permuted copy of
-//    itself pairs every unit with its copy; a zip within blocks keeps blocks.
+//    itself pairs every unit with its copy; a zip within blocks keeps blocks;
+//    a tie of two groups (qk and v) pairs heads by the sum of their evidence;
+//    MuDSC's group zip (within paired heads, with and without a same-model
+//    budget) keeps every unit in its paired head.
 // 3. Models (resnet20 x0.5 and vgg, random weights and BN statistics): a copy
 //    whose every free group is randomly permuted is aligned back to the
 //    identity by weight matching and by activation matching (statistics from
@@ -15,6 +18,15 @@
 //    model's logits are the original's twice. A control merges without
 //    matching (plain average) and must differ. Three models (two permuted
 //    copies) are aligned as a star onto the first.
+//    The same with dead units (a ResNet-20 whose blocks' first 3 inner
+//    channels never fire on the data: their correlations tie) for every
+//    method, and with a ViT whose heads (q, k, v together) and units within
+//    heads are permuted, for every method that reads activations (weight
+//    matching alone does not recover the ViT; see the test), and with a
+//    GroupNorm net whose groups are moved as whole blocks.
+//    ZipIt!'s partial zip (ns_merge_partial) split at the middle node of each
+//    model: both kept branches compute the original, so the logits come
+//    twice (model 1's branch needs its unmerge layers for that).
 // 4. Refusals: another width, another input shape, another architecture.
 // sanitize: yes
 #include <math.h>
@@ -78,7 +90,8 @@ static void test_corr(void) {
         at += m;
     }
     float corr[25];
-    int64_t dead = ns_corr_acc_finish(&acc, corr);
+    unsigned char marks[5];
+    int64_t dead = ns_corr_acc_finish(&acc, corr, marks);
     double worst = 0;
     for (int64_t i = 0; i < 4; i++)
         for (int64_t j = 0; j < 4; j++) {
@@ -87,7 +100,8 @@ static void test_corr(void) {
         }
     CHECK(worst < 1e-5, "streamed correlation at mean 1000 equals two-pass double (max diff %.2g)", worst);
     CHECK(corr[0 * d + 1] > 0.1, "the correlated rows correlate (%.3f)", corr[1]);
-    CHECK(dead == 1 && corr[4 * d + 0] == 0 && corr[4 * d + 4] == 1, "constant row is dead (%lld)", (long long)dead);
+    CHECK(dead == 1 && marks[4] && !marks[0] && corr[4 * d + 0] == 0 && corr[4 * d + 4] == 1,
+          "constant row is dead and marked (%lld)", (long long)dead);
     ns_corr_acc_free(&acc);
     free(x);
     free(buf);
@@ -227,6 +241,43 @@ static void test_solvers(void) {
     CHECK(exact, "group alignment pairs the blocks and the channels within (4^2 + 1 LSAs)");
     CHECK(ns_merge_align(C, 2, om, 5, ws, dest, &score, &err) < 0 && strstr(err.msg, "does not divide"),
           "a block size that does not divide is refused: %s", err.msg);
+    // a tie of two groups (a head's qk and v): group 1 plants the true head
+    // pairing clearly, group 0 a different one weakly; the pairing follows the
+    // sum over the tie, and both groups get the same head pairing
+    int64_t other[24], bp[8];
+    for (int64_t a = 0; a < 4; a++)
+        for (int k = 0; k < 6; k++) other[a * 6 + k] = ((a + 1) % 4) * 6 + within[a * 6 + k];
+    float *Cq = planted(om, other, 0.2), *Cv = planted(om, gperm, 0.2);
+    for (int64_t r = 0; r < 2 * om; r++) // group 0's evidence weaker: 0.9 -> 0.5
+        for (int64_t c = 0; c < 2 * om; c++)
+            if (r != c && Cq[r * 2 * om + c] > 0.8f) Cq[r * 2 * om + c] = 0.5f;
+    const float *tie[2] = {Cq, Cv};
+    int64_t oms[2] = {om, om};
+    ok = ns_merge_pair_blocks(tie, 2, 2, oms, 4, ws, bp, &err) == 0;
+    for (int64_t a = 0; a < 4; a++) ok &= bp[a] == a && bp[4 + a] == gperm[a * 6] / 6;
+    CHECK(ok, "a tie's blocks are paired by the sum of its groups' evidence");
+    // MuDSC's group zip: zip within paired blocks; with no same-model budget
+    // (b = 0) every merged unit holds one unit of each model, from paired
+    // blocks, and the merged blocks are model 0's
+    float *Cr = xmalloc((size_t)(4 * om * om) * sizeof *Cr);
+    int64_t dr[48], dz[48], cnt[24];
+    ns_merge_reorder_blocks(Cv, 2, om, 4, bp, Cr);
+    ok = ns_merge_zip(Cr, 2, om, 6, 0.5, 0, dr, &score, &err) == 0;
+    ns_merge_unorder_dest(dr, 2, om, 4, bp, dz);
+    ns_merge_count(dz, 2, om, cnt);
+    for (int64_t u = 0; u < om; u++) ok &= cnt[u] == 2 && dz[u] / 6 == u / 6 && bp[4 + dz[om + u] / 6] == u / 6;
+    int copies = ok;
+    for (int64_t u = 0; u < om; u++) copies &= dz[om + gperm[u]] == dz[u];
+    CHECK(ok && copies, "group zip: units merge across models within paired heads, with their copies");
+    // with the full same-model budget (b = 1) of a block of 6 (3 merges per
+    // model), units still stay in their paired blocks
+    ok = ns_merge_zip(Cr, 2, om, 6, 0.5, 1, dr, &score, &err) == 0;
+    ns_merge_unorder_dest(dr, 2, om, 4, bp, dz);
+    for (int64_t u = 0; u < om; u++) ok &= dz[u] / 6 == u / 6 && bp[4 + dz[om + u] / 6] == u / 6;
+    CHECK(ok, "group zip with a same-model budget keeps every unit in its paired head");
+    free(Cr);
+    free(Cq);
+    free(Cv);
     free(C);
     ns_lsa_ws_free(ws);
 }
@@ -234,9 +285,34 @@ static void test_solvers(void) {
 // ---------------------------------------------------------------------------
 // 3. models
 
+// "gn": a GroupNorm net (its groups move as whole blocks; g1 and g2 share
+// their channels through the add, so their groups are tied)
+static const char gn_spec[] =
+    "[input]\nshape = 1x12x12\n"
+    "[conv2d c1]\nout = 12\npad = 1\n[groupnorm g1]\ngroups = 3\n[relu r1]\n"
+    "[conv2d c2]\nout = 12\npad = 1\n[groupnorm g2]\ngroups = 3\n[relu r2]\n"
+    "[add]\nfrom = r1, r2\n"
+    "[conv2d c3]\nout = 8\npad = 1\n[groupnorm g3]\ngroups = 2\n[relu]\n[global_avgpool]\n"
+    "[linear fc]\nout = 5\n";
+
 static int build(ns_model *m, const char *arch, double width, int in_h, uint64_t seed) {
     ns_err err;
+    if (strcmp(arch, "gn") == 0) {
+        ns_model_init(m);
+        if (ns_spec_parse(m, gn_spec, strlen(gn_spec), "gn", &err) < 0) {
+            printf("# %s\n", err.msg);
+            return -1;
+        }
+        ns_model_init_params(m, seed);
+        for (int t = 0; t < m->ntensors; t++) // GroupNorm not the identity
+            if (strncmp(m->tensors[t].name, "g", 1) == 0) {
+                float *v = m->tensors[t].t.data;
+                for (int64_t i = 0; i < m->tensors[t].t.numel; i++) v[i] = (float)(0.5 + ns_rng_uniform(&rng));
+            }
+        return 0;
+    }
     ns_arch_opts o = {.in_c = 1, .in_h = in_h, .in_w = in_h, .classes = 5, .width = width, .depth = 4};
+    if (strcmp(arch, "vit") == 0) o.depth = 2, o.patch = 4, o.heads = 4; // 9 patches, heads of 8
     ns_model_init(m);
     if (ns_arch_build(m, arch, &o, &err) < 0) {
         printf("# %s\n", err.msg);
@@ -308,16 +384,33 @@ static int write_stream(const char *path, const float *x, const ns_model *m) {
     return rc;
 }
 
-// Permutes every free group of m; perms[p] gets the permutation (NULL: fixed).
+// Permutes every free group of m; perms[p] gets the permutation (NULL:
+// fixed). Tied groups (attention heads) move their blocks by one random map
+// per tie and permute within blocks.
 static void permute_all(ns_model *m, const ns_chgroups *g, int64_t **perms) {
     ns_err err;
+    int64_t *sigma[64] = {0};
     for (int p = 0; p < g->ngroups; p++) {
+        const ns_chgroup *gr = &g->groups[p];
         perms[p] = NULL;
-        if (g->groups[p].fixed) continue;
-        perms[p] = xmalloc((size_t)g->groups[p].size * sizeof **perms);
-        random_perm(perms[p], g->groups[p].size);
-        if (ns_chgroups_permute(m, g, p, perms[p], &err) < 0) printf("# permute: %s\n", err.msg);
+        if (gr->fixed) continue;
+        int64_t *q = perms[p] = xmalloc((size_t)gr->size * sizeof **perms), B = gr->block, nb = gr->size / B;
+        if (gr->tie < 0 && B == gr->size) {
+            random_perm(q, gr->size);
+            continue;
+        }
+        if (gr->tie >= 0 && gr->tie < 64 && !sigma[gr->tie]) {
+            sigma[gr->tie] = xmalloc((size_t)nb * sizeof **sigma);
+            random_perm(sigma[gr->tie], nb);
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t to = gr->tie >= 0 ? sigma[gr->tie][b] : b;
+            random_perm(q + b * B, B);
+            for (int64_t j = 0; j < B; j++) q[b * B + j] += to * B;
+        }
     }
+    if (ns_chgroups_permute_many(m, g, (const int64_t *const *)perms, &err) < 0) printf("# permute: %s\n", err.msg);
+    for (int t = 0; t < 64; t++) free(sigma[t]);
 }
 
 static double max_diff(const float *a, const float *b, int64_t n) {
@@ -326,7 +419,20 @@ static double max_diff(const float *a, const float *b, int64_t n) {
     return d;
 }
 
-static void test_model(const char *arch, double width) {
+// kill > 0: channels 0..kill-1 of every block's inner space (layerX.Y.bn1)
+// are dead on the data (BN bias -50 before the ReLU), as units of a briefly
+// trained model can be: their correlations tie, and only the weights can
+// tell which copy is whose.
+static void kill_units(ns_model *m, int kill) {
+    for (int t = 0; t < m->ntensors; t++) {
+        const char *name = m->tensors[t].name;
+        if (strncmp(name, "layer", 5) || !strstr(name, ".bn1.bias")) continue;
+        float *v = m->tensors[t].t.data;
+        for (int k = 0; k < kill && k < m->tensors[t].t.numel; k++) v[k] = -50.0f;
+    }
+}
+
+static void test_model(const char *arch, double width, int kill) {
     ns_err err;
     ns_model a, b;
     if (build(&a, arch, width, 12, 7) < 0) {
@@ -341,6 +447,10 @@ static void test_model(const char *arch, double width) {
     write_stream(path, x, &a);
     // BN statistics of this data (the reset), so that few units are dead
     CHECK(ns_merge_reset_bn(&a, path, 0, 16, NULL, &err) == 0, "%s: batch-norm reset", arch);
+    char label[64];
+    snprintf(label, sizeof label, "%s%s", arch, kill ? " with dead units" : "");
+    arch = label;
+    kill_units(&a, kill);
     if (copy_model(&b, &a) < 0) return;
     ns_chgroups g;
     CHECK(ns_chgroups_build(&g, &a, &err) == 0, "%s: groups", arch);
@@ -351,21 +461,28 @@ static void test_model(const char *arch, double width) {
     CHECK(max_diff(ref, permuted, NSAMPLES * k) < 1e-4, "%s: the permuted copy computes the same function", arch);
     ns_model *models[2] = {&a, &b};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
-    int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, NULL, act, dead, NULL, &err) == 0, "%s: activation statistics", arch);
-    const char *variants[] = {"average", "weight matching", "activation matching", "zip on activations", "mudsc-zip"};
+    int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead), ndead = 0;
+    unsigned char **dead_units = xmalloc((size_t)g.ngroups * sizeof *dead_units);
+    CHECK(ns_merge_act_corr(models, 2, &g, path, 0, 16, NULL, act, dead_units, dead, NULL, &err) == 0,
+          "%s: activation statistics", arch);
+    for (int p = 0; p < g.ngroups; p++) ndead += dead[p] > 0 ? dead[p] : 0;
+    if (kill) CHECK(ndead >= 2 * kill * 9, "%s: %lld dead units over both models", arch, (long long)ndead);
+    const char *variants[] = {"average", "weight matching", "activation matching", "zip on activations", "mudsc-zip",
+                              "mudsc-align", "weight matching from the activation matching"};
     ns_merge_opts opts[] = {
         {NS_MERGE_AVERAGE, 0, 0, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ALIGN, 1, 0, 1, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ZIP, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
         {NS_MERGE_ZIP, 0.5, 1, 1, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ALIGN, 0.5, 1, 1, 100, 5, 0.5, 1, 0, NULL},
+        {NS_MERGE_ALIGN, 1, 1, 1, 100, 5, 0.5, 1, 0, NULL}, // the copy is a fixed point of C_w's descent
     };
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < 7; v++) {
         ns_merge_state st;
         ns_merge_report rep = {0};
         ns_merge_state_init(&st, &g, 2, &err);
-        int ok = ns_merge_match(models, &st, act, &opts[v], &rep, &err) == 0;
+        int ok = ns_merge_match(models, &st, act, dead_units, &opts[v], &rep, &err) == 0;
         if (!ok) printf("# %s\n", err.msg);
         int identity = ok;
         for (int p = 0; p < g.ngroups; p++) {
@@ -373,15 +490,47 @@ static void test_model(const char *arch, double width) {
             int64_t om = g.groups[p].size;
             for (int64_t j = 0; j < om; j++) identity &= st.dest[p][om + j] == st.dest[p][perms[p][j]];
         }
-        if (v > 0) CHECK(identity, "%s, %s: every channel goes with its original", arch, variants[v]);
+        // weight matching alone (Git Re-Basin from the identity) does not find
+        // a ViT's permuted copy: the patch embedding's few weights are the only
+        // anchor, drowned in the stream's other slices (a known limitation);
+        // started from the activation matching (variant 6) it keeps the copy,
+        // so C_w itself is right
+        int skip = v == 1 && strncmp(arch, "vit", 3) == 0;
+        if (skip) CHECK(ok, "%s, %s: runs (not expected to recover the copy)", arch, variants[v]);
+        if (v > 0 && !skip) CHECK(identity, "%s, %s: every channel goes with its original", arch, variants[v]);
         ns_model out;
         copy_model(&out, &a);
         ok = ok && ns_merge_weights(models, &st, NULL, &out, &err) == 0;
         float *merged = forward(&out, x, &k);
         double d = max_diff(ref, merged, NSAMPLES * k);
         if (v == 0) CHECK(ok && d > 1e-2, "%s, average: plain averaging changes the function (%.3g)", arch, d);
-        else CHECK(ok && d < 1e-4, "%s, %s: the merged model computes the original (max diff %.2g)", arch, variants[v], d);
+        else if (!skip)
+            CHECK(ok && d < 1e-4, "%s, %s: the merged model computes the original (max diff %.2g)", arch, variants[v], d);
         free(merged);
+        if (v == 3) { // ZipIt!'s partial zip at the middle node: the logits twice
+            ns_model cat, part;
+            copy_model(&cat, &a);
+            int split = a.nnodes / 2, unmerges = 0;
+            int rc = ns_merge_concat_head(&cat, models, 2, &st, &err) == 0 &&
+                     ns_merge_weights(models, &st, NULL, &cat, &err) == 0 &&
+                     ns_merge_partial(&part, &cat, models, 2, &st, split, &err) == 0;
+            if (!rc) printf("# partial: %s\n", err.msg);
+            int64_t k2 = 0;
+            float *both = rc ? forward(&part, x, &k2) : NULL;
+            double dd = 1;
+            if (both && k2 == 2 * k) {
+                dd = 0;
+                for (int64_t s2 = 0; s2 < NSAMPLES; s2++)
+                    for (int64_t c = 0; c < 2 * k; c++) dd = fmax(dd, fabs(both[s2 * 2 * k + c] - ref[s2 * k + c % k]));
+            }
+            for (int j = 0; rc && j < part.nnodes; j++) unmerges += strncmp(part.nodes[j].name, "m1.unmerge.", 11) == 0;
+            CHECK(rc && dd < 1e-4 && unmerges > 0 && part.nlabels == (size_t)(2 * k),
+                  "%s: partial zip after %s: each model's own layers after it, reading the merged features through "
+                  "%d unmerge layer(s), give the logits twice (%.2g)", arch, rc ? a.nodes[split].name : "?", unmerges, dd);
+            free(both);
+            if (rc) ns_model_free(&part);
+            ns_model_free(&cat);
+        }
         if (v == 2) { // concatenated heads: the logits twice
             ns_model cat;
             copy_model(&cat, &a);
@@ -405,8 +554,10 @@ static void test_model(const char *arch, double width) {
     unlink(path);
     for (int p = 0; p < g.ngroups; p++) {
         free(act[p]);
+        free(dead_units[p]);
         free(perms[p]);
     }
+    free(dead_units);
     free(act);
     free(dead);
     free(perms);
@@ -442,7 +593,7 @@ static void test_three(void) {
     ns_model *models[3] = {&a, &b, &c};
     float **act = xmalloc((size_t)g.ngroups * sizeof *act);
     int64_t *dead = xmalloc((size_t)g.ngroups * sizeof *dead);
-    ns_merge_act_corr(models, 3, &g, path, 0, 16, NULL, act, dead, NULL, &err);
+    ns_merge_act_corr(models, 3, &g, path, 0, 16, NULL, act, NULL, dead, NULL, &err);
     int64_t k;
     float *ref = forward(&a, x, &k);
     ns_merge_opts opts[2] = {{NS_MERGE_ALIGN, 0, 1, 0, 100, 5, 0.5, 1, 0, NULL},
@@ -451,7 +602,7 @@ static void test_three(void) {
         ns_merge_state st;
         ns_merge_report rep = {0};
         ns_merge_state_init(&st, &g, 3, &err);
-        int ok = ns_merge_match(models, &st, act, &opts[v], &rep, &err) == 0;
+        int ok = ns_merge_match(models, &st, act, NULL, &opts[v], &rep, &err) == 0;
         for (int p = 0; ok && p < g.ngroups; p++) {
             if (!pb[p]) continue;
             int64_t om = g.groups[p].size;
@@ -519,8 +670,11 @@ int main(void) {
     ns_rng_seed(&rng, 12345);
     test_corr();
     test_solvers();
-    test_model("resnet20", 0.5);
-    test_model("vgg", 0.5);
+    test_model("resnet20", 0.5, 0);
+    test_model("vgg", 0.5, 0);
+    test_model("resnet20", 0.5, 3);
+    test_model("vit", 0.5, 0);
+    test_model("gn", 1, 0);
     test_three();
     test_refusals();
     test_sgemm_serial(); // last: its draws would move the others' data
