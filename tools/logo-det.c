@@ -33,68 +33,47 @@ struct cmdline {
     double lr, wd, thresh;
 };
 
-static const char *usage_text =
-    "train [options] -o MODEL TRAIN  |  detect [options] --model MODEL IMAGES  |  eval [options] --model MODEL TEST";
-
-static void parse_cmdline(int argc, char **argv, const char *sub, struct cmdline *cmd, int *first) {
-    const ns_opt train_opts[] = {
-        {"model", 'm', NS_OPT_STR, &cmd->model, "FILE", "start from this model (or checkpoint, with --resume) instead of a new one", 0, 0},
-        {"width", 'w', NS_OPT_INT, &cmd->width, "W", "new model: base channels (default 16; the encoder has W, 2W, 4W, 8W)", 1, 1024},
-        {"epochs", 'e', NS_OPT_INT, &cmd->epochs, "N", "epochs of the schedule (default 20)", 1, 100000},
-        {"stop-after", 0, NS_OPT_INT, &cmd->stop_after, "N", "stop after epoch N (continue later with --resume)", 1, 100000},
-        {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "images per batch (default 32)", 1, 65536},
-        {"lr", 0, NS_OPT_DOUBLE, &cmd->lr, "LR", "base learning rate (default 0.002)", 1e-12, 1e3},
-        {"wd", 0, NS_OPT_DOUBLE, &cmd->wd, "WD", "weight decay (default 0 for adam, 0.01 for adamw, 5e-4 for sgd)", 0, 1},
-        {"optim", 0, NS_OPT_STR, &cmd->optim, "NAME", "adam (default), adamw or sgd (momentum 0.9)", 0, 0},
-        {"schedule", 0, NS_OPT_STR, &cmd->schedule, "SPEC", "learning-rate schedule (default cosine; net-train(1))", 0, 0},
-        {"warmup", 0, NS_OPT_STR, &cmd->warmup, "SPEC", "warm-up, e.g. 1 (epoch) or 200st (steps); default none", 0, 0},
-        {"flip", 0, NS_OPT_FLAG, &cmd->flip, NULL, "random horizontal flips (mirrored logos: off by default)", 0, 0},
-        {"seed", 0, NS_OPT_I64, &cmd->seed, "N", "initialisation and shuffling seed (default 1)", 0, 9e18},
-        {"checkpoint", 'c', NS_OPT_STR, &cmd->checkpoint, "FILE", "model + optimiser state after every epoch, atomically", 0, 0},
-        {"resume", 'r', NS_OPT_FLAG, &cmd->resume, NULL, "--model is a checkpoint: continue from its epoch", 0, 0},
-        {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "the trained model (atomically)", 0, 0},
+static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
+    const ns_opt opts[] = {
+        {"model", 'm', NS_OPT_STR, &cmd->model, "FILE", "the detector (train: start from it instead of a new one)", 0, 0},
+        {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically); train: the model (needed)", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress or epoch lines on stderr", 0, 0},
+        {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "images per batch (default: train 32, detect 64)", 1, 65536},
+        {"width", 'w', NS_OPT_INT, &cmd->width, "W", "train, new model: base channels (default 16: W, 2W, 4W, 8W)", 1, 1024},
+        {"epochs", 'e', NS_OPT_INT, &cmd->epochs, "N", "train: epochs of the schedule (default 20)", 1, 100000},
+        {"stop-after", 0, NS_OPT_INT, &cmd->stop_after, "N", "train: stop after epoch N (continue with --resume)", 1, 100000},
+        {"lr", 0, NS_OPT_DOUBLE, &cmd->lr, "LR", "train: base learning rate (default 0.002)", 1e-12, 1e3},
+        {"wd", 0, NS_OPT_DOUBLE, &cmd->wd, "WD", "train: weight decay (default 0; adamw 0.01; sgd 5e-4)", 0, 1},
+        {"optim", 0, NS_OPT_STR, &cmd->optim, "NAME", "train: adam (default), adamw or sgd (momentum 0.9)", 0, 0},
+        {"schedule", 0, NS_OPT_STR, &cmd->schedule, "SPEC", "train: learning-rate schedule (default cosine)", 0, 0},
+        {"warmup", 0, NS_OPT_STR, &cmd->warmup, "SPEC", "train: warm-up, e.g. 1 (epoch) or 200st (steps)", 0, 0},
+        {"flip", 0, NS_OPT_FLAG, &cmd->flip, NULL, "train: random horizontal flips (off: logos are not symmetric)", 0, 0},
+        {"seed", 0, NS_OPT_I64, &cmd->seed, "N", "train: initialisation and shuffling seed (default 1)", 0, 9e18},
+        {"checkpoint", 'c', NS_OPT_STR, &cmd->checkpoint, "FILE", "train: model + optimiser state after every epoch", 0, 0},
+        {"resume", 'r', NS_OPT_FLAG, &cmd->resume, NULL, "train: --model is a checkpoint; continue from its epoch", 0, 0},
+        {"topk", 'k', NS_OPT_INT, &cmd->topk, "N", "detect, eval: at most N detections per image (default 100)", 1, 100000},
+        {"threshold", 't', NS_OPT_DOUBLE, &cmd->thresh, "S", "detect, eval: keep scores of at least S (default 0.01)", 0, 1},
+        {"format", 'f', NS_OPT_STR, &cmd->format, "FMT", "detect: tns (default, a detection stream), tsv or json (COCO)", 0, 0},
+        {"draw", 'd', NS_OPT_STR, &cmd->draw, "DIR", "detect: also write ID.png with boxes drawn into the new DIR", 0, 0},
+        {"draw-limit", 0, NS_OPT_INT, &cmd->draw_limit, "N", "detect: draw at most N images (default 16)", 1, 1e9},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
-    const ns_opt detect_opts[] = {
-        {"model", 'm', NS_OPT_STR, &cmd->model, "FILE", "the trained detector", 0, 0},
-        {"topk", 'k', NS_OPT_INT, &cmd->topk, "N", "at most N detections per image (default 100)", 1, 100000},
-        {"threshold", 't', NS_OPT_DOUBLE, &cmd->thresh, "S", "keep detections scoring at least S (default 0.01)", 0, 1},
-        {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "images per forward pass (default 64)", 1, 65536},
-        {"format", 'f', NS_OPT_STR, &cmd->format, "FMT", "detect: tns (default: a detection stream), tsv or json (COCO)", 0, 0},
-        {"draw", 'd', NS_OPT_STR, &cmd->draw, "DIR", "also write ID.png with the boxes drawn into the new directory DIR", 0, 0},
-        {"draw-limit", 0, NS_OPT_INT, &cmd->draw_limit, "N", "draw at most N images (default 16)", 1, 1e9},
-        {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
-        {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress on stderr", 0, 0},
-        {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
-    };
-    const ns_cli train_cli = {
-        "train [options] -o MODEL TRAIN",
-        "Train the CenterNet logo detector on a detection stream (logo-synth's output).",
-        "A new model takes the stream's image size (a multiple of 16) and class count\n"
-        "(general.labels). Loss: focal loss on the class heatmaps (stride 4), 0.1 L1\n"
-        "on box sizes and L1 on centre offsets. One line per epoch with the rate and\n"
-        "the time left.",
+    const ns_cli cli = {
+        "train|detect|eval [options] FILE",
+        "Train and run a CenterNet logo detector on detection streams.",
+        "logo-det train -o MODEL TRAIN: trains on a detection stream (logo-synth's\n"
+        "output); a new model takes the stream's image size (a multiple of 16) and its\n"
+        "classes (general.labels). Loss: focal loss on the class heatmaps (stride 4),\n"
+        "0.1 L1 on box sizes, L1 on centre offsets; a line per epoch with the rate\n"
+        "and the time left.\n"
+        "logo-det detect --model MODEL IMAGES: boxes, classes and scores per image, as\n"
+        "a detection stream (det-eval reads it), TSV (id, class, name, score, x0, y0,\n"
+        "x1, y1) or COCO JSON; --draw DIR writes the first images with their boxes.\n"
+        "logo-det eval --model MODEL TEST: detects and scores as det-eval does:\n"
+        "per-class AP at IoU 0.5, VOC and COCO means, and the detection rate.",
         1, 1,
     };
-    const ns_cli detect_cli = {
-        "detect [options] --model MODEL IMAGES",
-        "Detect logos: boxes, classes and scores per image of an image stream.",
-        "The output is a detection stream (a meta record with the class names, then\n"
-        "a boxes record with scores per batch; det-eval reads it), or with --format\n"
-        "tsv one line per detection (id, class, name, score, x0, y0, x1, y1), or\n"
-        "json (COCO). --draw DIR writes the first images with their boxes as PNGs.",
-        1, 1,
-    };
-    const ns_cli eval_cli = {
-        "eval [options] --model MODEL TEST",
-        "Detect on a test stream with boxes and score the detections as det-eval does:\n"
-        "per-class AP at IoU 0.5 and the VOC and COCO means.",
-        NULL, 1, 1,
-    };
-    int is_train = strcmp(sub, "train") == 0;
-    const ns_cli *cli = is_train ? &train_cli : strcmp(sub, "detect") == 0 ? &detect_cli : &eval_cli;
-    ns_parse_args(argc, argv, cli, is_train ? train_opts : detect_opts, first);
+    ns_parse_args(argc, argv, &cli, opts, first);
 }
 
 static void load_model(ns_model *m, const char *path) {
@@ -342,25 +321,13 @@ static int cmd_detect(struct cmdline *cmd, const char *path, int eval) {
 
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
-    if (argc < 2) ns_die_usage("usage: logo-det %s", usage_text);
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        printf("usage: logo-det %s\nTrain and run the CenterNet logo detector; 'logo-det SUBCOMMAND --help' for each.\n",
-               usage_text);
-        ns_close_stdout();
-        return 0;
-    }
-    if (strcmp(sub, "--version") == 0) {
-        printf("logo-det %s\n", NS_VERSION);
-        ns_close_stdout();
-        return 0;
-    }
-    if (strcmp(sub, "train") && strcmp(sub, "detect") && strcmp(sub, "eval"))
-        ns_die_usage("unknown subcommand '%s' (train, detect or eval)", sub);
     struct cmdline cmd = {.width = 16, .epochs = 20, .batch = -1, .lr = 2e-3, .wd = -1, .seed = 1, .topk = 100,
                           .thresh = 0.01, .draw_limit = 16};
-    int first;
-    parse_cmdline(argc - 1, argv + 1, sub, &cmd, &first);
+    const char *sub = argc > 1 ? argv[1] : "";
+    int is_sub = !strcmp(sub, "train") || !strcmp(sub, "detect") || !strcmp(sub, "eval"), first;
+    if (!is_sub && argc > 1 && sub[0] != '-') ns_die_usage("unknown subcommand '%s' (train, detect or eval)", sub);
+    parse_cmdline(argc - is_sub, argv + is_sub, &cmd, &first); // --help, --version, usage errors
+    if (!is_sub) ns_die_usage("give a subcommand: train, detect or eval");
     const char *path = argv[1 + first];
     if (strcmp(sub, "train") == 0) {
         if (cmd.batch < 0) cmd.batch = 32;
