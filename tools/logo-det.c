@@ -28,7 +28,7 @@
 
 struct cmdline {
     const char *model, *output, *optim, *schedule, *warmup, *checkpoint, *format, *draw, *test;
-    int width, epochs, stop_after, batch, flip, resume, quiet, topk, draw_limit;
+    int width, epochs, stop_after, batch, flip, resume, quiet, topk, draw_limit, images;
     int64_t seed;
     double lr, wd, thresh;
 };
@@ -55,6 +55,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"threshold", 't', NS_OPT_DOUBLE, &cmd->thresh, "S", "detect, eval: keep scores of at least S (default 0.01)", 0, 1},
         {"format", 'f', NS_OPT_STR, &cmd->format, "FMT", "detect: tns (default, a detection stream), tsv or json (COCO)", 0, 0},
         {"draw", 'd', NS_OPT_STR, &cmd->draw, "DIR", "detect: also write ID.png with boxes drawn into the new DIR", 0, 0},
+        {"images", 0, NS_OPT_FLAG, &cmd->images, NULL, "detect: the stream carries the images too (img-write draws it)", 0, 0},
         {"draw-limit", 0, NS_OPT_INT, &cmd->draw_limit, "N", "detect: draw at most N images (default 16)", 1, 1e9},
         {NULL, 0, 0, NULL, NULL, NULL, 0, 0},
     };
@@ -213,6 +214,30 @@ static int draw_dir(const char *dir, const ns_det_data *d, const ns_det_boxes *b
     return rc;
 }
 
+// Images start .. start+n-1 as an image batch after their boxes record.
+static int write_images(ns_writer *w, const ns_det_data *d, const ns_det_boxes *b, int64_t start, int64_t n,
+                        ns_err *err) {
+    ns_tensor t;
+    int64_t shape[4] = {n, d->c, d->h, d->w}, per = d->c * d->h * d->w;
+    if (ns_tensor_alloc(&t, NS_F32, 4, shape, err) < 0) return -1;
+    memcpy(t.data, d->x + start * per, (size_t)(n * per) * sizeof(float));
+    int64_t *labels = malloc((size_t)n * sizeof *labels);
+    if (!labels) {
+        ns_tensor_free(&t);
+        return ns_errf(err, "out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) labels[i] = -1;
+    ns_map meta;
+    ns_map_init(&meta);
+    ns_map_i64s(&meta, "labels", labels, (size_t)n);
+    ns_map_i64s(&meta, "ids", b->ids + start, (size_t)n);
+    int rc = ns_write_tensor(w, "images", &t, &meta, err);
+    ns_map_free(&meta);
+    free(labels);
+    ns_tensor_free(&t);
+    return rc;
+}
+
 static int cmd_detect(struct cmdline *cmd, const char *path, int eval) {
     if (!cmd->model) ns_die_usage("%s needs --model MODEL", eval ? "eval" : "detect");
     const char *fmt = cmd->format ? cmd->format : "tns";
@@ -289,6 +314,7 @@ static int cmd_detect(struct cmdline *cmd, const char *path, int eval) {
             memcpy(part.scores, dets.scores + first, (size_t)part.total * sizeof(float));
             failed = ns_det_boxes_write(&w, "detections", &part, &err) < 0;
             ns_det_boxes_free(&part);
+            if (!failed && cmd->images) failed = write_images(&w, &d, &dets, start, n, &err) < 0;
         }
         if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     } else {
