@@ -27,7 +27,7 @@
 #include "stream/tns.h"
 
 struct cmdline {
-    const char *model, *output, *optim, *schedule, *warmup, *checkpoint, *format, *draw, *test;
+    const char *mode, *model, *output, *optim, *schedule, *warmup, *checkpoint, *format, *draw, *test;
     int width, epochs, stop_after, batch, flip, resume, quiet, topk, draw_limit, images;
     int64_t seed;
     double lr, wd, thresh;
@@ -35,6 +35,7 @@ struct cmdline {
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
     const ns_opt opts[] = {
+        {"mode", 0, NS_OPT_STR, &cmd->mode, "MODE", "onestage (default: CenterNet) or region (proposals, RoI-align, a head)", 0, 0},
         {"model", 'm', NS_OPT_STR, &cmd->model, "FILE", "the detector (train: start from it instead of a new one)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically); train: the model (needed)", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no progress or epoch lines on stderr", 0, 0},
@@ -116,8 +117,17 @@ static void train_config(const struct cmdline *cmd, ns_cnet_train_config *c) {
     c->report = ns_stderr_reporter(cmd->quiet);
 }
 
+static int is_region(const struct cmdline *cmd) {
+    if (!cmd->mode || strcmp(cmd->mode, "onestage") == 0) return 0;
+    if (strcmp(cmd->mode, "region") == 0) return 1;
+    ns_die_usage("--mode must be onestage or region (%s)", cmd->mode);
+}
+
 static int cmd_train(struct cmdline *cmd, const char *path) {
     if (!cmd->output) ns_die_usage("train needs -o MODEL");
+    int region = is_region(cmd);
+    if (region && (!cmd->model || cmd->resume))
+        ns_die_usage("--mode region trains a head on a one-stage model: give --model (no --resume)");
     if (cmd->resume && !cmd->model) ns_die_usage("--resume needs --model CHECKPOINT");
     ns_cnet_train_config cfg;
     train_config(cmd, &cfg);
@@ -145,7 +155,7 @@ static int cmd_train(struct cmdline *cmd, const char *path) {
     ns_output out;
     if (ns_output_open(&out, cmd->output, &err) < 0) ns_die_err(&err);
     ns_cnet_epoch last = {0};
-    if (ns_cnet_train(&m, &d, &cfg, &last, &err) < 0) {
+    if ((region ? ns_region_train(&m, &d, &cfg, &last, &err) : ns_cnet_train(&m, &d, &cfg, &last, &err)) < 0) {
         ns_output_abort(&out);
         ns_die_err(&err);
     }
@@ -155,7 +165,7 @@ static int cmd_train(struct cmdline *cmd, const char *path) {
     ns_map_init(&meta);
     ns_map_str(&meta, "general.producer", "logo-det " NS_VERSION);
     ns_map_f64(&meta, "train.loss", last.loss);
-    int failed = ns_model_write(&m, &w, &meta, 0, &err) < 0;
+    int failed = ns_cnet_write(&m, &w, &meta, &err) < 0;
     ns_map_free(&meta);
     if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     ns_model_free(&m);
@@ -254,8 +264,8 @@ static int cmd_detect(struct cmdline *cmd, const char *path, int eval) {
         ns_die("%s names %zu classes; the model %s has %lld", path, d.set.nlabels, cmd->model, (long long)k);
     ns_det_boxes dets;
     double secs;
-    if (ns_cnet_detect(&m, &d, cmd->batch, cmd->topk, (float)cmd->thresh, &dets, &secs, ns_stderr_reporter(cmd->quiet),
-                       &err) < 0)
+    if ((is_region(cmd) ? ns_region_detect : ns_cnet_detect)(&m, &d, cmd->batch, cmd->topk, (float)cmd->thresh, &dets,
+                                                           &secs, ns_stderr_reporter(cmd->quiet), &err) < 0)
         ns_die_err(&err);
     if (!cmd->quiet) ns_warn("%lld images in %.2fs (%.0f images/s), %lld detections", (long long)d.n, secs,
                              (double)d.n / secs, (long long)dets.total);

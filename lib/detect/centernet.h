@@ -19,7 +19,20 @@
 // max-pool trick, no NMS), the top-k over every class, box = (p + offset -+
 // size / 2) * 4, clipped to the image.
 //
-// Region mode (second stage, centernet_region.c) is described there.
+// Region mode (centernet_region.c), a two-stage detector on the same
+// backbone, as the region-based detectors LOGO-Net compared: proposals are
+// the one-stage detector's top NS_ROI_PROPOSALS peaks (any class); their
+// features are RoI-aligned from the stride-4 feature map (node up2.fuse.relu,
+// 2w channels) into P x P bins (2 x 2 bilinear samples each, averaged); a
+// head (flatten, 2 x [linear, relu], then K + 1 class logits, the last the
+// background, and 4 box deltas (dx, dy, dw, dh) with Faster R-CNN's encoding
+// scaled by 0.1, 0.1, 0.2, 0.2) classifies and refines each proposal; per-class
+// non-maximum suppression at IoU 0.5 ends detection. The head trains on a
+// frozen one-stage model: each training image's proposals and its jittered
+// ground-truth boxes, labelled by IoU (>= 0.5: the box's class, < 0.4:
+// background, between: ignored); softmax cross-entropy plus the L1 of the
+// deltas of foreground proposals. Its tensors travel in the model stream as
+// "roi.<node>.<slot>" (ignored by the one-stage mode).
 #ifndef NS_DETECT_CENTERNET_H
 #define NS_DETECT_CENTERNET_H
 
@@ -101,5 +114,26 @@ int ns_cnet_train(ns_model *m, const ns_det_data *train, const ns_cnet_train_con
 // scores. seconds (may be NULL) receives the time in the model and decoding.
 int ns_cnet_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t topk, float thresh,
                    ns_det_boxes *dets, double *seconds, const ns_reporter *report, ns_err *err);
+
+// --- region mode (centernet_region.c) ------------------------------------------------
+#define NS_ROI_PROPOSALS 16
+#define NS_ROI_POOL 5
+#define NS_ROI_HIDDEN 128
+
+// RoI-align of R boxes (image pixels, x0 y0 x1 y1) from one image's feature
+// map feat (C, H, W) at the given stride into out (R, C, P, P).
+void ns_roi_align(float *out, const float *feat, int64_t C, int64_t H, int64_t W, int stride, const float *boxes,
+                  int64_t R, int P);
+// Trains the region head of the one-stage model m (its tensors are added to
+// m as "roi.*", replacing any) on train.
+int ns_region_train(ns_model *m, const ns_det_data *train, const ns_cnet_train_config *cfg, ns_cnet_epoch *last,
+                    ns_err *err);
+// Writes m as ns_model_write does, plus its region head (roi.*) if any.
+int ns_cnet_write(const ns_model *m, ns_writer *w, const ns_map *meta, ns_err *err);
+// Whether m carries a region head.
+int ns_region_present(const ns_model *m);
+// Detection in region mode (as ns_cnet_detect).
+int ns_region_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t topk, float thresh,
+                     ns_det_boxes *dets, double *seconds, const ns_reporter *report, ns_err *err);
 
 #endif

@@ -107,6 +107,27 @@ PY
     [ -s "$T/d.tns" ]
 }
 
+@test "logo-det --mode region: a head on the one-stage model, in the same file" {
+    small_model
+    logo-det train -q --mode region -e 2 -m "$T/m.tns" -o "$T/r.tns" "$T/s.tns"
+    tns-info "$T/r.tns" | grep -q 'roi.fc1.weight'
+    run logo-det eval -q --mode region -m "$T/r.tns" "$T/s.tns"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"mAP@0.5 (VOC all-point)"* ]]
+    # the one-stage mode still reads the file, and gives what the plain model gives
+    logo-det detect -q -m "$T/r.tns" -o "$T/d1.tns" "$T/s.tns"
+    logo-det detect -q -m "$T/m.tns" -o "$T/d2.tns" "$T/s.tns"
+    cmp <(det-convert --to coco "$T/d1.tns") <(det-convert --to coco "$T/d2.tns")
+    run logo-det detect -q --mode region -m "$T/m.tns" -o "$T/d3.tns" "$T/s.tns"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"no region head"* ]]
+    [ ! -e "$T/d3.tns" ]
+    run logo-det train -q --mode region -o "$T/x.tns" "$T/s.tns"
+    [ "$status" -eq 2 ]
+    run logo-det detect -q --mode twostage -m "$T/r.tns" "$T/s.tns"
+    [ "$status" -eq 2 ]
+}
+
 @test "logo-det: usage errors exit 2" {
     run logo-det
     [ "$status" -eq 2 ]

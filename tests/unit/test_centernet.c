@@ -256,6 +256,26 @@ static void test_targets_decode(void) {
     free(heat); free(reg); free(mask); free(out); free(sig); free(o2); free(h2); free(r2); free(m2); free(d2);
 }
 
+// RoI-align: a ramp f(y, x) = y + 2x is reproduced exactly by bilinear
+// sampling (bin centres at the 2 x 2 samples' mean), a constant map stays constant.
+static void test_roi_align(void) {
+    const int64_t C = 2, H = 8, W = 8;
+    float feat[2 * 64], out[2 * 4];
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++) {
+            feat[y * W + x] = (float)(y + 2 * x);
+            feat[64 + y * W + x] = 3;
+        }
+    // box (4, 4)-(12, 12) in pixels at stride 2: feature coords (1.5, 1.5)-(5.5, 5.5), 2 x 2 bins of 2
+    float box[4] = {4, 4, 12, 12};
+    ns_roi_align(out, feat, C, H, W, 2, box, 1, 2);
+    float want[8] = {2.5f + 5, 2.5f + 9, 4.5f + 5, 4.5f + 9, 3, 3, 3, 3};
+    check_close("roi_align: a ramp sampled bilinearly, a constant kept", out, want, 8, 1e-5);
+    float far[4] = {100, 100, 120, 120};
+    ns_roi_align(out, feat, 1, H, W, 2, far, 1, 2);
+    CHECK(out[0] == 0 && out[3] == 0, "roi_align: a box outside the map gives zeros");
+}
+
 // A short training run on built-in shapes lowers the loss.
 static void test_train(void) {
     ns_err err;
@@ -296,6 +316,14 @@ static void test_train(void) {
     rc = ns_cnet_detect(&m, &d, 16, 20, 0.01f, &dets, NULL, NULL, &err);
     CHECK(rc == 0 && dets.n == 64 && ns_det_boxes_validate(&dets, 2, &err) == 0, "detect: valid boxes for 64 images");
     if (rc == 0) ns_det_boxes_free(&dets);
+    // the region head on top: trains, travels in the model's tensors, detects
+    ns_cnet_epoch rl;
+    tc.epochs = 3;
+    rc = ns_region_train(&m, &d, &tc, &rl, &err);
+    CHECK(rc == 0 && ns_region_present(&m) && rl.loss > 0, "region: the head trains (loss %.3f)", rl.loss);
+    rc = ns_region_detect(&m, &d, 16, 20, 0.01f, &dets, NULL, NULL, &err);
+    CHECK(rc == 0 && dets.n == 64 && ns_det_boxes_validate(&dets, 2, &err) == 0, "region: valid boxes for 64 images");
+    if (rc == 0) ns_det_boxes_free(&dets);
     d.set.boxes[0].cls = 5;
     CHECK(ns_cnet_train(&m, &d, &tc, NULL, &err) < 0 && strstr(err.msg, "class 5"), "train: unknown class refused (%s)", err.msg);
     ns_model_free(&m);
@@ -312,6 +340,7 @@ int main(void) {
     test_masked_l1();
     test_graph();
     test_targets_decode();
+    test_roi_align();
     test_train();
     fd_summary();
     return check_done();
