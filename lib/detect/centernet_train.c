@@ -115,7 +115,8 @@ int ns_det_data_load(const char *path, int need_boxes, ns_det_data *d, ns_err *e
     if (rc) {
         ns_stream_info_free(&info);
         ns_det_data_free(d);
-        return ns_err_prefix(err, "%s", path);
+        // the reader's messages name the stream already
+        return strncmp(err->msg, path, strlen(path)) == 0 ? -1 : ns_err_prefix(err, "%s", path);
     }
     d->with_boxes = batches == boxed;
     d->set.labels = info.labels;

@@ -83,7 +83,8 @@ PY
     head -c 3000 "$T/s.tns" > "$T/cut.tns"
     run logo-det train -q -w 2 -e 1 -o "$T/m.tns" "$T/cut.tns"
     [ "$status" -eq 1 ]
-    [[ "$output" == "logo-det: "* ]]
+    [[ "$output" == "logo-det: $T/cut.tns: "*truncated* ]]
+    [[ "$output" != *"cut.tns: $T/cut.tns"* ]]
     tns-cat -v --kind boxes "$T/s.tns" > "$T/noboxes.tns"
     run logo-det train -q -w 2 -e 1 -o "$T/m.tns" "$T/noboxes.tns"
     [ "$status" -eq 1 ]
