@@ -12,6 +12,7 @@ model=$1 test=$2 k=$3 w=$4
 $BIN/logo-det eval -q -m "$model" "$test"
 for round in 1 2; do
   $BIN/logo-det detect -m "$model" -o /dev/null "$test" 2>&1 | grep images/s
-  /usr/bin/python3 bench/logo_det_torch.py "$model" "$test" "$k" "$w" 2 64 | head -1
+  out=$(/usr/bin/python3 bench/logo_det_torch.py "$model" "$test" "$k" "$w" 2 64)
+  echo "$out" | sed -n 1p
 done
-/usr/bin/python3 bench/logo_det_torch.py "$model" "$test" "$k" "$w" 2 64 | tail -1
+echo "$out" | sed -n 2p
