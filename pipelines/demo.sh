@@ -20,6 +20,8 @@ step "model merging (pipelines/merge.mk)"
 make --no-print-directory -f pipelines/merge.mk OUT="$out"
 step "graph condensation (pipelines/condense.mk)"
 make --no-print-directory -f pipelines/condense.mk OUT="$out"
+step "logo detection: synthetic scenes, logo-det trained briefly (pipelines/logo.mk demo)"
+make --no-print-directory -f pipelines/logo.mk OUT="$out" Q=-q demo > /dev/null
 step "structural pruning, every criterion at 2x/4x/8x (pipelines/prune.mk)"
 make --no-print-directory -f pipelines/prune.mk OUT="$out" Q=-q > /dev/null
 
@@ -28,7 +30,7 @@ cat "$out/summary.txt"
 echo
 echo "# $(grep -m1 arch "$out/model-info.txt" 2>/dev/null || echo model), trained on fashion-train, tested on fashion-test:"
 cat "$out/eval.txt"
-for f in lgcav.txt merge.txt condense.txt prune.txt; do
+for f in lgcav.txt merge.txt condense.txt logo.txt prune.txt; do
     echo
     cat "$out/$f"
 done

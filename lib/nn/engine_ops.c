@@ -309,6 +309,18 @@ static void bwd_attention(op_ctx *c) {
 }
 
 
+static int fwd_upsample(op_ctx *c, ns_err *err) {
+    (void)err;
+    const ns_node *in = input_node(c, 0);
+    ns_upsample_nearest_forward(out_act(c), in_act(c, 0), c->N, in->shape[0], in->shape[1], in->shape[2], c->node->iattr[0]);
+    return 0;
+}
+static void bwd_upsample(op_ctx *c) {
+    const ns_node *in = input_node(c, 0);
+    if (in_grad(c, 0))
+        ns_upsample_nearest_backward(in_grad(c, 0), out_grad(c), c->N, in->shape[0], in->shape[1], in->shape[2], c->node->iattr[0]);
+}
+
 const op_exec ns_engine_exec[NS_OP_COUNT] = {
     [NS_OP_INPUT] = {NULL, NULL},
     [NS_OP_LINEAR] = {fwd_linear, bwd_linear},
@@ -338,5 +350,6 @@ const op_exec ns_engine_exec[NS_OP_COUNT] = {
     [NS_OP_POS_EMBED] = {fwd_pos_embed, bwd_pos_embed},
     [NS_OP_TOKEN_POOL] = {fwd_token_pool, bwd_token_pool},
     [NS_OP_ATTENTION] = {fwd_attention, bwd_attention},
+    [NS_OP_UPSAMPLE] = {fwd_upsample, bwd_upsample},
 };
 

@@ -54,8 +54,9 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
                          {NULL}, {0},
                          {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}, // torch's names
                          {1, 1, 1, 1}},
+    [NS_OP_UPSAMPLE] = {"upsample", 1, 1, {"scale"}, {2}}, // nearest, integer factor
 };
-_Static_assert(NS_OP_COUNT == 28, "describe the new op in ns_ops");
+_Static_assert(NS_OP_COUNT == 29, "describe the new op in ns_ops");
 
 int ns_op_from_name(const char *name) {
     for (int op = 0; op < NS_OP_COUNT; op++)
@@ -620,6 +621,12 @@ static int infer_shape(ns_model *m, ns_node *n, ns_err *err) {
         return set_shape(n, in->ndim, in->shape, err);
     case NS_OP_DROPOUT:
         return set_shape(n, in->ndim, in->shape, err);
+    case NS_OP_UPSAMPLE:
+        if (in->ndim != 3 || n->iattr[0] < 1 || n->iattr[0] > 64)
+            return ns_errf(err, "node %s: upsample needs a C x H x W input and a scale in 1..64 (%s, %lld)", n->name,
+                           shape_str(a, sizeof a, in->ndim, in->shape), (long long)n->iattr[0]);
+        s[0] = in->shape[0]; s[1] = in->shape[1] * n->iattr[0]; s[2] = in->shape[2] * n->iattr[0];
+        return set_shape(n, 3, s, err);
     default: // elementwise: relu, leaky_relu, sigmoid, tanh, layernorm
         return set_shape(n, in->ndim, in->shape, err);
     }

@@ -46,6 +46,7 @@ typedef enum ns_op {
     NS_OP_POS_EMBED,
     NS_OP_TOKEN_POOL,
     NS_OP_ATTENTION,
+    NS_OP_UPSAMPLE,
     NS_OP_COUNT
 } ns_op;
 

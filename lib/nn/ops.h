@@ -551,6 +551,25 @@ void ns_attention_backward(float *dx,     // (N, Tq, D) or NULL
                            const ns_attn_geom *g);
 
 // ----------------------------------------------------------------------------
+// detection (op_upsample.c, op_detloss.c): nearest upsampling by an integer
+// factor s, (N, C, H, W) -> (N, C, H*s, W*s), as torch's Upsample(mode=
+// 'nearest'); CenterNet's penalty-reduced focal loss on heatmap logits (n)
+// against Gaussian targets (n) and a masked L1 (op_detloss.c has the formulas).
+
+void ns_upsample_nearest_forward(float *out, const float *inp, int64_t N, int64_t C, int64_t H, int64_t W,
+                                 int64_t s);
+void ns_upsample_nearest_backward(float *dinp, const float *dout, int64_t N, int64_t C, int64_t H, int64_t W,
+                                  int64_t s);
+// npos (may be NULL) receives the number of targets equal to 1.
+float ns_focal_heatmap_forward(const float *logits, const float *target, int64_t n, float alpha, float beta,
+                               int64_t *npos);
+void ns_focal_heatmap_backward(float *dlogits, float dloss, const float *logits, const float *target, int64_t n,
+                               float alpha, float beta);
+float ns_masked_l1_forward(const float *pred, const float *target, const float *mask, int64_t n);
+void ns_masked_l1_backward(float *dpred, float dloss, const float *pred, const float *target, const float *mask,
+                           int64_t n);
+
+// ----------------------------------------------------------------------------
 // internal to op_conv.c: Winograd F(4x4, 3x3) (op_winograd.c) for 3x3,
 // stride 1, dilation 1, ungrouped convolutions with 16k input and output
 // channels and padding <= 2. Forward and input gradient one sample at a

@@ -297,6 +297,8 @@ static const char all_ops[] =
     "[flatten]\n"
     "[linear fc]\nout = 5\nbias = 0\n"
     "[groupnorm g]\nfrom = reshape1\ngroups = 4\neps = 1e-4\n" // 8x4x4
+    "[upsample u]\nscale = 3\n"                            // 8x12x12
+    "[avgpool]\nkernel = 3\n"                              // 8x4x4
     "[patch_embed pe]\nout = 6\npatch = 2\nbias = 0\n"       // 4x6
     "[cls_token]\n"                                         // 5x6
     "[pos_embed]\n"

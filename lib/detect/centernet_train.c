@@ -1,0 +1,387 @@
+// centernet_train.c: detection data in memory (images with their boxes), the
+// training loop of the one-stage detector and detection over a data set
+// (centernet.h). Shapes: images (n, 3, S, S); per batch of B the targets heat
+// (B, K, S/4, S/4), reg and mask (B, 4, S/4, S/4) and the output's gradient
+// (B, K + 4, S/4, S/4).
+//
+// Determinism as the classifier's trainer (nn/trainer.h): epoch e shuffles and
+// flips with a generator seeded from (seed, e), so a run resumed from an
+// epoch's checkpoint continues as the uninterrupted run would.
+#include "detect/centernet.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "nn/engine.h"
+#include "nn/ops.h"
+#include "stream/streaminfo.h"
+
+// --- data ------------------------------------------------------------------------
+
+void ns_det_data_free(ns_det_data *d) {
+    free(d->x);
+    ns_det_set_free(&d->set);
+    memset(d, 0, sizeof *d);
+}
+
+static int append_batch(ns_det_data *d, const ns_record *rec, int64_t *cap, ns_err *err) {
+    ns_tensor t;
+    if (ns_record_tensor_f32(rec, &t, err) < 0) return -1;
+    int64_t n = t.shape[0], c = t.shape[1], h = t.shape[2], w = t.shape[3];
+    if (d->n == 0) {
+        d->c = c; d->h = h; d->w = w;
+    } else if (c != d->c || h != d->h || w != d->w) {
+        ns_tensor_free(&t);
+        return ns_errf(err, "record %llu: images of %lldx%lldx%lld after %lldx%lldx%lld (one size per stream)",
+                       (unsigned long long)rec->index, (long long)c, (long long)h, (long long)w, (long long)d->c,
+                       (long long)d->h, (long long)d->w);
+    }
+    int64_t per = c * h * w;
+    if (d->n + n > *cap) {
+        int64_t next = *cap ? *cap : 256;
+        while (next < d->n + n) next *= 2;
+        float *grown = realloc(d->x, (size_t)(next * per) * sizeof *grown);
+        if (!grown) {
+            ns_tensor_free(&t);
+            return ns_errf(err, "out of memory (%lld images)", (long long)next);
+        }
+        d->x = grown;
+        *cap = next;
+    }
+    memcpy(d->x + d->n * per, t.data, (size_t)(n * per) * sizeof(float));
+    for (int64_t i = 0; i < n * per; i++)
+        if (!isfinite(d->x[d->n * per + i])) {
+            ns_tensor_free(&t);
+            return ns_errf(err, "record %llu: image %lld has a pixel that is not finite", (unsigned long long)rec->index,
+                           (long long)(i / per));
+        }
+    d->n += n;
+    ns_tensor_free(&t);
+    return 0;
+}
+
+int ns_det_data_load(const char *path, int need_boxes, ns_det_data *d, ns_err *err) {
+    memset(d, 0, sizeof *d);
+    ns_reader *r = ns_reader_open(path, err);
+    if (!r) return -1;
+    ns_stream_info info = {0};
+    ns_det_boxes last = {0};
+    int have_last = 0, got, rc = 0, batches = 0, boxed = 0;
+    int64_t cap = 0, next_id = 0;
+    ns_record rec;
+    while (!rc && (got = ns_reader_next(r, &rec, err)) == 1) {
+        if (strcmp(rec.kind, "meta") == 0) {
+            rc = ns_stream_info_update(&info, &rec, err);
+        } else if (strcmp(rec.kind, NS_DET_KIND) == 0) {
+            if (have_last) rc = ns_errf(err, "record %llu: two boxes records in a row", (unsigned long long)rec.index);
+            else if ((rc = ns_det_boxes_read(&rec, (int64_t)info.nlabels, &last, err)) == 0) have_last = 1;
+        } else if (strcmp(rec.kind, "tensor") == 0 && rec.ndim == 4) {
+            batches++;
+            if (have_last) {
+                rc = ns_det_boxes_match_batch(&last, &rec, err);
+                if (!rc) rc = ns_det_set_add(&d->set, &last, err);
+                ns_det_boxes_free(&last);
+                have_last = 0;
+                boxed++;
+            } else if (need_boxes) {
+                rc = ns_errf(err, "record %llu: an image batch without a boxes record before it",
+                             (unsigned long long)rec.index);
+            } else { // images without annotations: ids from the batch, else running numbers
+                int64_t n = rec.shape[0];
+                int64_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+                size_t nid = 0;
+                if (!ids) rc = ns_errf(err, "out of memory");
+                else if (ns_obj_i64s(rec.meta, "ids", ids, (size_t)n, &nid, err) != 1 || (int64_t)nid != n)
+                    for (int64_t i = 0; i < n; i++) ids[i] = next_id + i;
+                for (int64_t i = 0; !rc && i < n; i++)
+                    rc = ns_det_set_add_image(&d->set, ids[i], rec.shape[2], rec.shape[3], NULL, 0, err);
+                free(ids);
+            }
+            next_id += rec.shape[0];
+            if (!rc) rc = append_batch(d, &rec, &cap, err);
+        }
+    }
+    if (got < 0) rc = -1;
+    if (have_last) {
+        ns_det_boxes_free(&last);
+        if (!rc) rc = ns_errf(err, "a boxes record with no image batch after it");
+    }
+    ns_reader_close(r);
+    if (!rc && d->n == 0) rc = ns_errf(err, "no images in the stream");
+    if (!rc && d->c != 3) rc = ns_errf(err, "images have %lld channels; logo-det reads RGB (3)", (long long)d->c);
+    if (!rc) rc = ns_det_set_index(&d->set, err);
+    if (rc) {
+        ns_stream_info_free(&info);
+        ns_det_data_free(d);
+        // the reader's messages name the stream already
+        return strncmp(err->msg, path, strlen(path)) == 0 ? -1 : ns_err_prefix(err, "%s", path);
+    }
+    d->with_boxes = batches == boxed;
+    d->set.labels = info.labels;
+    d->set.nlabels = info.nlabels;
+    d->set.has_scores = 0;
+    return 0;
+}
+
+// --- training ---------------------------------------------------------------------
+
+typedef struct run {
+    ns_engine e;
+    ns_optim *opt;
+    ns_param *params;
+    int nparams;
+    int64_t *order;
+    float *x, *heat, *reg, *mask, *dout;
+    ns_det_box *flipped;
+} run;
+
+static void run_free(run *r) {
+    ns_engine_free(&r->e);
+    ns_optim_free(r->opt);
+    free(r->params);
+    free(r->order);
+    free(r->x);
+    free(r->heat);
+    free(r->reg);
+    free(r->mask);
+    free(r->dout);
+    free(r->flipped);
+}
+
+static int run_init(run *r, ns_model *m, const ns_det_data *d, const ns_cnet_train_config *cfg, int64_t K,
+                    ns_err *err) {
+    memset(r, 0, sizeof *r);
+    if (ns_engine_init(&r->e, m, cfg->batch, 1, err) < 0) return -1;
+    ns_engine_set_fused(&r->e, 1);
+    r->e.seed = cfg->seed;
+    r->params = calloc((size_t)m->ntensors + 1, sizeof *r->params);
+    if (!r->params) return ns_errf(err, "out of memory");
+    for (int t = 0; t < m->ntensors; t++) {
+        if (!r->e.param_grad[t]) continue;
+        ns_named_tensor *nt = &m->tensors[t];
+        r->params[r->nparams++] = (ns_param){nt->name, nt->t.data, r->e.param_grad[t], nt->t.numel, nt->t.ndim,
+                                             nt->t.shape, nt->t.ndim > 1};
+    }
+    if (!(r->opt = ns_optim_create(&cfg->optim, r->params, r->nparams, err))) return -1;
+    int64_t S = (d->h / NS_CNET_STRIDE) * (d->w / NS_CNET_STRIDE), B = cfg->batch, maxb = 0;
+    for (int64_t i = 0; i < d->set.nimages; i++)
+        if (d->set.images[i].count > maxb) maxb = d->set.images[i].count;
+    r->order = malloc((size_t)d->n * sizeof *r->order);
+    r->x = ns_aligned_alloc((size_t)(B * d->c * d->h * d->w) * sizeof(float));
+    r->heat = malloc((size_t)(B * K * S) * sizeof(float));
+    r->reg = malloc((size_t)(B * 4 * S) * sizeof(float));
+    r->mask = malloc((size_t)(B * 4 * S) * sizeof(float));
+    r->dout = ns_aligned_alloc((size_t)(B * (K + 4) * S) * sizeof(float));
+    r->flipped = malloc((size_t)(maxb + 1) * sizeof *r->flipped);
+    if (!r->order || !r->x || !r->heat || !r->reg || !r->mask || !r->dout || !r->flipped)
+        return ns_errf(err, "out of memory");
+    return 0;
+}
+
+static int resume_state(run *r, ns_model *m, int *start_epoch, ns_err *err) {
+    *start_epoch = 0;
+    for (int t = 0; t < m->ntensors; t++) {
+        ns_named_tensor *nt = &m->tensors[t];
+        if (strcmp(nt->name, "train.epoch") == 0) {
+            *start_epoch = (int)((float *)nt->t.data)[0];
+            continue;
+        }
+        if (ns_optim_load(r->opt, nt->name, &nt->t, err) < 0) return -1;
+    }
+    return ns_optim_load_finish(r->opt, err);
+}
+
+static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns_cnet_train_config *cfg,
+                            ns_err *err) {
+    ns_output out;
+    if (ns_output_open(&out, cfg->checkpoint, err) < 0) return -1;
+    ns_writer w;
+    ns_writer_init(&w, out.f);
+    ns_map meta;
+    ns_map_init(&meta);
+    if (cfg->producer) ns_map_str(&meta, "general.producer", cfg->producer);
+    ns_map_i64(&meta, "train.epoch", epoch);
+    int rc = ns_model_write(m, &w, &meta, 0, err);
+    ns_map_free(&meta);
+    ns_tensor ep;
+    int64_t one = 1;
+    if (rc == 0 && (rc = ns_tensor_alloc(&ep, NS_F32, 1, &one, err)) == 0) {
+        ((float *)ep.data)[0] = (float)epoch;
+        rc = ns_write_tensor(&w, "train.epoch", &ep, NULL, err);
+        ns_tensor_free(&ep);
+    }
+    for (int i = 0; rc == 0 && i < ns_optim_state_count(r->opt); i++) {
+        const char *name;
+        ns_tensor view;
+        rc = ns_optim_state_tensor(r->opt, i, &name, &view, err);
+        if (rc == 0) rc = ns_write_tensor(&w, name, &view, NULL, err);
+    }
+    ns_writer_free(&w);
+    if (rc < 0) {
+        ns_output_abort(&out);
+        return ns_err_prefix(err, "checkpoint %s", cfg->checkpoint);
+    }
+    return ns_output_commit(&out, err);
+}
+
+// Copies image s into dst, mirrored left-right when flip.
+static void copy_image(float *dst, const ns_det_data *d, int64_t s, int flip) {
+    int64_t per = d->c * d->h * d->w;
+    const float *src = d->x + s * per;
+    if (!flip) {
+        memcpy(dst, src, (size_t)per * sizeof *dst);
+        return;
+    }
+    for (int64_t row = 0; row < d->c * d->h; row++)
+        for (int64_t x = 0; x < d->w; x++) dst[row * d->w + x] = src[row * d->w + d->w - 1 - x];
+}
+
+static int train_epoch(run *r, const ns_det_data *d, const ns_cnet_train_config *cfg, int epoch,
+                       int64_t K, int64_t steps, ns_cnet_epoch *st, ns_err *err) {
+    ns_rng rng;
+    ns_rng_seed(&rng, ns_rand_u64(cfg->seed, (uint64_t)epoch));
+    for (int64_t i = 0; i < d->n; i++) r->order[i] = i;
+    ns_rng_shuffle(&rng, r->order, d->n);
+    int64_t oh = d->h / NS_CNET_STRIDE, ow = d->w / NS_CNET_STRIDE, S = oh * ow, per = d->c * d->h * d->w;
+    double sums[4] = {0};
+    ns_report_begin(cfg->report, "images", d->n);
+    for (int64_t b = 0; b < steps; b++) {
+        int64_t start = b * cfg->batch, n = d->n - start < cfg->batch ? d->n - start : cfg->batch;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t s = r->order[start + i];
+            int flip = cfg->flip && ns_rng_uniform(&rng) < 0.5;
+            copy_image(r->x + i * per, d, s, flip);
+            const ns_det_image *im = &d->set.images[s];
+            const ns_det_box *bx = d->set.boxes + im->first;
+            if (flip) {
+                for (int64_t j = 0; j < im->count; j++) {
+                    r->flipped[j] = bx[j];
+                    r->flipped[j].x0 = (float)d->w - bx[j].x1;
+                    r->flipped[j].x1 = (float)d->w - bx[j].x0;
+                }
+                bx = r->flipped;
+            }
+            ns_cnet_targets(r->heat + i * K * S, r->reg + i * 4 * S, r->mask + i * 4 * S, K, oh, ow, bx, im->count);
+        }
+        r->e.step = (uint64_t)epoch * (uint64_t)steps + (uint64_t)b;
+        const float *out = ns_engine_forward(&r->e, r->x, n, 1, err);
+        if (!out) return -1;
+        double parts[3];
+        float loss = ns_cnet_loss(r->dout, out, r->heat, r->reg, r->mask, n, K, oh, ow, parts);
+        if (!isfinite(loss))
+            return ns_errf(err, "epoch %d, batch %lld: the loss is %g (lower the learning rate?)", epoch + 1,
+                           (long long)b, loss);
+        sums[0] += (double)loss * (double)n;
+        for (int k = 0; k < 3; k++) sums[k + 1] += parts[k] * (double)n;
+        ns_engine_zero_grad(&r->e);
+        ns_engine_backward(&r->e, r->dout);
+        ns_optim_step(r->opt, ns_lr_at(&cfg->schedule, (int64_t)epoch * steps + b, steps));
+        ns_report_update(cfg->report, start + n);
+    }
+    ns_report_end(cfg->report);
+    st->loss = sums[0] / (double)d->n;
+    st->heat = sums[1] / (double)d->n;
+    st->size = sums[2] / (double)d->n;
+    st->offset = sums[3] / (double)d->n;
+    return 0;
+}
+
+int ns_cnet_train(ns_model *m, const ns_det_data *d, const ns_cnet_train_config *cfg, ns_cnet_epoch *last,
+                  ns_err *err) {
+    int64_t K, size;
+    if (ns_cnet_shape(m, &K, &size, err) < 0) return -1;
+    if (d->h != size || d->w != size)
+        return ns_errf(err, "the model takes %lldx%lld images, the data are %lldx%lld", (long long)size,
+                       (long long)size, (long long)d->w, (long long)d->h);
+    if (!d->with_boxes) return ns_errf(err, "training needs a boxes record before every image batch");
+    for (int64_t j = 0; j < d->set.nboxes; j++)
+        if (d->set.boxes[j].cls >= K)
+            return ns_errf(err, "a box has class %lld; the model has %lld classes", (long long)d->set.boxes[j].cls,
+                           (long long)K);
+    int64_t steps = (d->n + cfg->batch - 1) / cfg->batch;
+    ns_cnet_train_config c = *cfg;
+    c.schedule.total_steps = (int64_t)cfg->epochs * steps;
+    if (ns_lr_check(&c.schedule, steps, err) < 0) return -1;
+    run r;
+    int rc = run_init(&r, m, d, &c, K, err), start_epoch = 0;
+    if (rc == 0 && c.resume) rc = resume_state(&r, m, &start_epoch, err);
+    if (rc == 0 && start_epoch >= c.epochs)
+        rc = ns_errf(err, "the checkpoint has done %d epochs already (--epochs %d)", start_epoch, c.epochs);
+    int end = c.stop_after > 0 && c.stop_after < c.epochs ? c.stop_after : c.epochs;
+    if (rc == 0 && end <= start_epoch)
+        rc = ns_errf(err, "the checkpoint has done %d epochs already (--stop-after %d)", start_epoch, c.stop_after);
+    double t_start = ns_now();
+    for (int epoch = start_epoch; rc == 0 && epoch < end; epoch++) {
+        ns_cnet_epoch st = {.epoch = epoch + 1};
+        double t0 = ns_now();
+        if ((rc = train_epoch(&r, d, &c, epoch, K, steps, &st, err)) < 0) break;
+        st.seconds = ns_now() - t0;
+        st.images_per_s = (double)d->n / st.seconds;
+        double done = ns_now() - t_start;
+        ns_report_message(c.report,
+                          "epoch %d/%d  loss %.4f (heatmap %.4f, size %.3f, offset %.4f)  lr %.4g  %.0f img/s  %.1fs  ETA %.0fs",
+                          epoch + 1, c.epochs, st.loss, st.heat, st.size, st.offset,
+                          ns_lr_at(&c.schedule, (int64_t)epoch * steps, steps), st.images_per_s, st.seconds,
+                          done / (epoch + 1 - start_epoch) * (end - epoch - 1));
+        if (last) *last = st;
+        if (c.checkpoint) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
+    }
+    run_free(&r);
+    return rc;
+}
+
+// --- detection ---------------------------------------------------------------------
+
+int ns_cnet_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t topk, float thresh, ns_det_boxes *dets,
+                   double *seconds, const ns_reporter *report, ns_err *err) {
+    int64_t K, size;
+    if (ns_cnet_shape(m, &K, &size, err) < 0) return -1;
+    if (d->h != size || d->w != size)
+        return ns_errf(err, "the model takes %lldx%lld images, the data are %lldx%lld", (long long)size,
+                       (long long)size, (long long)d->w, (long long)d->h);
+    int64_t oh = size / NS_CNET_STRIDE, ow = oh, S = oh * ow, per = d->c * d->h * d->w;
+    ns_engine e;
+    if (ns_engine_init(&e, m, batch, 0, err) < 0) return -1;
+    ns_engine_set_fused(&e, 1);
+    ns_det_box *all = malloc((size_t)(d->n * topk + 1) * sizeof *all);
+    float *sig = malloc((size_t)(K * S) * sizeof *sig);
+    int64_t *counts = calloc((size_t)d->n + 1, sizeof *counts), total = 0;
+    int rc = 0;
+    if (!all || !sig || !counts) rc = ns_errf(err, "out of memory");
+    double t0 = ns_now();
+    ns_report_begin(report, "images", d->n);
+    for (int64_t start = 0; rc == 0 && start < d->n; start += batch) {
+        int64_t n = d->n - start < batch ? d->n - start : batch;
+        const float *out = ns_engine_forward(&e, d->x + start * per, n, 0, err);
+        if (!out) { rc = -1; break; }
+        for (int64_t i = 0; i < n; i++) {
+            counts[start + i] = ns_cnet_decode(out + i * (K + 4) * S, sig, K, oh, ow, d->h, d->w, topk, thresh,
+                                               all + total);
+            total += counts[start + i];
+        }
+        ns_report_update(report, start + n);
+    }
+    ns_report_end(report);
+    if (seconds) *seconds = ns_now() - t0;
+    ns_engine_free(&e);
+    free(sig);
+    if (rc == 0 && (rc = ns_det_boxes_alloc(dets, d->n, total, 1, err)) == 0) {
+        dets->h = d->h;
+        dets->w = d->w;
+        for (int64_t i = 0; i < d->n; i++) {
+            dets->ids[i] = d->set.images[i].id;
+            dets->offsets[i + 1] = dets->offsets[i] + counts[i];
+        }
+        for (int64_t j = 0; j < total; j++) {
+            float q[4] = {all[j].x0, all[j].y0, all[j].x1, all[j].y1};
+            memcpy(dets->xyxy + 4 * j, q, sizeof q);
+            dets->classes[j] = all[j].cls;
+            dets->scores[j] = all[j].score;
+        }
+    }
+    free(all);
+    free(counts);
+    return rc;
+}
