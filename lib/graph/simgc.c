@@ -27,7 +27,7 @@ void ns_simgc_config_default(ns_simgc_config *cfg) {
     cfg->teacher_hidden = 2048;
     cfg->teacher_epochs = 1000;
     cfg->teacher_eval_every = 50;
-    cfg->teacher_lr = 0.001;
+    cfg->teacher_lr = 1e-5;
     cfg->pge_hidden = 128;
     cfg->tau = 0.01;
     cfg->lr_feat = 0.005;
@@ -336,8 +336,8 @@ static int propagate_original(condenser *k, const ns_graph *g, ns_err *err) {
 // on g's validation nodes as eval reads them (NULL: train's own context): the
 // teacher and every validation GCN.
 static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask, ns_gnn_ctx *eval,
-                     const ns_graph *g, int epochs, double lr, int eval_every, uint64_t seed, ns_gnn_result *r,
-                     ns_err *err) {
+                     const ns_graph *g, int epochs, double lr, int eval_every, int patience, uint64_t seed,
+                     ns_gnn_result *r, ns_err *err) {
     ns_gnn_ctx ctx;
     ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
     if (ns_gnn_ctx_init(&ctx, m, train, &cc, err) < 0) return -1;
@@ -348,6 +348,7 @@ static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask
     tc.weight_decay = 0;
     tc.lr_drop = 0;
     tc.eval_every = eval_every;
+    tc.patience = patience;
     tc.seed = seed;
     int rc = ns_gnn_train(m, &ctx, train_mask, eval ? eval : &ctx, g->masks[NS_SPLIT_VAL], g->masks[NS_SPLIT_TEST],
                           &tc, r, err);
@@ -370,7 +371,7 @@ static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, 
     sg.sparse_features = 0;
     ns_gnn_result r;
     int rc = train_gnn(&k->teacher, &sg, g->masks[NS_SPLIT_TRAIN], NULL, g, cfg->teacher_epochs, cfg->teacher_lr,
-                       cfg->teacher_eval_every, cfg->seed, &r, err);
+                       cfg->teacher_eval_every, 0, cfg->seed, &r, err);
     if (rc < 0) return ns_err_prefix(err, "teacher");
     res->teacher_val = r.val_acc, res->teacher_test = r.test_acc;
     return 0;
@@ -459,7 +460,7 @@ static int validate(condenser *k, const ns_graph *g, ns_gnn_ctx *ectx, ns_gnn *v
     ns_gnn_init(vm, cfg->seed * 1000003u + (uint64_t)it);
     ns_gnn_result r;
     int rc = train_gnn(vm, &cg, NULL, ectx, g, cfg->val_epochs, cfg->val_lr,
-                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->seed, &r, err);
+                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->val_patience, cfg->seed, &r, err);
     ns_graph_free(&cg);
     if (rc < 0) return ns_err_prefix(err, "validation at iteration %d", it);
     *val = r.val_acc, *test = r.test_acc;
