@@ -129,6 +129,15 @@ static void progress(const ns_simgc_config *cfg, int it, double loss, double val
                 cfg->iterations, loss, 100 * val, 100 * best_val, 100 * best_test, rate, eta);
 }
 
+// A line every 100 teacher epochs with the time left.
+static void teacher_progress(const ns_gnn_epoch *e, void *arg) {
+    const struct cmdline *cmd = arg;
+    if (cmd->quiet || (e->epoch % 100 != 0 && e->epoch != e->epochs)) return;
+    double eta = e->seconds / e->epoch * (e->epochs - e->epoch);
+    ns_warn("teacher epoch %d/%d  loss %.4f  best val %.2f%% (test %.2f%%)  ETA %.0fs", e->epoch, e->epochs, e->loss,
+            100 * e->best_val_acc, 100 * e->best_test_acc, eta);
+}
+
 static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const ns_simgc_result *r) {
     const ns_graph *c = &r->condensed;
     int64_t edges = c->adj.nnz / 2; // symmetric, no self loops
@@ -161,6 +170,7 @@ int main(int argc, char **argv) {
     parse_cmdline(argc, argv, &cmd);
     cmd.cfg.progress = progress;
     cmd.cfg.progress_arg = &cmd;
+    cmd.cfg.teacher_progress = teacher_progress;
     ns_err err;
 
     // Open the output first, so a bad path fails before the long work.

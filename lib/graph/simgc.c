@@ -337,7 +337,8 @@ static int propagate_original(condenser *k, const ns_graph *g, ns_err *err) {
 // teacher and every validation GCN.
 static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask, ns_gnn_ctx *eval,
                      const ns_graph *g, int epochs, double lr, int eval_every, int patience, uint64_t seed,
-                     ns_gnn_result *r, ns_err *err) {
+                     void (*progress)(const ns_gnn_epoch *e, void *arg), void *progress_arg, ns_gnn_result *r,
+                     ns_err *err) {
     ns_gnn_ctx ctx;
     ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
     if (ns_gnn_ctx_init(&ctx, m, train, &cc, err) < 0) return -1;
@@ -350,6 +351,8 @@ static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask
     tc.eval_every = eval_every;
     tc.patience = patience;
     tc.seed = seed;
+    tc.progress = progress;
+    tc.progress_arg = progress_arg;
     int rc = ns_gnn_train(m, &ctx, train_mask, eval ? eval : &ctx, g->masks[NS_SPLIT_VAL], g->masks[NS_SPLIT_TEST],
                           &tc, r, err);
     ns_gnn_ctx_free(&ctx);
@@ -371,7 +374,7 @@ static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, 
     sg.sparse_features = 0;
     ns_gnn_result r;
     int rc = train_gnn(&k->teacher, &sg, g->masks[NS_SPLIT_TRAIN], NULL, g, cfg->teacher_epochs, cfg->teacher_lr,
-                       cfg->teacher_eval_every, 0, cfg->seed, &r, err);
+                       cfg->teacher_eval_every, 0, cfg->seed, cfg->teacher_progress, cfg->progress_arg, &r, err);
     if (rc < 0) return ns_err_prefix(err, "teacher");
     res->teacher_val = r.val_acc, res->teacher_test = r.test_acc;
     return 0;
@@ -460,7 +463,7 @@ static int validate(condenser *k, const ns_graph *g, ns_gnn_ctx *ectx, ns_gnn *v
     ns_gnn_init(vm, cfg->seed * 1000003u + (uint64_t)it);
     ns_gnn_result r;
     int rc = train_gnn(vm, &cg, NULL, ectx, g, cfg->val_epochs, cfg->val_lr,
-                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->val_patience, cfg->seed, &r, err);
+                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->val_patience, cfg->seed, NULL, NULL, &r, err);
     ns_graph_free(&cg);
     if (rc < 0) return ns_err_prefix(err, "validation at iteration %d", it);
     *val = r.val_acc, *test = r.test_acc;

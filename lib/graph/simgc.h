@@ -55,6 +55,8 @@ typedef struct ns_simgc_config {
     void (*progress)(const struct ns_simgc_config *cfg, int it, double loss, double val_acc,
                      double best_val, double best_test, double seconds, void *arg);
     void *progress_arg;
+    // called after every teacher epoch (with progress_arg), or NULL
+    void (*teacher_progress)(const ns_gnn_epoch *e, void *arg);
 } ns_simgc_config;
 
 // The Cora settings of the official scripts: r 0.5, K 2, MLP teacher (2048
