@@ -35,7 +35,7 @@ static void apply_preset(struct cmdline *cmd) {
     // The larger datasets: the teacher at the script's default lr, and a
     // validation GCN with ReLU (the script's: hidden 256, ReLU, BatchNorm and
     // dropout 0.5; here without the last two).
-    c->teacher_lr = 0.001, c->val_relu = 1, c->val_hidden = 256;
+    c->teacher_lr = 0.001, c->teacher_eval_every = 50, c->teacher_patience = 0, c->val_relu = 1, c->val_hidden = 256;
     if (strcmp(cmd->preset, "arxiv") == 0) {
         c->lr_adj = 0.01, c->lr_feat = 0.05, c->alpha = 10, c->iterations = 1500, c->teacher_mlp = 0;
         c->pge_hidden = 256, c->ratio = 0.005;
@@ -69,7 +69,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"teacher", 0, NS_OPT_STR, &cmd->teacher, "KIND", "mlp (SGC_Multi) or sgc (linear); default: the preset's (mlp for cora, citeseer and products)", 0, 0},
         {"teacher-hidden", 0, NS_OPT_I64, &c->teacher_hidden, "H", "the MLP teacher's hidden units (default 2048)", 1, 1 << 20},
         {"teacher-epochs", 0, NS_OPT_INT, &c->teacher_epochs, "N", "teacher training epochs (default 1000)", 1, 1e7},
-        {"teacher-lr", 0, NS_OPT_DOUBLE, &c->teacher_lr, "LR", "teacher learning rate, Adam (default 1e-5; 0.001 for arxiv and products, 0.01 for flickr and reddit)", 1e-12, 1e3},
+        {"teacher-eval-every", 0, NS_OPT_INT, &c->teacher_eval_every, "N", "validate the teacher every N epochs, keeping the best (default 5; 50 for arxiv, products, flickr and reddit)", 1, 1e7},
+        {"teacher-patience", 0, NS_OPT_INT, &c->teacher_patience, "N", "stop the teacher after N validations without a better accuracy (default 20; 0, never, for arxiv, products, flickr and reddit)", 0, 1e8},
+        {"teacher-lr", 0, NS_OPT_DOUBLE, &c->teacher_lr, "LR", "teacher learning rate, Adam (default 0.001; 0.01 for flickr and reddit)", 1e-12, 1e3},
         {"pge-hidden", 0, NS_OPT_I64, &c->pge_hidden, "H", "hidden units of the adjacency generator (default 128)", 1, 1 << 16},
         {"tau", 0, NS_OPT_DOUBLE, &c->tau, "T", "edges lighter than T are dropped (default 0.01)", 0, 0.999},
         {"lr-feat", 0, NS_OPT_DOUBLE, &c->lr_feat, "LR", "Adam's learning rate for X' (default 0.005)", 1e-12, 1e3},
@@ -83,7 +85,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"val-epochs", 0, NS_OPT_INT, &c->val_epochs, "N", "epochs of each validation GCN (default 3000)", 1, 1e8},
         {"val-hidden", 0, NS_OPT_I64, &c->val_hidden, "H", "the validation GCN's hidden units (default 256)", 1, 1 << 20},
         {"val-act", 0, NS_OPT_STR, &cmd->val_act, "NAME", "the validation GCN's activation: none or relu (default: none for cora and citeseer, relu otherwise)", 0, 0},
-        {"val-patience", 0, NS_OPT_INT, &c->val_patience, "N", "stop a validation GCN after N evaluations (every 100 epochs) without a better validation accuracy (default 0: never)", 0, 1e8},
+        {"val-patience", 0, NS_OPT_INT, &c->val_patience, "N", "stop a validation GCN after N evaluations (every 100 epochs) without a better validation accuracy (default 3; 0: never)", 0, 1e8},
         {"val-lr", 0, NS_OPT_DOUBLE, &c->val_lr, "LR", "the validation GCN's learning rate (default 0.001)", 1e-12, 1e3},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the teacher, X', the generator and validation (default 1)", 0, 9007199254740992.0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the condensed graph to FILE (atomically) instead of standard output", 0, 0},
@@ -146,7 +148,8 @@ static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const 
                    "\"teacher_test\":",
                 (long long)c->nodes, (long long)edges, (long long)g->nodes, cmd->cfg.ratio, (long long)cmd->seed);
         ns_json_number(f, r->teacher_test);
-        fprintf(f, ",\"teacher\":\"%s\",\"teacher_lr\":%g,\"best_iteration\":%d,\"val_acc\":", cmd->teacher, cmd->cfg.teacher_lr, r->best_iter);
+        fprintf(f, ",\"teacher\":\"%s\",\"teacher_lr\":%g,\"teacher_epochs\":%d,\"best_iteration\":%d,\"val_acc\":", cmd->teacher, cmd->cfg.teacher_lr, r->teacher_epochs,
+                r->best_iter);
         ns_json_number(f, r->best_val);
         fprintf(f, ",\"test_acc\":");
         ns_json_number(f, r->best_test);
@@ -156,7 +159,8 @@ static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const 
     }
     fprintf(f, "nodes\t%lld\nedges\t%lld\noriginal_nodes\t%lld\nratio\t%g\nseed\t%lld\n", (long long)c->nodes,
             (long long)edges, (long long)g->nodes, cmd->cfg.ratio, (long long)cmd->seed);
-    fprintf(f, "teacher\t%s\nteacher_lr\t%g\n", cmd->teacher, cmd->cfg.teacher_lr);
+    fprintf(f, "teacher\t%s\nteacher_lr\t%g\nteacher_epochs\t%d\n", cmd->teacher, cmd->cfg.teacher_lr,
+            r->teacher_epochs);
     fprintf(f, "teacher_test\t%.6g\nbest_iteration\t%d\nval_acc\t%.6g\ntest_acc\t%.6g\n", r->teacher_test,
             r->best_iter, r->best_val, r->best_test);
     fprintf(f, "teacher_seconds\t%.3f\ncondense_seconds\t%.3f\nvalidate_seconds\t%.3f\n", r->teacher_seconds,

@@ -26,8 +26,9 @@ void ns_simgc_config_default(ns_simgc_config *cfg) {
     cfg->teacher_mlp = 1;
     cfg->teacher_hidden = 2048;
     cfg->teacher_epochs = 1000;
-    cfg->teacher_eval_every = 50;
-    cfg->teacher_lr = 1e-5;
+    cfg->teacher_eval_every = 5;
+    cfg->teacher_patience = 20;
+    cfg->teacher_lr = 0.001;
     cfg->pge_hidden = 128;
     cfg->tau = 0.01;
     cfg->lr_feat = 0.005;
@@ -39,6 +40,7 @@ void ns_simgc_config_default(ns_simgc_config *cfg) {
     cfg->adj_steps = 10;
     cfg->val_every = 100;
     cfg->val_epochs = 3000;
+    cfg->val_patience = 3;
     cfg->val_hidden = 256;
     cfg->val_relu = 0;
     cfg->val_lr = 0.001;
@@ -374,9 +376,9 @@ static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, 
     sg.sparse_features = 0;
     ns_gnn_result r;
     int rc = train_gnn(&k->teacher, &sg, g->masks[NS_SPLIT_TRAIN], NULL, g, cfg->teacher_epochs, cfg->teacher_lr,
-                       cfg->teacher_eval_every, 0, cfg->seed, cfg->teacher_progress, cfg->progress_arg, &r, err);
+                       cfg->teacher_eval_every, cfg->teacher_patience, cfg->seed, cfg->teacher_progress, cfg->progress_arg, &r, err);
     if (rc < 0) return ns_err_prefix(err, "teacher");
-    res->teacher_val = r.val_acc, res->teacher_test = r.test_acc;
+    res->teacher_val = r.val_acc, res->teacher_test = r.test_acc, res->teacher_epochs = r.epochs;
     return 0;
 }
 
