@@ -32,6 +32,10 @@ struct cmdline {
 static void apply_preset(struct cmdline *cmd) {
     ns_simgc_config *c = &cmd->cfg;
     if (strcmp(cmd->preset, "cora") == 0 || strcmp(cmd->preset, "citeseer") == 0) return; // the defaults
+    // The larger datasets: the teacher at the script's default lr, and a
+    // validation GCN with ReLU (the script's: hidden 256, ReLU, BatchNorm and
+    // dropout 0.5; here without the last two).
+    c->teacher_lr = 0.001, c->teacher_eval_every = 50, c->teacher_patience = 0, c->val_relu = 1, c->val_hidden = 256;
     if (strcmp(cmd->preset, "arxiv") == 0) {
         c->lr_adj = 0.01, c->lr_feat = 0.05, c->alpha = 10, c->iterations = 1500, c->teacher_mlp = 0;
         c->pge_hidden = 256, c->ratio = 0.005;
@@ -62,10 +66,12 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"preset", 0, NS_OPT_STR, &cmd->preset, "NAME", "the official settings for cora (default), citeseer, arxiv, products, flickr or reddit; later options override", 0, 0},
         {"ratio", 'r', NS_OPT_DOUBLE, &c->ratio, "R", "condensed nodes per class: ceil(R x its training nodes) (default 0.5)", 1e-9, 1e6},
         {"hops", 'K', NS_OPT_INT, &c->hops, "K", "propagation steps of the teacher and of L_rep (default 2)", 0, 8},
-        {"teacher", 0, NS_OPT_STR, &cmd->teacher, "KIND", "mlp (SGC_Multi, default) or sgc (linear)", 0, 0},
+        {"teacher", 0, NS_OPT_STR, &cmd->teacher, "KIND", "mlp (SGC_Multi) or sgc (linear); default: the preset's (mlp for cora, citeseer and products)", 0, 0},
         {"teacher-hidden", 0, NS_OPT_I64, &c->teacher_hidden, "H", "the MLP teacher's hidden units (default 2048)", 1, 1 << 20},
         {"teacher-epochs", 0, NS_OPT_INT, &c->teacher_epochs, "N", "teacher training epochs (default 1000)", 1, 1e7},
-        {"teacher-lr", 0, NS_OPT_DOUBLE, &c->teacher_lr, "LR", "teacher learning rate, Adam (default 0.001)", 1e-12, 1e3},
+        {"teacher-eval-every", 0, NS_OPT_INT, &c->teacher_eval_every, "N", "validate the teacher every N epochs, keeping the best (default 5; 50 for arxiv, products, flickr and reddit)", 1, 1e7},
+        {"teacher-patience", 0, NS_OPT_INT, &c->teacher_patience, "N", "stop the teacher after N validations without a better accuracy (default 20; 0, never, for arxiv, products, flickr and reddit)", 0, 1e8},
+        {"teacher-lr", 0, NS_OPT_DOUBLE, &c->teacher_lr, "LR", "teacher learning rate, Adam (default 0.001; 0.01 for flickr and reddit)", 1e-12, 1e3},
         {"pge-hidden", 0, NS_OPT_I64, &c->pge_hidden, "H", "hidden units of the adjacency generator (default 128)", 1, 1 << 16},
         {"tau", 0, NS_OPT_DOUBLE, &c->tau, "T", "edges lighter than T are dropped (default 0.01)", 0, 0.999},
         {"lr-feat", 0, NS_OPT_DOUBLE, &c->lr_feat, "LR", "Adam's learning rate for X' (default 0.005)", 1e-12, 1e3},
@@ -78,7 +84,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"val-every", 0, NS_OPT_INT, &c->val_every, "N", "validate every N iterations (default 100; 0: none, keep the last)", 0, 1e8},
         {"val-epochs", 0, NS_OPT_INT, &c->val_epochs, "N", "epochs of each validation GCN (default 3000)", 1, 1e8},
         {"val-hidden", 0, NS_OPT_I64, &c->val_hidden, "H", "the validation GCN's hidden units (default 256)", 1, 1 << 20},
-        {"val-act", 0, NS_OPT_STR, &cmd->val_act, "NAME", "the validation GCN's activation: none (default) or relu", 0, 0},
+        {"val-act", 0, NS_OPT_STR, &cmd->val_act, "NAME", "the validation GCN's activation: none or relu (default: none for cora and citeseer, relu otherwise)", 0, 0},
+        {"val-patience", 0, NS_OPT_INT, &c->val_patience, "N", "stop a validation GCN after N evaluations (every 100 epochs) without a better validation accuracy (default 3; 0: never)", 0, 1e8},
         {"val-lr", 0, NS_OPT_DOUBLE, &c->val_lr, "LR", "the validation GCN's learning rate (default 0.001)", 1e-12, 1e3},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the teacher, X', the generator and validation (default 1)", 0, 9007199254740992.0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the condensed graph to FILE (atomically) instead of standard output", 0, 0},
@@ -98,9 +105,12 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     int first;
     ns_parse_args(argc, argv, &cli, opts, &first);
     cmd->graph = argv[first];
+    // --teacher and --val-act override the preset only when given
+    if (!cmd->teacher) cmd->teacher = c->teacher_mlp ? "mlp" : "sgc";
     if (strcmp(cmd->teacher, "mlp") == 0) c->teacher_mlp = 1;
     else if (strcmp(cmd->teacher, "sgc") == 0) c->teacher_mlp = 0;
     else ns_die_usage("--teacher must be mlp or sgc (%s)", cmd->teacher);
+    if (!cmd->val_act) cmd->val_act = c->val_relu ? "relu" : "none";
     if (strcmp(cmd->val_act, "relu") == 0) c->val_relu = 1;
     else if (strcmp(cmd->val_act, "none") == 0) c->val_relu = 0;
     else ns_die_usage("--val-act must be relu or none (%s)", cmd->val_act);
@@ -121,6 +131,15 @@ static void progress(const ns_simgc_config *cfg, int it, double loss, double val
                 cfg->iterations, loss, 100 * val, 100 * best_val, 100 * best_test, rate, eta);
 }
 
+// A line every 100 teacher epochs with the time left.
+static void teacher_progress(const ns_gnn_epoch *e, void *arg) {
+    const struct cmdline *cmd = arg;
+    if (cmd->quiet || (e->epoch % 100 != 0 && e->epoch != e->epochs)) return;
+    double eta = e->seconds / e->epoch * (e->epochs - e->epoch);
+    ns_warn("teacher epoch %d/%d  loss %.4f  best val %.2f%% (test %.2f%%)  ETA %.0fs", e->epoch, e->epochs, e->loss,
+            100 * e->best_val_acc, 100 * e->best_test_acc, eta);
+}
+
 static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const ns_simgc_result *r) {
     const ns_graph *c = &r->condensed;
     int64_t edges = c->adj.nnz / 2; // symmetric, no self loops
@@ -129,7 +148,8 @@ static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const 
                    "\"teacher_test\":",
                 (long long)c->nodes, (long long)edges, (long long)g->nodes, cmd->cfg.ratio, (long long)cmd->seed);
         ns_json_number(f, r->teacher_test);
-        fprintf(f, ",\"best_iteration\":%d,\"val_acc\":", r->best_iter);
+        fprintf(f, ",\"teacher\":\"%s\",\"teacher_lr\":%g,\"teacher_epochs\":%d,\"best_iteration\":%d,\"val_acc\":", cmd->teacher, cmd->cfg.teacher_lr, r->teacher_epochs,
+                r->best_iter);
         ns_json_number(f, r->best_val);
         fprintf(f, ",\"test_acc\":");
         ns_json_number(f, r->best_test);
@@ -139,6 +159,8 @@ static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const 
     }
     fprintf(f, "nodes\t%lld\nedges\t%lld\noriginal_nodes\t%lld\nratio\t%g\nseed\t%lld\n", (long long)c->nodes,
             (long long)edges, (long long)g->nodes, cmd->cfg.ratio, (long long)cmd->seed);
+    fprintf(f, "teacher\t%s\nteacher_lr\t%g\nteacher_epochs\t%d\n", cmd->teacher, cmd->cfg.teacher_lr,
+            r->teacher_epochs);
     fprintf(f, "teacher_test\t%.6g\nbest_iteration\t%d\nval_acc\t%.6g\ntest_acc\t%.6g\n", r->teacher_test,
             r->best_iter, r->best_val, r->best_test);
     fprintf(f, "teacher_seconds\t%.3f\ncondense_seconds\t%.3f\nvalidate_seconds\t%.3f\n", r->teacher_seconds,
@@ -147,11 +169,12 @@ static void report(FILE *f, const struct cmdline *cmd, const ns_graph *g, const 
 
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
-    struct cmdline cmd = {.teacher = "mlp", .val_act = "none", .preset = "cora", .seed = 1, .output = "-"};
+    struct cmdline cmd = {.preset = "cora", .seed = 1, .output = "-"};
     ns_simgc_config_default(&cmd.cfg);
     parse_cmdline(argc, argv, &cmd);
     cmd.cfg.progress = progress;
     cmd.cfg.progress_arg = &cmd;
+    cmd.cfg.teacher_progress = teacher_progress;
     ns_err err;
 
     // Open the output first, so a bad path fails before the long work.

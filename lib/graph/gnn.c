@@ -601,6 +601,7 @@ static int train_loop(ns_gnn *m, ns_gnn_ctx *train, const int64_t *idx, int64_t 
     uint64_t dropout_base = ns_rand_u64(tc->seed, UINT64_C(0xd50f)); // apart from init's stream
     double lr = tc->lr, t0 = ns_now();
     ns_gnn_epoch e = {.epochs = tc->epochs, .val_acc = NAN, .test_acc = NAN, .best_val_acc = -1};
+    int stale = 0; // evaluations since the best
     for (int epoch = 0; epoch < tc->epochs; epoch++) {
         if (tc->lr_drop > 0 && epoch == tc->lr_drop) { // GCond: a new Adam at a tenth of the lr
             ns_optim_free(opt);
@@ -634,13 +635,17 @@ static int train_loop(ns_gnn *m, ns_gnn_ctx *train, const int64_t *idx, int64_t 
                 e.best_test_acc = e.test_acc;
                 e.best_epoch = epoch + 1;
                 memcpy(best, m->value, (size_t)m->numel * sizeof *best);
+                stale = 0;
+            } else {
+                stale++;
             }
         }
         e.seconds = ns_now() - t0;
         if (tc->progress) tc->progress(&e, tc->progress_arg);
+        if (tc->patience > 0 && stale >= tc->patience) break;
     }
     memcpy(m->value, best, (size_t)m->numel * sizeof *best);
-    *res = (ns_gnn_result){.epochs = tc->epochs,
+    *res = (ns_gnn_result){.epochs = e.epoch,
                            .best_epoch = e.best_epoch,
                            .loss = e.loss,
                            .val_acc = e.best_val_acc,

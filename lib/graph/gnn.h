@@ -192,6 +192,7 @@ typedef struct ns_gnn_train_config {
     double weight_decay;    // coupled L2 on every parameter, as torch.optim.Adam
     int lr_drop;            // after this many epochs: lr * 0.1 and a fresh Adam (GCond); 0: never
     int eval_every;         // evaluate val/test after every this many epochs, and after the last
+    int patience;           // stop after this many evaluations without a better val_acc; 0: never
     uint64_t seed;          // dropout masks (initialisation is ns_gnn_init's)
     void (*progress)(const ns_gnn_epoch *e, void *arg); // after every epoch, or NULL
     void *progress_arg;
@@ -201,7 +202,7 @@ typedef struct ns_gnn_train_config {
 void ns_gnn_train_config_default(ns_gnn_train_config *tc);
 
 typedef struct ns_gnn_result {
-    int epochs;             // epochs run
+    int epochs;             // epochs run (fewer than asked when patience stopped it)
     int best_epoch;         // the selected epoch (from 1)
     double loss;            // the last epoch's training loss
     double val_acc, test_acc; // of the selected model

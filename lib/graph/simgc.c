@@ -26,7 +26,8 @@ void ns_simgc_config_default(ns_simgc_config *cfg) {
     cfg->teacher_mlp = 1;
     cfg->teacher_hidden = 2048;
     cfg->teacher_epochs = 1000;
-    cfg->teacher_eval_every = 50;
+    cfg->teacher_eval_every = 5;
+    cfg->teacher_patience = 20;
     cfg->teacher_lr = 0.001;
     cfg->pge_hidden = 128;
     cfg->tau = 0.01;
@@ -39,6 +40,7 @@ void ns_simgc_config_default(ns_simgc_config *cfg) {
     cfg->adj_steps = 10;
     cfg->val_every = 100;
     cfg->val_epochs = 3000;
+    cfg->val_patience = 3;
     cfg->val_hidden = 256;
     cfg->val_relu = 0;
     cfg->val_lr = 0.001;
@@ -336,7 +338,8 @@ static int propagate_original(condenser *k, const ns_graph *g, ns_err *err) {
 // on g's validation nodes as eval reads them (NULL: train's own context): the
 // teacher and every validation GCN.
 static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask, ns_gnn_ctx *eval,
-                     const ns_graph *g, int epochs, double lr, int eval_every, uint64_t seed, ns_gnn_result *r,
+                     const ns_graph *g, int epochs, double lr, int eval_every, int patience, uint64_t seed,
+                     void (*progress)(const ns_gnn_epoch *e, void *arg), void *progress_arg, ns_gnn_result *r,
                      ns_err *err) {
     ns_gnn_ctx ctx;
     ns_gnn_ctx_config cc = {NS_GNN_X_DENSE, 0, 1, 0};
@@ -348,7 +351,10 @@ static int train_gnn(ns_gnn *m, const ns_graph *train, const uint8_t *train_mask
     tc.weight_decay = 0;
     tc.lr_drop = 0;
     tc.eval_every = eval_every;
+    tc.patience = patience;
     tc.seed = seed;
+    tc.progress = progress;
+    tc.progress_arg = progress_arg;
     int rc = ns_gnn_train(m, &ctx, train_mask, eval ? eval : &ctx, g->masks[NS_SPLIT_VAL], g->masks[NS_SPLIT_TEST],
                           &tc, r, err);
     ns_gnn_ctx_free(&ctx);
@@ -370,9 +376,9 @@ static int train_teacher(condenser *k, const ns_graph *g, ns_simgc_result *res, 
     sg.sparse_features = 0;
     ns_gnn_result r;
     int rc = train_gnn(&k->teacher, &sg, g->masks[NS_SPLIT_TRAIN], NULL, g, cfg->teacher_epochs, cfg->teacher_lr,
-                       cfg->teacher_eval_every, cfg->seed, &r, err);
+                       cfg->teacher_eval_every, cfg->teacher_patience, cfg->seed, cfg->teacher_progress, cfg->progress_arg, &r, err);
     if (rc < 0) return ns_err_prefix(err, "teacher");
-    res->teacher_val = r.val_acc, res->teacher_test = r.test_acc;
+    res->teacher_val = r.val_acc, res->teacher_test = r.test_acc, res->teacher_epochs = r.epochs;
     return 0;
 }
 
@@ -459,7 +465,7 @@ static int validate(condenser *k, const ns_graph *g, ns_gnn_ctx *ectx, ns_gnn *v
     ns_gnn_init(vm, cfg->seed * 1000003u + (uint64_t)it);
     ns_gnn_result r;
     int rc = train_gnn(vm, &cg, NULL, ectx, g, cfg->val_epochs, cfg->val_lr,
-                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->seed, &r, err);
+                       100 < cfg->val_epochs ? 100 : cfg->val_epochs, cfg->val_patience, cfg->seed, NULL, NULL, &r, err);
     ns_graph_free(&cg);
     if (rc < 0) return ns_err_prefix(err, "validation at iteration %d", it);
     *val = r.val_acc, *test = r.test_acc;

@@ -143,3 +143,33 @@ PY
         [ ! -e "$T/out3.tns" ]
     fi
 }
+
+@test "presets: cora's SGC_Multi teacher; arxiv's linear teacher; options override" {
+    make_sbm "$T/s"
+    small="--teacher-hidden 16 --teacher-epochs 2 --pge-hidden 8 -T 2 --val-every 0"
+    sgc-condense -q $small -o "$T/a.tns" "$T/s/g.tns" > "$T/cora"
+    [ "$(key teacher < "$T/cora")" = mlp ]
+    [ "$(key teacher_lr < "$T/cora")" = 0.001 ]
+    # the preset's teacher kind is not overridden by the option's default
+    sgc-condense -q --preset arxiv -r 0.5 $small -o "$T/b.tns" "$T/s/g.tns" > "$T/arxiv"
+    [ "$(key teacher < "$T/arxiv")" = sgc ]
+    [ "$(key teacher_lr < "$T/arxiv")" = 0.001 ]
+    sgc-condense -q --preset arxiv -r 0.5 --teacher mlp --teacher-lr 0.02 $small -o "$T/c.tns" "$T/s/g.tns" > "$T/both"
+    [ "$(key teacher < "$T/both")" = mlp ]
+    [ "$(key teacher_lr < "$T/both")" = 0.02 ]
+}
+
+@test "--teacher-patience stops the teacher, --val-patience the validation GCNs" {
+    make_sbm "$T/s"
+    sgc-condense -q --teacher-hidden 16 --teacher-epochs 400 --teacher-eval-every 1 --teacher-patience 3 \
+        --pge-hidden 8 -T 2 --val-every 0 -o "$T/t.tns" "$T/s/g.tns" > "$T/teacher"
+    [ "$(key teacher_epochs < "$T/teacher")" -lt 400 ]
+    sgc-condense -q --teacher-hidden 16 --teacher-epochs 40 --teacher-patience 0 \
+        --pge-hidden 8 -T 2 --val-every 0 -o "$T/t.tns" "$T/s/g.tns" > "$T/teacher"
+    [ "$(key teacher_epochs < "$T/teacher")" = 40 ]
+    make_sbm "$T/s"
+    sgc-condense -q $FAST --val-epochs 2000 --val-patience 2 -o "$T/a.tns" "$T/s/g.tns" > "$T/report"
+    [ "$(ge "$(key test_acc < "$T/report")" 0.8)" = 1 ]
+    run sgc-condense -q $FAST --val-patience -1 "$T/s/g.tns"
+    [ "$status" -eq 2 ]
+}

@@ -566,6 +566,8 @@ static void count_calls(const ns_gnn_epoch *e, void *arg) {
     r->last_epoch = e->epoch;
 }
 
+static int train_patience; // tc.patience of train_once
+
 static int train_once(ns_gnn_kind kind, const ns_graph *g, uint64_t seed, ns_gnn_xformat xf, int epochs, run *r) {
     ns_gnn_config cfg;
     ns_gnn_config_default(&cfg, kind);
@@ -581,6 +583,7 @@ static int train_once(ns_gnn_kind kind, const ns_graph *g, uint64_t seed, ns_gnn
     ns_gnn_train_config_default(&tc);
     tc.epochs = epochs;
     tc.lr_drop = epochs / 2;
+    tc.patience = train_patience;
     tc.seed = seed;
     tc.progress = count_calls;
     tc.progress_arg = r;
@@ -713,6 +716,24 @@ static void test_eval_graph(void) {
     ns_graph_free(&small);
 }
 
+// Patience: training stops after that many evaluations without a better
+// validation accuracy, and keeps the best.
+static void test_patience(void) {
+    ns_graph g;
+    make_sbm(&g, 300, 2, 40, 0);
+    run a;
+    train_patience = 3;
+    int rc = train_once(NS_GNN_GCN, &g, 3, NS_GNN_X_DENSE, 2000, &a);
+    train_patience = 0;
+    CHECK(rc == 0, "training with patience runs");
+    if (rc < 0) return;
+    CHECK(a.res.epochs < 2000 && a.res.epochs == a.res.best_epoch + 3 && a.calls == a.res.epochs,
+          "stopped 3 evaluations after the best: %d epochs, best %d, %d calls", a.res.epochs, a.res.best_epoch, a.calls);
+    CHECK(a.val_again == a.res.val_acc, "the best is kept: val %.4f = %.4f", a.val_again, a.res.val_acc);
+    free(a.weights);
+    ns_graph_free(&g);
+}
+
 int main(void) {
     ns_rng_seed(&rng, 20261128);
     test_table();
@@ -720,6 +741,7 @@ int main(void) {
     test_row_norm();
     test_models();
     test_training();
+    test_patience();
     test_eval_graph();
     return check_done();
 }
