@@ -225,6 +225,101 @@ static void test_roundtrip(void) {
     ns_cct_free(&net);
 }
 
+// Images 1x4x4 of 4 classes: class c lights quadrant c (value 1), plus noise.
+static void quadrant_images(ns_samples *s, int64_t n, int first_class, uint64_t seed) {
+    s->n = n;
+    s->numel = 16;
+    s->x = calloc((size_t)n * 16, sizeof(float));
+    s->y = calloc((size_t)n, sizeof(int32_t));
+    s->ids = calloc((size_t)n, sizeof(int64_t));
+    s->labels = NULL;
+    s->nlabels = 0;
+    ns_rng rng;
+    ns_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) {
+        int c = (int)(i % 2);
+        s->y[i] = c;
+        s->ids[i] = i;
+        int q = first_class + c, qy = q / 2, qx = q % 2;
+        for (int p = 0; p < 16; p++) {
+            int y = p / 4, x = p % 4;
+            s->x[i * 16 + p] = (float)((y / 2 == qy && x / 2 == qx) + 0.2 * (ns_rng_uniform(&rng) - 0.5));
+        }
+    }
+}
+
+static double pair_accuracy(ns_cct_net *G, const ns_samples *s) {
+    ns_cct_run r;
+    ns_err err;
+    if (ns_cct_run_init(&r, G, 64, 0, &err) < 0) return -1;
+    ns_cct_pairs p;
+    ns_cct_pairs_init(&p, s->y, s->n, &err);
+    ns_rng rng;
+    ns_rng_seed(&rng, 11);
+    int64_t i1[64], i2[64];
+    float y[64];
+    ns_cct_pairs_draw(&p, &rng, 64, i1, i2, y);
+    for (int b = 0; b < 64; b++) {
+        memcpy(r.x + b * 16, s->x + i1[b] * 16, 16 * sizeof(float));
+        memcpy(r.x + (64 + b) * 16, s->x + i2[b] * 16, 16 * sizeof(float));
+    }
+    const float *logit = ns_cct_forward(&r, NULL, NULL, NULL, 64, 0, &err);
+    int ok = 0;
+    for (int b = 0; logit && b < 64; b++) ok += (logit[b] >= 0) == (y[b] == 1);
+    ns_cct_pairs_free(&p);
+    ns_cct_run_free(&r);
+    return ok / 64.0;
+}
+
+// Pretraining must learn the source pairs (a gradient that piles up across
+// steps, or goes the wrong way, would not); the adversarial stage must run
+// and change G's weights but not its shape.
+static void test_training(void) {
+    ns_samples src, tgt;
+    quadrant_images(&src, 200, 0, 1);  // classes: quadrants 0 and 1
+    quadrant_images(&tgt, 200, 2, 2);  // quadrants 2 and 3
+    ns_model bb, bbd;
+    tiny_backbone(&bb, 1);
+    tiny_backbone(&bbd, 2);
+    ns_cct_net G, D;
+    ns_err err;
+    int64_t hidden[1] = {8};
+    ns_cct_create(&G, NS_CCT_G, &bb, hidden, 1, 1, &err);
+    ns_cct_create(&D, NS_CCT_D, &bbd, hidden, 1, 2, &err);
+    double before = pair_accuracy(&G, &src);
+    ns_cct_train_config cfg;
+    ns_cct_train_config_default(&cfg);
+    cfg.pre_epochs = 8;
+    cfg.adv_epochs = 0;
+    cfg.pairs_per_epoch = 512;
+    cfg.batch = 32;
+    cfg.lr_pre = 1e-2;
+    cfg.crop_pad = 0;
+    cfg.flip_p = 0;
+    ns_cct_epoch_stats last;
+    CHECK(ns_cct_train(&G, NULL, &src, &tgt, NULL, &cfg, &last, &err) == 0, "pretraining runs");
+    double after = pair_accuracy(&G, &src);
+    CHECK(after >= 0.9 && last.loss_g < 0.35, "pretraining learns source pairs: accuracy %.3f -> %.3f, loss %.3f", before, after,
+          last.loss_g);
+    float w0 = G.head.tensors[0].t.data ? ((float *)G.head.tensors[0].t.data)[0] : 0;
+    cfg.pre_epochs = 0;
+    cfg.adv_epochs = 2;
+    cfg.pairs_per_epoch = 128;
+    cfg.g_src_steps = 1;
+    CHECK(ns_cct_train(&G, &D, &src, &tgt, NULL, &cfg, &last, &err) == 0, "the adversarial stage runs");
+    CHECK(last.acc_d_src >= 0 && last.acc_d_src <= 1 && isfinite(last.loss_d) && isfinite(last.loss_g),
+          "its epoch figures are finite (loss G %.3f, loss D %.3f, D on source %.3f)", last.loss_g, last.loss_d,
+          last.acc_d_src);
+    CHECK(((float *)G.head.tensors[0].t.data)[0] != w0, "G moved");
+    cfg.use_d_src = cfg.use_d_tgt = 0;
+    CHECK(ns_cct_train(&G, &D, &src, &tgt, NULL, &cfg, &last, &err) < 0 && strstr(err.msg, "needs D"),
+          "G's adversarial loss without any D term is refused");
+    ns_cct_free(&G);
+    ns_cct_free(&D);
+    ns_samples_free(&src);
+    ns_samples_free(&tgt);
+}
+
 int main(void) {
     check_net_grads(NS_CCT_G);
     check_net_grads(NS_CCT_D);
@@ -233,5 +328,6 @@ int main(void) {
     test_metrics();
     test_reps();
     test_roundtrip();
+    test_training();
     return check_done();
 }
