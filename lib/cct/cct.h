@@ -96,8 +96,8 @@ const float *ns_cct_forward(ns_cct_run *r, const float *x1, const float *x2, con
 // NULL, D only) receives d loss / d s (summed over its E copies).
 void ns_cct_backward(ns_cct_run *r, const float *dlogit, float *ds, int head_only);
 void ns_cct_zero_grad(ns_cct_run *r);
-// The trainable tensors of backbone and head as an optimiser table
-// (*params malloc'd; names "backbone.<t>" are not needed: head names differ).
+// The trainable tensors of backbone and head as one optimiser table (*params
+// malloc'd, *n entries; the head's names all start with "head.").
 int ns_cct_params(ns_cct_run *r, ns_param **params, int *n, ns_err *err);
 
 // --- pairs ---------------------------------------------------------------------
