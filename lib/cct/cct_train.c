@@ -63,6 +63,7 @@ typedef struct trainer {
     ns_rng rng;
     int64_t *i1, *i2;
     float *y, *s, *m, *dlogit, *ds, *prob;
+    int g_holds_target;    // G's run holds its forward of the target pairs D just saw
     ns_lr_schedule sched;
     int64_t steps_per_epoch, step;
     // per-epoch sums
@@ -179,6 +180,7 @@ static int64_t count_right(const float *logit, const float *target, int64_t n) {
 static int g_supervised(trainer *t, const ns_cct_pairs *p, const ns_samples *s, double lr, int source,
                         ns_err *err) {
     const int64_t B = t->cfg->batch;
+    t->g_holds_target = 0;
     if (load_pairs(t, &t->g, p, s, err) < 0) return -1;
     const float *logit = ns_cct_forward(&t->g, NULL, NULL, NULL, B, 1, err);
     if (!logit) return -1;
@@ -239,6 +241,7 @@ static int d_step(trainer *t, const ns_samples *source, const ns_samples *target
         loss += w * ns_bce_logits_forward(logit, t->m, NULL, B);
         bce_grad(t, w, logit, t->m);
         ns_cct_backward(&t->d, t->dlogit, NULL, 0);
+        t->g_holds_target = 1;
     }
     ns_optim_step(t->opt_d, lr);
     t->loss_d += loss;
@@ -246,10 +249,13 @@ static int d_step(trainer *t, const ns_samples *source, const ns_samples *target
     return 0;
 }
 
-// G against D: BCE(D(xt, G(xt)), 1), through D's input s.
+// G against D: BCE(D(xt, G(xt)), 1), through D's input s. The first G step
+// after D's uses the target pairs D just saw and G's forward of them (G has
+// not changed since), as the official loop does; later ones draw new pairs.
 static int g_adversarial(trainer *t, const ns_samples *target, double lr, ns_err *err) {
     const int64_t B = t->cfg->batch;
-    if (g_on_target(t, target, err) < 0) return -1;
+    if (!t->g_holds_target && g_on_target(t, target, err) < 0) return -1;
+    t->g_holds_target = 0;
     memcpy(t->d.x, t->g.x, (size_t)(2 * B * t->g.P) * sizeof(float));
     const float *logit = ns_cct_forward(&t->d, NULL, NULL, t->prob, B, 1, err);
     if (!logit) return -1;
