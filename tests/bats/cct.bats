@@ -142,3 +142,15 @@ train() { # extra options...
     run --separate-stderr cct-train a.tns
     [ "$status" -eq 2 ]
 }
+
+@test "any engine backbone: a ViT from net-init, its output the embedding" {
+    data
+    cd "$T"
+    net-init --arch vit --in 1x28x28 --classes 16 --depth 1 > vit.tns
+    cct-train -q --backbone vit.tns --hidden 8 --pre-epochs 1 --adv-epochs 1 --pairs 32 --batch 16 \
+        -o G.tns src.tns tgt.tns
+    run net-info -t G.tns
+    [[ "$output" == *"arch	vit"*"output	16"* ]] || { echo "$output"; return 1; }
+    run cct-classify -q -m G.tns -r tgt.tns -K 2 tgt.tns
+    [ "$status" -eq 0 ] && [ "${lines[2]}" = "samples	100" ]
+}
