@@ -3,7 +3,7 @@
 # archives, a trained model), then small versions of the methods on the same
 # data: concept vectors and model correction (lgcav.mk), model merging
 # (merge.mk), graph condensation (condense.mk) and structural pruning
-# (prune.mk). Prints what each made.
+# (prune.mk), comparison knowledge translation (cct.mk). Prints what each made.
 set -eu
 out=${OUT:-demo-out}
 start=$(date +%s)
@@ -24,13 +24,15 @@ step "logo detection: synthetic scenes, logo-det trained briefly (pipelines/logo
 make --no-print-directory -f pipelines/logo.mk OUT="$out" Q=-q demo > /dev/null
 step "structural pruning, every criterion at 2x/4x/8x (pipelines/prune.mk)"
 make --no-print-directory -f pipelines/prune.mk OUT="$out" Q=-q > /dev/null
+step "CCT-Net: G alone against the adversarial stage on unseen classes (pipelines/cct.mk)"
+make --no-print-directory -f pipelines/cct.mk OUT="$out" > /dev/null
 
 echo
 cat "$out/summary.txt"
 echo
 echo "# $(grep -m1 arch "$out/model-info.txt" 2>/dev/null || echo model), trained on fashion-train, tested on fashion-test:"
 cat "$out/eval.txt"
-for f in lgcav.txt merge.txt condense.txt logo.txt prune.txt; do
+for f in lgcav.txt merge.txt condense.txt logo.txt prune.txt cct.txt; do
     echo
     cat "$out/$f"
 done
