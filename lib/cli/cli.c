@@ -116,7 +116,12 @@ static void print_help(const ns_cli *cli, const ns_opt *opts) {
                               : snprintf(left, sizeof left, "    --%s", o->name);
         if (takes_value(o) && n < (int)sizeof left)
             snprintf(left + n, sizeof left - (size_t)n, " %s", o->metavar ? o->metavar : "VALUE");
-        printf("  %-26s %s\n", left, o->help);
+        // An option too wide for its column gets a line of its own, so the
+        // columns stay apart by two spaces at least.
+        if (strlen(left) > 25)
+            printf("  %s\n  %-26s %s\n", left, "", o->help);
+        else
+            printf("  %-26s %s\n", left, o->help);
     }
     printf("  %-26s %s\n", "-h, --help", "show this help and exit");
     printf("  %-26s %s\n", "    --version", "show version and BLIS kernels, and exit");
