@@ -56,8 +56,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet18, vit or text-transformer", cmd->arch);
         int vit = strcmp(cmd->arch, "vit") == 0, text = strcmp(cmd->arch, "text-transformer") == 0;
         if (cmd->depth && strcmp(cmd->arch, "vgg") != 0 && !vit && !text) ns_die_usage("--depth is for vgg, vit and text-transformer");
-        if (cmd->patch && !vit) ns_die_usage("--patch is for vit");
-        if (cmd->heads && !vit && !text) ns_die_usage("--heads is for vit and text-transformer");
+        if ((cmd->patch && !vit) || (cmd->heads && !vit && !text))
+            ns_die_usage("--patch and --heads are for vit (--heads also for text-transformer)");
         if (!cmd->vocab != !text) ns_die_usage("--vocab is for text-transformer, which needs it");
         if (text && cmd->like) ns_die_usage("text-transformer takes --in L (token ids) and --classes E, not --like");
         vit |= text; // depth may be odd
