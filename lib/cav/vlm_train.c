@@ -29,12 +29,16 @@ typedef struct run {
     ns_tensor gemb, gw, gb, gt;   // bag-of-words tower and logit scale gradients
     ns_engine te;                 // the transformer tower (te.model NULL for a bag of words)
     float *ids;                   // (B, L) its input
+    char *text_names;             // its parameters' names for the optimiser, "text." + name, TEXT_NAME each
 } run;
+
+#define TEXT_NAME (NS_NAME_MAX + 6)
 
 static void run_free(run *r) {
     ns_engine_free(&r->e);
     if (r->te.model) ns_engine_free(&r->te);
     free(r->ids);
+    free(r->text_names);
     ns_optim_free(r->opt);
     free(r->params);
     free(r->order);
@@ -95,10 +99,13 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
                                              nt->t.shape, nt->t.ndim > 1};
     }
     // CLIP decays neither embeddings nor gains, biases and the logit scale.
+    if (!bow && !(r->text_names = malloc((size_t)v->text.ntensors * TEXT_NAME))) return ns_errf(err, "out of memory");
     for (int t = 0; !bow && t < v->text.ntensors; t++) {
         ns_named_tensor *nt = &v->text.tensors[t];
+        char *name = r->text_names + (size_t)t * TEXT_NAME; // apart from the image tower's names
+        snprintf(name, TEXT_NAME, "text.%s", nt->name);
         if (r->te.param_grad[t])
-            r->params[r->nparams++] = (ns_param){nt->name, nt->t.data, r->te.param_grad[t], nt->t.numel, nt->t.ndim,
+            r->params[r->nparams++] = (ns_param){name, nt->t.data, r->te.param_grad[t], nt->t.numel, nt->t.ndim,
                                                  nt->t.shape, nt->t.ndim > 1 && !strstr(nt->name, "embedding")};
     }
     if (bow) {
