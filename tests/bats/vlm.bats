@@ -274,6 +274,10 @@ PY
     cmp "$T/report" "$T/report2"
     printf 'cat\ncar\n' > "$T/texts.txt"
     probe-embed -q --vlm "$T/vlm.tns" --texts "$T/texts.txt" -o "$T/t.tns"
+    # a ViT image tower beside it: both have encoder.layers.0.* (once refused: "parameter name used twice")
+    vlm-train -q --arch "vit --patch 4 --depth 1 --heads 2 --width 0.25" -E 16 --text-tower transformer --text-dim 16 \
+        --text-depth 1 -e 1 -b 50 --captions "$T/cap.tsv" -o "$T/vit.tns" "$T/train.tns"
+    tns-info "$T/vit.tns" | grep -q $'text.encoder.layers.0.norm1.weight\tf32\t16'
     # options of the other tower are refused
     run --separate-stderr vlm-train -q --arch mlp --context 8 -e 1 --captions "$T/cap.tsv" "$T/train.tns"
     expect_failure 2 vlm-train "--context, --text-depth and --text-heads are for --text-tower transformer"
