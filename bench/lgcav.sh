@@ -16,7 +16,8 @@
 #   MODELS         target models [/tmp/netsmith-bench/resnet20.tns /tmp/netsmith-bench/cnn.tns]
 #   TRAIN, TEST    image streams (img-read) [/tmp/netsmith-bench/fm-train.tns, fm-test.tns]
 #   VLM            a vlm-train model [/tmp/hvlm-out/vlm.tns]; when absent one is trained
-#                  here on the pool (VLM_EPOCHS [2], a small VGG tower): a weaker guide
+#                  here on the pool (VLM_EPOCHS [2], a small VGG tower, text tower
+#                  VLM_TEXT_TOWER [bow] or transformer): a weaker guide
 #   POOL_BATCHES   records of 256 TRAIN images in the probe pool [20: 5120 images]
 #   EVAL_BATCHES   records of 256 TEST images held out for concept accuracy [8]
 #   SEEDS          [0 1 2]      PROBES  K top + K bottom probes [500]
@@ -31,6 +32,7 @@ TRAIN=${TRAIN:-/tmp/netsmith-bench/fm-train.tns}
 TEST=${TEST:-/tmp/netsmith-bench/fm-test.tns}
 VLM=${VLM:-/tmp/hvlm-out/vlm.tns}
 VLM_EPOCHS=${VLM_EPOCHS:-2}
+VLM_TEXT_TOWER=${VLM_TEXT_TOWER:-bow}
 POOL_BATCHES=${POOL_BATCHES:-20}
 EVAL_BATCHES=${EVAL_BATCHES:-8}
 SEEDS=${SEEDS:-0 1 2}
@@ -53,7 +55,7 @@ mkdir -p "$D"
 if [ ! -f "$VLM" ]; then
     echo "lgcav.sh: no VLM at $VLM: training a small one on the pool ($VLM_EPOCHS epochs)" >&2
     VLM="$D/vlm.tns"
-    "$BIN/vlm-train" -q --arch "vgg --depth 2 --width 0.5" --concepts "$D/pool-c.tns" \
+    "$BIN/vlm-train" -q --arch "vgg --depth 2 --width 0.5" --text-tower "$VLM_TEXT_TOWER" --concepts "$D/pool-c.tns" \
         --epochs "$VLM_EPOCHS" -o "$VLM" "$D/pool.tns"
 fi
 # each concept's description: its name, hyphens as spaces (as the captions write it)

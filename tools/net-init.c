@@ -14,22 +14,23 @@
 
 struct cmdline {
     const char *arch, *spec, *like, *in, *hidden, *output;
-    int classes, depth, patch, heads;
+    int classes, depth, patch, heads, vocab;
     double width;
     int64_t seed;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
-        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20, resnet18 or vit", 0, 0},
+        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20, resnet18, vit or text-transformer", 0, 0},
         {"spec", 0, NS_OPT_STR, &cmd->spec, "FILE", "a custom graph in the netsmith-spec(5) text format, instead of --arch", 0, 0},
         {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
         {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
         {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; vit: 1 = 64 features; default 1)", 0.01, 64},
-        {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4); vit: blocks (default 4)", 1, 64},
+        {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4); vit: blocks (default 4); text-transformer: blocks (default 2)", 1, 64},
         {"patch", 0, NS_OPT_INT, &cmd->patch, "P", "vit: patch size (default 7)", 1, 4096},
-        {"heads", 0, NS_OPT_INT, &cmd->heads, "H", "vit: attention heads (default 4)", 1, 4096},
+        {"heads", 0, NS_OPT_INT, &cmd->heads, "H", "vit, text-transformer: attention heads (default 4)", 1, 4096},
+        {"vocab", 0, NS_OPT_INT, &cmd->vocab, "V", "text-transformer: token ids 0..V-1 (the input is --in L ids)", 2, 1 << 24},
         {"hidden", 0, NS_OPT_STR, &cmd->hidden, "H[,H..]", "mlp: hidden layer sizes (default 256)", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "initialisation seed (default 0)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
@@ -47,15 +48,19 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     int first;
     ns_parse_args(argc, argv, &cli, opts, &first);
     if (!cmd->arch == !cmd->spec) ns_die_usage("give one of --arch and --spec");
-    if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth || cmd->patch || cmd->heads))
+    if (cmd->spec && (cmd->in || cmd->classes || cmd->hidden || cmd->depth || cmd->patch || cmd->heads || cmd->vocab))
         ns_die_usage("a --spec file sets the input, the layers and the classes itself");
     if (cmd->arch) {
         int known = 0;
         for (const char *const *a = ns_arch_names; *a; a++) known |= strcmp(*a, cmd->arch) == 0;
-        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet18 or vit", cmd->arch);
-        int vit = strcmp(cmd->arch, "vit") == 0;
-        if (cmd->depth && strcmp(cmd->arch, "vgg") != 0 && !vit) ns_die_usage("--depth is for vgg and vit");
-        if ((cmd->patch || cmd->heads) && !vit) ns_die_usage("--patch and --heads are for vit");
+        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet18, vit or text-transformer", cmd->arch);
+        int vit = strcmp(cmd->arch, "vit") == 0, text = strcmp(cmd->arch, "text-transformer") == 0;
+        if (cmd->depth && strcmp(cmd->arch, "vgg") != 0 && !vit && !text) ns_die_usage("--depth is for vgg, vit and text-transformer");
+        if ((cmd->patch && !vit) || (cmd->heads && !vit && !text))
+            ns_die_usage("--patch and --heads are for vit (--heads also for text-transformer)");
+        if (!cmd->vocab != !text) ns_die_usage("--vocab is for text-transformer, which needs it");
+        if (text && cmd->like) ns_die_usage("text-transformer takes --in L (token ids) and --classes E, not --like");
+        vit |= text; // depth may be odd
         if (cmd->hidden && strcmp(cmd->arch, "mlp") != 0) ns_die_usage("--hidden is for mlp");
         if (cmd->width != 1 && (!strcmp(cmd->arch, "mlp") || !strcmp(cmd->arch, "lenet")))
             ns_die_usage("--width is for vgg and the resnets");
@@ -121,6 +126,9 @@ static void describe_arch(ns_model *m, const struct cmdline *cmd, const ns_arch_
     if (strcmp(cmd->arch, "vit") == 0 && n < (int)sizeof m->arch)
         n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --patch %d --depth %d --heads %d",
                       o->patch ? o->patch : 7, o->depth ? o->depth : 4, o->heads ? o->heads : 4);
+    if (strcmp(cmd->arch, "text-transformer") == 0 && n < (int)sizeof m->arch)
+        n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --vocab %d --depth %d --heads %d", cmd->vocab,
+                      o->depth ? o->depth : 2, o->heads ? o->heads : 4);
     if (uses_width && n < (int)sizeof m->arch)
         n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, " --width %g", o->width);
     if (cmd->hidden && n < (int)sizeof m->arch)
@@ -197,7 +205,8 @@ int main(int argc, char **argv) {
             m.labels = NULL;
             m.nlabels = 0;
         }
-        if (ns_arch_build(&m, cmd.arch, &o, &err) < 0) ns_die_err(&err);
+        int rc = cmd.vocab ? ns_arch_build_text(&m, &o, cmd.vocab, &err) : ns_arch_build(&m, cmd.arch, &o, &err);
+        if (rc < 0) ns_die_err(&err);
         describe_arch(&m, &cmd, &o);
     }
     ns_model_init_params(&m, (uint64_t)cmd.seed);

@@ -23,8 +23,8 @@
 
 struct cmdline {
     const char *arch, *image_model, *init, *captions, *concepts, *optim, *schedule, *warmup, *eval,
-        *eval_concepts, *tmpl, *report, *log, *output;
-    int dim, text_dim, epochs, batch, freeze_image, quiet;
+        *eval_concepts, *tmpl, *report, *log, *output, *text_tower;
+    int dim, text_dim, epochs, batch, freeze_image, quiet, context, text_depth, text_heads;
     double lr, wd, dropout;
     int64_t seed;
 };
@@ -35,7 +35,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"image-model", 0, NS_OPT_STR, &cmd->image_model, "MODEL", "image tower: a trained classifier whose output layer is replaced by a fresh E-wide one", 0, 0},
         {"init", 0, NS_OPT_STR, &cmd->init, "VLM", "continue from a vlm-train model (its vocabulary stays)", 0, 0},
         {"dim", 'E', NS_OPT_INT, &cmd->dim, "E", "joint embedding width (default 64)", 2, 65536},
-        {"text-dim", 0, NS_OPT_INT, &cmd->text_dim, "D", "token embedding width (default 128)", 1, 65536},
+        {"text-dim", 0, NS_OPT_INT, &cmd->text_dim, "D", "token embedding width (default 128 for bow, 64 for transformer)", 1, 65536},
+        {"text-tower", 0, NS_OPT_STR, &cmd->text_tower, "KIND", "bow (bag of words, the default) or transformer", 0, 0},
+        {"context", 0, NS_OPT_INT, &cmd->context, "L", "transformer: token ids per text, start and end included (default 16)", 3, 4096},
+        {"text-depth", 0, NS_OPT_INT, &cmd->text_depth, "N", "transformer: blocks (default 2)", 1, 64},
+        {"text-heads", 0, NS_OPT_INT, &cmd->text_heads, "H", "transformer: attention heads (default 4)", 1, 65536},
         {"captions", 'c', NS_OPT_STR, &cmd->captions, "FILE", "an id<TAB>caption line per training image", 0, 0},
         {"concepts", 'k', NS_OPT_STR, &cmd->concepts, "BANK", "captions made from a concept bank of the training images, redrawn every epoch", 0, 0},
         {"dropout", 0, NS_OPT_DOUBLE, &cmd->dropout, "P", "--concepts: drop each caption word with probability P (default 0.3)", 0, 1},
@@ -60,10 +64,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     const ns_cli cli = {
         "(--arch SPEC | --image-model MODEL | --init VLM) (--captions FILE | --concepts BANK) [options] TRAIN",
         "Train a small CLIP-style vision-language model: an image tower and a\n"
-        "bag-of-words text tower, aligned by CLIP's symmetric contrastive loss.",
-        "The text tower lowercases, splits on non-alphanumerics, averages word\n"
-        "embeddings (vocabulary from the training captions, <unk> for the rest) and\n"
-        "projects to E. Logits are exp(t) * cosine with a learnable temperature t\n"
+        "text tower (a bag of words or a transformer), aligned by CLIP's symmetric\n"
+        "contrastive loss.",
+        "The tokenizer lowercases and splits on non-alphanumerics (vocabulary from the\n"
+        "training captions; unknown words are left out). The bag of words averages\n"
+        "word embeddings and projects to E; the transformer (net-init's\n"
+        "text-transformer) reads start, words, end and padding through causal blocks\n"
+        "and projects the end token's output to E. Logits are exp(t) * cosine with a learnable temperature t\n"
         "(init log(1/0.07), exp(t) at most 100). The evaluation report is\n"
         "tab-separated: zero_shot_accuracy, then 'auc', concept, kind, AUC, positives,\n"
         "negatives per concept, then mean_auc.",
@@ -78,7 +85,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     if (cmd->eval_concepts && !cmd->eval) ns_die_usage("--eval-concepts needs --eval");
     if (cmd->arch && strcmp(argv[*first], "-") == 0)
         ns_die_usage("with --arch, TRAIN must be a file (its image shape is read before the data)");
-    if (cmd->init && (cmd->dim || cmd->text_dim)) ns_die_usage("--dim and --text-dim come from the --init model");
+    if (cmd->init && (cmd->dim || cmd->text_dim || cmd->text_tower || cmd->context || cmd->text_depth || cmd->text_heads))
+        ns_die_usage("--dim and the text tower's options come from the --init model");
+    if (cmd->text_tower && strcmp(cmd->text_tower, "bow") != 0 && strcmp(cmd->text_tower, "transformer") != 0)
+        ns_die_usage("--text-tower is bow or transformer (%s)", cmd->text_tower);
+    int transformer = cmd->text_tower && strcmp(cmd->text_tower, "transformer") == 0;
+    if (!transformer && (cmd->context || cmd->text_depth || cmd->text_heads))
+        ns_die_usage("--context, --text-depth and --text-heads are for --text-tower transformer");
     if (!cmd->report && cmd->eval) cmd->report = strcmp(cmd->output, "-") == 0 ? NULL : "-";
     if (cmd->report && strcmp(cmd->report, "-") == 0 && strcmp(cmd->output, "-") == 0)
         ns_die_usage("--report - needs --output FILE: standard output carries the model");
@@ -99,6 +112,8 @@ static void parse_arch(const char *spec, char *name, size_t cap, ns_arch_opts *o
         char *val = strtok_r(NULL, " \t", &save), *end;
         if (!val) ns_die_usage("--arch: %s needs a value (%s)", tok, spec);
         if (strcmp(tok, "--depth") == 0) o->depth = (int)strtol(val, &end, 10);
+        else if (strcmp(tok, "--patch") == 0) o->patch = (int)strtol(val, &end, 10);
+        else if (strcmp(tok, "--heads") == 0) o->heads = (int)strtol(val, &end, 10);
         else if (strcmp(tok, "--width") == 0) o->width = strtod(val, &end);
         else if (strcmp(tok, "--hidden") == 0) {
             double h[8];
@@ -108,7 +123,7 @@ static void parse_arch(const char *spec, char *name, size_t cap, ns_arch_opts *o
             for (int i = 0; i < n; i++) o->hidden[i] = (int)h[i];
             o->nhidden = n;
             continue;
-        } else ns_die_usage("--arch: unknown option %s (--depth, --width, --hidden)", tok);
+        } else ns_die_usage("--arch: unknown option %s (--depth, --width, --hidden, --patch, --heads)", tok);
         if (*end || end == val) ns_die_usage("--arch: bad value for %s (%s)", tok, val);
     }
 }
@@ -436,7 +451,14 @@ static ns_vlm *make_model(const struct cmdline *cmd, const char *train_path, ns_
     setup_captions(cap, cmd, train);
     ns_vocab vocab;
     build_vocab(&vocab, cap, train);
-    if (ns_vlm_create(&v, &image, &vocab, cmd->text_dim, (uint64_t)cmd->seed, &err) < 0) ns_die_err(&err);
+    int rc;
+    if (cmd->text_tower && strcmp(cmd->text_tower, "transformer") == 0) {
+        ns_text_shape shape = {cmd->context, cmd->text_depth, cmd->text_heads};
+        rc = ns_vlm_create_transformer(&v, &image, &vocab, cmd->text_dim, &shape, (uint64_t)cmd->seed, &err);
+    } else {
+        rc = ns_vlm_create(&v, &image, &vocab, cmd->text_dim, (uint64_t)cmd->seed, &err);
+    }
+    if (rc < 0) ns_die_usage("%s", err.msg);
     if (train->labels) {
         if (!(v->classes = calloc(train->nlabels, sizeof *v->classes))) ns_die("out of memory");
         v->nclasses = train->nlabels;
@@ -460,8 +482,12 @@ int main(int argc, char **argv) {
     int first;
     parse_cmdline(argc, argv, &cmd, &first);
     if (!cmd.init) {
+        int transformer = cmd.text_tower && strcmp(cmd.text_tower, "transformer") == 0;
         if (!cmd.dim) cmd.dim = 64;
-        if (!cmd.text_dim) cmd.text_dim = 128;
+        if (!cmd.text_dim) cmd.text_dim = transformer ? 64 : 128;
+        if (!cmd.context) cmd.context = 16;
+        if (!cmd.text_depth) cmd.text_depth = 2;
+        if (!cmd.text_heads) cmd.text_heads = 4;
     }
     ns_vlm_train_config cfg = {0};
     configure(&cmd, &cfg);

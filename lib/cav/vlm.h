@@ -2,7 +2,10 @@
 // vlm-train). Two towers map into one joint space of width E:
 //   image tower  an engine model: the image batch as img-read emits it -> (B, E)
 //   text tower   tokenizer (lib/cav/tokenize.h) -> mean of token embeddings (D)
-//                -> linear projection -> (n, E)
+//                -> linear projection -> (n, E) (a bag of words), or
+//                tokenizer -> start, word ids, end, padding (L ids) -> an engine
+//                model, nn/arch.h's text-transformer (causal blocks, pooled at
+//                the end token) -> (n, E)
 // Similarity is the cosine of the two embeddings, times exp(logit_scale).
 //
 // The model file is one TNS stream (tns(5)): the image tower as a model
@@ -10,6 +13,10 @@
 // vlm.dim, vlm.vocab (the text tower's word list) and vlm.logit_scale, and
 // whose tensor records also hold the text tower: "text.embedding" (V, D),
 // "text.proj.weight" (E, D), "text.proj.bias" (E).
+// A transformer text tower is said by vlm.text_tower = "transformer",
+// vlm.text_context L, vlm.text_depth, vlm.text_heads; its tensors are the
+// text-transformer's, named "text." + its own names (text.token_embedding.weight
+// (V+2, D), ...). Both have "text.logit_scale" (1).
 #ifndef NS_VLM_H
 #define NS_VLM_H
 

@@ -26,11 +26,19 @@ typedef struct run {
     float *txt, *pooled, *dpooled; // (B, E), (B, D), (B, D)
     float *dimg, *dtxt;           // (B, E)
     float *work;                  // ns_clip_loss_work_floats(B, E)
-    ns_tensor gemb, gw, gb, gt;   // text tower and logit scale gradients
+    ns_tensor gemb, gw, gb, gt;   // bag-of-words tower and logit scale gradients
+    ns_engine te;                 // the transformer tower (te.model NULL for a bag of words)
+    float *ids;                   // (B, L) its input
+    char *text_names;             // its parameters' names for the optimiser, "text." + name, TEXT_NAME each
 } run;
+
+#define TEXT_NAME (NS_NAME_MAX + 6)
 
 static void run_free(run *r) {
     ns_engine_free(&r->e);
+    if (r->te.model) ns_engine_free(&r->te);
+    free(r->ids);
+    free(r->text_names);
     ns_optim_free(r->opt);
     free(r->params);
     free(r->order);
@@ -67,12 +75,22 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
         if (r->e.param_grad[t] && cfg->freeze_image && !in_head && ns_engine_set_trainable(&r->e, t, 0, err) < 0)
             return -1;
     }
-    if (ns_tensor_alloc(&r->gemb, NS_F32, v->embedding.ndim, v->embedding.shape, err) < 0 ||
-        ns_tensor_alloc(&r->gw, NS_F32, v->proj_weight.ndim, v->proj_weight.shape, err) < 0 ||
-        ns_tensor_alloc(&r->gb, NS_F32, v->proj_bias.ndim, v->proj_bias.shape, err) < 0 ||
-        ns_tensor_alloc(&r->gt, NS_F32, v->logit_scale.ndim, v->logit_scale.shape, err) < 0)
+    int bow = v->text_kind == NS_TEXT_BOW;
+    if (bow && (ns_tensor_alloc(&r->gemb, NS_F32, v->embedding.ndim, v->embedding.shape, err) < 0 ||
+                ns_tensor_alloc(&r->gw, NS_F32, v->proj_weight.ndim, v->proj_weight.shape, err) < 0 ||
+                ns_tensor_alloc(&r->gb, NS_F32, v->proj_bias.ndim, v->proj_bias.shape, err) < 0))
         return -1;
-    r->params = calloc((size_t)m->ntensors + 4, sizeof *r->params);
+    if (ns_tensor_alloc(&r->gt, NS_F32, v->logit_scale.ndim, v->logit_scale.shape, err) < 0) return -1;
+    if (!bow) {
+        if (ns_engine_init(&r->te, &v->text, B, 1, err) < 0) {
+            r->te.model = NULL;
+            return -1;
+        }
+        ns_engine_set_fused(&r->te, 1);
+        if (!(r->ids = malloc((size_t)(B * v->text_shape.context) * sizeof *r->ids)))
+            return ns_errf(err, "out of memory (batch %lld)", (long long)B);
+    }
+    r->params = calloc((size_t)m->ntensors + (size_t)v->text.ntensors + 4, sizeof *r->params);
     if (!r->params) return ns_errf(err, "out of memory");
     for (int t = 0; t < m->ntensors; t++) {
         if (!r->e.param_grad[t]) continue;
@@ -81,9 +99,20 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
                                              nt->t.shape, nt->t.ndim > 1};
     }
     // CLIP decays neither embeddings nor gains, biases and the logit scale.
-    add_param(r, "text.embedding", &v->embedding, &r->gemb, 0);
-    add_param(r, "text.proj.weight", &v->proj_weight, &r->gw, 1);
-    add_param(r, "text.proj.bias", &v->proj_bias, &r->gb, 0);
+    if (!bow && !(r->text_names = malloc((size_t)v->text.ntensors * TEXT_NAME))) return ns_errf(err, "out of memory");
+    for (int t = 0; !bow && t < v->text.ntensors; t++) {
+        ns_named_tensor *nt = &v->text.tensors[t];
+        char *name = r->text_names + (size_t)t * TEXT_NAME; // apart from the image tower's names
+        snprintf(name, TEXT_NAME, "text.%s", nt->name);
+        if (r->te.param_grad[t])
+            r->params[r->nparams++] = (ns_param){name, nt->t.data, r->te.param_grad[t], nt->t.numel, nt->t.ndim,
+                                                 nt->t.shape, nt->t.ndim > 1 && !strstr(nt->name, "embedding")};
+    }
+    if (bow) {
+        add_param(r, "text.embedding", &v->embedding, &r->gemb, 0);
+        add_param(r, "text.proj.weight", &v->proj_weight, &r->gw, 1);
+        add_param(r, "text.proj.bias", &v->proj_bias, &r->gb, 0);
+    }
     add_param(r, "text.logit_scale", &v->logit_scale, &r->gt, 0);
     if (!(r->opt = ns_optim_create(&cfg->optim, r->params, r->nparams, err))) return -1;
     int64_t numel = m->nodes[0].numel;
@@ -116,8 +145,15 @@ static double train_step(run *r, ns_vlm *v, const ns_samples *train, ns_caption_
     if (ns_token_lists_fill(&r->tok, &v->vocab, r->texts, n, err) < 0) return NAN;
     const float *img = ns_engine_forward(&r->e, r->x, n, 1, err); // (n, E)
     if (!img) return NAN;
-    ns_text_tower_forward(r->txt, r->pooled, &r->tok, v->embedding.data, v->proj_weight.data, v->proj_bias.data,
-                          D, E);
+    if (r->te.model) {
+        ns_vlm_text_ids(r->ids, &r->tok, v->vocab.n, v->text_shape.context);
+        const float *y = ns_engine_forward(&r->te, r->ids, n, 1, err); // (n, E)
+        if (!y) return NAN;
+        memcpy(r->txt, y, (size_t)(n * E) * sizeof *r->txt);
+    } else {
+        ns_text_tower_forward(r->txt, r->pooled, &r->tok, v->embedding.data, v->proj_weight.data,
+                              v->proj_bias.data, D, E);
+    }
     float *t = v->logit_scale.data;
     double dt = 0;
     memset(r->dimg, 0, (size_t)(n * E) * sizeof *r->dimg);
@@ -129,11 +165,16 @@ static double train_step(run *r, ns_vlm *v, const ns_samples *train, ns_caption_
     }
     ns_engine_zero_grad(&r->e);
     ns_engine_backward(&r->e, r->dimg);
-    memset(r->gemb.data, 0, ns_tensor_nbytes(&r->gemb));
-    memset(r->gw.data, 0, ns_tensor_nbytes(&r->gw));
-    memset(r->gb.data, 0, ns_tensor_nbytes(&r->gb));
-    ns_text_tower_backward(r->gemb.data, r->gw.data, r->gb.data, r->dpooled, r->dtxt, r->pooled, &r->tok,
-                           v->proj_weight.data, D, E);
+    if (r->te.model) {
+        ns_engine_zero_grad(&r->te);
+        ns_engine_backward(&r->te, r->dtxt);
+    } else {
+        memset(r->gemb.data, 0, ns_tensor_nbytes(&r->gemb));
+        memset(r->gw.data, 0, ns_tensor_nbytes(&r->gw));
+        memset(r->gb.data, 0, ns_tensor_nbytes(&r->gb));
+        ns_text_tower_backward(r->gemb.data, r->gw.data, r->gb.data, r->dpooled, r->dtxt, r->pooled, &r->tok,
+                               v->proj_weight.data, D, E);
+    }
     ((float *)r->gt.data)[0] = (float)dt;
     ns_optim_step(r->opt, lr);
     if (t[0] > (float)log(NS_VLM_MAX_SCALE)) t[0] = (float)log(NS_VLM_MAX_SCALE); // CLIP clamps the parameter

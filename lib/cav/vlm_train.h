@@ -23,13 +23,30 @@
 // The initial logit scale, log(1/0.07).
 #define NS_VLM_INIT_LOGIT_SCALE 2.6592600369262695
 
+// The text towers: a bag of words (mean of word embeddings, then a linear
+// map) or a transformer (nn/arch.h text-transformer: ids (L) -> (E)).
+typedef enum ns_text_kind { NS_TEXT_BOW, NS_TEXT_TRANSFORMER } ns_text_kind;
+
+// The transformer tower's shape: L ids per text (start, at most L - 2 words,
+// end, padding), depth blocks of heads heads; its width is text_dim.
+typedef struct ns_text_shape {
+    int64_t context; // L >= 3
+    int depth, heads;
+} ns_text_shape;
+
 struct ns_vlm {
     ns_model image;        // the image tower: input (C, H, W), output (E)
     ns_vocab vocab;        // the tokenizer's words, id 0 <unk>
     int64_t dim, text_dim; // E, D
+    ns_text_kind text_kind;
+    // bag of words:
     ns_tensor embedding;   // (V, D) f32
     ns_tensor proj_weight; // (E, D) f32
     ns_tensor proj_bias;   // (E) f32
+    // transformer: ids (L) -> (E); ids are the words' 0..V-1, start V, end
+    // V+1 (the largest, where the tower pools), padding 0 after the end
+    ns_model text;
+    ns_text_shape text_shape;
     ns_tensor logit_scale; // (1) f32: t, logits = min(exp(t), 100) * cos
     char **classes;        // class names of the training data, may be NULL
     size_t nclasses;
@@ -42,6 +59,13 @@ struct ns_vlm {
 // U(+-1/sqrt(D))), logit scale log(1/0.07).
 int ns_vlm_create(ns_vlm **out, ns_model *image, ns_vocab *vocab, int64_t text_dim, uint64_t seed,
                   ns_err *err);
+// The same with a transformer text tower (D = text_dim, a multiple of
+// shape->heads), initialised as net-init does.
+int ns_vlm_create_transformer(ns_vlm **out, ns_model *image, ns_vocab *vocab, int64_t text_dim,
+                              const ns_text_shape *shape, uint64_t seed, ns_err *err);
+// The transformer tower's input for n tokenized texts: (n, L) ids as floats.
+// Texts of more than L - 2 words keep their first L - 2.
+void ns_vlm_text_ids(float *ids, const ns_token_lists *tok, int64_t V, int64_t L);
 // Writes the model stream (vlm.h): extra_meta (may be NULL) adds meta keys.
 int ns_vlm_write(const ns_vlm *v, ns_writer *w, const ns_map *extra_meta, ns_err *err);
 

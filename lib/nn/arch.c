@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", "vit", NULL};
+const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", "vit", "text-transformer", NULL};
 
 // A small builder: remembers the last node so layers chain naturally.
 typedef struct builder {
@@ -174,7 +174,7 @@ static void build_resnet(builder *b, const ns_arch_opts *o, int base, int stages
 // x + linear2(gelu(linear1(ln(x)))), named as torch's TransformerEncoderLayer
 // (norm1, self_attn, linear1, linear2, norm2). prefix is "encoder.layers.0"
 // and so on.
-static void vit_block(builder *b, const char *prefix, int dim, int heads) {
+static void vit_block(builder *b, const char *prefix, int dim, int heads, int causal) {
     int x = b->last;
     char name[64];
     snprintf(name, sizeof name, "%s.norm1", prefix);
@@ -182,6 +182,7 @@ static void vit_block(builder *b, const char *prefix, int dim, int heads) {
     snprintf(name, sizeof name, "%s.self_attn", prefix);
     int attn = chain(b, name, NS_OP_ATTENTION);
     if (attn >= 0) iattr(b, attn, "heads", heads);
+    if (attn >= 0 && causal) iattr(b, attn, "causal", 1);
     int sum1[2] = {x, b->last};
     snprintf(name, sizeof name, "%s.add1", prefix);
     int x1 = add(b, name, NS_OP_ADD, sum1, 2);
@@ -217,11 +218,38 @@ static void build_vit(builder *b, const ns_arch_opts *o) {
     for (int i = 0; i < depth; i++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "encoder.layers.%d", i);
-        vit_block(b, prefix, dim, heads);
+        vit_block(b, prefix, dim, heads, 0);
     }
     chain(b, "norm", NS_OP_LAYERNORM);
     chain(b, "pool", NS_OP_TOKEN_POOL);
     linear(b, "head", o->classes);
+}
+
+// CLIP's text tower (Radford et al. 2021, arXiv 2103.00020), small: ids ->
+// token and position embeddings -> causal pre-norm blocks -> ln_final -> the
+// end-of-text token -> text_projection. The ids are the input node itself.
+static void build_text_transformer(builder *b, const ns_arch_opts *o, int vocab) {
+    int depth = o->depth ? o->depth : 2, heads = o->heads ? o->heads : 4, dim = channels(64, o->width);
+    if (vocab < 2 || dim % heads) {
+        ns_errf(b->err, "text-transformer: the vocabulary (%d) needs at least 2 ids and the heads (%d) must divide "
+                "the %d features", vocab, heads, dim);
+        b->failed = 1;
+        return;
+    }
+    int emb = chain(b, "token_embedding", NS_OP_EMBEDDING);
+    iattr(b, emb, "num", vocab);
+    iattr(b, emb, "dim", dim);
+    chain(b, "positional_embedding", NS_OP_POS_EMBED);
+    for (int i = 0; i < depth; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "encoder.layers.%d", i);
+        vit_block(b, prefix, dim, heads, 1);
+    }
+    int pool_in[2] = {chain(b, "ln_final", NS_OP_LAYERNORM), 0};
+    int pool = add(b, "pool", NS_OP_TOKEN_POOL, pool_in, 2);
+    iattr(b, pool, "mode", 2);
+    int proj = linear(b, "text_projection", o->classes);
+    iattr(b, proj, "bias", 0);
 }
 
 int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *err) {
@@ -231,6 +259,8 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
     if (ns_model_add_input(m, o->in_c, o->in_h, o->in_w, err) < 0) return -1;
     int spatial = o->in_h > 0;
     if (strcmp(name, "mlp") == 0) build_mlp(&b, o);
+    else if (strcmp(name, "text-transformer") == 0)
+        return ns_errf(err, "text-transformer needs its vocabulary size (ns_arch_build_text)");
     else if (!spatial) return ns_errf(err, "%s needs an image input C x H x W", name);
     else if (strcmp(name, "lenet") == 0) build_lenet(&b, o);
     else if (strcmp(name, "vgg") == 0) build_vgg(&b, o);
@@ -239,6 +269,17 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
     else if (strcmp(name, "torchvision-resnet18") == 0) build_resnet(&b, o, 64, 4, 2, 1);
     else if (strcmp(name, "vit") == 0) build_vit(&b, o);
     else return ns_errf(err, "unknown architecture (%s)", name);
+    resolve_so_far(&b);
+    return b.failed ? -1 : 0;
+}
+
+int ns_arch_build_text(ns_model *m, const ns_arch_opts *o, int vocab, ns_err *err) {
+    if (o->classes < 1) return ns_errf(err, "the projection width must be positive (%d)", o->classes);
+    if (!(o->width > 0) || o->width > 64) return ns_errf(err, "width must be in (0, 64] (%g)", o->width);
+    if (o->in_h > 0) return ns_errf(err, "text-transformer needs a vector input of L token ids, not C x H x W");
+    builder b = {m, err, 0, 0};
+    if (ns_model_add_input(m, o->in_c, 0, 0, err) < 0) return -1;
+    build_text_transformer(&b, o, vocab);
     resolve_so_far(&b);
     return b.failed ? -1 : 0;
 }

@@ -23,6 +23,14 @@
 //             .linear2, .norm2 as its modules), then layernorm (norm), the class
 //             token (pool), linear(classes) (head).
 //             Default: patch 7, depth 4, heads 4, D = 64
+//   text-transformer
+//             CLIP's text tower, small: the input is L token ids (a vector of L,
+//             in_c = L), token_embedding (vocab x D, D = 64w), positional_embedding,
+//             depth pre-norm blocks as vit's with causal attention (each token
+//             sees itself and the tokens before it), ln_final, pool (token_pool
+//             mode 2: the token at the largest id, CLIP's end-of-text token;
+//             inputs ln_final and the ids), text_projection (linear to classes,
+//             no bias). Default: depth 2, heads 4, D = 64
 #ifndef NS_ARCH_H
 #define NS_ARCH_H
 
@@ -43,5 +51,8 @@ extern const char *const ns_arch_names[];
 // Builds the named architecture into an empty model (nodes and zeroed,
 // resolved parameters). Fails on an unknown name or options it cannot use.
 int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *err);
+// text-transformer, whose token ids are 0..vocab-1 (ns_arch_build refuses it:
+// it needs the vocabulary's size).
+int ns_arch_build_text(ns_model *m, const ns_arch_opts *o, int vocab, ns_err *err);
 
 #endif

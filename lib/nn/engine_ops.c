@@ -280,15 +280,22 @@ static int fwd_pos_embed(op_ctx *c, ns_err *err) {
 static void bwd_pos_embed(op_ctx *c) {
     ns_pos_embed_backward(in_grad(c, 0), param_grad(c, 0), out_grad(c), c->N, c->node->shape[0], c->node->shape[1]);
 }
+// token_pool: mode 2 reads its second input (the ids) and gives it no gradient
 static int fwd_token_pool(op_ctx *c, ns_err *err) {
     (void)err;
     const ns_node *in = input_node(c, 0);
-    ns_token_pool_forward(out_act(c), in_act(c, 0), (int)c->node->iattr[0], c->N, in->shape[0], in->shape[1]);
+    if (c->node->iattr[0] == 2)
+        ns_token_pool_eot_forward(out_act(c), in_act(c, 0), in_act(c, 1), c->N, in->shape[0], in->shape[1]);
+    else
+        ns_token_pool_forward(out_act(c), in_act(c, 0), (int)c->node->iattr[0], c->N, in->shape[0], in->shape[1]);
     return 0;
 }
 static void bwd_token_pool(op_ctx *c) {
     const ns_node *in = input_node(c, 0);
-    if (in_grad(c, 0))
+    if (!in_grad(c, 0)) return;
+    if (c->node->iattr[0] == 2)
+        ns_token_pool_eot_backward(in_grad(c, 0), out_grad(c), in_act(c, 1), c->N, in->shape[0], in->shape[1]);
+    else
         ns_token_pool_backward(in_grad(c, 0), out_grad(c), (int)c->node->iattr[0], c->N, in->shape[0], in->shape[1]);
 }
 static const float *attn_mask(const op_ctx *c) {

@@ -48,7 +48,8 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
                            {"weight", "bias"}, {1, 1}},
     [NS_OP_CLS_TOKEN] = {"cls_token", 1, 1, {NULL}, {0}, {NULL}, {0}, {"weight"}, {1}},
     [NS_OP_POS_EMBED] = {"pos_embed", 1, 1, {NULL}, {0}, {NULL}, {0}, {"weight"}, {1}},
-    [NS_OP_TOKEN_POOL] = {"token_pool", 1, 1, {"mode"}, {0}}, // 0 first (class) token, 1 mean
+    // 0 first (class) token, 1 mean, 2 end of text: the token where the second input (ids) is largest
+    [NS_OP_TOKEN_POOL] = {"token_pool", 1, 2, {"mode"}, {0}},
     // inputs: queries [, keys and values when cross] [, key padding mask]
     [NS_OP_ATTENTION] = {"attention", 1, 3, {"heads", "causal", "bias", "cross"}, {1, 0, 1, 0},
                          {NULL}, {0},
@@ -463,8 +464,15 @@ static int infer_transformer(ns_model *m, ns_node *n, ns_err *err) {
     case NS_OP_POS_EMBED:
         return set_shape(n, 2, in->shape, err);
     case NS_OP_TOKEN_POOL:
-        if (iv[0] != 0 && iv[0] != 1)
-            return ns_errf(err, "node %s: mode must be 0 (first token) or 1 (mean), not %lld", n->name, (long long)iv[0]);
+        if (iv[0] < 0 || iv[0] > 2)
+            return ns_errf(err, "node %s: mode must be 0 (first token), 1 (mean) or 2 (end of text), not %lld", n->name,
+                           (long long)iv[0]);
+        if (n->ninputs != 1 + (iv[0] == 2))
+            return ns_errf(err, "node %s: token_pool with mode %lld takes %d input%s, not %d", n->name, (long long)iv[0],
+                           1 + (iv[0] == 2), iv[0] == 2 ? "s (tokens, ids)" : "", n->ninputs);
+        if (iv[0] == 2 && m->nodes[n->inputs[1]].numel != in->shape[0])
+            return ns_errf(err, "node %s: end-of-text pooling needs one id per token (%lld), not %lld", n->name,
+                           (long long)in->shape[0], (long long)m->nodes[n->inputs[1]].numel);
         return set_shape(n, 1, in->shape + 1, err);
     case NS_OP_ATTENTION: {
         int64_t D = in->shape[1];

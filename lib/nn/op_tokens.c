@@ -1,7 +1,7 @@
 // op_tokens.c: turning images into tokens and tokens into a vector (ops.h):
 // image patches (N, C, H, W) <-> (N, T, C*P*P), a class token (N, T, D) ->
 // (N, T+1, D), learned positions (T, D) added to (N, T, D), and token pooling
-// (N, T, D) -> (N, D). Parameter gradients sum over samples in sample order,
+// (N, T, D) -> (N, D) (first, mean, or at the end-of-text id). Parameter gradients sum over samples in sample order,
 // in double, one feature per iteration.
 #include "nn/ops.h"
 
@@ -121,5 +121,26 @@ void ns_token_pool_backward(float *dinp, const float *dout, int mode, int64_t N,
         const float inv = (float)(1.0 / (double)T);
         for (int64_t t = 0; t < T; t++)
             for (int64_t e = 0; e < D; e++) d[t * D + e] += g[e] * inv;
+    }
+}
+
+static int64_t argmax_position(const float *keys, int64_t T) {
+    int64_t best = 0;
+    for (int64_t t = 1; t < T; t++)
+        if (keys[t] > keys[best]) best = t;
+    return best;
+}
+
+void ns_token_pool_eot_forward(float *out, const float *inp, const float *keys, int64_t N, int64_t T,
+                               int64_t D) {
+    for (int64_t n = 0; n < N; n++)
+        memcpy(out + n * D, inp + (n * T + argmax_position(keys + n * T, T)) * D, (size_t)D * sizeof(float));
+}
+
+void ns_token_pool_eot_backward(float *dinp, const float *dout, const float *keys, int64_t N, int64_t T,
+                                int64_t D) {
+    for (int64_t n = 0; n < N; n++) {
+        float *d = dinp + (n * T + argmax_position(keys + n * T, T)) * D;
+        for (int64_t e = 0; e < D; e++) d[e] += dout[n * D + e];
     }
 }

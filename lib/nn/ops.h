@@ -508,6 +508,17 @@ void ns_token_pool_forward(float *out,       // (N, D)
 void ns_token_pool_backward(float *dinp,       // (N, T, D)
                             const float *dout, // (N, D)
                             int mode, int64_t N, int64_t T, int64_t D);
+// End-of-text pooling (N, T, D) -> (N, D), as CLIP's text tower: sample n
+// takes the token at the position of the largest of its keys (the token ids;
+// the first such position), x[n, argmax(keys[n])].
+void ns_token_pool_eot_forward(float *out,        // (N, D)
+                               const float *inp,  // (N, T, D)
+                               const float *keys, // (N, T)
+                               int64_t N, int64_t T, int64_t D);
+void ns_token_pool_eot_backward(float *dinp,       // (N, T, D)
+                                const float *dout, // (N, D)
+                                const float *keys, // (N, T)
+                                int64_t N, int64_t T, int64_t D);
 
 // Multi-head attention as torch.nn.MultiheadAttention(D, Hd, batch_first=True)
 // with kdim = vdim = D: fused input projection w_in (3D, D) = [Wq; Wk; Wv],

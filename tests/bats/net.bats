@@ -60,6 +60,21 @@ PY
     awk -v a="$acc" 'BEGIN{exit !(a >= 0.95)}' || { echo "accuracy $acc"; return 1; }
 }
 
+@test "net-init --arch text-transformer: the text tower of examples/specs/text-transformer.cfg" {
+    net-init --arch text-transformer --in 16 --vocab 1000 --classes 64 -o "$T/text.tns"
+    net-init --spec "$ROOT/examples/specs/text-transformer.cfg" -o "$T/text-spec.tns"
+    [ "$(net-info -t "$T/text.tns" | awk '$1=="params"{print $2}')" -eq 169216 ]
+    [ "$(net-info "$T/text.tns" | head -23 | cut -f1-5)" = "$(net-info "$T/text-spec.tns" | head -23 | cut -f1-5)" ]
+    net-info "$T/text.tns" | grep -q $'^pool\ttoken_pool\tln_final,input\t64\t'
+    net-info "$T/text.tns" | grep -q $'^encoder.layers.1.self_attn\tattention\tencoder.layers.1.norm1\t16x64\t16640\t'
+    run --separate-stderr net-init --arch text-transformer --in 16 --classes 64
+    expect_failure 2 net-init "--vocab is for text-transformer, which needs it"
+    run --separate-stderr net-init --arch vit --in 1x28x28 --classes 10 --vocab 5
+    expect_failure 2 net-init "--vocab is for text-transformer, which needs it"
+    run --separate-stderr net-init --arch text-transformer --in 1x28x28 --vocab 50 --classes 8
+    expect_failure 1 net-init "needs a vector input of L token ids"
+}
+
 @test "net-init is seeded" {
     a=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)
     b=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)

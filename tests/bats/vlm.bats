@@ -244,6 +244,50 @@ PY
     cmp "$T/report" "$T/report2"
 }
 
+@test "vlm-train --text-tower transformer: a tiny VLM with a causal text transformer learns captions" {
+    synthetic train 400 1
+    synthetic test 200 2
+    $PY - "$T/train.lab" > "$T/cap.tsv" <<'PY'
+import sys
+labels = open(sys.argv[1], "rb").read()[8:]
+names = ["cat", "dog", "car", "ship"]
+for i, k in enumerate(labels):
+    print("%d\t%s" % (i, ["a photo of a %s.", "the %s", "a %s, a small picture"][i % 3] % names[k]))
+PY
+    vlm-train -q --arch "mlp --hidden 32" -E 16 --text-tower transformer --text-dim 16 --context 8 --text-depth 1 \
+        --text-heads 2 -e 12 -b 50 --lr 0.01 --seed 1 --captions "$T/cap.tsv" \
+        --log "$T/log.tsv" --eval "$T/test.tns" -o "$T/vlm.tns" "$T/train.tns" > "$T/report"
+    first=$(sed -n 2p "$T/log.tsv" | cut -f2); last=$(tail -1 "$T/log.tsv" | cut -f2)
+    echo "loss $first -> $last"
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }'
+    acc=$(grep zero_shot_accuracy "$T/report" | cut -f2)
+    echo "zero-shot accuracy $acc"
+    awk -v a="$acc" 'BEGIN { exit !(a > 0.9) }'
+    run tns-info "$T/vlm.tns"
+    [[ "${lines[0]}" == *"vlm.text_tower=transformer vlm.text_context=8 vlm.text_depth=1 vlm.text_heads=2"* ]]
+    [[ "$output" == *"text.token_embedding.weight	f32	"*"x16"* ]]
+    [[ "$output" == *"text.encoder.layers.0.self_attn.in_proj_weight	f32	48x16"* ]]
+    [[ "$output" == *"text.text_projection.weight	f32	16x16"* ]]
+    [[ "$output" != *"text.embedding	"* ]]
+    # the model evaluates the same when loaded again, and probe-embed reads its texts
+    vlm-train -q --init "$T/vlm.tns" -e 0 --eval "$T/test.tns" -o "$T/again.tns" "$T/train.tns" > "$T/report2"
+    cmp "$T/report" "$T/report2"
+    printf 'cat\ncar\n' > "$T/texts.txt"
+    probe-embed -q --vlm "$T/vlm.tns" --texts "$T/texts.txt" -o "$T/t.tns"
+    # a ViT image tower beside it: both have encoder.layers.0.* (once refused: "parameter name used twice")
+    vlm-train -q --arch "vit --patch 4 --depth 1 --heads 2 --width 0.25" -E 16 --text-tower transformer --text-dim 16 \
+        --text-depth 1 -e 1 -b 50 --captions "$T/cap.tsv" -o "$T/vit.tns" "$T/train.tns"
+    tns-info "$T/vit.tns" | grep -q $'text.encoder.layers.0.norm1.weight\tf32\t16'
+    # options of the other tower are refused
+    run --separate-stderr vlm-train -q --arch mlp --context 8 -e 1 --captions "$T/cap.tsv" "$T/train.tns"
+    expect_failure 2 vlm-train "--context, --text-depth and --text-heads are for --text-tower transformer"
+    run --separate-stderr vlm-train -q --arch mlp --text-tower lstm -e 1 --captions "$T/cap.tsv" "$T/train.tns"
+    expect_failure 2 vlm-train "--text-tower is bow or transformer (lstm)"
+    run --separate-stderr vlm-train -q --arch mlp --text-tower transformer --text-dim 10 --text-heads 4 -e 1 \
+        --captions "$T/cap.tsv" "$T/train.tns"
+    expect_failure 2 vlm-train "heads 4 (dividing the width 10)"
+}
+
 @test "vlm-train: the same seed gives the same model bytes, another seed another model" {
     synthetic train 120 1
     seq 0 119 | awk '{ print $1 "\tclass " $1 % 4 }' > "$T/cap.tsv"

@@ -193,7 +193,9 @@ def perturb_bn(bn, gen):
         bn.running_var.copy_(0.5 + torch.rand(c, generator=gen))
 
 
-def run_case(gen, name, in_shape, factory, meta):
+def run_case(gen, name, in_shape, factory, meta, make_x=None):
+    # make_x(gen): another input than N(0, 1) (token ids: no gradient reaches
+    # them, so their x.grad is recorded as zeros)
     model = factory()
     if name.startswith("bn"):
         perturb_bn(model.bn, gen)
@@ -202,7 +204,7 @@ def run_case(gen, name, in_shape, factory, meta):
             if t.is_floating_point():
                 t.copy_(t.half().float())
     out = []
-    x = torch.randn((N,) + in_shape, generator=gen)
+    x = make_x(gen) if make_x else torch.randn((N,) + in_shape, generator=gen)
     out.append(record(f"{name}/x", x, meta=meta))
     model.double()
     x = x.double().requires_grad_(True)
@@ -217,7 +219,9 @@ def run_case(gen, name, in_shape, factory, meta):
     out.append(record(f"{name}/out.train", y))
     out.append(record(f"{name}/R", R))
     params = list(model.named_parameters())
-    grads = torch.autograd.grad((y * R).sum(), [p for _, p in params] + [x], retain_graph=True)
+    grads = torch.autograd.grad((y * R).sum(), [p for _, p in params] + [x], retain_graph=True,
+                                allow_unused=make_x is not None)
+    grads = [torch.zeros_like(x) if g is None else g for g in grads]
     for (key, _), g in zip(params, grads):
         out.append(record(f"{name}/{key}.grad", g))
     out.append(record(f"{name}/x.grad", grads[-1]))

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_engine_ref import record, run_case  # noqa: E402
+from gen_engine_ref import N, record, run_case  # noqa: E402
 
 T, D = 5, 8  # token cases: input (T*D,) reshaped to T x D
 
@@ -125,6 +125,42 @@ class ViT(nn.Module):  # lib/nn/arch.c build_vit
         return self.head(self.norm(x)[:, 0])
 
 
+class TextTransformer(nn.Module):  # lib/nn/arch.c build_text_transformer
+    def __init__(self, vocab, ctx, dim, depth, heads, out):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab, dim)
+        self.positional_embedding = PosEmbed(ctx, dim)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(depth)])
+        self.ln_final = nn.LayerNorm(dim)
+        self.text_projection = nn.Linear(dim, out, bias=False)
+
+    def forward(self, x):  # x: (N, ctx) token ids as numbers
+        ids = x.long()
+        t = self.positional_embedding(self.token_embedding(ids))
+        causal = torch.triu(torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool), 1)
+        for layer in self.encoder.layers:
+            t = layer(t, src_mask=causal)
+        t = self.ln_final(t)
+        return self.text_projection(t[torch.arange(t.shape[0]), ids.argmax(-1)])  # CLIP's end token
+
+
+TEXT_V, TEXT_L = 9, 6  # ids: 0..6 words, 7 start, 8 end (the largest), then 0
+
+
+def text_ids(gen):
+    x = torch.zeros(N, TEXT_L)
+    for n in range(N):
+        words = 1 + n % (TEXT_L - 2)  # 1 to 4 words: the end token at 2 to 5
+        x[n, 0] = TEXT_V - 2
+        x[n, 1:1 + words] = torch.randint(0, TEXT_V - 2, (words,), generator=gen).float()
+        x[n, 1 + words] = TEXT_V - 1
+    return x
+
+
 def noisy(factory):
     def make():
         model = factory()
@@ -148,6 +184,8 @@ CASES = [
     ("attention_cross", (T * D,), noisy(lambda: CrossAttn(2)), {"heads": 2, "cross": 1}),
     ("vit", (1, 12, 12), noisy(lambda: ViT(1, 12, 4, 16, 2, 2, 10)),
      {"patch": 4, "width": 0.25, "depth": 2, "heads": 2, "classes": 10}),
+    ("text", (TEXT_L,), noisy(lambda: TextTransformer(TEXT_V, TEXT_L, 16, 2, 2, 8)),
+     {"vocab": TEXT_V, "width": 0.25, "depth": 2, "heads": 2, "classes": 8}),
 ]
 
 
@@ -156,7 +194,7 @@ def main():
     gen = torch.Generator().manual_seed(20261207)
     blobs = []
     for name, in_shape, factory, meta in CASES:
-        blobs += run_case(gen, name, in_shape, factory, meta)
+        blobs += run_case(gen, name, in_shape, factory, meta, text_ids if name == "text" else None)
     with open("tests/ref/transformer.tns", "wb") as f:
         for b in blobs:
             f.write(b)

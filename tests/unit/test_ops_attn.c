@@ -2,7 +2,7 @@
 // formulas written out here (or the convolution, for patches) and backward
 // against finite differences (fd_check.h): softmax along an axis, GELU's
 // tanh form, group norm, patches, class token, position embedding, token
-// pooling, and multi-head attention (self, causal, key padding, cross).
+// pooling (first, mean, end of text), and multi-head attention (self, causal, key padding, cross).
 #include "base/blas.h"
 #include "check.h"
 #include "nn/ops.h"
@@ -186,23 +186,29 @@ static void test_patches(void) {
 typedef struct {
     float *out, *inp, *par;
     int64_t N, T, D;
-    int which, mode; // 0 cls_token, 1 pos_embed, 2 token_pool
+    int which, mode; // 0 cls_token, 1 pos_embed, 2 token_pool (mode 2: par holds the ids, (N, T))
 } tok_ctx;
 
 static void tok_fwd(void *v) {
     tok_ctx *c = v;
     if (c->which == 0) ns_cls_token_forward(c->out, c->inp, c->par, c->N, c->T, c->D);
     else if (c->which == 1) ns_pos_embed_forward(c->out, c->inp, c->par, c->N, c->T, c->D);
+    else if (c->mode == 2) ns_token_pool_eot_forward(c->out, c->inp, c->par, c->N, c->T, c->D);
     else ns_token_pool_forward(c->out, c->inp, c->mode, c->N, c->T, c->D);
 }
 
 static void test_tokens(void) {
-    static const char *names[] = {"cls_token", "pos_embed", "token_pool first", "token_pool mean"};
-    for (int k = 0; k < 4; k++) {
-        tok_ctx c = {.N = 3, .T = 4, .D = 5, .which = k < 2 ? k : 2, .mode = k == 3};
-        int64_t nin = c.N * c.T * c.D, npar = c.which == 0 ? c.D : c.T * c.D;
+    static const char *names[] = {"cls_token", "pos_embed", "token_pool first", "token_pool mean",
+                                  "token_pool end of text"};
+    for (int k = 0; k < 5; k++) {
+        tok_ctx c = {.N = 3, .T = 4, .D = 5, .which = k < 2 ? k : 2, .mode = k < 2 ? 0 : k - 2};
+        int64_t nin = c.N * c.T * c.D, npar = c.which == 0 ? c.D : c.mode == 2 ? c.N * c.T : c.T * c.D;
         int64_t nout = c.which == 0 ? c.N * (c.T + 1) * c.D : c.which == 1 ? nin : c.N * c.D;
         c.inp = frand(nin, -1, 1), c.par = frand(npar, -1, 1), c.out = falloc(nout);
+        // ids: sample s ends its text at token (s + 1) % T; the largest id is there, repeated once after it
+        static const int eot[3] = {1, 2, 3};
+        for (int64_t s = 0; c.mode == 2 && s < c.N; s++)
+            for (int64_t t = 0; t < c.T; t++) c.par[s * c.T + t] = t == eot[s] ? 9 : t < eot[s] ? (float)t : 0;
         float *R = frand(nout, -1, 1), *di = gbuf(nin), *dp = gbuf(npar);
         tok_fwd(&c);
         int ok = 1;
@@ -217,12 +223,14 @@ static void test_tokens(void) {
                 else {
                     double m = 0;
                     for (int64_t t = 0; t < c.T; t++) m += x[t * c.D + e];
-                    ok &= fabs(c.out[s * c.D + e] - (c.mode ? m / (double)c.T : x[e])) < 1e-6;
+                    double want = c.mode == 1 ? m / (double)c.T : c.mode == 2 ? x[eot[s] * c.D + e] : x[e];
+                    ok &= fabs(c.out[s * c.D + e] - want) < 1e-6;
                 }
             }
         CHECK(ok, "%s: forward values", names[k]);
         if (c.which == 0) ns_cls_token_backward(di, dp, R, c.N, c.T, c.D);
         else if (c.which == 1) ns_pos_embed_backward(di, dp, R, c.N, c.T, c.D);
+        else if (c.mode == 2) ns_token_pool_eot_backward(di, R, c.par, c.N, c.T, c.D);
         else ns_token_pool_backward(di, R, c.mode, c.N, c.T, c.D);
         fd_problem p = {tok_fwd, &c, c.out, nout, R};
         fd_check(names[k], "inp", &p, c.inp, nin, di);

@@ -248,6 +248,7 @@ static void test_builtins(void) {
         {"resnet20", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 4}},
         {"resnet18", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
         {"vit", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 0.5, .depth = 2, .patch = 4, .heads = 2}},
+        {"text-transformer", {.in_c = 12, .classes = 16, .width = 0.5, .depth = 3, .heads = 2}}, // vocabulary 30
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         ns_model m;
@@ -256,7 +257,8 @@ static void test_builtins(void) {
         char what[96];
         snprintf(what, sizeof what, "%s %dx%dx%d width %g", cases[k].name, cases[k].o.in_c, cases[k].o.in_h,
                  cases[k].o.in_w, cases[k].o.width);
-        int rc = ns_arch_build(&m, cases[k].name, &cases[k].o, &err);
+        int text = strcmp(cases[k].name, "text-transformer") == 0;
+        int rc = text ? ns_arch_build_text(&m, &cases[k].o, 30, &err) : ns_arch_build(&m, cases[k].name, &cases[k].o, &err);
         CHECK(rc == 0, "%s builds%s%s", what, rc ? ": " : "", rc ? err.msg : "");
         if (rc == 0) check_round_trip(what, &m);
         ns_model_free(&m);
@@ -270,6 +272,40 @@ static void test_builtins(void) {
                 break;
             }
     CHECK(covered == total, "the round trips cover all %d built-ins (%d)", total, covered);
+}
+
+// examples/specs/text-transformer.cfg is the text-transformer built-in with
+// the options its comment names, node for node; it embeds ids and pools at
+// the largest one.
+static void test_text_transformer_spec(void) {
+    ns_model spec, built;
+    ns_model_init(&built);
+    ns_err err = {""};
+    int rc = ns_spec_load(&spec, "examples/specs/text-transformer.cfg", &err);
+    CHECK(rc == 0, "text-transformer.cfg parses%s%s", rc ? ": " : "", rc ? err.msg : "");
+    if (rc) return;
+    ns_arch_opts o = {.in_c = 16, .classes = 64, .width = 1};
+    rc = ns_arch_build_text(&built, &o, 1000, &err);
+    CHECK(rc == 0, "the text-transformer built-in builds%s%s", rc ? ": " : "", rc ? err.msg : "");
+    char why[256] = "";
+    CHECK(rc == 0 && same_graph(&built, &spec, why, sizeof why),
+          "text-transformer.cfg is the built-in --in 16 --vocab 1000 --classes 64%s%s", why[0] ? ": " : "", why);
+    CHECK(ns_model_param_count(&spec, 1) == 169216, "169,216 trainable parameters (%" PRId64 ")",
+          ns_model_param_count(&spec, 1));
+    // ids of two texts: the outputs differ, and are finite
+    ns_model_init_params(&spec, 3);
+    ns_engine e;
+    if (ns_engine_init(&e, &spec, 2, 0, &err) == 0) {
+        float ids[32] = {998, 5, 6, 999, 0}, *other = ids + 16;
+        other[0] = 998, other[1] = 7, other[2] = 999;
+        const float *y = ns_engine_forward(&e, ids, 2, 0, &err);
+        double diff = 0;
+        for (int j = 0; y && j < 64; j++) diff += fabs((double)y[j] - y[64 + j]);
+        CHECK(y && isfinite(diff) && diff > 0, "two texts give two finite embeddings (|difference| %g)", diff);
+        ns_engine_free(&e);
+    }
+    ns_model_free(&spec);
+    ns_model_free(&built);
 }
 
 // Every op of ns_ops, each with non-default attributes where it has any.
@@ -857,6 +893,7 @@ static void test_man_page(void) {
 int main(void) {
     test_examples();
     test_builtins();
+    test_text_transformer_spec();
     test_all_ops();
     test_errors();
     test_files();

@@ -12,7 +12,11 @@
 // (4 heads), cross-attention (queries from a linear of the tokens, keys and
 // values from the tokens with a class token), and the vit built-in (12x12,
 // patch 4, width 16, depth 2, heads 2) against torch's
-// TransformerEncoderLayer(norm_first=True, activation='gelu').
+// TransformerEncoderLayer(norm_first=True, activation='gelu'), and the
+// text-transformer built-in (6 token ids of a vocabulary of 9, width 16,
+// depth 2, heads 2, projection 8) against nn.Embedding, the same layers with
+// a causal src_mask, ln_final and CLIP's x[arange, ids.argmax(-1)] pooling
+// (the ids get no gradient: x.grad is zeros on both sides).
 // Run from the repo root.
 // sanitize: yes
 #include <unistd.h>
@@ -81,12 +85,15 @@ static int build(ns_model *m, const char *name, ns_err *err) {
         ns_arch_opts o = {.in_c = 1, .in_h = 12, .in_w = 12, .classes = 10, .width = 0.25, .depth = 2,
                           .patch = 4, .heads = 2};
         return ns_arch_build(m, "vit", &o, err);
+    } else if (!strcmp(name, "text")) {
+        ns_arch_opts o = {.in_c = 6, .classes = 8, .width = 0.25, .depth = 2, .heads = 2};
+        return ns_arch_build_text(m, &o, 9, err);
     }
     return id < 0 ? -1 : ns_model_resolve(m, 1, err);
 }
 
 static const char *const cases[] = {"softmax", "gelu_tanh", "groupnorm", "patch_embed", "tokens",
-                                    "attention", "attention_causal", "attention_cross", "vit"};
+                                    "attention", "attention_causal", "attention_cross", "vit", "text"};
 
 static void check_tensor(const char *cname, const char *what, const float *got, int64_t n, double *worst) {
     const ns_tensor *want = ref_get(cname, what);

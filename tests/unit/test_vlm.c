@@ -12,6 +12,7 @@
 #include "check.h"
 #include "base/rng.h"
 #include "cav/vlm_train.h"
+#include "nn/engine.h"
 
 // ----------------------------------------------------------------------------
 // tokenizer
@@ -409,9 +410,58 @@ static void test_training_learns(void) {
     ns_vlm_free(v);
 }
 
+// The transformer tower's ids: start V, the words, end V+1 (the largest id),
+// then 0; a text longer than L - 2 words keeps its first L - 2. The tower
+// pools at the end id, and causal attention keeps the padding out: the same
+// text with more padding (a longer context would change the positions, so
+// the same L) or with other values after the end embeds the same.
+static void test_transformer_tower(void) {
+    enum { V = 5, L = 6 };
+    int32_t ids[] = {1, 2, 3, 1, 2, 3, 4, 1, 0};
+    int64_t offsets[] = {0, 3, 8, 9};
+    ns_token_lists tok = {ids, offsets, 3, 9, 4};
+    float got[3 * L];
+    ns_vlm_text_ids(got, &tok, V, L);
+    const float want[3 * L] = {5, 1, 2, 3, 6, 0, 5, 1, 2, 3, 4, 6, 5, 0, 6, 0, 0, 0};
+    CHECK(memcmp(got, want, sizeof want) == 0, "ids: start, words, end, padding; long texts cut to L-2 words");
+    ns_err err = {""};
+    ns_model image;
+    ns_model_init(&image);
+    ns_arch_opts o = {.in_c = 8, .classes = 8, .width = 1, .hidden = {16}, .nhidden = 1};
+    ns_vocab vocab;
+    ns_vocab_init(&vocab, &err);
+    ns_vocab_add_text(&vocab, "red car blue ship", &err);
+    ns_vlm *v = NULL;
+    ns_text_shape shape = {L, 2, 2};
+    int rc = ns_arch_build(&image, "mlp", &o, &err);
+    if (rc == 0) rc = ns_vlm_create_transformer(&v, &image, &vocab, 16, &shape, 4, &err);
+    CHECK(rc == 0, "a transformer VLM is created%s%s", rc ? ": " : "", rc ? err.msg : "");
+    if (rc) return;
+    const char *texts[] = {"red car", "car red", "red car zebra", "red car blue ship red car"};
+    float e[4 * 8];
+    CHECK(ns_vlm_embed_texts(v, texts, 4, e, &err) == 0, "texts embedded");
+    double d01 = 0, d02 = 0;
+    for (int j = 0; j < 8; j++) d01 += fabs((double)e[j] - e[8 + j]), d02 += fabs((double)e[j] - e[16 + j]);
+    CHECK(d01 > 1e-3, "word order counts: 'red car' and 'car red' differ (%g)", d01);
+    CHECK(d02 == 0, "an unknown word is left out: 'red car zebra' is 'red car' (%g)", d02);
+    // the end token's output depends only on what comes before it
+    float idsa[L] = {5, 1, 2, 6, 0, 0}, idsb[L] = {5, 1, 2, 6, 3, 1}, ya[8];
+    ns_engine eng;
+    rc = ns_engine_init(&eng, &v->text, 1, 0, &err);
+    if (rc == 0) {
+        const float *y = ns_engine_forward(&eng, idsa, 1, 0, &err);
+        memcpy(ya, y, sizeof ya);
+        y = ns_engine_forward(&eng, idsb, 1, 0, &err);
+        CHECK(memcmp(ya, y, sizeof ya) == 0, "tokens after the end token change nothing (causal attention)");
+        ns_engine_free(&eng);
+    }
+    ns_vlm_free(v);
+}
+
 int main(void) {
     test_tokenizer();
     test_text_tower();
+    test_transformer_tower();
     test_clip_loss();
     test_auc();
     test_file_round_trip();
