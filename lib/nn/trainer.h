@@ -42,6 +42,12 @@ typedef struct ns_train_config {
     // parameter gradients: the sparsity regularisers of lib/prune/prune.h.
     void (*after_backward)(void *ctx, struct ns_engine *e, int64_t step);
     void *after_backward_ctx;
+    // When not NULL, called while each checkpoint is written (after the
+    // optimiser state) to add the caller's own records: the growing
+    // regulariser's per-channel strengths. On resume the caller reads them
+    // back from the loaded model's unused tensors before training.
+    int (*checkpoint_extra)(void *ctx, ns_writer *w, ns_err *err);
+    void *checkpoint_extra_ctx;
 } ns_train_config;
 
 typedef struct ns_epoch_stats {

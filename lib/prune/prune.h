@@ -170,6 +170,15 @@ ns_prune_reg *ns_prune_reg_create(ns_model *m, ns_prune_reg_kind kind, double la
 // after backward, before the optimiser step (step: 0-based global step).
 void ns_prune_reg_apply(ns_prune_reg *r, ns_engine *e, int64_t step);
 double ns_prune_reg_seconds(const ns_prune_reg *r);
+// Growing-reg's state, for net-train's checkpoints: the strengths lambda_k of
+// every group (f32 values), concatenated in group order, as one f32 tensor named
+// NS_PRUNE_REG_STATE. Other regularisers have no state: write nothing, load
+// nothing. Loading reads that tensor from m's tensors (a checkpoint loaded for
+// --resume, where it stays unused) and fails when it is missing or its length
+// is not the model's.
+#define NS_PRUNE_REG_STATE "reg.growing-reg.lambda"
+int ns_prune_reg_state_write(const ns_prune_reg *r, ns_writer *w, ns_err *err);
+int ns_prune_reg_state_load(ns_prune_reg *r, const ns_model *m, ns_err *err);
 void ns_prune_reg_free(ns_prune_reg *r);
 
 #endif
