@@ -43,7 +43,7 @@ field() { awk -v k="$1" '$1==k{print $2; exit}' "$2"; }
 
 @test "every criterion prunes resnet20 to 2x" {
     toy
-    for c in random l1 l2 bn-scale fpgm lamp taylor obd-hessian obd-c hrank; do
+    for c in random l1 l2 bn-scale fpgm lamp taylor obd-hessian obd-c hrank thinet cp; do
         net-prune -q -m "$T/r20.tns" -o "$T/$c.tns" -c $c -x 2 -n 32 --json "$T/data.tns" > "$T/$c.json"
         $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["criterion"]==sys.argv[2] and 2 <= r["speed_up"] < 2.3, r' "$T/$c.json" "$c"
     done
