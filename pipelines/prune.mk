@@ -131,13 +131,14 @@ $(OUT)/prune.svg: $(P)/runs.tsv $(P)/eval-base.txt
 	  { k = $$2 SUBSEP $$1; if (!(k in n)) { order[++no] = k } n[k]++; a[k] += $$4; s[k] += $$5; \
 	    if (!($$2 in seen)) { seen[$$2] = ++nm; name[nm] = $$2 } } \
 	  END { lo = base; hi = base; for (k in n) { v = a[k] / n[k]; lo = v < lo ? v : lo; hi = v > hi ? v : hi } \
-	    lo = int(lo) - 1; hi = int(hi) + 1; W = 760; H = 480; L = 60; R = 200; T = 30; B = 50; \
+	    ys = hi - lo > 40 ? 10 : hi - lo > 16 ? 5 : hi - lo > 8 ? 2 : 1; lo = ys * int(lo / ys - 1); hi = ys * int(hi / ys + 1); \
+	    W = 760; H = 480; L = 60; R = 200; T = 30; B = 50; \
 	    xmax = 0; for (k in n) { v = s[k] / n[k]; xmax = v > xmax ? v : xmax } lmax = log(xmax * 1.1); \
 	    printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H; \
 	    printf "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n<text x=\"%d\" y=\"18\">%s</text>\n", W, H, L, title; \
 	    pw = W - L - R; ph = H - T - B; \
 	    printf "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"black\"/>\n", L, T, pw, ph; \
-	    for (t = lo; t <= hi; t++) { y = T + ph * (hi - t) / (hi - lo); \
+	    for (t = lo; t <= hi; t += ys) { y = T + ph * (hi - t) / (hi - lo); \
 	      printf "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d</text>\n", L, L + pw, y, y, L - 4, y + 4, t } \
 	    for (t = 1; t <= xmax * 1.1; t *= 2) { xx = L + pw * log(t) / lmax; \
 	      printf "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#ddd\"/><text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%gx</text>\n", xx, xx, T, T + ph, xx, T + ph + 14, t } \
