@@ -150,9 +150,8 @@ static int64_t locations(const ns_model *m, const ns_node *nd) {
 }
 
 // One pass over the data: every consumer's G_i, E_i (and A).
-static int gather(group_stats *gs, const ns_model *m0, ns_model *m, const ns_chgroups *g, const ns_prune_data *d,
-                  uint64_t seed, ns_err *err) {
-    (void)m0;
+static int gather(group_stats *gs, ns_model *m, const ns_chgroups *g, const ns_prune_data *d, uint64_t seed,
+                  ns_err *err) {
     ns_engine e;
     if (ns_engine_init(&e, m, d->batch, 0, err) < 0) return -1;
     int64_t in = m->nodes[0].numel, maxcols = 1, maxsize = 1, maxrows = 1;
@@ -305,7 +304,7 @@ int ns_prune_reconstruction_scores(ns_prune_scores *s, ns_model *m, const ns_chg
     group_stats *gs = stats_alloc(m, g, want, 0, err);
     free(want);
     if (!gs) return -1;
-    int rc = gather(gs, m, m, g, d, seed, err);
+    int rc = gather(gs, m, g, d, seed, err);
     for (int p = 0; rc == 0 && p < g->ngroups; p++) {
         int64_t n = g->groups[p].size;
         if (!gs[p].nconsumers) continue;
@@ -415,7 +414,7 @@ int ns_prune_reconstruct(ns_model *m, const ns_chgroups *g, ns_prune_criterion c
     free(want);
     if (!any) return 0;
     if (!gs) return -1;
-    int rc = gather(gs, m, m, g, d, seed, err);
+    int rc = gather(gs, m, g, d, seed, err);
     for (int p = 0; rc == 0 && p < g->ngroups; p++)
         for (int i = 0; rc == 0 && i < gs[p].nconsumers; i++) {
             const consumer *cs = &gs[p].c[i];
