@@ -12,7 +12,7 @@
 #
 #   make -f pipelines/prune.mk                     the small version
 #   make -f pipelines/prune.mk OUT=prune-r20 ARCH="resnet20 --width 0.5" LIMIT=4000 \
-#        EPOCHS=4 FT_LIMIT=1000 SAMPLES=64 SEEDS="1 2 3"    bench/RESULTS.md's run
+#        EPOCHS=4 FT_LIMIT=1000 TEST_LIMIT=500 SAMPLES=64 SEEDS="1 2 3"   (bench/RESULTS.md: 10 min)
 #
 # Results: $(OUT)/prune.txt and $(OUT)/prune.svg. Every step is one netsmith
 # program. Timings are wall-clock seconds on whatever else the machine is
