@@ -26,7 +26,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
     const ns_opt opts[] = {
         {"model", 'm', NS_OPT_STR, &cmd->model, "MODEL", "the model to prune (required)", 0, 0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "the pruned model (required unless --dry-run)", 0, 0},
-        {"criterion", 'c', NS_OPT_STR, &cmd->criterion, "NAME", "random, l1, l2 (default), bn-scale, fpgm, lamp, taylor, obd-hessian, obd-c or hrank", 0, 0},
+        {"criterion", 'c', NS_OPT_STR, &cmd->criterion, "NAME", "random, l1, l2 (default), bn-scale, fpgm, lamp, taylor, obd-hessian, obd-c, hrank, thinet or cp", 0, 0},
         {"speed-up", 'x', NS_OPT_DOUBLE, &cmd->speed_up, "X", "target base MACs / pruned MACs (> 1)", 1, 1e6},
         {"ratio", 'r', NS_OPT_DOUBLE, &cmd->ratio, "R", "target fraction of the prunable channels removed", 0, 1},
         {"local", 'l', NS_OPT_FLAG, &cmd->local, NULL, "the same ratio in every group (default: one global threshold)", 0, 0},
@@ -47,7 +47,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         "channel group to a MACs speed-up or a channel ratio; write a smaller model.",
         "Groups come from the graph (residual streams, concat, flatten, grouped and\n"
         "depthwise convs); the classifier's outputs are never pruned. taylor,\n"
-        "obd-hessian, obd-c and hrank read labelled DATA (the first --samples).\n"
+        "obd-hessian, obd-c, hrank, thinet and cp read labelled DATA (the first\n"
+        "--samples); thinet and cp also refit the layers reading pruned groups.\n"
         "The report (stdout) is tab-separated: criterion, mode, target, steps, macs\n"
         "(base, pruned), params (base, pruned), speed_up, importance_seconds, then a\n"
         "line per prunable group: 'group', id, made at, channels, kept, score min,\n"
@@ -243,6 +244,9 @@ int main(int argc, char **argv) {
             }
         }
         if (!failed) failed = ns_prune_choose(&m, &g, &sc, &lim, &po, step, keep, nkeep, &err) < 0;
+        if (!failed)
+            failed = ns_prune_reconstruct(&m, &g, crit, &pd, (const int64_t *const *)keep, nkeep,
+                                          (uint64_t)cmd.seed + (uint64_t)step, &err) < 0;
         if (!failed) failed = ns_chgroups_select_many(&m, &g, (const int64_t *const *)keep, nkeep, &err) < 0;
         for (int p = 0; p < g.ngroups; p++) { free(keep[p]); keep[p] = NULL; nkeep[p] = 0; }
         ns_prune_scores_free(&sc);

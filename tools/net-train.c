@@ -71,6 +71,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
 }
 
 static void apply_reg(void *ctx, struct ns_engine *e, int64_t step) { ns_prune_reg_apply(ctx, e, step); }
+static int write_reg_state(void *ctx, ns_writer *w, ns_err *err) { return ns_prune_reg_state_write(ctx, w, err); }
 
 // Marks the tensors to train for --train-only: "head" is the output node's
 // parameters; otherwise comma-separated globs on tensor names.
@@ -247,8 +248,11 @@ int main(int argc, char **argv) {
         if (!(reg = ns_prune_reg_create(&m, kind, lambda, cmd.reg_delta >= 0 ? cmd.reg_delta : 1e-4,
                                         ((int64_t)train_total + cfg.batch - 1) / cfg.batch, &err)))
             ns_die("%s: %s", cmd.model, err.msg);
+        if (cmd.resume && ns_prune_reg_state_load(reg, &m, &err) < 0) ns_die("%s: %s", cmd.model, err.msg);
         cfg.after_backward = apply_reg;
         cfg.after_backward_ctx = reg;
+        cfg.checkpoint_extra = write_reg_state;
+        cfg.checkpoint_extra_ctx = reg;
     }
     ns_epoch_stats last = {0};
     int rc = ns_train(&m, &train, cmd.val ? &val : NULL, &cfg, &last, &err);

@@ -171,6 +171,7 @@ static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns
         rc = ns_optim_state_tensor(r->opt, i, &name, &view, err);
         if (rc == 0) rc = ns_write_tensor(&w, name, &view, NULL, err);
     }
+    if (rc == 0 && cfg->checkpoint_extra) rc = cfg->checkpoint_extra(cfg->checkpoint_extra_ctx, &w, err);
     ns_writer_free(&w);
     if (rc < 0) {
         ns_output_abort(&out);

@@ -48,6 +48,12 @@ typedef struct ns_train_config {
     // == rank), batch is the global batch; checkpoints come from rank 0.
     const struct ns_dist *dist;
     int sync_bn;                  // with dist: batch-norm statistics over the global batch
+    // When not NULL, called while each checkpoint is written (after the
+    // optimiser state) to add the caller's own records: the growing
+    // regulariser's per-channel strengths. On resume the caller reads them
+    // back from the loaded model's unused tensors before training.
+    int (*checkpoint_extra)(void *ctx, ns_writer *w, ns_err *err);
+    void *checkpoint_extra_ctx;
 } ns_train_config;
 
 typedef struct ns_epoch_stats {

@@ -26,6 +26,8 @@ const ns_prune_criterion_info ns_prune_criteria[NS_PRUNE_NCRITERIA] = {
     [NS_PRUNE_OBD_HESSIAN] = {"obd-hessian", 1, "sum of w^2 * per-sample Fisher diagonal (OBD)"},
     [NS_PRUNE_OBD_C] = {"obd-c", 1, "sum of w^2 * K-FAC Fisher diagonal, sampled labels (EigenDamage)"},
     [NS_PRUNE_HRANK] = {"hrank", 1, "mean rank of the channel's feature maps (HRank)"},
+    [NS_PRUNE_THINET] = {"thinet", 1, "greedy least next-layer reconstruction error, then a least-squares refit (ThiNet)"},
+    [NS_PRUNE_CP] = {"cp", 1, "LASSO on the next layer's input channels, then least-squares reconstruction (CP)"},
 };
 
 int ns_prune_criterion_from_name(const char *name) {
@@ -455,6 +457,11 @@ int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, n
     }
     elem_stats st = {0};
     int rc = 0;
+    if (c == NS_PRUNE_THINET || c == NS_PRUNE_CP) {
+        int rc2 = ns_prune_reconstruction_scores(s, m, g, c, data, seed, err);
+        if (rc2 < 0) ns_prune_scores_free(s);
+        return rc2;
+    }
     if (needs && c != NS_PRUNE_HRANK) {
         int use_grad = c == NS_PRUNE_TAYLOR;
         if (use_grad) st.grad = calloc((size_t)m->ntensors, sizeof *st.grad);

@@ -40,6 +40,10 @@
 //            Rank: Gaussian elimination with complete pivoting, pivots below
 //            max(H, W) * 2^-23 * the largest |entry| count as zero
 //   random   U(0, 1)
+//   thinet, cp  from the reconstruction error of the layers reading the
+//            group (reconstruct.c, which describes them); they also refit
+//            those layers once the kept channels are chosen
+//            (ns_prune_reconstruct)
 // Data criteria run the model in eval mode (batch norm on running statistics).
 #ifndef NS_PRUNE_H
 #define NS_PRUNE_H
@@ -62,6 +66,8 @@ typedef enum ns_prune_criterion {
     NS_PRUNE_OBD_HESSIAN,
     NS_PRUNE_OBD_C,
     NS_PRUNE_HRANK,
+    NS_PRUNE_THINET,
+    NS_PRUNE_CP,
     NS_PRUNE_NCRITERIA
 } ns_prune_criterion;
 
@@ -102,6 +108,19 @@ int32_t *ns_prune_channel_map(const ns_model *m, const ns_chgroup *gr, const ns_
 int ns_prune_importance(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, ns_prune_criterion c,
                         const ns_prune_data *data, uint64_t seed, ns_err *err);
 void ns_prune_scores_free(ns_prune_scores *s);
+
+// thinet and cp (reconstruct.c). Output locations sampled per sample and layer.
+#define NS_PRUNE_LOCATIONS 16
+// Their scores, into s->score (allocated by the caller, NULL entries filled
+// for every prunable group read by a plain conv or linear).
+int ns_prune_reconstruction_scores(ns_prune_scores *s, ns_model *m, const ns_chgroups *g, ns_prune_criterion c,
+                                   const ns_prune_data *d, uint64_t seed, ns_err *err);
+// After ns_prune_choose and before ns_chgroups_select_many with the same keep
+// lists: refits the weight columns of the kept channels in the layers reading
+// each pruned group, by least squares on data (thinet: a scale per channel;
+// cp: the columns). Does nothing for other criteria.
+int ns_prune_reconstruct(ns_model *m, const ns_chgroups *g, ns_prune_criterion c, const ns_prune_data *d,
+                         const int64_t *const *keep, const int64_t *nkeep, uint64_t seed, ns_err *err);
 
 // ---------------------------------------------------------------------------
 // choosing the channels (plan.c)
@@ -170,6 +189,15 @@ ns_prune_reg *ns_prune_reg_create(ns_model *m, ns_prune_reg_kind kind, double la
 // after backward, before the optimiser step (step: 0-based global step).
 void ns_prune_reg_apply(ns_prune_reg *r, ns_engine *e, int64_t step);
 double ns_prune_reg_seconds(const ns_prune_reg *r);
+// Growing-reg's state, for net-train's checkpoints: the strengths lambda_k of
+// every group (f32 values), concatenated in group order, as one f32 tensor named
+// NS_PRUNE_REG_STATE. Other regularisers have no state: write nothing, load
+// nothing. Loading reads that tensor from m's tensors (a checkpoint loaded for
+// --resume, where it stays unused) and fails when it is missing or its length
+// is not the model's.
+#define NS_PRUNE_REG_STATE "reg.growing-reg.lambda"
+int ns_prune_reg_state_write(const ns_prune_reg *r, ns_writer *w, ns_err *err);
+int ns_prune_reg_state_load(ns_prune_reg *r, const ns_model *m, ns_err *err);
 void ns_prune_reg_free(ns_prune_reg *r);
 
 #endif

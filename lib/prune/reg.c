@@ -7,7 +7,8 @@
 //
 // Shapes: per group, its weight members (tensor index, channel map of the
 // tensor's numel); per group and channel the norm I_k = ||W_k||_2 (double)
-// and, for growing, the strength lambda_k.
+// and, for growing, the strength lambda_k (a double holding f32 values, so
+// that a checkpoint's f32 tensor restores it exactly).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,7 @@ ns_prune_reg *ns_prune_reg_create(ns_model *m, ns_prune_reg_kind kind, double la
         rg->norm = calloc((size_t)gr->size, sizeof *rg->norm);
         rg->lambda = calloc((size_t)gr->size, sizeof *rg->lambda);
         if (!rg->members || !rg->norm || !rg->lambda) { ok = 0; ns_errf(err, "out of memory"); break; }
-        for (int64_t k = 0; k < gr->size; k++) rg->lambda[k] = lambda;
+        for (int64_t k = 0; k < gr->size; k++) rg->lambda[k] = (float)lambda; // f32: checkpointed exactly
         for (int i = 0; i < gr->nmembers; i++) {
             const ns_chmember *mb = &gr->members[i];
             if (!ns_prune_weight_member(m, mb)) continue;
@@ -155,7 +156,7 @@ void ns_prune_reg_apply(ns_prune_reg *r, ns_engine *e, int64_t step) {
             case NS_REG_GROUP_LASSO: tmp[k] = r->lambda / (rg->norm[k] > 1e-12 ? rg->norm[k] : 1e-12); break;
             case NS_REG_GROUP_NORM: tmp[k] = r->lambda * pow(16.0, (hi - rg->norm[k]) / span); break;
             default:
-                if (step > 0 && step % r->steps_per_epoch == 0) coef[k] += r->delta * (hi - rg->norm[k]) / span;
+                if (step > 0 && step % r->steps_per_epoch == 0) coef[k] = (float)(coef[k] + r->delta * (hi - rg->norm[k]) / span);
                 tmp[k] = coef[k];
                 break;
             }
@@ -167,3 +168,38 @@ void ns_prune_reg_apply(ns_prune_reg *r, ns_engine *e, int64_t step) {
 }
 
 double ns_prune_reg_seconds(const ns_prune_reg *r) { return r->seconds; }
+
+static int64_t state_length(const ns_prune_reg *r) {
+    int64_t n = 0;
+    for (int p = 0; p < r->ngroups; p++) n += r->groups[p].size;
+    return n;
+}
+
+int ns_prune_reg_state_write(const ns_prune_reg *r, ns_writer *w, ns_err *err) {
+    if (r->kind != NS_REG_GROWING) return 0;
+    int64_t n = state_length(r);
+    ns_tensor t;
+    if (ns_tensor_alloc(&t, NS_F32, 1, &n, err) < 0) return -1;
+    float *v = t.data;
+    for (int p = 0; p < r->ngroups; p++)
+        for (int64_t k = 0; k < r->groups[p].size; k++) *v++ = (float)r->groups[p].lambda[k];
+    int rc = ns_write_tensor(w, NS_PRUNE_REG_STATE, &t, NULL, err);
+    ns_tensor_free(&t);
+    return rc;
+}
+
+int ns_prune_reg_state_load(ns_prune_reg *r, const ns_model *m, ns_err *err) {
+    if (r->kind != NS_REG_GROWING) return 0;
+    const ns_tensor *t = NULL;
+    for (int i = 0; i < m->ntensors && !t; i++)
+        if (strcmp(m->tensors[i].name, NS_PRUNE_REG_STATE) == 0) t = &m->tensors[i].t;
+    if (!t) return ns_errf(err, "the checkpoint has no growing-reg strengths (%s): was it trained with --reg growing-reg?", NS_PRUNE_REG_STATE);
+    int64_t n = state_length(r);
+    if (t->dtype != NS_F32 || t->ndim != 1 || t->shape[0] != n)
+        return ns_errf(err, "%s: expected %lld strengths, got %lld", NS_PRUNE_REG_STATE, (long long)n,
+                       (long long)t->numel);
+    const float *v = t->data;
+    for (int p = 0; p < r->ngroups; p++)
+        for (int64_t k = 0; k < r->groups[p].size; k++) r->groups[p].lambda[k] = *v++;
+    return 0;
+}

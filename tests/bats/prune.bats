@@ -43,7 +43,7 @@ field() { awk -v k="$1" '$1==k{print $2; exit}' "$2"; }
 
 @test "every criterion prunes resnet20 to 2x" {
     toy
-    for c in random l1 l2 bn-scale fpgm lamp taylor obd-hessian obd-c hrank; do
+    for c in random l1 l2 bn-scale fpgm lamp taylor obd-hessian obd-c hrank thinet cp; do
         net-prune -q -m "$T/r20.tns" -o "$T/$c.tns" -c $c -x 2 -n 32 --json "$T/data.tns" > "$T/$c.json"
         $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["criterion"]==sys.argv[2] and 2 <= r["speed_up"] < 2.3, r' "$T/$c.json" "$c"
     done
@@ -131,5 +131,22 @@ PY
     net-init --spec "$T/mlp.cfg" --like "$T/data.tns" -o "$T/mlp.tns"
     run -1 net-train -m "$T/mlp.tns" -e 1 --reg bn-scale -o "$T/x.tns" "$T/data.tns"
     [[ "$output" == *"no batch norm"* ]]
+    [ ! -e "$T/x.tns" ]
+}
+
+@test "net-train --reg growing-reg: the strengths are checkpointed; a resumed run equals the uninterrupted one" {
+    toy
+    # delta 1: the strengths grow a lot at each epoch start, so losing them shows
+    set -- -e 3 -b 64 --reg growing-reg --reg-lambda 1e-3 --reg-delta 1
+    net-train -q -m "$T/r20.tns" "$@" -o "$T/a.tns" "$T/data.tns"
+    net-train -q -m "$T/r20.tns" "$@" --stop-after 2 -c "$T/ck.tns" -o /dev/null "$T/data.tns"
+    run tns-info "$T/ck.tns"
+    [[ "$output" == *"reg.growing-reg.lambda"* ]]
+    net-train -q -m "$T/ck.tns" --resume "$@" -o "$T/b.tns" "$T/data.tns"
+    cmp <(tns-cat --no-meta "$T/a.tns") <(tns-cat --no-meta "$T/b.tns")
+    # a plain checkpoint has no strengths to resume growing-reg from
+    net-train -q -m "$T/r20.tns" -e 3 -b 64 --stop-after 1 -c "$T/plain.tns" -o /dev/null "$T/data.tns"
+    run -1 net-train -m "$T/plain.tns" --resume "$@" -o "$T/x.tns" "$T/data.tns"
+    [[ "$output" == *"no growing-reg strengths"* ]]
     [ ! -e "$T/x.tns" ]
 }

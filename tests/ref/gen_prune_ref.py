@@ -23,6 +23,7 @@
 # Records: x f32 (16, 2, 4, 4), y i32 (16), w/<tensor> f32 every parameter and
 # buffer, score/<criterion>/<group> f32 (size).
 import msgpack
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ class Net(nn.Module):
         rs = F.relu(self.bnc(self.c(rb)) + ra)
         r1 = F.relu(self.fc1(rs.flatten(1)))
         if acts is not None:
-            acts.update(a=ra, b=rb, fc1=r1)
+            acts.update(a=ra, b=rb, fc1=r1, rs=rs)
         return self.fc(r1)
 
 
@@ -175,6 +176,85 @@ for g in GROUPS:
                 r[k] += (sv > max(m.shape) * 2.0 ** -23 * sv[0]).sum().item() if sv[0] > 0 else 0
         r /= N
     scores[("hrank", g)] = r / r.mean()
+
+# thinet and cp (lib/prune/reconstruct.c), from the contributions z_k of each
+# input channel k to the outputs (no bias) of the layers reading the group, at
+# every output location (4x4 maps: all 16 locations, as the C code takes when
+# there are no more than 16): group a is read by conv b and, through the
+# flatten, by fc1; b by conv c; fc1 by fc. Per reader i, G_i = Z Z^T and E_i =
+# |sum_k z_k|^2; Gn = the mean of G_i / E_i. thinet: greedy removal, score =
+# the relative error once removed (running maximum). cp: the LASSO
+# 1/2 (1-b)^T Gn (1-b) + lambda |b|_1 solved here by FISTA (the C code uses
+# coordinate descent) at 80 values lambda_max 1e-4^(t/79); score = the first
+# (largest) lambda where b_k != 0, times 1 + 0.01 min(|b_k|, 1) at the last.
+def contributions(x_in, w, how, size):
+    z = []
+    for k in range(size):
+        if how == "conv":
+            z.append(F.conv2d(x_in[:, k:k + 1], w[:, k:k + 1], padding=1).reshape(-1))
+        elif how == "flat16":
+            z.append((x_in[:, k * 16:(k + 1) * 16] @ w[:, k * 16:(k + 1) * 16].T).reshape(-1))
+        else:
+            z.append((x_in[:, k:k + 1] @ w[:, k:k + 1].T).reshape(-1))
+    return torch.stack(z)
+
+
+READERS = {"a": [("rs_conv", "a", "b.weight", "conv"), ("rs_flat", "rs", "fc1.weight", "flat16")],
+           "b": [("c", "b", "c.weight", "conv")],
+           "fc1": [("fc", "fc1", "fc.weight", "linear")]}
+
+
+def normalised_gram(g):
+    gn = 0
+    for _, act, wname, how in READERS[g]:
+        x_in = acts[act].flatten(1) if how == "flat16" else acts[act]
+        z = contributions(x_in, params[wname].detach(), how, SIZE[g])
+        gn = gn + (z @ z.T) / (z.sum(0) ** 2).sum()
+    return (gn / len(READERS[g])).numpy()
+
+
+def thinet(gn):
+    n = len(gn)
+    gone, err, shown, score = [], 0.0, 0.0, [0.0] * n
+    for step in range(n):
+        d = {k: gn[k, k] + 2 * sum(gn[a, k] for a in gone) for k in range(n) if k not in gone}
+        best = min(d, key=lambda k: (d[k], k))
+        gone.append(best)
+        err += d[best]
+        shown = max(shown, err)
+        score[best] = shown + 1e-12 * step
+    return torch.tensor(score)
+
+
+def cp(gn):
+    n = len(gn)
+    g1 = gn.sum(1)
+    lmax = abs(g1).max()
+    step = 1 / np.linalg.eigvalsh(gn).max()
+    b = np.zeros(n)
+    score = np.zeros(n)
+    for t in range(80):
+        lam = lmax * 1e-4 ** (t / 79)
+        v, tk = b.copy(), 1.0
+        for it in range(20000):  # FISTA
+            u = v - step * (gn @ v - g1)
+            nb = np.sign(u) * np.maximum(abs(u) - step * lam, 0)
+            tn = (1 + (1 + 4 * tk * tk) ** 0.5) / 2
+            v = nb + (tk - 1) / tn * (nb - b)
+            done = abs(nb - b).max() < 1e-13
+            b, tk = nb, tn
+            if done:
+                break
+        for k in range(n):
+            if b[k] != 0 and score[k] == 0:
+                score[k] = lam
+    return torch.tensor(score * (1 + 0.01 * np.minimum(abs(b), 1)))
+
+
+for g in GROUPS:
+    gn = normalised_gram(g)
+    scores[("thinet", g)] = thinet(gn)
+    scores[("cp", g)] = cp(gn)
 
 with open("tests/ref/prune.tns", "wb") as f:
     f.write(record("x", x))

@@ -6,7 +6,10 @@
 //    normalised scores per group computed in float64 from prune.h's
 //    definitions; the C scores must agree: weights-only criteria to 1e-5
 //    relative, taylor and obd-hessian (float32 gradients here) to 1e-3, hrank
-//    (ranks by SVD there, by elimination here, so equal) to float32 rounding.
+//    (ranks by SVD there, by elimination here, so equal) to float32 rounding;
+//    thinet and cp (a greedy order; a LASSO path solved by FISTA there and
+//    coordinate descent here) to 1e-3 like the other data criteria (measured
+//    1e-7).
 //    bn-scale must leave the group without batch norm unscored.
 // 2. Pruning equals masking. On every built-in (mlp, lenet, vgg, resnet20,
 //    resnet18) and spec graphs with concat, add and flatten, grouped and
@@ -150,7 +153,7 @@ static void test_reference(void) {
     CHECK(ns_chgroups_build(&g, &m, &err) == 0, "groups of the reference model");
     const char *groups[] = {"a", "b", "fc1"};
     const int crits[] = {NS_PRUNE_L1, NS_PRUNE_L2, NS_PRUNE_BN_SCALE, NS_PRUNE_FPGM, NS_PRUNE_LAMP,
-                         NS_PRUNE_TAYLOR, NS_PRUNE_OBD_HESSIAN, NS_PRUNE_HRANK};
+                         NS_PRUNE_TAYLOR, NS_PRUNE_OBD_HESSIAN, NS_PRUNE_HRANK, NS_PRUNE_THINET, NS_PRUNE_CP};
     for (size_t c = 0; c < sizeof crits / sizeof *crits; c++) {
         ns_prune_scores s;
         const char *cname = ns_prune_criteria[crits[c]].name;
