@@ -16,6 +16,7 @@
 #include "base/rng.h"
 #include "nn/engine.h"
 #include "nn/ops.h"
+#include "nn/trainer.h"
 #include "stream/streaminfo.h"
 
 // --- data ------------------------------------------------------------------------
@@ -180,52 +181,6 @@ static int run_init(run *r, ns_model *m, const ns_det_data *d, const ns_cnet_tra
     return 0;
 }
 
-static int resume_state(run *r, ns_model *m, int *start_epoch, ns_err *err) {
-    *start_epoch = 0;
-    for (int t = 0; t < m->ntensors; t++) {
-        ns_named_tensor *nt = &m->tensors[t];
-        if (strcmp(nt->name, "train.epoch") == 0) {
-            *start_epoch = (int)((float *)nt->t.data)[0];
-            continue;
-        }
-        if (ns_optim_load(r->opt, nt->name, &nt->t, err) < 0) return -1;
-    }
-    return ns_optim_load_finish(r->opt, err);
-}
-
-static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns_cnet_train_config *cfg,
-                            ns_err *err) {
-    ns_output out;
-    if (ns_output_open(&out, cfg->checkpoint, err) < 0) return -1;
-    ns_writer w;
-    ns_writer_init(&w, out.f);
-    ns_map meta;
-    ns_map_init(&meta);
-    if (cfg->producer) ns_map_str(&meta, "general.producer", cfg->producer);
-    ns_map_i64(&meta, "train.epoch", epoch);
-    int rc = ns_model_write(m, &w, &meta, 0, err);
-    ns_map_free(&meta);
-    ns_tensor ep;
-    int64_t one = 1;
-    if (rc == 0 && (rc = ns_tensor_alloc(&ep, NS_F32, 1, &one, err)) == 0) {
-        ((float *)ep.data)[0] = (float)epoch;
-        rc = ns_write_tensor(&w, "train.epoch", &ep, NULL, err);
-        ns_tensor_free(&ep);
-    }
-    for (int i = 0; rc == 0 && i < ns_optim_state_count(r->opt); i++) {
-        const char *name;
-        ns_tensor view;
-        rc = ns_optim_state_tensor(r->opt, i, &name, &view, err);
-        if (rc == 0) rc = ns_write_tensor(&w, name, &view, NULL, err);
-    }
-    ns_writer_free(&w);
-    if (rc < 0) {
-        ns_output_abort(&out);
-        return ns_err_prefix(err, "checkpoint %s", cfg->checkpoint);
-    }
-    return ns_output_commit(&out, err);
-}
-
 // Copies image s into dst, mirrored left-right when flip.
 static void copy_image(float *dst, const ns_det_data *d, int64_t s, int flip) {
     int64_t per = d->c * d->h * d->w;
@@ -306,7 +261,7 @@ int ns_cnet_train(ns_model *m, const ns_det_data *d, const ns_cnet_train_config 
     if (ns_lr_check(&c.schedule, steps, err) < 0) return -1;
     run r;
     int rc = run_init(&r, m, d, &c, K, err), start_epoch = 0;
-    if (rc == 0 && c.resume) rc = resume_state(&r, m, &start_epoch, err);
+    if (rc == 0 && c.resume) rc = ns_checkpoint_resume(r.opt, m, &start_epoch, err);
     if (rc == 0 && start_epoch >= c.epochs)
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--epochs %d)", start_epoch, c.epochs);
     int end = c.stop_after > 0 && c.stop_after < c.epochs ? c.stop_after : c.epochs;
@@ -326,7 +281,7 @@ int ns_cnet_train(ns_model *m, const ns_det_data *d, const ns_cnet_train_config 
                           ns_lr_at(&c.schedule, (int64_t)epoch * steps, steps), st.images_per_s, st.seconds,
                           done / (epoch + 1 - start_epoch) * (end - epoch - 1));
         if (last) *last = st;
-        if (c.checkpoint) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
+        if (c.checkpoint) rc = ns_checkpoint_write(c.checkpoint, m, r.opt, epoch + 1, c.producer, NULL, NULL, err);
     }
     run_free(&r);
     return rc;

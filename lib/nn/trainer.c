@@ -132,29 +132,29 @@ static int bn_sync_idle(const ns_model *m, const ns_train_config *cfg, ns_err *e
     return 0;
 }
 
-// Restores optimiser state (and the epoch reached) from the model's extra tensors.
-static int resume_state(run *r, ns_model *m, int *start_epoch, ns_err *err) {
+int ns_checkpoint_resume(ns_optim *opt, const ns_model *m, int *start_epoch, ns_err *err) {
     *start_epoch = 0;
     for (int t = 0; t < m->ntensors; t++) {
-        ns_named_tensor *nt = &m->tensors[t];
+        const ns_named_tensor *nt = &m->tensors[t];
         if (strcmp(nt->name, "train.epoch") == 0) {
-            *start_epoch = (int)((float *)nt->t.data)[0];
+            *start_epoch = (int)((const float *)nt->t.data)[0];
             continue;
         }
-        if (ns_optim_load(r->opt, nt->name, &nt->t, err) < 0) return -1;
+        if (ns_optim_load(opt, nt->name, &nt->t, err) < 0) return -1;
     }
-    return ns_optim_load_finish(r->opt, err);
+    return ns_optim_load_finish(opt, err);
 }
 
-static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns_train_config *cfg,
-                            ns_err *err) {
+int ns_checkpoint_write(const char *path, const ns_model *m, const ns_optim *opt, int epoch,
+                        const char *producer, int (*extra)(void *ctx, ns_writer *w, ns_err *err),
+                        void *extra_ctx, ns_err *err) {
     ns_output out;
-    if (ns_output_open(&out, cfg->checkpoint, err) < 0) return -1;
+    if (ns_output_open(&out, path, err) < 0) return -1;
     ns_writer w;
     ns_writer_init(&w, out.f);
     ns_map meta;
     ns_map_init(&meta);
-    if (cfg->producer) ns_map_str(&meta, "general.producer", cfg->producer);
+    if (producer) ns_map_str(&meta, "general.producer", producer);
     ns_map_i64(&meta, "train.epoch", epoch);
     int rc = ns_model_write(m, &w, &meta, 0, err);
     ns_map_free(&meta);
@@ -165,17 +165,17 @@ static int write_checkpoint(const ns_model *m, const run *r, int epoch, const ns
         rc = ns_write_tensor(&w, "train.epoch", &ep, NULL, err);
         ns_tensor_free(&ep);
     }
-    for (int i = 0; rc == 0 && i < ns_optim_state_count(r->opt); i++) {
+    for (int i = 0; rc == 0 && i < ns_optim_state_count(opt); i++) {
         const char *name;
         ns_tensor view;
-        rc = ns_optim_state_tensor(r->opt, i, &name, &view, err);
+        rc = ns_optim_state_tensor(opt, i, &name, &view, err);
         if (rc == 0) rc = ns_write_tensor(&w, name, &view, NULL, err);
     }
-    if (rc == 0 && cfg->checkpoint_extra) rc = cfg->checkpoint_extra(cfg->checkpoint_extra_ctx, &w, err);
+    if (rc == 0 && extra) rc = extra(extra_ctx, &w, err);
     ns_writer_free(&w);
     if (rc < 0) {
         ns_output_abort(&out);
-        return ns_err_prefix(err, "checkpoint %s", cfg->checkpoint);
+        return ns_err_prefix(err, "checkpoint %s", path);
     }
     return ns_output_commit(&out, err);
 }
@@ -294,7 +294,7 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
     int64_t steps_per_epoch = (r.total + cfg->batch - 1) / cfg->batch;
     c.schedule.total_steps = (int64_t)cfg->epochs * steps_per_epoch;
     if (rc == 0) rc = ns_lr_check(&c.schedule, steps_per_epoch, err);
-    if (rc == 0 && c.resume) rc = resume_state(&r, m, &start_epoch, err);
+    if (rc == 0 && c.resume) rc = ns_checkpoint_resume(r.opt, m, &start_epoch, err);
     if (rc == 0 && start_epoch >= c.epochs)
         rc = ns_errf(err, "the checkpoint has done %d epochs already (--epochs %d)", start_epoch, c.epochs);
     if (rc == 0 && c.stop_after > 0 && c.stop_after <= start_epoch)
@@ -327,7 +327,9 @@ int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val, const 
             fflush(c.log);
         }
         if (last) *last = (ns_epoch_stats){epoch + 1, loss, acc, val_acc, lr, secs};
-        if (c.checkpoint && r.rank == 0) rc = write_checkpoint(m, &r, epoch + 1, &c, err);
+        if (c.checkpoint && r.rank == 0)
+            rc = ns_checkpoint_write(c.checkpoint, m, r.opt, epoch + 1, c.producer, c.checkpoint_extra,
+                                     c.checkpoint_extra_ctx, err);
     }
     if (sync_bn) ns_batchnorm_set_sync(NULL);
     run_free(&r);

@@ -63,6 +63,17 @@ typedef struct ns_epoch_stats {
 
 // Trains m in place on train (and reports accuracy on val when not NULL).
 // last receives the final epoch's figures.
+// Checkpoints: the model (meta train.epoch = epoch, general.producer when not
+// NULL), a (1) f32 tensor "train.epoch", the optimiser's state tensors, then
+// what extra(ctx, w, err) adds when extra is not NULL; written whole or not at
+// all (temp file + rename). Every trainer of the library writes this layout.
+int ns_checkpoint_write(const char *path, const ns_model *m, const ns_optim *opt, int epoch,
+                        const char *producer, int (*extra)(void *ctx, ns_writer *w, ns_err *err),
+                        void *extra_ctx, ns_err *err);
+// Reads a checkpoint's optimiser state and the epoch it reached back from the
+// loaded model's extra tensors (0 when it has no "train.epoch").
+int ns_checkpoint_resume(ns_optim *opt, const ns_model *m, int *start_epoch, ns_err *err);
+
 int ns_train(ns_model *m, const ns_samples *train, const ns_samples *val,
              const ns_train_config *cfg, ns_epoch_stats *last, ns_err *err);
 
