@@ -136,4 +136,8 @@ int ns_region_present(const ns_model *m);
 int ns_region_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t topk, float thresh,
                      ns_det_boxes *dets, double *seconds, const ns_reporter *report, ns_err *err);
 
+// Both modes' last step: the kept boxes of the n images of d, image after
+// image (counts[i] for image i, total in all), as a detection batch with scores.
+int ns_cnet_pack_detections(ns_det_boxes *dets, const ns_det_data *d, const ns_det_box *all,
+                            const int64_t *counts, int64_t total, ns_err *err);
 #endif

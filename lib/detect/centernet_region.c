@@ -461,20 +461,7 @@ int ns_region_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t t
     }
     ns_report_end(report);
     if (seconds) *seconds = ns_now() - t0;
-    if (rc == 0 && (rc = ns_det_boxes_alloc(dets, d->n, total, 1, err)) == 0) {
-        dets->h = d->h;
-        dets->w = d->w;
-        for (int64_t i = 0; i < d->n; i++) {
-            dets->ids[i] = d->set.images[i].id;
-            dets->offsets[i + 1] = dets->offsets[i] + counts[i];
-        }
-        for (int64_t j = 0; j < total; j++) {
-            float q[4] = {all[j].x0, all[j].y0, all[j].x1, all[j].y1};
-            memcpy(dets->xyxy + 4 * j, q, sizeof q);
-            dets->classes[j] = all[j].cls;
-            dets->scores[j] = all[j].score;
-        }
-    }
+    if (rc == 0) rc = ns_cnet_pack_detections(dets, d, all, counts, total, err);
     if (engine) ns_engine_free(&e);
     backbone_free(&b);
     ns_model_free(&h);

@@ -181,6 +181,24 @@ static int run_init(run *r, ns_model *m, const ns_det_data *d, const ns_cnet_tra
     return 0;
 }
 
+int ns_cnet_pack_detections(ns_det_boxes *dets, const ns_det_data *d, const ns_det_box *all,
+                            const int64_t *counts, int64_t total, ns_err *err) {
+    if (ns_det_boxes_alloc(dets, d->n, total, 1, err) < 0) return -1;
+    dets->h = d->h;
+    dets->w = d->w;
+    for (int64_t i = 0; i < d->n; i++) {
+        dets->ids[i] = d->set.images[i].id;
+        dets->offsets[i + 1] = dets->offsets[i] + counts[i];
+    }
+    for (int64_t j = 0; j < total; j++) {
+        float q[4] = {all[j].x0, all[j].y0, all[j].x1, all[j].y1};
+        memcpy(dets->xyxy + 4 * j, q, sizeof q);
+        dets->classes[j] = all[j].cls;
+        dets->scores[j] = all[j].score;
+    }
+    return 0;
+}
+
 // Copies image s into dst, mirrored left-right when flip.
 static void copy_image(float *dst, const ns_det_data *d, int64_t s, int flip) {
     int64_t per = d->c * d->h * d->w;
@@ -322,20 +340,7 @@ int ns_cnet_detect(ns_model *m, const ns_det_data *d, int64_t batch, int64_t top
     if (seconds) *seconds = ns_now() - t0;
     ns_engine_free(&e);
     free(sig);
-    if (rc == 0 && (rc = ns_det_boxes_alloc(dets, d->n, total, 1, err)) == 0) {
-        dets->h = d->h;
-        dets->w = d->w;
-        for (int64_t i = 0; i < d->n; i++) {
-            dets->ids[i] = d->set.images[i].id;
-            dets->offsets[i + 1] = dets->offsets[i] + counts[i];
-        }
-        for (int64_t j = 0; j < total; j++) {
-            float q[4] = {all[j].x0, all[j].y0, all[j].x1, all[j].y1};
-            memcpy(dets->xyxy + 4 * j, q, sizeof q);
-            dets->classes[j] = all[j].cls;
-            dets->scores[j] = all[j].score;
-        }
-    }
+    if (rc == 0) rc = ns_cnet_pack_detections(dets, d, all, counts, total, err);
     free(all);
     free(counts);
     return rc;
