@@ -157,23 +157,6 @@ static void check_spec_fits(ns_model *m, const ns_arch_opts *data, const char *l
     }
 }
 
-static void parse_in(const char *s, ns_arch_opts *o) {
-    long v[3] = {0, 0, 0};
-    int n = 0;
-    char *end;
-    const char *p = s;
-    while (n < 3) {
-        v[n++] = strtol(p, &end, 10);
-        if (*end != 'x') break;
-        p = end + 1;
-    }
-    if (*end || (n != 1 && n != 3) || v[0] < 1 || (n == 3 && (v[1] < 1 || v[2] < 1)))
-        ns_die_usage("--in takes CxHxW or D (%s)", s);
-    o->in_c = (int)v[0];
-    o->in_h = n == 3 ? (int)v[1] : 0;
-    o->in_w = n == 3 ? (int)v[2] : 0;
-}
-
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
     struct cmdline cmd = {.width = 1, .output = "-"};
@@ -183,7 +166,7 @@ int main(int argc, char **argv) {
     ns_err err;
     ns_model m;
     ns_model_init(&m);
-    if (cmd.in) parse_in(cmd.in, &o);
+    if (cmd.in && ns_arch_parse_in(cmd.in, 0, 0, &o) < 0) ns_die_usage("--in takes CxHxW or D (%s)", cmd.in);
     if (cmd.hidden) {
         double h[8];
         int n = ns_parse_doubles(cmd.hidden, h, 8, &err);

@@ -82,23 +82,6 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, const char
     if (!cmd->mean != !cmd->std) ns_die_usage("give --mean and --std together");
 }
 
-static void parse_in(const char *s, ns_arch_opts *o) {
-    long v[3] = {0, 0, 0};
-    int n = 0;
-    char *end;
-    const char *p = s;
-    while (n < 3) {
-        v[n++] = strtol(p, &end, 10);
-        if (*end != 'x') break;
-        p = end + 1;
-    }
-    if (*end || (n != 1 && n != 3) || v[0] < 1 || v[0] > 4096 || (n == 3 && (v[1] < 1 || v[2] < 1 || v[1] > 65536 || v[2] > 65536)))
-        ns_die_usage("--in takes CxHxW or D (%s)", s);
-    o->in_c = (int)v[0];
-    o->in_h = n == 3 ? (int)v[1] : 0;
-    o->in_w = n == 3 ? (int)v[2] : 0;
-}
-
 static const ns_tensor *sd_get(const ns_state_dict *sd, const char *name) {
     int i = ns_state_dict_find(sd, name);
     return i < 0 ? NULL : &sd->items[i].t;
@@ -230,8 +213,9 @@ int main(int argc, char **argv) {
         tv = archs[a].torchvision;
         ns_arch_opts o = {.width = cmd.width, .depth = cmd.depth, .classes = cmd.num_classes, .patch = cmd.patch,
                           .heads = cmd.heads};
-        if (cmd.in) parse_in(cmd.in, &o);
-        else if (tv) o.in_c = 3, o.in_h = o.in_w = 224;
+        if (cmd.in) {
+            if (ns_arch_parse_in(cmd.in, 4096, 65536, &o) < 0) ns_die_usage("--in takes CxHxW or D (%s)", cmd.in);
+        } else if (tv) o.in_c = 3, o.in_h = o.in_w = 224;
         else ns_die_usage("--arch %s needs --in CxHxW (or D)", cmd.arch);
         if (cmd.hidden) {
             double h[8];

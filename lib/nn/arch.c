@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", "vit", "text-transformer", NULL};
@@ -282,4 +283,22 @@ int ns_arch_build_text(ns_model *m, const ns_arch_opts *o, int vocab, ns_err *er
     build_text_transformer(&b, o, vocab);
     resolve_so_far(&b);
     return b.failed ? -1 : 0;
+}
+
+int ns_arch_parse_in(const char *s, long max_c, long max_hw, ns_arch_opts *o) {
+    long v[3] = {0, 0, 0};
+    int n = 0;
+    char *end;
+    const char *p = s;
+    while (n < 3) {
+        v[n++] = strtol(p, &end, 10);
+        if (*end != 'x') break;
+        p = end + 1;
+    }
+    if (*end || (n != 1 && n != 3) || v[0] < 1 || (max_c && v[0] > max_c)) return -1;
+    if (n == 3 && (v[1] < 1 || v[2] < 1 || (max_hw && (v[1] > max_hw || v[2] > max_hw)))) return -1;
+    o->in_c = (int)v[0];
+    o->in_h = n == 3 ? (int)v[1] : 0;
+    o->in_w = n == 3 ? (int)v[2] : 0;
+    return 0;
 }

@@ -55,4 +55,10 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
 // it needs the vocabulary's size).
 int ns_arch_build_text(ns_model *m, const ns_arch_opts *o, int vocab, ns_err *err);
 
+// Parses an --in value, "CxHxW" (an image) or "D" (a vector), into o's
+// in_c/in_h/in_w (in_h = in_w = 0 for D). Every size must be >= 1 and, when
+// max_c or max_hw is not 0, at most that. Returns 0, or -1 when s is not such
+// a value (the caller names it).
+int ns_arch_parse_in(const char *s, long max_c, long max_hw, ns_arch_opts *o);
+
 #endif
