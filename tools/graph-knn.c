@@ -23,6 +23,7 @@
 #include "graph/csbm.h"
 #include "graph/graphdata.h"
 #include "graph/knn.h"
+#include "stream/labels.h"
 #include "stream/streaminfo.h"
 #include "stream/tns.h"
 
@@ -112,21 +113,17 @@ static void take_record(samples *s, const ns_record *rec, const char *label, int
         ns_die("%s: record %llu (%s): samples of %lld features, but %lld in %s", label, at, rec->name, (long long)d,
                (long long)s->d, s->shape_from);
     }
-    // Labels: an array of n integers in the record's meta, each >= -1.
-    int64_t *y = malloc((size_t)n * sizeof *y);
+    // Labels: one per sample, -1 or a class below NS_GRAPH_MAX_CLASSES
+    // (stream/labels.h, the one label reader).
+    int32_t *y = malloc((size_t)n * sizeof *y);
     if (!y) ns_die("out of memory");
-    size_t got_n = 0;
     ns_err err;
     ns_tensor t = {0};
-    int got = ns_obj_i64s(rec->meta, "labels", y, (size_t)n, &got_n, &err), failed = 0;
-    if (got < 0) {
-        failed = ns_err_prefix(&err, "%s: record %llu (%s)", label, at, rec->name);
-    } else if (got && (int64_t)got_n != n) {
-        failed = ns_errf(&err, "%s: record %llu (%s): %zu labels for %lld samples", label, at, rec->name, got_n,
-                         (long long)n);
-    } else if (ns_record_tensor_f32(rec, &t, &err) < 0) {
+    int failed = 0;
+    if (ns_record_labels(rec, n, NS_GRAPH_MAX_CLASSES, y, &err) < 0)
+        failed = ns_err_prefix(&err, "%s", label);
+    else if (ns_record_tensor_f32(rec, &t, &err) < 0)
         failed = ns_err_prefix(&err, "%s: record %llu", label, at);
-    }
     if (!failed && limit > 0 && s->n + n > limit) n = limit - s->n;
     const float *src = t.data;
     for (int64_t i = 0; !failed && i < n * d; i++)
@@ -136,16 +133,8 @@ static void take_record(samples *s, const ns_record *rec, const char *label, int
     if (!failed) {
         samples_grow(s, s->n + n);
         memcpy(s->x + s->n * d, src, (size_t)(n * d) * sizeof *src);
-    }
-    for (int64_t i = 0; !failed && i < n; i++) {
-        int64_t v = got ? y[i] : -1;
-        if (v < -1 || v >= NS_GRAPH_MAX_CLASSES)
-            failed = ns_errf(&err, "%s: record %llu (%s): label %lld of sample %lld out of range (0..%lld, or -1)",
-                             label, at, rec->name, (long long)v, (long long)i, (long long)NS_GRAPH_MAX_CLASSES - 1);
-        else {
-            s->labels[s->n + i] = (int32_t)v;
-            s->any_label |= v >= 0;
-        }
+        memcpy(s->labels + s->n, y, (size_t)n * sizeof *y);
+        for (int64_t i = 0; i < n; i++) s->any_label |= y[i] >= 0;
     }
     ns_tensor_free(&t);
     free(y);

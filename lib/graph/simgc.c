@@ -8,9 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/blas.h"
+#include "base/report.h"
 #include "nn/ops.h"
 #include "nn/optim.h"
 #include "graph/pge.h"
@@ -472,12 +472,6 @@ static int validate(condenser *k, const ns_graph *g, ns_gnn_ctx *ectx, ns_gnn *v
     return 0;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int check_input(const ns_graph *g, const ns_simgc_config *cfg, int64_t *train, ns_err *err) {
     if (!g->labels || g->classes < 1) return ns_errf(err, "the graph has no labels");
     if (g->feature_dim < 1) return ns_errf(err, "the graph has no node features");
@@ -536,9 +530,9 @@ ns_simgc *ns_simgc_create(const ns_graph *g, const ns_simgc_config *cfg, ns_simg
     }
     if (check_input(g, cfg, train, err) < 0) goto fail;
     ns_threads();
-    double t0 = now();
+    double t0 = ns_now();
     if (propagate_original(k, g, err) < 0 || train_teacher(k, g, res, err) < 0) goto fail;
-    res->teacher_seconds = now() - t0;
+    res->teacher_seconds = ns_now() - t0;
 
     // condensed labels, statistics, parameters
     k->n = ns_simgc_class_sizes(train, k->C, cfg->ratio, k->count, k->order);
@@ -593,7 +587,7 @@ double ns_simgc_loss(ns_simgc *k) { return step_loss(k); }
 
 int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *err) {
     const ns_simgc_config *cfg = k->cfg;
-    double t1 = now(), tval = 0, loss = 0;
+    double t1 = ns_now(), tval = 0, loss = 0;
     for (int it = 0; it <= cfg->iterations; it++) {
         loss = step_loss(k);
         if (isnan(loss))
@@ -604,17 +598,17 @@ int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *e
         if (!report) continue;
         double val = NAN, test = NAN;
         if (cfg->val_every > 0) {
-            double tv = now();
+            double tv = ns_now();
             generate_adjacency(k);
             if (validate(k, g, &k->ectx, &k->vm, it, &val, &test, err) < 0) return -1;
             if (!(val <= res->best_val)) { // the first, or better
                 res->best_val = val, res->best_test = test, res->best_iter = it;
                 keep_snapshot(k);
             }
-            tval += now() - tv;
+            tval += ns_now() - tv;
         }
         if (cfg->progress)
-            cfg->progress(cfg, it, loss, val, res->best_val, res->best_test, now() - t1, cfg->progress_arg);
+            cfg->progress(cfg, it, loss, val, res->best_val, res->best_test, ns_now() - t1, cfg->progress_arg);
     }
     if (res->best_iter < 0) { // no validation: the last state
         generate_adjacency(k);
@@ -623,7 +617,7 @@ int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *e
     }
     res->last_loss = loss;
     res->validate_seconds = tval;
-    res->condense_seconds = now() - t1 - tval;
+    res->condense_seconds = ns_now() - t1 - tval;
     if (condensed_graph(&res->condensed, k->best_x, k->best_a, k->labels, k->n, k->D, g, err) < 0) return -1;
     if (copy_class_names(&res->condensed, g, err) < 0) {
         ns_graph_free(&res->condensed);

@@ -6,15 +6,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/report.h"
 #include "nn/engine_ops.h"
-
-static double ns_engine_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // ---------------------------------------------------------------------------
 // fusion: a convolution with the batch norm after it, and the add and relu
@@ -146,7 +140,7 @@ static void group_forward(ns_engine *e, const fuse_group *g, int gi, int64_t n) 
     float *bn_out = g->bn != g->last && store_act(e, g->bn) ? e->act[g->bn] : NULL;
     float *sum_out = g->add >= 0 && g->add != g->last && store_act(e, g->add) ? e->act[g->add] : NULL;
     const float *res = g->add >= 0 ? e->act[g->res] : NULL;
-    double t0 = e->prof_fwd ? ns_engine_clock() : 0;
+    double t0 = e->prof_fwd ? ns_now() : 0;
     if (!e->training) {
         ns_batchnorm_eval_stats(mean, rstd, param(&bc, 2), param(&bc, 3), C, eps);
         ns_batchnorm_affine(scale, shift, mean, rstd, param(&bc, 0), param(&bc, 1), C);
@@ -154,19 +148,19 @@ static void group_forward(ns_engine *e, const fuse_group *g, int gi, int64_t n) 
                                  store_act(e, g->conv) || e->with_grads ? e->act[g->conv] : NULL,
                                  bn_out, sum_out, NULL};
         ns_conv2d_forward_ex(out, e->scratch, in_act(&cc, 0), param(&cc, 0), param(&cc, 1), &geom, &ep);
-        if (e->prof_fwd) e->prof_fwd[g->conv] += ns_engine_clock() - t0;
+        if (e->prof_fwd) e->prof_fwd[g->conv] += ns_now() - t0;
         return;
     }
     ns_conv2d_epilogue ep = {0};
     ep.plane_stats = e->plan->plane_stats[gi];
     ns_conv2d_forward_ex(e->act[g->conv], e->scratch, in_act(&cc, 0), param(&cc, 0), param(&cc, 1),
                          &geom, &ep);
-    double t1 = e->prof_fwd ? ns_engine_clock() : 0;
+    double t1 = e->prof_fwd ? ns_now() : 0;
     if (e->prof_fwd) e->prof_fwd[g->conv] += t1 - t0;
     ns_batchnorm_stats(mean, rstd, param(&bc, 2), param(&bc, 3), ep.plane_stats, n, C, S, momentum, eps);
     ns_batchnorm_affine(scale, shift, mean, rstd, param(&bc, 0), param(&bc, 1), C);
     ns_batchnorm_apply(out, bn_out, sum_out, e->act[g->conv], scale, shift, res, g->relu >= 0, n, C, S);
-    if (e->prof_fwd) e->prof_fwd[g->bn] += ns_engine_clock() - t1;
+    if (e->prof_fwd) e->prof_fwd[g->bn] += ns_now() - t1;
 }
 
 // ---------------------------------------------------------------------------
@@ -449,9 +443,9 @@ const float *ns_engine_forward(ns_engine *e, const float *x, int64_t n, int trai
             continue;
         }
         op_ctx c = {e, &m->nodes[i], i, n, 0};
-        double t0 = e->prof_fwd ? ns_engine_clock() : 0;
+        double t0 = e->prof_fwd ? ns_now() : 0;
         if (ns_engine_exec[m->nodes[i].op].forward(&c, err) < 0) return NULL;
-        if (e->prof_fwd) e->prof_fwd[i] += ns_engine_clock() - t0;
+        if (e->prof_fwd) e->prof_fwd[i] += ns_now() - t0;
     }
     return e->act[m->output];
 }
@@ -496,7 +490,7 @@ static void group_backward(ns_engine *e, const fuse_group *g, int gi) {
         if (!init[g->res]) ow |= 2;
         init[g->res] = 1;
     }
-    double t0 = e->prof_bwd ? ns_engine_clock() : 0;
+    double t0 = e->prof_bwd ? ns_now() : 0;
     // a relu right after the batch norm: its mask from the batch norm's input
     // and the forward's affine map (saved in the plan), not from its output
     const int direct = g->relu >= 0 && g->add < 0;
@@ -505,7 +499,7 @@ static void group_backward(ns_engine *e, const fuse_group *g, int gi) {
                              direct ? e->plan->affine[gi] : NULL, e->act[g->conv],
                              e->saved_mean[g->bn], e->saved_rstd[g->bn], param(&bc, 0), e->n, C, S,
                              e->training, ow);
-    if (e->prof_bwd) e->prof_bwd[g->bn] += ns_engine_clock() - t0;
+    if (e->prof_bwd) e->prof_bwd[g->bn] += ns_now() - t0;
 }
 
 void ns_engine_backward(ns_engine *e, const float *dout) {
@@ -533,9 +527,9 @@ void ns_engine_backward(ns_engine *e, const float *dout) {
             p->ginit[i] = 1;
         }
         prepare_input_grads(e, &c, ns_engine_exec[m->nodes[i].op].overwrites);
-        double t0 = e->prof_bwd ? ns_engine_clock() : 0;
+        double t0 = e->prof_bwd ? ns_now() : 0;
         ns_engine_exec[m->nodes[i].op].backward(&c);
-        if (e->prof_bwd) e->prof_bwd[i] += ns_engine_clock() - t0;
+        if (e->prof_bwd) e->prof_bwd[i] += ns_now() - t0;
     }
     if (e->want_input_grad && !p->ginit[0])
         memset(e->grad[0], 0, (size_t)(e->n * m->nodes[0].numel) * sizeof(float));

@@ -521,15 +521,10 @@ AVX512 static void mk(int Q, MK_ARGS) {
 // -DWINO_PROF: seconds per stage of sample() in wino_prof (a development aid)
 #ifdef WINO_PROF
 double wino_prof[4];
-#include <time.h>
-static double wclock(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "base/report.h"
 #define WP(k)                                                                                  \
     do {                                                                                       \
-        double t_ = wclock();                                                                  \
+        double t_ = ns_now();                                                                  \
         wino_prof[k] += t_ - tp_;                                                              \
         tp_ = t_;                                                                              \
     } while (0)
@@ -558,7 +553,7 @@ AVX512 static void sample(float *dst, int acc, const float *x, const float *U, f
                           const wplan *p, const float *next_x, const float *next_dst,
                           const ns_wino_epi *epi) {
 #ifdef WINO_PROF
-    double tp_ = wclock();
+    double tp_ = ns_now();
 #endif
     const int64_t Cin = p->Cin, Cout = p->Cout, Wp = p->Wp, Tpad = p->Tpad;
     float *xt = t + p->o_xt, *V = t + p->o_V, *M = t + p->o_M;
@@ -641,7 +636,7 @@ AVX512 static void dweight_batch(float *part, int acc, const float *dout, const 
     const int64_t HW = p->H * p->W, OHW = p->OH * p->OW, K = nb * Tpad, KB = p->B * Tpad;
     float *xt = t + p->o_xt, *V = t + p->o_V, *Y = t + p->o_Y, *dyt = t + p->o_dyt;
 #ifdef WINO_PROF
-    double tp_ = wclock();
+    double tp_ = ns_now();
 #endif
     for (int64_t j = 0; j < nb; j++) {
         const float *x = inp + (n0 + j) * Cin * HW, *dy = dout + (n0 + j) * Cout * OHW;

@@ -39,7 +39,7 @@ PY
 # at most B, labels i mod C, from a seeded numpy generator; class names
 # c0..c{C-1} in a meta record. Extra arguments: "nan" puts a NaN in point 1,
 # "shortlabels" gives the first record one label too few.
-make_feats() { # path n d b c seed [nan|shortlabels]
+make_feats() { # path n d b c seed [nan|shortlabels|badlabel]
     $PY - "$@" <<'PY'
 import sys, msgpack, numpy as np
 path, n, d, b, c, seed = sys.argv[1], *map(int, sys.argv[2:7])
@@ -55,6 +55,8 @@ with open(path, "wb") as f:
         labels = [i % c for i in range(s, s + len(part))]
         if extra == "shortlabels" and s == 0:
             labels = labels[:-1]
+        if extra == "badlabel" and s == 50:
+            labels[3] = -2
         f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "tensor", "name": "features",
                                "dtype": "f32", "shape": list(part.shape),
                                "meta": {"labels": labels, "ids": list(range(s, s + len(part)))},
@@ -316,6 +318,9 @@ PY
     make_feats "$T/short.tns" 200 5 50 3 1 shortlabels
     run --separate-stderr graph-knn "$T/short.tns"
     expect_failure 1 graph-knn "49 labels for 50 samples"
+    make_feats "$T/badlab.tns" 200 5 50 3 1 badlabel
+    run --separate-stderr graph-knn "$T/badlab.tns"
+    expect_failure 1 graph-knn "record 2 (features): sample 3 has label -2"
     make_feats "$T/d6.tns" 200 6 50 3 1
     run --separate-stderr graph-knn "$T/f.tns" "$T/d6.tns"
     expect_failure 1 graph-knn "samples of 6 features, but 5 in $T/f.tns record 1"
