@@ -174,14 +174,14 @@ static int cmd_train(struct cmdline *cmd, const char *path) {
 }
 
 // --- detect ---------------------------------------------------------------------------
-
-static void labels_of(const ns_model *m, const ns_det_data *d, char ***labels, size_t *n) {
-    *labels = m->labels ? m->labels : d->set.labels;
-    *n = m->labels ? m->nlabels : d->set.nlabels;
-}
+// Detection streams: the input is read a window of whole batches at a time
+// (WINDOW images, or the batch when larger), and each window's detections are
+// written before the next is read, so memory is bounded by the window, not by
+// the stream. Evaluation and COCO JSON keep the boxes (not the images) until
+// the end.
+#define WINDOW 256
 
 static int write_tsv(FILE *f, const ns_det_boxes *b, char **labels, size_t nlabels) {
-    fputs("id\tclass\tname\tscore\tx0\ty0\tx1\ty1\n", f);
     for (int64_t i = 0; i < b->n; i++)
         for (int64_t j = b->offsets[i]; j < b->offsets[i + 1]; j++) {
             const float *q = b->xyxy + 4 * j;
@@ -191,40 +191,66 @@ static int write_tsv(FILE *f, const ns_det_boxes *b, char **labels, size_t nlabe
     return 0;
 }
 
-// The first `limit` images with their detections, as DIR/ID.png; DIR is
-// built as DIR.tmp.PID and renamed into place, so it appears whole or not at all.
-static int draw_dir(const char *dir, const ns_det_data *d, const ns_det_boxes *b, int limit, char **labels,
-                    size_t nlabels, ns_err *err) {
+// --draw DIR: the first `limit` images with their detections, as DIR/ID.png,
+// written into DIR.tmp.PID and renamed into place at the end, so that DIR
+// appears whole or not at all.
+typedef struct drawing {
+    const char *dir;
+    char tmp[4096];
+    int64_t done, limit;
+    int64_t *ids; // of the images drawn, to remove them on failure
+} drawing;
+
+static int draw_begin(drawing *dr, const char *dir, int64_t limit, ns_err *err) {
+    memset(dr, 0, sizeof *dr);
     struct stat st;
     if (stat(dir, &st) == 0) return ns_errf(err, "--draw %s exists already", dir);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
-    if (mkdir(tmp, 0777) < 0) return ns_errf(err, "cannot create %s (%s)", tmp, strerror(errno));
-    int rc = 0;
+    snprintf(dr->tmp, sizeof dr->tmp, "%s.tmp.%ld", dir, (long)getpid());
+    if (!(dr->ids = malloc((size_t)limit * sizeof *dr->ids))) return ns_errf(err, "out of memory");
+    if (mkdir(dr->tmp, 0777) < 0) return ns_errf(err, "cannot create %s (%s)", dr->tmp, strerror(errno));
+    dr->dir = dir;
+    dr->limit = limit;
+    return 0;
+}
+
+static int draw_window(drawing *dr, const ns_det_data *d, const ns_det_boxes *b, char **labels, size_t nlabels,
+                       ns_err *err) {
     int64_t per = d->c * d->h * d->w;
-    for (int64_t i = 0; rc == 0 && i < d->n && i < limit; i++) {
+    for (int64_t i = 0; i < d->n && dr->done < dr->limit; i++) {
         ns_image img;
-        if ((rc = ns_image_alloc(&img, (int)d->c, (int)d->h, (int)d->w, err)) < 0) break;
+        if (ns_image_alloc(&img, (int)d->c, (int)d->h, (int)d->w, err) < 0) return -1;
         memcpy(img.data, d->x + i * per, (size_t)per * sizeof(float));
-        rc = ns_det_draw_image(&img, b, i, labels, nlabels, err);
+        int rc = ns_det_draw_image(&img, b, i, labels, nlabels, err);
         char path[4200];
-        snprintf(path, sizeof path, "%s/%06lld.png", tmp, (long long)b->ids[i]);
+        snprintf(path, sizeof path, "%s/%06lld.png", dr->tmp, (long long)b->ids[i]);
         if (rc == 0) rc = ns_png_write_file(path, &img, err);
         ns_image_free(&img);
+        if (rc < 0) return -1;
+        dr->ids[dr->done++] = b->ids[i];
     }
-    if (rc == 0 && rename(tmp, dir) < 0) rc = ns_errf(err, "cannot rename %s to %s (%s)", tmp, dir, strerror(errno));
-    if (rc < 0) {
-        for (int64_t i = 0; i < d->n && i < limit; i++) {
+    return 0;
+}
+
+// Renames the drawings into place (ok) or removes them.
+static int draw_finish(drawing *dr, int ok, ns_err *err) {
+    int rc = 0;
+    if (!dr->dir) return 0;
+    if (ok && rename(dr->tmp, dr->dir) < 0)
+        rc = ns_errf(err, "cannot rename %s to %s (%s)", dr->tmp, dr->dir, strerror(errno));
+    if (!ok || rc < 0) {
+        for (int64_t i = 0; i < dr->done; i++) {
             char path[4300];
-            snprintf(path, sizeof path, "%s/%06lld.png", tmp, (long long)b->ids[i]);
+            snprintf(path, sizeof path, "%s/%06lld.png", dr->tmp, (long long)dr->ids[i]);
             remove(path);
         }
-        rmdir(tmp);
+        rmdir(dr->tmp);
     }
+    free(dr->ids);
+    memset(dr, 0, sizeof *dr);
     return rc;
 }
 
-// Images start .. start+n-1 as an image batch after their boxes record.
+// Images start .. start+n-1 of the window as an image batch after their boxes record.
 static int write_images(ns_writer *w, const ns_det_data *d, const ns_det_boxes *b, int64_t start, int64_t n,
                         ns_err *err) {
     ns_tensor t;
@@ -248,109 +274,137 @@ static int write_images(ns_writer *w, const ns_det_data *d, const ns_det_boxes *
     return rc;
 }
 
+// A window's detections as boxes records of at most 256 images (each followed
+// by its images with --images).
+static int write_boxes(ns_writer *w, const ns_det_data *d, const ns_det_boxes *dets, int images, ns_err *err) {
+    for (int64_t start = 0; start < dets->n; start += 256) {
+        int64_t n = dets->n - start < 256 ? dets->n - start : 256, first = dets->offsets[start];
+        ns_det_boxes part;
+        if (ns_det_boxes_alloc(&part, n, dets->offsets[start + n] - first, 1, err) < 0) return -1;
+        part.h = dets->h;
+        part.w = dets->w;
+        for (int64_t i = 0; i < n; i++) {
+            part.ids[i] = dets->ids[start + i];
+            part.offsets[i + 1] = dets->offsets[start + i + 1] - first;
+        }
+        memcpy(part.xyxy, dets->xyxy + 4 * first, (size_t)(4 * part.total) * sizeof(float));
+        memcpy(part.classes, dets->classes + first, (size_t)part.total * sizeof(int64_t));
+        memcpy(part.scores, dets->scores + first, (size_t)part.total * sizeof(float));
+        int rc = ns_det_boxes_write(w, "detections", &part, err);
+        ns_det_boxes_free(&part);
+        if (rc == 0 && images) rc = write_images(w, d, dets, start, n, err);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+// The evaluation's table: per-class AP and the means.
+static int write_eval(FILE *f, const ns_det_set *gt, const ns_det_set *dt, int64_t k, char **labels, size_t nlabels,
+                      double images_per_s, ns_err *err) {
+    ns_det_class_ap *ap = calloc((size_t)k, sizeof *ap);
+    ns_det_summary sum;
+    if (!ap) return ns_errf(err, "out of memory");
+    int rc = ns_det_evaluate(gt, dt, k, 100, ap, &sum, err);
+    if (rc == 0) {
+        fputs("class\tname\tgt\tdet\ttp50\tap50_voc_all\tap50_voc11\tcoco\n", f);
+        for (int64_t c = 0; c < k; c++)
+            fprintf(f, "%lld\t%s\t%lld\t%lld\t%lld\t%.4f\t%.4f\t%.4f\n", (long long)c,
+                    (size_t)c < nlabels ? labels[c] : "-", (long long)ap[c].ngt, (long long)ap[c].ndet,
+                    (long long)ap[c].tp50, ap[c].voc_all, ap[c].voc11, ap[c].coco);
+        fprintf(f, "# mAP@0.5 (VOC all-point)\t%.4f\n# mAP@0.5 (VOC 11-point)\t%.4f\n# mAP@[.5:.95] (COCO)\t%.4f\n"
+                   "# AP50 (COCO)\t%.4f\n# AP75 (COCO)\t%.4f\n# images/s\t%.1f\n",
+                sum.map_voc_all, sum.map_voc11, sum.map_coco, sum.map50, sum.map75, images_per_s);
+    }
+    free(ap);
+    return rc;
+}
+
 static int cmd_detect(struct cmdline *cmd, const char *path, int eval) {
     if (!cmd->model) ns_die_usage("%s needs --model MODEL", eval ? "eval" : "detect");
-    const char *fmt = cmd->format ? cmd->format : "tns";
-    if (strcmp(fmt, "tns") && strcmp(fmt, "tsv") && strcmp(fmt, "json"))
+    const char *fmt = eval ? "eval" : cmd->format ? cmd->format : "tns";
+    if (!eval && strcmp(fmt, "tns") && strcmp(fmt, "tsv") && strcmp(fmt, "json"))
         ns_die_usage("--format must be tns, tsv or json (%s)", fmt);
     ns_err err;
     ns_model m;
     load_model(&m, cmd->model);
-    ns_det_data d;
-    load_data(&d, path, eval);
     int64_t k, s;
     ns_cnet_shape(&m, &k, &s, &err);
-    if (d.set.nlabels && (int64_t)d.set.nlabels != k)
-        ns_die("%s names %zu classes; the model %s has %lld", path, d.set.nlabels, cmd->model, (long long)k);
-    ns_det_boxes dets;
-    double secs;
-    if ((is_region(cmd) ? ns_region_detect : ns_cnet_detect)(&m, &d, cmd->batch, cmd->topk, (float)cmd->thresh, &dets,
-                                                           &secs, ns_stderr_reporter(cmd->quiet), &err) < 0)
-        ns_die_err(&err);
-    if (!cmd->quiet) ns_warn("%lld images in %.2fs (%.0f images/s), %lld detections", (long long)d.n, secs,
-                             (double)d.n / secs, (long long)dets.total);
-    char **labels;
-    size_t nlabels;
-    labels_of(&m, &d, &labels, &nlabels);
+    drawing dr = {0};
+    if (cmd->draw && draw_begin(&dr, cmd->draw, cmd->draw_limit, &err) < 0) ns_die_err(&err);
+    ns_det_reader *r = ns_det_reader_open(path, eval, &err);
     ns_output out;
-    if (ns_output_open(&out, cmd->output ? cmd->output : "-", &err) < 0) ns_die_err(&err);
-    int failed = 0;
-    if (eval) {
-        ns_det_set dt = {0};
-        ns_det_class_ap *ap = calloc((size_t)k, sizeof *ap);
-        ns_det_summary sum;
-        if (!ap) ns_die("out of memory");
-        failed = ns_det_set_add(&dt, &dets, &err) < 0 || ns_det_evaluate(&d.set, &dt, k, 100, ap, &sum, &err) < 0;
-        if (!failed) {
-            fputs("class\tname\tgt\tdet\ttp50\tap50_voc_all\tap50_voc11\tcoco\n", out.f);
-            for (int64_t c = 0; c < k; c++)
-                fprintf(out.f, "%lld\t%s\t%lld\t%lld\t%lld\t%.4f\t%.4f\t%.4f\n", (long long)c,
-                        (size_t)c < nlabels ? labels[c] : "-", (long long)ap[c].ngt, (long long)ap[c].ndet,
-                        (long long)ap[c].tp50, ap[c].voc_all, ap[c].voc11, ap[c].coco);
-            fprintf(out.f, "# mAP@0.5 (VOC all-point)\t%.4f\n# mAP@0.5 (VOC 11-point)\t%.4f\n# mAP@[.5:.95] (COCO)\t%.4f\n"
-                           "# AP50 (COCO)\t%.4f\n# AP75 (COCO)\t%.4f\n# images/s\t%.1f\n",
-                    sum.map_voc_all, sum.map_voc11, sum.map_coco, sum.map50, sum.map75, (double)d.n / secs);
-        }
-        free(ap);
-        ns_det_set_free(&dt);
-        if (failed) {
-            ns_output_abort(&out);
-            ns_die_err(&err);
-        }
-        if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
-    } else if (strcmp(fmt, "tns") == 0) {
-        ns_writer w;
-        ns_writer_init(&w, out.f);
-        ns_map meta;
-        ns_map_init(&meta);
-        ns_map_str(&meta, "general.producer", "logo-det " NS_VERSION);
-        if (nlabels) ns_map_strs(&meta, "general.labels", (const char *const *)labels, nlabels);
-        ns_map_str(&meta, "detect.model", cmd->model);
-        failed = ns_write_meta(&w, "", &meta, &err) < 0;
-        ns_map_free(&meta);
-        // one boxes record per 256 images
-        for (int64_t start = 0; !failed && start < dets.n; start += 256) {
-            int64_t n = dets.n - start < 256 ? dets.n - start : 256, first = dets.offsets[start];
-            ns_det_boxes part;
-            if (ns_det_boxes_alloc(&part, n, dets.offsets[start + n] - first, 1, &err) < 0) { failed = 1; break; }
-            part.h = dets.h;
-            part.w = dets.w;
-            for (int64_t i = 0; i < n; i++) {
-                part.ids[i] = dets.ids[start + i];
-                part.offsets[i + 1] = dets.offsets[start + i + 1] - first;
-            }
-            memcpy(part.xyxy, dets.xyxy + 4 * first, (size_t)(4 * part.total) * sizeof(float));
-            memcpy(part.classes, dets.classes + first, (size_t)part.total * sizeof(int64_t));
-            memcpy(part.scores, dets.scores + first, (size_t)part.total * sizeof(float));
-            failed = ns_det_boxes_write(&w, "detections", &part, &err) < 0;
-            ns_det_boxes_free(&part);
-            if (!failed && cmd->images) failed = write_images(&w, &d, &dets, start, n, &err) < 0;
-        }
-        if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
-    } else {
-        if (strcmp(fmt, "tsv") == 0) {
-            write_tsv(out.f, &dets, labels, nlabels);
-        } else {
-            ns_det_set dt = {0};
-            failed = ns_det_set_add(&dt, &dets, &err) < 0;
-            if (!failed) {
-                dt.labels = labels;
-                dt.nlabels = nlabels;
-                failed = ns_det_write_coco(&dt, out.f, &err) < 0;
-                dt.labels = NULL;
-                dt.nlabels = 0;
-            }
-            ns_det_set_free(&dt);
-        }
-        if (failed) {
-            ns_output_abort(&out);
-            ns_die_err(&err);
-        }
-        if (ns_output_commit(&out, &err) < 0) ns_die_err(&err);
+    if (!r || ns_output_open(&out, cmd->output ? cmd->output : "-", &err) < 0) {
+        draw_finish(&dr, 0, &err);
+        ns_die_err(&err);
     }
-    if (cmd->draw && draw_dir(cmd->draw, &d, &dets, cmd->draw_limit, labels, nlabels, &err) < 0) ns_die_err(&err);
-    ns_det_boxes_free(&dets);
+    ns_writer w;
+    ns_writer_init(&w, out.f);
+    ns_det_set dt = {0};    // every detection, for eval and json
+    ns_det_data d = {0};
+    char **labels = NULL;
+    size_t nlabels = 0;
+    int64_t window = cmd->batch > WINDOW ? cmd->batch : WINDOW, images = 0, found = 0;
+    double secs = 0;
+    const ns_reporter *report = ns_stderr_reporter(cmd->quiet);
+    int got, failed = 0;
+    ns_report_begin(report, "images", 0);
+    while (!failed && (got = ns_det_reader_next(r, window, &d, &err)) == 1) {
+        if (images == 0) { // the stream's meta has been read: names and the output's head
+            size_t stream_n;
+            char **stream = ns_det_reader_labels(r, &stream_n);
+            if (stream_n && (int64_t)stream_n != k) {
+                failed = ns_errf(&err, "%s names %zu classes; the model %s has %lld", path, stream_n, cmd->model,
+                                 (long long)k);
+                break;
+            }
+            labels = m.labels ? m.labels : stream;
+            nlabels = m.labels ? m.nlabels : stream_n;
+            if (strcmp(fmt, "tsv") == 0) {
+                fputs("id\tclass\tname\tscore\tx0\ty0\tx1\ty1\n", out.f);
+            } else if (strcmp(fmt, "tns") == 0) {
+                ns_map meta;
+                ns_map_init(&meta);
+                ns_map_str(&meta, "general.producer", "logo-det " NS_VERSION);
+                if (nlabels) ns_map_strs(&meta, "general.labels", (const char *const *)labels, nlabels);
+                ns_map_str(&meta, "detect.model", cmd->model);
+                failed = ns_write_meta(&w, "", &meta, &err) < 0;
+                ns_map_free(&meta);
+            }
+        }
+        ns_det_boxes dets;
+        double t;
+        if (failed || (is_region(cmd) ? ns_region_detect : ns_cnet_detect)(&m, &d, cmd->batch, cmd->topk,
+                                                                          (float)cmd->thresh, &dets, &t, NULL, &err) < 0) {
+            failed = 1;
+            break;
+        }
+        images += d.n, found += dets.total, secs += t;
+        if (strcmp(fmt, "tns") == 0) failed = write_boxes(&w, &d, &dets, cmd->images, &err) < 0;
+        else if (strcmp(fmt, "tsv") == 0) write_tsv(out.f, &dets, labels, nlabels);
+        else failed = ns_det_set_add(&dt, &dets, &err) < 0;
+        if (!failed && dr.dir) failed = draw_window(&dr, &d, &dets, labels, nlabels, &err) < 0;
+        ns_det_boxes_free(&dets);
+        ns_report_update(report, images);
+    }
+    ns_report_end(report);
+    if (got < 0) failed = 1;
+    if (!failed && !cmd->quiet)
+        ns_warn("%lld images in %.2fs (%.0f images/s), %lld detections", (long long)images, secs,
+                (double)images / secs, (long long)found);
+    if (!failed && eval)
+        failed = write_eval(out.f, ns_det_reader_seen(r), &dt, k, labels, nlabels, (double)images / secs, &err) < 0;
+    if (!failed && strcmp(fmt, "json") == 0) {
+        dt.labels = labels, dt.nlabels = nlabels;
+        failed = ns_det_write_coco(&dt, out.f, &err) < 0;
+        dt.labels = NULL, dt.nlabels = 0;
+    }
+    if (ns_output_finish(&out, &w, failed, &err) < 0 || draw_finish(&dr, !failed, &err) < 0) {
+        draw_finish(&dr, 0, &err);
+        ns_die_err(&err);
+    }
+    ns_det_set_free(&dt);
     ns_det_data_free(&d);
+    ns_det_reader_close(r);
     ns_model_free(&m);
     return 0;
 }

@@ -40,6 +40,7 @@
 
 #include "base/report.h"
 #include "detect/boxes.h"
+#include "detect/detdata.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
@@ -54,21 +55,6 @@ int ns_cnet_build(ns_model *m, int nclasses, int size, int width, uint64_t seed,
 // Checks that m is such a detector (output K + 4 channels at stride 4 of a
 // 3-channel square input) and gives K and the input side.
 int ns_cnet_shape(const ns_model *m, int64_t *nclasses, int64_t *size, ns_err *err);
-
-// --- data: a detection stream in memory ------------------------------------------
-typedef struct ns_det_data {
-    int64_t n, c, h, w;   // images (n, c, h, w)
-    float *x;             // (n, c, h, w)
-    ns_det_set set;       // boxes of image i: set.images[i] (same order); ids
-    int with_boxes;       // every batch had a boxes record
-} ns_det_data;
-
-// Reads image batches (N, C, H, W), all of one size, with their boxes
-// records when need_boxes (then every batch must have one; classes checked
-// against the stream's labels). Fails on no image, sizes that differ, a
-// boxes record that does not match its batch.
-int ns_det_data_load(const char *path, int need_boxes, ns_det_data *d, ns_err *err);
-void ns_det_data_free(ns_det_data *d);
 
 // --- targets, loss, decoding ---------------------------------------------------
 // CenterNet's Gaussian radius for a box of (h, w) output pixels (min overlap 0.7).

@@ -1,6 +1,5 @@
-// centernet_train.c: detection data in memory (images with their boxes), the
-// training loop of the one-stage detector and detection over a data set
-// (centernet.h). Shapes: images (n, 3, S, S); per batch of B the targets heat
+// centernet_train.c: the training loop of the one-stage detector and
+// detection over a window of images (centernet.h). Shapes: images (n, 3, S, S); per batch of B the targets heat
 // (B, K, S/4, S/4), reg and mask (B, 4, S/4, S/4) and the output's gradient
 // (B, K + 4, S/4, S/4).
 //
@@ -17,114 +16,6 @@
 #include "nn/engine.h"
 #include "nn/ops.h"
 #include "nn/trainer.h"
-#include "stream/streaminfo.h"
-
-// --- data ------------------------------------------------------------------------
-
-void ns_det_data_free(ns_det_data *d) {
-    free(d->x);
-    ns_det_set_free(&d->set);
-    memset(d, 0, sizeof *d);
-}
-
-static int append_batch(ns_det_data *d, const ns_record *rec, int64_t *cap, ns_err *err) {
-    ns_tensor t;
-    if (ns_record_tensor_f32(rec, &t, err) < 0) return -1;
-    int64_t n = t.shape[0], c = t.shape[1], h = t.shape[2], w = t.shape[3];
-    if (d->n == 0) {
-        d->c = c; d->h = h; d->w = w;
-    } else if (c != d->c || h != d->h || w != d->w) {
-        ns_tensor_free(&t);
-        return ns_errf(err, "record %llu: images of %lldx%lldx%lld after %lldx%lldx%lld (one size per stream)",
-                       (unsigned long long)rec->index, (long long)c, (long long)h, (long long)w, (long long)d->c,
-                       (long long)d->h, (long long)d->w);
-    }
-    int64_t per = c * h * w;
-    if (d->n + n > *cap) {
-        int64_t next = *cap ? *cap : 256;
-        while (next < d->n + n) next *= 2;
-        float *grown = realloc(d->x, (size_t)(next * per) * sizeof *grown);
-        if (!grown) {
-            ns_tensor_free(&t);
-            return ns_errf(err, "out of memory (%lld images)", (long long)next);
-        }
-        d->x = grown;
-        *cap = next;
-    }
-    memcpy(d->x + d->n * per, t.data, (size_t)(n * per) * sizeof(float));
-    for (int64_t i = 0; i < n * per; i++)
-        if (!isfinite(d->x[d->n * per + i])) {
-            ns_tensor_free(&t);
-            return ns_errf(err, "record %llu: image %lld has a pixel that is not finite", (unsigned long long)rec->index,
-                           (long long)(i / per));
-        }
-    d->n += n;
-    ns_tensor_free(&t);
-    return 0;
-}
-
-int ns_det_data_load(const char *path, int need_boxes, ns_det_data *d, ns_err *err) {
-    memset(d, 0, sizeof *d);
-    ns_reader *r = ns_reader_open(path, err);
-    if (!r) return -1;
-    ns_stream_info info = {0};
-    ns_det_boxes last = {0};
-    int have_last = 0, got, rc = 0, batches = 0, boxed = 0;
-    int64_t cap = 0, next_id = 0;
-    ns_record rec;
-    while (!rc && (got = ns_reader_next(r, &rec, err)) == 1) {
-        if (strcmp(rec.kind, "meta") == 0) {
-            rc = ns_stream_info_update(&info, &rec, err);
-        } else if (strcmp(rec.kind, NS_DET_KIND) == 0) {
-            if (have_last) rc = ns_errf(err, "record %llu: two boxes records in a row", (unsigned long long)rec.index);
-            else if ((rc = ns_det_boxes_read(&rec, (int64_t)info.nlabels, &last, err)) == 0) have_last = 1;
-        } else if (strcmp(rec.kind, "tensor") == 0 && rec.ndim == 4) {
-            batches++;
-            if (have_last) {
-                rc = ns_det_boxes_match_batch(&last, &rec, err);
-                if (!rc) rc = ns_det_set_add(&d->set, &last, err);
-                ns_det_boxes_free(&last);
-                have_last = 0;
-                boxed++;
-            } else if (need_boxes) {
-                rc = ns_errf(err, "record %llu: an image batch without a boxes record before it",
-                             (unsigned long long)rec.index);
-            } else { // images without annotations: ids from the batch, else running numbers
-                int64_t n = rec.shape[0];
-                int64_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
-                size_t nid = 0;
-                if (!ids) rc = ns_errf(err, "out of memory");
-                else if (ns_obj_i64s(rec.meta, "ids", ids, (size_t)n, &nid, err) != 1 || (int64_t)nid != n)
-                    for (int64_t i = 0; i < n; i++) ids[i] = next_id + i;
-                for (int64_t i = 0; !rc && i < n; i++)
-                    rc = ns_det_set_add_image(&d->set, ids[i], rec.shape[2], rec.shape[3], NULL, 0, err);
-                free(ids);
-            }
-            next_id += rec.shape[0];
-            if (!rc) rc = append_batch(d, &rec, &cap, err);
-        }
-    }
-    if (got < 0) rc = -1;
-    if (have_last) {
-        ns_det_boxes_free(&last);
-        if (!rc) rc = ns_errf(err, "a boxes record with no image batch after it");
-    }
-    ns_reader_close(r);
-    if (!rc && d->n == 0) rc = ns_errf(err, "no images in the stream");
-    if (!rc && d->c != 3) rc = ns_errf(err, "images have %lld channels; logo-det reads RGB (3)", (long long)d->c);
-    if (!rc) rc = ns_det_set_index(&d->set, err);
-    if (rc) {
-        ns_stream_info_free(&info);
-        ns_det_data_free(d);
-        // the reader's messages name the stream already
-        return strncmp(err->msg, path, strlen(path)) == 0 ? -1 : ns_err_prefix(err, "%s", path);
-    }
-    d->with_boxes = batches == boxed;
-    d->set.labels = info.labels;
-    d->set.nlabels = info.nlabels;
-    d->set.has_scores = 0;
-    return 0;
-}
 
 // --- training ---------------------------------------------------------------------
 

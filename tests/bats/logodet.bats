@@ -55,6 +55,46 @@ PY
     [[ "$output" == *"exists already"* ]]
 }
 
+@test "logo-det detect streams: windows of batches give what det-eval gives on the whole; an id twice fails at the end" {
+    # 600 images in batches of 100: detect reads them in windows of 256 or more
+    logo-synth -q --shapes 4 -k 2 -n 600 -b 100 --size 32 --min-scale 0.3 -o "$T/big.tns"
+    logo-det train -q -w 4 -e 3 -b 16 -o "$T/m.tns" "$T/big.tns"
+    logo-det detect -q -m "$T/m.tns" -o "$T/d.tns" "$T/big.tns"
+    det-eval "$T/big.tns" "$T/d.tns" > "$T/det-eval.txt"
+    logo-det eval -q -m "$T/m.tns" "$T/big.tns" > "$T/logo-eval.txt"
+    # the same counts per class (gt, detections, true positives), the same mAP
+    cut -f1-5 "$T/det-eval.txt" | grep -v '^#' > "$T/a"
+    cut -f1-5 "$T/logo-eval.txt" | grep -v '^#' > "$T/b"
+    diff "$T/a" "$T/b"
+    [ "$(awk -F'\t' 'NR == 2 { print $4 }' "$T/b")" -gt 0 ]
+    diff <(grep 'VOC all-point' "$T/det-eval.txt") <(grep 'VOC all-point' "$T/logo-eval.txt")
+    n=$(det-convert --to coco "$T/d.tns" | $PY -c 'import json, sys; print(len(json.load(sys.stdin)["images"]))')
+    [ "$n" -eq 600 ]
+    # the same images twice: ids repeat in a later window
+    cat "$T/big.tns" "$T/big.tns" > "$T/twice.tns"
+    run --separate-stderr logo-det detect -q -m "$T/m.tns" --draw "$T/drawn" -o "$T/d2.tns" "$T/twice.tns"
+    [ "$status" -eq 1 ]
+    [[ "$stderr" == *"image id 0 appears twice"* ]]
+    [ ! -e "$T/d2.tns" ] && [ ! -e "$T/drawn" ]
+    [ -z "$(ls "$T" | grep tmp)" ]
+}
+
+@test "logo-det detect holds a window, not the stream: 123 MB of images, peak memory under half of it" {
+    [ "${SANITIZE:-0}" = 1 ] && skip "peak memory is the sanitizer's under ASan"
+    logo-synth -q --shapes 4 -k 2 -n 16 --size 64 -o "$T/s.tns"
+    logo-det train -q -w 2 -e 1 -b 8 -o "$T/m.tns" "$T/s.tns"
+    logo-synth -q --shapes 4 -k 2 -n 2500 --size 64 -o "$T/many.tns" # 2500 x 3 x 64 x 64 f32
+    peak_kb=$($PY - "$(command -v logo-det)" "$T/m.tns" "$T/many.tns" <<'PY'
+import resource, subprocess, sys
+exe, model, data = sys.argv[1:]
+subprocess.run([exe, "detect", "-q", "-m", model, "-o", "/dev/null", data], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+)
+    echo "peak $peak_kb KB" >&3
+    [ "$peak_kb" -lt 60000 ]
+}
+
 @test "logo-det train: a checkpoint resumed gives the uninterrupted run's model" {
     logo-synth -q --shapes 4 -k 2 -n 16 --size 32 -o "$T/s.tns"
     logo-det train -q -w 2 -e 2 -b 8 -o "$T/full.tns" "$T/s.tns"
