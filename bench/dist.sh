@@ -7,6 +7,10 @@
 #   1 process      no mpirun
 #   1 rank         mpirun -np 1
 #   2 ranks        mpirun -np 2 (gradients summed every step)
+#   2 apart        two independent processes at once, each the 1-process run:
+#                  their images/s added, the most two ranks could reach on
+#                  this machine (shared caches, memory bandwidth, the cores'
+#                  clocks; no communication)
 # PROG=net-train trains ARCH (net-init --arch) with SGD; PROG=vlm-train trains
 # a CLIP-style model (image tower VLM_ARCH, bag-of-words text tower) on
 # captions drawn from the Fashion-MNIST attribute table (concept-bank), with
@@ -39,11 +43,10 @@ else
     speed_column=7
 fi
 
-# run NAME LAUNCHER...: trains, keeps the log, prints "images/s wall-s"
-run() {
+# train NAME LAUNCHER...: trains, keeps the log
+train() {
     name=$1
     shift
-    start=$(date +%s.%N)
     if [ "$PROG" = vlm-train ]; then
         "$@" "$BIN/vlm-train" -q --arch "$VLM_ARCH" --concepts "$W/concepts.tns" --seed 1 --epochs "$EPOCHS" \
             --batch "$BATCH" --log "$W/$name.log" -o "$W/$name.tns" "$W/train.tns"
@@ -51,12 +54,29 @@ run() {
         "$@" "$BIN/net-train" -q --model "$W/init.tns" --epochs "$EPOCHS" --batch "$BATCH" \
             --log "$W/$name.log" -o "$W/$name.tns" "$W/train.tns"
     fi
+}
+speed() { tail -1 "$W/$1.log" | cut -f$speed_column; }
+
+# run NAME LAUNCHER...: trains, prints "images/s wall-s"
+run() {
+    start=$(date +%s.%N)
+    train "$@"
     end=$(date +%s.%N)
-    printf '%s %.1f\n' "$(tail -1 "$W/$name.log" | cut -f$speed_column)" "$(echo "$end - $start" | bc)"
+    printf '%s %.1f\n' "$(speed "$1")" "$(echo "$end - $start" | bc)"
+}
+
+# apart: two 1-process runs at once, prints "summed-images/s wall-s"
+apart() {
+    start=$(date +%s.%N)
+    train apart0 &
+    train apart1
+    wait
+    end=$(date +%s.%N)
+    printf '%s %.1f\n' "$(echo "$(speed apart0) + $(speed apart1)" | bc)" "$(echo "$end - $start" | bc)"
 }
 rm -f "$W"/*.log
 mpi="mpirun --oversubscribe --allow-run-as-root -x OMP_NUM_THREADS -x NETSMITH_THREADS -x OMP_WAIT_POLICY -np"
-set -- $(run one) $(run rank1 $mpi 1) $(run rank2 $mpi 2)
+set -- $(run one) $(run rank1 $mpi 1) $(run rank2 $mpi 2) $(apart)
 what=$ARCH
 [ "$PROG" = vlm-train ] && what="vlm ($VLM_ARCH)"
 echo "| $PROG $what, batch $BATCH | images/s (epoch $EPOCHS) | wall s ($EPOCHS epochs, with loading) | speed-up |"
@@ -64,5 +84,6 @@ echo "|---|---|---|---|"
 echo "| 1 process, no mpirun | $1 | $2 | 1.00 |"
 echo "| mpirun -np 1 | $3 | $4 | $(echo "scale=2; $3 / $1" | bc) |"
 echo "| mpirun -np 2 | $5 | $6 | $(echo "scale=2; $5 / $1" | bc) |"
+echo "| 2 independent processes at once (the ceiling) | $7 (sum) | $8 | $(echo "scale=2; $7 / $1" | bc) |"
 cmp -s "$W/one.tns" "$W/rank1.tns" && echo && echo "1 process and mpirun -np 1 give the same model bytes."
 exit 0
