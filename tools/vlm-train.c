@@ -6,6 +6,9 @@
 //   vlm-train (--arch "NAME [opts]" | --image-model MODEL | --init VLM)
 //             (--captions FILE | --concepts BANK) [options] TRAIN [> vlm.tns]
 //
+// Under mpirun, each rank trains on its shard of TRAIN (data-parallel,
+// cav/vlm_train.h); rank 0 alone evaluates, logs and writes.
+//
 // Dimensions: N training images, E joint width, D token width, K concepts.
 #include <errno.h>
 #include <math.h>
@@ -16,6 +19,7 @@
 #include "base/lines.h"
 #include "cli/cli.h"
 #include "cav/concepts.h"
+#include "nn/dist.h"
 #include "nn/ops.h"
 #include "base/rng.h"
 #include "stream/streaminfo.h"
@@ -244,6 +248,7 @@ typedef struct captioner {
     const int32_t *labels;  // (N)
     double dropout;
     uint64_t seed;
+    int rank, ranks;        // data-parallel: sample i is stream position i ranks + rank
     char *ring;             // generated captions, batch slots of CAPTION_MAX
     int64_t slots, next;
 } captioner;
@@ -254,8 +259,9 @@ static const char *caption_of(void *ctx, int64_t sample, int epoch) {
     captioner *c = ctx;
     if (c->fixed) return c->fixed[sample];
     char *buf = c->ring + (c->next++ % c->slots) * CAPTION_MAX;
-    ns_rng rng;
-    ns_rng_seed(&rng, ns_rand_u64(c->seed + (uint64_t)epoch * 0x9e3779b97f4a7c15ull, (uint64_t)sample));
+    ns_rng rng; // drawn by stream position, so every rank count draws the same captions
+    uint64_t position = (uint64_t)sample * (uint64_t)c->ranks + (uint64_t)c->rank;
+    ns_rng_seed(&rng, ns_rand_u64(c->seed + (uint64_t)epoch * 0x9e3779b97f4a7c15ull, position));
     int32_t y = c->labels[sample];
     const char *cls = y >= 0 && (size_t)y < c->nclasses ? c->classes[y] : NULL;
     ns_caption_make(buf, CAPTION_MAX, cls, c->bank.values + c->bank_row[sample] * (int64_t)c->bank.k,
@@ -305,8 +311,10 @@ static int64_t *bank_rows(const ns_concept_bank *b, const ns_samples *s, const c
     return rows;
 }
 
-static void setup_captions(captioner *c, const struct cmdline *cmd, const ns_samples *train) {
+static void setup_captions(captioner *c, const struct cmdline *cmd, const ns_samples *train, const ns_dist *dist) {
     memset(c, 0, sizeof *c);
+    c->rank = dist->rank;
+    c->ranks = dist->size;
     if (cmd->captions) {
         load_caption_file(c, cmd->captions, train);
         return;
@@ -332,13 +340,63 @@ static void free_captions(captioner *c, int64_t n) {
     free(c->ring);
 }
 
-// The vocabulary: every word of the first epoch's captions, and for generated
-// captions every class name and concept phrase too.
-static void build_vocab(ns_vocab *v, captioner *c, const ns_samples *train) {
+// Data-parallel: every rank's first-epoch captions, each NUL-terminated, in
+// stream order (position p is caption p / W of rank p mod W), to every rank;
+// *count of them.
+static char *all_captions(captioner *c, const ns_samples *train, const ns_dist *dist, int64_t *count) {
+    ns_err err;
+    char *mine = NULL, *all;
+    size_t len = 0;
+    FILE *f = open_memstream(&mine, &len);
+    if (!f) ns_die("out of memory");
+    for (int64_t i = 0; i < train->n; i++) {
+        const char *text = caption_of(c, i, 0);
+        fwrite(text, 1, strlen(text) + 1, f);
+    }
+    if (fclose(f) != 0) ns_die("out of memory");
+    int W = dist->size;
+    int64_t *sizes = malloc((size_t)W * sizeof *sizes), total = 0;
+    char **at = malloc((size_t)W * sizeof *at), **end = malloc((size_t)W * sizeof *end);
+    if (!sizes || !at || !end) ns_die("out of memory");
+    if (dist->gather_bytes(mine, (int64_t)len, &all, sizes, &err) < 0) ns_die_err(&err);
+    free(mine);
+    for (int r = 0; r < W; total += sizes[r], r++) {
+        at[r] = all + total;
+        end[r] = at[r] + sizes[r];
+    }
+    char *ordered = malloc((size_t)(total ? total : 1)), *out = ordered;
+    if (!ordered) ns_die("out of memory");
+    // the positions end where rank p mod W has no caption left
+    for (*count = 0; at[*count % W] < end[*count % W]; (*count)++) {
+        int r = (int)(*count % W);
+        size_t n = strlen(at[r]) + 1;
+        memcpy(out, at[r], n);
+        out += n;
+        at[r] += n;
+    }
+    free(all);
+    free(sizes);
+    free(at);
+    free(end);
+    return ordered;
+}
+
+// The vocabulary: every word of the first epoch's captions (of every rank,
+// in stream order), and for generated captions every class name and concept
+// phrase too.
+static void build_vocab(ns_vocab *v, captioner *c, const ns_samples *train, const ns_dist *dist) {
     ns_err err;
     if (ns_vocab_init(v, &err) < 0) ns_die_err(&err);
-    for (int64_t i = 0; i < train->n; i++)
-        if (ns_vocab_add_text(v, caption_of(c, i, 0), &err) < 0) ns_die_err(&err);
+    if (dist->size > 1) {
+        int64_t n;
+        char *all = all_captions(c, train, dist, &n), *text = all;
+        for (int64_t i = 0; i < n; i++, text += strlen(text) + 1)
+            if (ns_vocab_add_text(v, text, &err) < 0) ns_die_err(&err);
+        free(all);
+    } else {
+        for (int64_t i = 0; i < train->n; i++)
+            if (ns_vocab_add_text(v, caption_of(c, i, 0), &err) < 0) ns_die_err(&err);
+    }
     if (c->fixed) return;
     char phrase[128];
     for (size_t k = 0; k < c->nclasses; k++)
@@ -435,22 +493,25 @@ static void configure(const struct cmdline *cmd, ns_vlm_train_config *c) {
     c->report = ns_stderr_reporter(cmd->quiet);
 }
 
-static ns_vlm *make_model(const struct cmdline *cmd, const char *train_path, ns_samples *train, captioner *cap) {
+// The model, and this rank's shard of the training data (all of it with one rank).
+static ns_vlm *make_model(const struct cmdline *cmd, const char *train_path, ns_samples *train, captioner *cap,
+                          const ns_dist *dist) {
     ns_err err;
     ns_vlm *v;
+    const ns_shard shard = {dist->rank, dist->size};
     if (cmd->init) {
         if (ns_vlm_load(cmd->init, &v, &err) < 0) ns_die_err(&err);
-        if (ns_samples_load(train, train_path, &v->image, &err) < 0) ns_die_err(&err);
-        if (cmd->epochs > 0) setup_captions(cap, cmd, train);
+        if (ns_samples_load_shard(train, train_path, &v->image, &shard, 1, &err) < 0) ns_die_err(&err);
+        if (cmd->epochs > 0) setup_captions(cap, cmd, train, dist);
         return v;
     }
     ns_model image;
     if (cmd->arch) build_arch(&image, cmd, train_path);
     else replace_head(&image, cmd);
-    if (ns_samples_load(train, train_path, &image, &err) < 0) ns_die_err(&err);
-    setup_captions(cap, cmd, train);
+    if (ns_samples_load_shard(train, train_path, &image, &shard, 1, &err) < 0) ns_die_err(&err);
+    setup_captions(cap, cmd, train, dist);
     ns_vocab vocab;
-    build_vocab(&vocab, cap, train);
+    build_vocab(&vocab, cap, train, dist);
     int rc;
     if (cmd->text_tower && strcmp(cmd->text_tower, "transformer") == 0) {
         ns_text_shape shape = {cmd->context, cmd->text_depth, cmd->text_heads};
@@ -492,6 +553,21 @@ int main(int argc, char **argv) {
     ns_vlm_train_config cfg = {0};
     configure(&cmd, &cfg);
     ns_err err;
+    // Under mpirun: rank r of W trains on its shard of TRAIN; rank 0 alone
+    // evaluates, reports, logs and writes the model (as net-train).
+    ns_dist dist;
+    if (ns_dist_init(&dist, &argc, &argv, &err) < 0) ns_die_err(&err);
+    char rank_name[64];
+    if (dist.size > 1) {
+        snprintf(rank_name, sizeof rank_name, "%s (rank %d of %d)", ns_progname, dist.rank, dist.size);
+        ns_progname = rank_name;
+        cfg.dist = &dist;
+        if (dist.rank > 0) {
+            cmd.eval = cmd.eval_concepts = cmd.report = cmd.log = NULL;
+            cmd.output = "/dev/null";
+            cfg.report = NULL;
+        }
+    }
     ns_output out;
     // Bad output paths fail now, not after the training.
     const char *paths[2] = {cmd.output, cmd.report};
@@ -508,7 +584,7 @@ int main(int argc, char **argv) {
 
     ns_samples train;
     captioner cap = {0};
-    ns_vlm *v = make_model(&cmd, argv[first], &train, &cap);
+    ns_vlm *v = make_model(&cmd, argv[first], &train, &cap, &dist);
     ns_vlm_epoch_stats last = {0};
     if (cmd.epochs > 0 && ns_vlm_train(v, &train, caption_of, &cap, &cfg, &last, &err) < 0) ns_die_err(&err);
     eval_result res = {NAN, NAN, 0};
@@ -535,5 +611,6 @@ int main(int argc, char **argv) {
     free_captions(&cap, train.n);
     ns_samples_free(&train);
     ns_vlm_free(v);
+    ns_dist_finalize(&dist);
     return 0;
 }

@@ -1,11 +1,13 @@
 // vlm_train.c: training a clip-small model with CLIP's contrastive loss, and
 // its quality checks: zero-shot accuracy and retrieval AUC (vlm_train.h).
 //
-// Dimensions: B batch, E joint width, V vocabulary, D token width.
+// Dimensions: B batch, E joint width, V vocabulary, D token width; n this
+// rank's pairs of a batch (all B with one rank).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/dist.h"
 #include "nn/engine.h"
 #include "nn/ops.h"
 #include "base/report.h"
@@ -19,7 +21,7 @@ typedef struct run {
     ns_optim *opt;
     ns_param *params;
     int nparams;
-    int64_t *order;               // (n) this epoch's sample order
+    int64_t *order;               // (total) this epoch's sample order, stream positions
     float *x;                     // (B, C*H*W) the batch's images
     const char **texts;           // (B) the batch's captions
     ns_token_lists tok;
@@ -30,6 +32,15 @@ typedef struct run {
     ns_engine te;                 // the transformer tower (te.model NULL for a bag of words)
     float *ids;                   // (B, L) its input
     char *text_names;             // its parameters' names for the optimiser, "text." + name, TEXT_NAME each
+    // data-parallel (cfg->dist of W > 1 ranks): the global sample count, the
+    // place in the batch of each of this rank's pairs, the batch's embeddings
+    // from every rank, and the gradients in one buffer for the sum
+    const ns_dist *dist;
+    int64_t total;
+    int rank, ranks;
+    int64_t *slot;                // (B)
+    float *gathered;              // (2, B, E): images, texts
+    float *grads;
 } run;
 
 #define TEXT_NAME (NS_NAME_MAX + 6)
@@ -51,6 +62,9 @@ static void run_free(run *r) {
     free(r->dimg);
     free(r->dtxt);
     free(r->work);
+    free(r->slot);
+    free(r->gathered);
+    free(r->grads);
     ns_tensor_free(&r->gemb);
     ns_tensor_free(&r->gw);
     ns_tensor_free(&r->gb);
@@ -68,6 +82,16 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
     if (ns_engine_init(&r->e, m, B, 1, err) < 0) return -1;
     ns_engine_set_fused(&r->e, 1); // only the output and parameter gradients are read
     r->e.seed = cfg->seed;
+    r->dist = cfg->dist && cfg->dist->size > 1 ? cfg->dist : NULL;
+    r->ranks = r->dist ? r->dist->size : 1;
+    r->rank = r->dist ? r->dist->rank : 0;
+    if (r->rank > 0) r->e.seed += (uint64_t)r->rank * 0x9E3779B97F4A7C15ull; // dropout masks per rank, as net-train's
+    r->total = train->n;
+    if (r->dist) {
+        double n = (double)train->n;
+        if (r->dist->sum_f64(&n, 1, err) < 0) return -1;
+        r->total = (int64_t)n;
+    }
     const ns_node *head = &m->nodes[m->output];
     for (int t = 0; t < m->ntensors; t++) {
         int in_head = 0;
@@ -116,7 +140,8 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
     add_param(r, "text.logit_scale", &v->logit_scale, &r->gt, 0);
     if (!(r->opt = ns_optim_create(&cfg->optim, r->params, r->nparams, err))) return -1;
     int64_t numel = m->nodes[0].numel;
-    r->order = malloc((size_t)train->n * sizeof *r->order);
+    r->order = malloc((size_t)(r->total ? r->total : 1) * sizeof *r->order);
+    r->slot = malloc((size_t)B * sizeof *r->slot);
     r->x = ns_aligned_alloc((size_t)(B * numel) * sizeof *r->x);
     r->texts = malloc((size_t)B * sizeof *r->texts);
     r->txt = malloc((size_t)(B * E) * sizeof *r->txt);
@@ -125,57 +150,98 @@ static int run_init(run *r, ns_vlm *v, const ns_samples *train, const ns_vlm_tra
     r->dimg = ns_aligned_alloc((size_t)(B * E) * sizeof *r->dimg);
     r->dtxt = malloc((size_t)(B * E) * sizeof *r->dtxt);
     r->work = malloc((size_t)ns_clip_loss_work_floats(B, E) * sizeof *r->work);
-    if (!r->order || !r->x || !r->texts || !r->txt || !r->pooled || !r->dpooled || !r->dimg || !r->dtxt || !r->work)
+    if (!r->order || !r->slot || !r->x || !r->texts || !r->txt || !r->pooled || !r->dpooled || !r->dimg || !r->dtxt ||
+        !r->work)
         return ns_errf(err, "out of memory (batch %lld)", (long long)B);
+    if (r->dist && (!(r->gathered = malloc((size_t)(2 * B * E) * sizeof *r->gathered)) ||
+                    !(r->grads = malloc((size_t)ns_dist_grads_numel(r->params, r->nparams) * sizeof *r->grads))))
+        return ns_errf(err, "out of memory");
     return 0;
 }
 
-// One step on samples order[start .. start+n). Returns the loss, or NAN with err set.
-static double train_step(run *r, ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void *ctx,
-                         int epoch, int64_t start, int64_t n, double lr, ns_err *err) {
-    int64_t numel = train->numel, E = v->dim, D = v->text_dim;
+// Data-parallel: every rank's embeddings of the batch (B', E), in the batch's
+// order. Each rank fills its rows of zeroed matrices and the fixed-order sum
+// over the ranks adds zeros to them: x + 0 is x, so it is a gather.
+static int gather_embeddings(run *r, const float *img, const float *txt, int64_t n, int64_t global_n, int64_t E,
+                             ns_err *err) {
+    float *all_img = r->gathered, *all_txt = r->gathered + global_n * E;
+    memset(r->gathered, 0, (size_t)(2 * global_n * E) * sizeof *r->gathered);
     for (int64_t i = 0; i < n; i++) {
-        int64_t s = r->order[start + i];
-        memcpy(r->x + i * numel, train->x + s * numel, (size_t)numel * sizeof *r->x);
-        if (!(r->texts[i] = caption(ctx, s, epoch))) {
+        memcpy(all_img + r->slot[i] * E, img + i * E, (size_t)E * sizeof *img);
+        memcpy(all_txt + r->slot[i] * E, txt + i * E, (size_t)E * sizeof *txt);
+    }
+    return r->dist->sum_f32(r->gathered, 2 * global_n * E, err);
+}
+
+// One step on the batch order[start .. start+global_n): this rank's n pairs
+// of it (all of them with one rank). Returns the batch's loss, or NAN with
+// err set.
+static double train_step(run *r, ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void *ctx,
+                         int epoch, int64_t start, int64_t global_n, double lr, ns_err *err) {
+    int64_t numel = train->numel, E = v->dim, D = v->text_dim, n = 0;
+    for (int64_t i = 0; i < global_n; i++) {
+        int64_t g = r->order[start + i];
+        if (g % r->ranks != r->rank) continue;
+        int64_t s = g / r->ranks;
+        r->slot[n] = i;
+        memcpy(r->x + n * numel, train->x + s * numel, (size_t)numel * sizeof *r->x);
+        if (!(r->texts[n] = caption(ctx, s, epoch))) {
             ns_errf(err, "no caption for sample id %lld", (long long)train->ids[s]);
             return NAN;
         }
+        n++;
     }
-    if (ns_token_lists_fill(&r->tok, &v->vocab, r->texts, n, err) < 0) return NAN;
-    const float *img = ns_engine_forward(&r->e, r->x, n, 1, err); // (n, E)
-    if (!img) return NAN;
-    if (r->te.model) {
-        ns_vlm_text_ids(r->ids, &r->tok, v->vocab.n, v->text_shape.context);
-        const float *y = ns_engine_forward(&r->te, r->ids, n, 1, err); // (n, E)
-        if (!y) return NAN;
-        memcpy(r->txt, y, (size_t)(n * E) * sizeof *r->txt);
-    } else {
-        ns_text_tower_forward(r->txt, r->pooled, &r->tok, v->embedding.data, v->proj_weight.data,
-                              v->proj_bias.data, D, E);
+    const float *img = NULL, *txt = r->txt;
+    if (n > 0) {
+        if (ns_token_lists_fill(&r->tok, &v->vocab, r->texts, n, err) < 0) return NAN;
+        if (!(img = ns_engine_forward(&r->e, r->x, n, 1, err))) return NAN; // (n, E)
+        if (r->te.model) {
+            ns_vlm_text_ids(r->ids, &r->tok, v->vocab.n, v->text_shape.context);
+            const float *y = ns_engine_forward(&r->te, r->ids, n, 1, err); // (n, E)
+            if (!y) return NAN;
+            memcpy(r->txt, y, (size_t)(n * E) * sizeof *r->txt);
+        } else {
+            ns_text_tower_forward(r->txt, r->pooled, &r->tok, v->embedding.data, v->proj_weight.data,
+                                  v->proj_bias.data, D, E);
+        }
+    }
+    if (r->dist) {
+        if (gather_embeddings(r, img, txt, n, global_n, E, err) < 0) return NAN;
+        img = r->gathered;
+        txt = r->gathered + global_n * E;
     }
     float *t = v->logit_scale.data;
     double dt = 0;
-    memset(r->dimg, 0, (size_t)(n * E) * sizeof *r->dimg);
-    memset(r->dtxt, 0, (size_t)(n * E) * sizeof *r->dtxt);
-    double loss = ns_clip_loss(r->dimg, r->dtxt, &dt, img, r->txt, t[0], n, E, r->work);
+    memset(r->dimg, 0, (size_t)(global_n * E) * sizeof *r->dimg);
+    memset(r->dtxt, 0, (size_t)(global_n * E) * sizeof *r->dtxt);
+    // every rank computes the whole batch's loss and its gradient (B' x B' x E,
+    // small next to the towers), then keeps the rows of its own pairs
+    double loss = ns_clip_loss(r->dimg, r->dtxt, &dt, img, txt, t[0], global_n, E, r->work);
     if (!isfinite(loss)) {
         ns_errf(err, "epoch %d: the loss is %g (lower the learning rate?)", epoch + 1, loss);
         return NAN;
     }
+    if (r->dist)
+        for (int64_t i = 0; i < n; i++) { // slot[i] >= i, increasing: forward copies are safe
+            memmove(r->dimg + i * E, r->dimg + r->slot[i] * E, (size_t)E * sizeof *r->dimg);
+            memmove(r->dtxt + i * E, r->dtxt + r->slot[i] * E, (size_t)E * sizeof *r->dtxt);
+        }
     ns_engine_zero_grad(&r->e);
-    ns_engine_backward(&r->e, r->dimg);
+    if (n > 0) ns_engine_backward(&r->e, r->dimg);
     if (r->te.model) {
         ns_engine_zero_grad(&r->te);
-        ns_engine_backward(&r->te, r->dtxt);
+        if (n > 0) ns_engine_backward(&r->te, r->dtxt);
     } else {
         memset(r->gemb.data, 0, ns_tensor_nbytes(&r->gemb));
         memset(r->gw.data, 0, ns_tensor_nbytes(&r->gw));
         memset(r->gb.data, 0, ns_tensor_nbytes(&r->gb));
-        ns_text_tower_backward(r->gemb.data, r->gw.data, r->gb.data, r->dpooled, r->dtxt, r->pooled, &r->tok,
-                               v->proj_weight.data, D, E);
+        if (n > 0)
+            ns_text_tower_backward(r->gemb.data, r->gw.data, r->gb.data, r->dpooled, r->dtxt, r->pooled, &r->tok,
+                                   v->proj_weight.data, D, E);
     }
-    ((float *)r->gt.data)[0] = (float)dt;
+    // the logit scale's gradient is the whole batch's on every rank: counted once in the sum
+    ((float *)r->gt.data)[0] = r->rank == 0 ? (float)dt : 0.0f;
+    if (r->dist && ns_dist_sum_grads(r->dist, r->params, r->nparams, r->grads, err) < 0) return NAN;
     ns_optim_step(r->opt, lr);
     if (t[0] > (float)log(NS_VLM_MAX_SCALE)) t[0] = (float)log(NS_VLM_MAX_SCALE); // CLIP clamps the parameter
     return loss;
@@ -184,14 +250,21 @@ static double train_step(run *r, ns_vlm *v, const ns_samples *train, ns_caption_
 int ns_vlm_train(ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void *ctx,
                  const ns_vlm_train_config *cfg, ns_vlm_epoch_stats *last, ns_err *err) {
     if (cfg->batch < 2) return ns_errf(err, "batch %lld: the contrastive loss needs at least 2", (long long)cfg->batch);
-    if (train->n < 2) return ns_errf(err, "%lld training samples: at least 2 are needed", (long long)train->n);
+    run r;
+    if (run_init(&r, v, train, cfg, err) < 0) {
+        run_free(&r);
+        return -1;
+    }
+    int64_t total = r.total;
+    if (total < 2) {
+        run_free(&r);
+        return ns_errf(err, "%lld training samples: at least 2 are needed", (long long)total);
+    }
     // A last batch of one pair has no negatives: it is dropped.
-    int64_t steps = train->n / cfg->batch + (train->n % cfg->batch >= 2);
+    int64_t steps = total / cfg->batch + (total % cfg->batch >= 2);
     ns_lr_schedule schedule = cfg->schedule;
     schedule.total_steps = (int64_t)cfg->epochs * steps;
-    if (ns_lr_check(&schedule, steps, err) < 0) return -1;
-    run r;
-    int rc = run_init(&r, v, train, cfg, err);
+    int rc = ns_lr_check(&schedule, steps, err);
     if (rc == 0 && cfg->log) fprintf(cfg->log, "epoch\tloss\tscale\tlr\tseconds\timages_per_s\n");
     double t_start = ns_now();
     for (int epoch = 0; rc == 0 && epoch < cfg->epochs; epoch++) {
@@ -199,11 +272,11 @@ int ns_vlm_train(ns_vlm *v, const ns_samples *train, ns_caption_fn caption, void
         int64_t seen = 0;
         ns_rng rng;
         ns_rng_seed(&rng, ns_rand_u64(cfg->seed, (uint64_t)epoch));
-        for (int64_t i = 0; i < train->n; i++) r.order[i] = i;
-        ns_rng_shuffle(&rng, r.order, train->n);
-        ns_report_begin(cfg->report, "images", train->n);
+        for (int64_t i = 0; i < total; i++) r.order[i] = i;
+        ns_rng_shuffle(&rng, r.order, total);
+        ns_report_begin(cfg->report, "images", total);
         for (int64_t b = 0; b < steps; b++) {
-            int64_t start = b * cfg->batch, n = train->n - start < cfg->batch ? train->n - start : cfg->batch;
+            int64_t start = b * cfg->batch, n = total - start < cfg->batch ? total - start : cfg->batch;
             r.e.step = (uint64_t)epoch * (uint64_t)steps + (uint64_t)b;
             double lr = ns_lr_at(&schedule, (int64_t)epoch * steps + b, steps);
             double loss = train_step(&r, v, train, caption, ctx, epoch, start, n, lr, err);

@@ -109,7 +109,10 @@ double ns_clip_loss(float *dimg,        // (B, E) or NULL
 // --- training ----------------------------------------------------------------
 // The caption of training sample i (an index into the ns_samples) for an
 // epoch (0-based): fixed captions ignore the epoch, generated ones redraw.
+// Data-parallel, sample i of rank r of W is stream position i W + r.
 typedef const char *(*ns_caption_fn)(void *ctx, int64_t sample, int epoch);
+
+struct ns_dist;
 
 typedef struct ns_vlm_train_config {
     int epochs;
@@ -120,6 +123,14 @@ typedef struct ns_vlm_train_config {
     int freeze_image;         // 1: train only the image tower's output layer (and the text tower)
     const ns_reporter *report; // progress and a line per epoch (NULL: silent)
     FILE *log;                // a TSV line per epoch when not NULL
+    // Data-parallel training (nn/dist.h) when not NULL and of more than one
+    // rank, as net-train's (nn/trainer.h): train holds this rank's samples
+    // (stream positions p with p mod W == rank), batch is the global batch.
+    // Each rank embeds its pairs of a batch, the embeddings of the whole
+    // batch are gathered for the loss (the negatives are every rank's), each
+    // rank back-propagates its rows of the loss's gradient, and the parameter
+    // gradients are summed over the ranks; batch norm is per rank.
+    const struct ns_dist *dist;
 } ns_vlm_train_config;
 
 typedef struct ns_vlm_epoch_stats {

@@ -200,8 +200,9 @@ static void list_buffers(ns_gnn_ctx *c, const ns_gnn *m, buffer_list *b) {
     int64_t N = c->N, maxout = 0;
     for (int l = 0; l < m->nlayers; l++) {
         const ns_gnn_layer *L = &m->layers[l];
-        maxout = L->out > maxout ? L->out : maxout;
-        need(b, L->kind != NS_GNN_LAYER_LINEAR, &c->t[l], N * L->out, f);
+        int propagates = L->kind != NS_GNN_LAYER_LINEAR && !(l == 0 && c->propagated);
+        if (propagates) maxout = L->out > maxout ? L->out : maxout;
+        need(b, propagates, &c->t[l], N * L->out, f);
         need(b, L->kind == NS_GNN_LAYER_SAGE, &c->tr[l], N * L->out, f);
         need(b, 1, &c->z[l], N * L->out, f);
     }
@@ -211,7 +212,7 @@ static void list_buffers(ns_gnn_ctx *c, const ns_gnn *m, buffer_list *b) {
     need(b, dropout, &c->h1d, N * H, f);
     need(b, dropout, &c->mask, N * H, sizeof(uint8_t));
     if (!c->grad) return;
-    need(b, 1, &c->dt, N * maxout, f);
+    need(b, maxout > 0, &c->dt, N * maxout, f);
     need(b, hidden, &c->dh[0], N * H, f);
     need(b, hidden, &c->dh[1], N * H, f);
     need(b, c->sparse, &c->dwt, c->D * H, f);
@@ -298,11 +299,19 @@ int ns_gnn_ctx_init(ns_gnn_ctx *c, const ns_gnn *m, const ns_graph *g, const ns_
         if (cc->row_norm) row_normalise(c->x, N, D);
     }
 
-    // SGC: S = P^K X, once.
-    if (kind == NS_GNN_SGC) {
+    // GCN's first layer is P (X W^T) + b = (P X) W^T + b. With dense features
+    // that need no gradient, P X (N, D) is computed here once, and the layer
+    // is a dense linear map of it: no sparse product of width H in any
+    // forward or backward (the most expensive step at large N), and no
+    // (N, H) buffer before the propagation. Dropout applies to the hidden
+    // layer only, so nothing stands between P and X. The sums are grouped
+    // differently, so the model differs from the other order by rounding.
+    c->propagated = kind == NS_GNN_GCN && !c->sparse && !c->input_grad;
+    // SGC: S = P^K X, once; GCN: P X.
+    if (kind == NS_GNN_SGC || c->propagated) {
         float *tmp = ns_aligned_alloc((size_t)(N * D) * sizeof *tmp);
         if (!tmp) goto oom;
-        for (int k = 0; k < m->cfg.hops; k++) {
+        for (int k = 0; k < (c->propagated ? 1 : m->cfg.hops); k++) {
             ns_spmm_forward(tmp, &c->p, c->x, D);
             float *s = c->x;
             c->x = tmp;
@@ -395,8 +404,8 @@ static void layer_forward(const ns_gnn *m, int l, ns_gnn_ctx *c, const layer_in 
     const float *w = m->value + m->params[L->w].offset, *b = m->value + m->params[L->b].offset;
     float *z = c->z[l], *wt = l == 0 ? c->wt : NULL;
     int64_t N = c->N, OUT = L->out;
-    switch (L->kind) {
-    case NS_GNN_LAYER_LINEAR: // z = X W^T
+    switch (l == 0 && c->propagated ? NS_GNN_LAYER_LINEAR : L->kind) {
+    case NS_GNN_LAYER_LINEAR: // z = X W^T (and GCN's first layer, z = (P X) W^T)
         xw_forward(z, in, w, wt, OUT);
         break;
     case NS_GNN_LAYER_GCN: // z = P (X W^T)
@@ -419,7 +428,7 @@ static void layer_backward(ns_gnn *m, int l, ns_gnn_ctx *c, const float *dz, con
     float *dwt = l == 0 ? c->dwt : NULL;
     int64_t N = c->N, OUT = L->out;
     bias_backward(m->grad + m->params[L->b].offset, dz, N, OUT);
-    switch (L->kind) {
+    switch (l == 0 && c->propagated ? NS_GNN_LAYER_LINEAR : L->kind) {
     case NS_GNN_LAYER_LINEAR:
         xw_backward(m->grad + w->offset, din, dz, in, m->value + w->offset, dwt, OUT);
         break;

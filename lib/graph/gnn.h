@@ -134,7 +134,8 @@ typedef struct ns_gnn_ctx_config {
 typedef struct ns_gnn_ctx {
     int64_t N, D, H, C;
     int sparse;          // first-layer features in xs (and xst), else dense x
-    float *x;            // (N, D) dense features; sgc: S = P^K X
+    int propagated;      // gcn with dense features, no dX: x holds P X (see gnn.c)
+    float *x;            // (N, D) dense features; sgc: S = P^K X; propagated: P X
     ns_csr xs, xst;      // (N, D) sparse features and (D, N) transpose (grad only)
     ns_csr p, pt;        // (N, N) P or M, and its transpose (grad only; empty when
                          // p is symmetric, so p serves)

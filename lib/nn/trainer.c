@@ -28,7 +28,6 @@ typedef struct run {
     int64_t total;
     int rank, ranks;
     float *grads;
-    int64_t grads_n;
 } run;
 
 static void run_free(run *r) {
@@ -87,30 +86,8 @@ static int run_init(run *r, ns_model *m, const ns_samples *train, const ns_train
     r->w = malloc((size_t)cfg->batch * sizeof *r->w);
     r->y = malloc((size_t)cfg->batch * sizeof *r->y);
     if (!r->order || !r->x || !r->dlogits || !r->w || !r->y) return ns_errf(err, "out of memory");
-    if (r->ranks > 1) {
-        for (int t = 0; t < m->ntensors; t++)
-            if (r->e.param_grad[t]) r->grads_n += m->tensors[t].t.numel;
-        if (!(r->grads = malloc((size_t)r->grads_n * sizeof *r->grads))) return ns_errf(err, "out of memory");
-    }
-    return 0;
-}
-
-// Data-parallel: the parameter gradients summed over the ranks (dist.h),
-// copied through one buffer in the order of the model's tensors.
-static int sum_gradients(run *r, const ns_model *m, const ns_train_config *cfg, ns_err *err) {
-    int64_t at = 0;
-    for (int t = 0; t < m->ntensors; t++)
-        if (r->e.param_grad[t]) {
-            memcpy(r->grads + at, r->e.param_grad[t], (size_t)m->tensors[t].t.numel * sizeof *r->grads);
-            at += m->tensors[t].t.numel;
-        }
-    if (cfg->dist->sum_f32(r->grads, at, err) < 0) return -1;
-    at = 0;
-    for (int t = 0; t < m->ntensors; t++)
-        if (r->e.param_grad[t]) {
-            memcpy(r->e.param_grad[t], r->grads + at, (size_t)m->tensors[t].t.numel * sizeof *r->grads);
-            at += m->tensors[t].t.numel;
-        }
+    if (r->ranks > 1 && !(r->grads = malloc((size_t)ns_dist_grads_numel(r->params, r->nparams) * sizeof *r->grads)))
+        return ns_errf(err, "out of memory");
     return 0;
 }
 
@@ -241,7 +218,7 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
         if (n == 0) { // nothing of this batch here: a zero gradient to the sum
             if (cfg->sync_bn && bn_sync_idle(m, cfg, err) < 0) return -1;
             ns_engine_zero_grad(&r->e);
-            if (sum_gradients(r, m, cfg, err) < 0) return -1;
+            if (ns_dist_sum_grads(cfg->dist, r->params, r->nparams, r->grads, err) < 0) return -1;
             goto step;
         }
         r->e.step = (uint64_t)epoch * (uint64_t)steps_per_epoch + (uint64_t)b; // dropout masks
@@ -264,7 +241,7 @@ static int train_epoch(run *r, ns_model *m, const ns_samples *train, const ns_tr
         ns_softmax_ce_backward(r->dlogits, share, logits, r->y, w, (float)cfg->label_smoothing, n, k);
         ns_engine_zero_grad(&r->e);
         ns_engine_backward(&r->e, r->dlogits);
-        if (r->ranks > 1 && sum_gradients(r, m, cfg, err) < 0) return -1;
+        if (r->ranks > 1 && ns_dist_sum_grads(cfg->dist, r->params, r->nparams, r->grads, err) < 0) return -1;
     step:
         if (cfg->after_backward)
             cfg->after_backward(cfg->after_backward_ctx, &r->e, (int64_t)epoch * steps_per_epoch + b);

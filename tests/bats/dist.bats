@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
-# net-train over MPI with 2 ranks (mpirun, one thread each): the model after N
-# steps is single-process training's with the same global batch, to float
-# reduction tolerance (relative 1e-5 of each tensor's largest value; measured
-# 3e-7 after 20 steps); checkpoints and --resume; a rank that dies fails the
-# job with no model written. Skipped when Open MPI is absent or net-train was
-# built without it.
+# net-train and vlm-train over MPI with 2 ranks (mpirun, one thread each): the
+# model after N steps is single-process training's with the same global batch,
+# to float reduction tolerance (relative 1e-5 of each tensor's largest value;
+# measured 3e-7 after 20 steps of net-train, 4e-7 after 20 of vlm-train);
+# checkpoints and --resume; a rank that dies fails the job with no model
+# written. Skipped when Open MPI is absent or the programs were built without it.
 bats_require_minimum_version 1.5.0
 load common
 
@@ -22,6 +22,32 @@ setup() {
 }
 
 mpi2() { mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS -x NETSMITH_THREADS "$@"; }
+mpi3() { mpirun --oversubscribe --allow-run-as-root -np 3 -x OMP_NUM_THREADS -x NETSMITH_THREADS "$@"; }
+
+# worst_diff's figure is below the bound $2 (tolerance): prints it either way.
+below() {
+    echo "worst relative difference $1"
+    $PY -c "import sys; sys.exit(0 if $1 < $2 else 1)"
+}
+
+# A vlm-train model's vocabulary, a word a line.
+vocab_of() {
+    $PY -c 'import msgpack, sys; print("\n".join(next(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))["meta"]["vlm.vocab"]))' "$1"
+}
+
+# A 4-class stream of the same images with class names, a caption per image
+# (3 phrasings) and a concept bank (animal, vehicle) for generated captions.
+vlm_data() {
+    make_idx_labels "$T/l4" $(for k in $(seq 0 299); do echo $((k % 4)); done)
+    printf 'cat\ndog\ncar\nship\n' > "$T/names"
+    img-read -q --batch 64 --classes "$T/names" "$T/i" "$T/l4" > "$T/v.tns"
+    for k in $(seq 0 299); do
+        name=$(sed -n "$((k % 4 + 1))p" "$T/names")
+        case $((k % 3)) in 0) echo "$k	a photo of a $name." ;; 1) echo "$k	the $name" ;; *) echo "$k	a $name, small" ;; esac
+    done > "$T/cap.tsv"
+    printf 'class\tanimal\tvehicle\ncat\t1\t0\ndog\t1\t0\ncar\t0\t1\nship\t0\t1\n' > "$T/attr.tsv"
+    concept-bank -q -a "$T/attr.tsv" -o "$T/bank.tns" "$T/v.tns"
+}
 
 # The largest difference between two models' f32 tensors, relative to each tensor's largest value.
 worst_diff() {
@@ -41,9 +67,7 @@ PY
     net-train -q --model "$T/m0.tns" --epochs 2 --batch 32 --optim adam -o "$T/one.tns" "$T/d.tns"
     mpi2 "$BINDIR/net-train" -q --model "$T/m0.tns" --epochs 2 --batch 32 --optim adam -o "$T/two.tns" "$T/d.tns"
     ! cmp -s "$T/m0.tns" "$T/two.tns" # it trained
-    d=$(worst_diff "$T/one.tns" "$T/two.tns")
-    echo "worst relative difference $d"
-    $PY -c "import sys; sys.exit(0 if $d < 1e-5 else 1)"
+    below "$(worst_diff "$T/one.tns" "$T/two.tns")" 1e-5
     # a job run twice gives the same bits (the sums go in rank order)
     mpi2 "$BINDIR/net-train" -q --model "$T/m0.tns" --epochs 2 --batch 32 --optim adam -o "$T/again.tns" "$T/d.tns"
     cmp "$T/two.tns" "$T/again.tns"
@@ -90,4 +114,42 @@ PY
     net-init --arch resnet20 --width 0.25 --like "$T/d.tns" -o "$T/r.tns"
     mpi2 "$BINDIR/net-train" -q --model "$T/r.tns" --epochs 1 --batch 20 --lr 0.01 -o "$T/out.tns" "$T/d.tns"
     [ -s "$T/out.tns" ]
+}
+
+@test "vlm-train: 2 (and 3) ranks train the model one process trains with the same global batch (relative 1e-5)" {
+    ldd "$BINDIR/vlm-train" 2> /dev/null | grep -q libmpi || skip "vlm-train built without MPI"
+    vlm_data
+    # fixed captions, bag-of-words text tower, AdamW: 20 steps of 30 pairs
+    bow=(-q --arch "mlp --hidden 16" -E 8 --text-dim 8 -e 2 -b 30 --seed 1 --captions "$T/cap.tsv")
+    vlm-train "${bow[@]}" -o "$T/one.tns" "$T/v.tns"
+    mpi2 "$BINDIR/vlm-train" "${bow[@]}" -o "$T/two.tns" "$T/v.tns"
+    [ "$(vocab_of "$T/one.tns")" = "$(vocab_of "$T/two.tns")" ]
+    below "$(worst_diff "$T/one.tns" "$T/two.tns")" 1e-5
+    mpi2 "$BINDIR/vlm-train" "${bow[@]}" -o "$T/again.tns" "$T/v.tns"
+    cmp "$T/two.tns" "$T/again.tns"
+    # captions drawn from a concept bank (by stream position, whatever the rank
+    # count), the vocabulary gathered from every rank, a transformer text tower;
+    # SGD, since Adam turns the rounding noise of a gradient that is zero in
+    # exact arithmetic (the attention's key bias) into full-size steps
+    tr=(-q --arch "mlp --hidden 16" -E 8 --text-tower transformer --text-dim 8 --context 8 --text-depth 1
+        --text-heads 2 -e 2 -b 30 --seed 1 --optim sgd --lr 0.05 --concepts "$T/bank.tns")
+    vlm-train "${tr[@]}" -o "$T/one.tns" "$T/v.tns"
+    mpi2 "$BINDIR/vlm-train" "${tr[@]}" -o "$T/two.tns" "$T/v.tns"
+    mpi3 "$BINDIR/vlm-train" "${tr[@]}" -o "$T/three.tns" "$T/v.tns"
+    ! cmp -s "$T/one.tns" "$T/two.tns"
+    below "$(worst_diff "$T/one.tns" "$T/two.tns")" 1e-5
+    below "$(worst_diff "$T/one.tns" "$T/three.tns")" 1e-5
+}
+
+@test "vlm-train: a rank that dies fails the job clearly; no model is written" {
+    ldd "$BINDIR/vlm-train" 2> /dev/null | grep -q libmpi || skip "vlm-train built without MPI"
+    vlm_data
+    head -c 20000 "$T/v.tns" > "$T/cut.tns"
+    args=(-q --arch mlp -E 8 -e 2 -b 30 --captions "$T/cap.tsv" --log "$T/log.tsv" -o "$T/out.tns")
+    run --separate-stderr mpirun --oversubscribe --allow-run-as-root \
+        -np 1 "$BINDIR/vlm-train" "${args[@]}" "$T/v.tns" : -np 1 "$BINDIR/vlm-train" "${args[@]}" "$T/cut.tns"
+    [ "$status" -ne 0 ]
+    [[ "$stderr" == *"vlm-train (rank 1 of 2): "*"cut.tns"*"truncated"* ]]
+    [ ! -e "$T/out.tns" ]
+    [ "$(ls "$T" | grep -c tmp)" -eq 0 ]
 }
