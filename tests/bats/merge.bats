@@ -124,7 +124,7 @@ two_tasks() {
     toy_data
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --like "$T/all.tns" -o "$T/v.tns"
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --seed 1 --like "$T/all.tns" -o "$T/w.tns"
-    for method in act zip mudsc-align mudsc-zip; do
+    for method in weight act zip mudsc-align mudsc-zip; do
         perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/v.tns" "$T/v.tns" > "$T/rep"
         d=$(logit_diff "$T/v.tns" "$T/s.tns" "$T/all.tns")
         awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
