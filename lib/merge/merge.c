@@ -160,6 +160,7 @@ typedef struct matcher {
     float *tmp;
     int64_t *pair, *dr;
     ns_lsa_ws *ws;
+    const unsigned char *settled; // the first pass of weight matching (NULL: full C_w)
 } matcher;
 
 // The groups solved together with p (its tie, or p alone); returns how many.
@@ -191,7 +192,7 @@ static int similarity(matcher *mt, int p, int mode, float *C, ns_err *err) {
         memcpy(C, A, (size_t)(O * O) * sizeof *C);
         return 0;
     }
-    if (ns_merge_weight_corr(mt->models, s, p, C, err) < 0) return -1;
+    if (ns_merge_weight_corr(mt->models, s, p, mt->settled, C, err) < 0) return -1;
     double alpha = mode == C_ACT_TIES ? 0.0 : A ? mt->o->alpha : 1.0;
     for (int64_t r = 0; r < O; r++)
         for (int64_t c = 0; c < O; c++) {
@@ -296,6 +297,47 @@ static int has_dead(const matcher *mt, int p, int64_t O) {
     return 0;
 }
 
+// The first pass of weight matching from the identity: the groups are
+// solved outward from the fixed ones (the model's input and classes), each
+// on the slices of its weight vectors whose other axes are already matched
+// (settled): fixed groups, groups solved earlier in this pass, axes in no
+// group. Left to the sweeps, a group whose vectors mostly pair rows of
+// unmatched neighbours starts from weights compared at random: a
+// transformer's residual stream is read and written by every block, and its
+// anchors (patch embedding, positions, norms, classifier) are a small part
+// of its vectors, so the sweeps from the identity stay stuck (they did not
+// find a ViT's permuted copy). A unit (a group or a tie of heads) is solved
+// once every group in it has settled slices; when no unit is ready, one
+// with some group ready is; units with none are left to the sweeps.
+static int anchored_pass(matcher *mt, double *score, ns_err *err) {
+    const ns_merge_state *s = mt->s;
+    const ns_chgroups *g = s->g;
+    int ng = g->ngroups;
+    unsigned char *settled = calloc(ng > 0 ? (size_t)ng : 1, 1);
+    if (!settled) return ns_errf(err, "out of memory");
+    mt->settled = settled;
+    int rc = 0, solved = 0;
+    for (int relaxed = 0; rc == 0 && relaxed < 2;) {
+        int progress = 0;
+        for (int p = 0; p < ng && rc == 0; p++) {
+            if (!s->dest[p] || settled[p] || !unit_first(g, p)) continue;
+            int k = unit_groups(g, p, mt->members), ready = 0;
+            for (int j = 0; j < k; j++) ready += ns_merge_weight_len(mt->models[0], s, mt->members[j], settled) > 0;
+            if (ready == 0 || (!relaxed && ready < k)) continue;
+            rc = solve_unit(mt, p, C_MIXED, score, NULL, err);
+            for (int j = 0; j < k; j++) settled[mt->members[j]] = 1;
+            progress = 1;
+            solved += k;
+            if (relaxed) break; // one, then strictly again
+        }
+        relaxed = progress ? 0 : relaxed + 1;
+    }
+    ns_report_message(mt->o->report, "anchored pass: %d groups matched from the fixed ones outward", solved);
+    mt->settled = NULL;
+    free(settled);
+    return rc;
+}
+
 int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act_corr,
                    unsigned char *const *dead_units, const ns_merge_opts *opts, ns_merge_report *rep,
                    ns_err *err) {
@@ -306,7 +348,7 @@ int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act
     for (int p = 0; p < ng; p++)
         if (n * g->groups[p].size > maxO) maxO = n * g->groups[p].size;
     size_t slots = ng > 0 ? (size_t)ng : 1;
-    matcher mt = {opts, s, models, act_corr, dead_units, NULL, NULL, NULL, NULL, NULL, NULL};
+    matcher mt = {opts, s, models, act_corr, dead_units, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     mt.members = malloc(slots * sizeof *mt.members);
     mt.C = calloc(slots, sizeof *mt.C);
     mt.tmp = malloc((size_t)(maxO * maxO) * sizeof *mt.tmp);
@@ -359,6 +401,7 @@ int ns_merge_match(ns_model *const *models, ns_merge_state *s, float *const *act
             }
             if (!changed) break;
         }
+    if (matched && opts->iterate && !opts->act_init && anchored_pass(&mt, rep->score, err) < 0) goto done;
     if (matched && opts->iterate) {
         ns_rng rng;
         ns_rng_seed(&rng, opts->seed);

@@ -170,9 +170,15 @@ void ns_merge_state_identity(ns_merge_state *s, int p);
 // Pearson correlation of the channels' weight vectors for group p (O x O into
 // C): a channel's vector is its slice of every trainable tensor indexing p,
 // every other axis mapped into the merged coordinates of its own group by the
-// current state. Tensors of a concatenated head are left out.
-int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p, float *C,
-                         ns_err *err);
+// current state. Tensors of a concatenated head are left out. settled
+// (ngroups bytes) restricts the vectors to the slices of tensors whose other
+// axes are all in fixed groups or in groups q with settled[q] (their axes not
+// in any group are the identity, so settled too); NULL: every slice. With no
+// slice left, C is the identity.
+int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p, const unsigned char *settled,
+                         float *C, ns_err *err);
+// The length of group p's weight vectors under the same restriction (0: none).
+int64_t ns_merge_weight_len(const ns_model *m0, const ns_merge_state *s, int p, const unsigned char *settled);
 
 // Writes the merged tensors into out, a model with the structure of models[0]
 // (heads: out's head node must already have sum(head_rows) outputs), weights

@@ -218,19 +218,42 @@ oom:
     return NULL;
 }
 
-int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p, float *C,
-                         ns_err *err) {
+// Whether tensor t's other axes than axis are all settled: every group
+// indexing them is fixed or settled[q] (settled NULL: every axis is).
+static int other_axes_settled(const ns_merge_state *s, int t, int axis, const unsigned char *settled) {
+    if (!settled || t >= s->ntensors) return 1;
+    for (int at = s->member_off[t]; at < s->member_off[t + 1]; at++) {
+        int q = s->members[at][0];
+        const ns_chgroup *gq = &s->g->groups[q];
+        if (gq->members[s->members[at][1]].axis != axis && !gq->fixed && s->dest[q] && !settled[q]) return 0;
+    }
+    return 1;
+}
+
+// Whether member mb of group p gives a slice of the channels' weight vectors.
+static int counts(const ns_merge_state *s, const ns_model *m0, const ns_chmember *mb, const unsigned char *settled) {
+    return mb->role != NS_CH_ACT && m0->tensors[mb->tensor].trainable && !is_head_tensor(s, m0, mb->tensor) &&
+           other_axes_settled(s, mb->tensor, mb->axis, settled);
+}
+
+int64_t ns_merge_weight_len(const ns_model *m0, const ns_merge_state *s, int p, const unsigned char *settled) {
     const ns_chgroup *gr = &s->g->groups[p];
-    const ns_model *m0 = models[0];
-    int n = s->n;
-    int64_t om = gr->size, O = n * om, L = 0;
+    int64_t L = 0;
     for (int k = 0; k < gr->nmembers; k++) {
         const ns_chmember *mb = &gr->members[k];
-        if (mb->role == NS_CH_ACT || !m0->tensors[mb->tensor].trainable || is_head_tensor(s, m0, mb->tensor))
-            continue;
+        if (!counts(s, m0, mb, settled)) continue;
         const ns_tensor *x = &m0->tensors[mb->tensor].t;
         L += x->numel / x->shape[mb->axis] * mb->reps * mb->inner;
     }
+    return L;
+}
+
+int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p, const unsigned char *settled,
+                         float *C, ns_err *err) {
+    const ns_chgroup *gr = &s->g->groups[p];
+    const ns_model *m0 = models[0];
+    int n = s->n;
+    int64_t om = gr->size, O = n * om, L = ns_merge_weight_len(m0, s, p, settled);
     if (L == 0) {
         for (int64_t r = 0; r < O; r++)
             for (int64_t c = 0; c < O; c++) C[r * O + c] = r == c;
@@ -241,8 +264,7 @@ int ns_merge_weight_corr(ns_model *const *models, const ns_merge_state *s, int p
     int64_t col = 0;
     for (int k = 0; k < gr->nmembers; k++) {
         const ns_chmember *mb = &gr->members[k];
-        if (mb->role == NS_CH_ACT || !m0->tensors[mb->tensor].trainable || is_head_tensor(s, m0, mb->tensor))
-            continue;
+        if (!counts(s, m0, mb, settled)) continue;
         const ns_tensor *x0 = &m0->tensors[mb->tensor].t;
         int64_t len = 0, outer = 1, inner = 1, a = mb->axis;
         for (int i = 0; i < n; i++) {

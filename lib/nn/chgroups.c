@@ -241,6 +241,10 @@ static int walk_node(bld *b, int i) {
     case NS_OP_CLS_TOKEN:   // a token more, of the same features
     case NS_OP_POS_EMBED:
     case NS_OP_TOKEN_POOL:  // T x D to D
+        // end-of-text pooling (mode 2) takes the token at the largest of its
+        // second input's T keys (the ids): their positions are tokens, not
+        // features, so they may not move
+        if (n->ninputs > 1) mark(b, n->inputs[1], NS_CHFIX_OPAQUE);
         break;
     default: // transpose, and any op added later until it is described here
         opaque = 1;

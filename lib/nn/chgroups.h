@@ -74,7 +74,9 @@
 // feature axes), layer norms, the attention's input columns and output rows,
 // the MLP's first columns and last rows, the token pooling and the
 // classifier's columns. GELU, softmax (equivariant whatever its axis), the
-// class token, position embedding and token pooling pass channels through.
+// class token, position embedding and token pooling pass channels through;
+// the end-of-text pooling's second input (its keys, one per token: the ids
+// in the text-transformer) is opaque, since moving a key moves the token.
 // The MLP's hidden units are a group of their own (prunable); the groups an
 // attention reads and writes and its qk/v groups are not prunable
 // (noselect: NS_CHSEL_ATTN, NS_CHSEL_HEADS). A cross-attention's queries and

@@ -45,6 +45,23 @@ with open(path, "wb") as f:
 PY
 }
 
+make_ids() { # path n L vocab classes: n labelled texts of L token ids (f32), the largest id last
+    $PY - "$@" <<'PY'
+import msgpack, random, struct, sys
+path, n, L, vocab, classes = sys.argv[1], *map(int, sys.argv[2:6])
+rnd = random.Random(5)
+rows = [[rnd.randrange(vocab - 1) for _ in range(rnd.randrange(1, L))] for _ in range(n)]
+ids = [v for r in rows for v in (r + [vocab - 1] + [0] * (L - 1 - len(r)))]
+with open(path, "wb") as f:
+    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "name": "",
+                           "meta": {"general.labels": [f"c{k}" for k in range(classes)]}}))
+    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "tensor", "name": "images", "dtype": "f32",
+                           "shape": [n, L], "data": struct.pack(f"<{n * L}f", *ids),
+                           "meta": {"labels": [k % classes for k in range(n)], "ids": list(range(n))}},
+                          use_bin_type=True))
+PY
+}
+
 # Fails the test unless the last `run` failed with the given status, printed
 # "PROG: ..." on stderr containing the text, and nothing on stdout.
 expect_failure() { # status prog text

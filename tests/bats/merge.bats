@@ -124,7 +124,7 @@ two_tasks() {
     toy_data
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --like "$T/all.tns" -o "$T/v.tns"
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --seed 1 --like "$T/all.tns" -o "$T/w.tns"
-    for method in act zip mudsc-align mudsc-zip; do
+    for method in weight act zip mudsc-align mudsc-zip; do
         perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/v.tns" "$T/v.tns" > "$T/rep"
         d=$(logit_diff "$T/v.tns" "$T/s.tns" "$T/all.tns")
         awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
@@ -136,6 +136,23 @@ two_tasks() {
     # two different ViTs merge into a model that runs
     perm-align -q --method mudsc-zip --data "$T/all.tns" -o "$T/vw.tns" "$T/v.tns" "$T/w.tns" > /dev/null
     net-eval -q -m "$T/vw.tns" "$T/all.tns" > /dev/null
+}
+
+@test "perm-align merges text transformers (end-of-text pooling): with itself the same logits" {
+    make_ids "$T/ids.tns" 96 8 20 4
+    net-init --arch text-transformer --in 8 --vocab 20 --classes 4 --width 0.5 -o "$T/t.tns"
+    net-init --arch text-transformer --in 8 --vocab 20 --classes 4 --width 0.5 --seed 1 -o "$T/u.tns"
+    for method in weight act zip mudsc-align mudsc-zip; do
+        perm-align -q --no-reset --method $method --data "$T/ids.tns" -o "$T/s.tns" "$T/t.tns" "$T/t.tns" > "$T/rep"
+        d=$(logit_diff "$T/t.tns" "$T/s.tns" "$T/ids.tns")
+        awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
+    done
+    # residual stream, per block qk, v and MLP (7 free groups); the stream's
+    # features are read at the pooled end-of-text token
+    [ "$(grep -c '^group' "$T/rep")" -eq 7 ]
+    net-info --groups "$T/t.tns" | grep -q "^group 1: 32 channels.*features at pool$"
+    perm-align -q --method mudsc-zip --data "$T/ids.tns" -o "$T/tu.tns" "$T/t.tns" "$T/u.tns" > /dev/null
+    [ "$(net-eval -q -m "$T/tu.tns" "$T/ids.tns" | awk '$1=="samples"{print $2}')" -eq 96 ]
 }
 
 @test "perm-align merges GroupNorm nets: groups matched as blocks, with itself the same logits" {

@@ -150,3 +150,17 @@ PY
     [[ "$output" == *"no growing-reg strengths"* ]]
     [ ! -e "$T/x.tns" ]
 }
+
+@test "net-prune on a text transformer: only the MLP units go, and the smaller model runs and trains" {
+    make_ids "$T/ids.tns" 64 8 20 4
+    net-init --arch text-transformer --in 8 --vocab 20 --classes 4 -o "$T/t.tns"
+    for c in l2 taylor; do
+        net-prune -q -m "$T/t.tns" -o "$T/p.tns" --ratio 0.5 -c $c "$T/ids.tns" > "$T/rep"
+        [ "$(awk '$1=="group"{print $3}' "$T/rep" | tr '\n' ' ')" = "encoder.layers.0.linear1 encoder.layers.1.linear1 " ]
+        [ "$(awk '$1=="params"{print ($3 < $2)}' "$T/rep")" -eq 1 ]
+        [ "$(net-info "$T/p.tns" | awk '$1=="params"{print $2}')" -eq "$(awk '$1=="params"{print $3}' "$T/rep")" ]
+        [ "$(net-eval -q -m "$T/p.tns" "$T/ids.tns" | awk '$1=="samples"{print $2}')" -eq 64 ]
+        net-train -q -m "$T/p.tns" -e 1 --optim adamw -o "$T/q.tns" "$T/ids.tns"
+        [ "$(net-eval -q -m "$T/q.tns" "$T/ids.tns" | awk '$1=="samples"{print $2}')" -eq 64 ]
+    done
+}

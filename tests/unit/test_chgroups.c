@@ -86,7 +86,9 @@ typedef struct tcase {
 // random norm parameters and running statistics.
 static int make_model(ns_model *m, const tcase *c, uint64_t seed, ns_err *err) {
     ns_model_init(m);
-    int rc = c->arch ? ns_arch_build(m, c->arch, &c->opts, err)
+    int text = c->arch && strcmp(c->arch, "text-transformer") == 0;
+    int rc = text ? ns_arch_build_text(m, &c->opts, c->ids, err)
+             : c->arch ? ns_arch_build(m, c->arch, &c->opts, err)
                      : ns_spec_parse(m, c->spec, strlen(c->spec), c->name, err);
     if (rc < 0) return -1;
     ns_model_init_params(m, seed);
@@ -266,6 +268,15 @@ static const char token_spec[] =
     "[embedding emb]\nnum = 10\ndim = 8\n[layernorm]\n[flatten]\n"
     "[linear fc1]\nout = 12\n[relu]\n[linear fc]\nout = 5\n";
 
+static const char eot_spec[] =
+    "# end-of-text pooling whose keys are computed: the token at the largest key;\n"
+    "# the keys' positions are tokens, not features (moving them moves the token)\n"
+    "[input]\nshape = 6\n"
+    "[embedding emb]\nnum = 10\ndim = 8\n[layernorm ln]\n"
+    "[linear keys]\nfrom = input\nout = 6\n"
+    "[token_pool pool]\nfrom = ln, keys\nmode = 2\n"
+    "[linear fc]\nout = 5\n";
+
 static const char reshape_spec[] =
     "# a reshape to one dimension reads like a flatten (dim0 given: pruning\n"
     "# must change it)\n"
@@ -301,7 +312,7 @@ static const char xattn_spec[] =
     "[linear fc]\nout = 3\n";
 
 enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL, C_TOKEN, C_OPAQUE, C_RESHAPE,
-       C_VIT, C_GN, C_XATTN, NCASES };
+       C_VIT, C_GN, C_XATTN, C_TEXT, C_EOT, NCASES };
 
 static tcase cases[NCASES];
 
@@ -326,6 +337,9 @@ static void init_cases(void) {
     cases[C_VIT] = (tcase){"vit", "vit", ov, NULL, 0, 1};
     cases[C_GN] = (tcase){"groupnorm", NULL, o, gn_spec, 0, 0}; // statistics over the pruned channels
     cases[C_XATTN] = (tcase){"cross-attention", NULL, o, xattn_spec, 0, 1};
+    ns_arch_opts ot = {6, 0, 0, 5, 0.5, 2, {0}, 0, 0, 4}; // 6 ids of a vocabulary of 10
+    cases[C_TEXT] = (tcase){"text-transformer", "text-transformer", ot, NULL, 10, 1};
+    cases[C_EOT] = (tcase){"end-of-text keys", NULL, o, eot_spec, 10, 0}; // a layernorm over the pruned channels
 }
 
 // Expected groups, by hand, in order of first appearance (node order; within
@@ -403,6 +417,18 @@ static const want wants[NCASES] = {
     // cross-attention: the input (1); the patch embedding (6); a and b joined by the
     // shared in_proj columns (12, not prunable); x's qk and v spaces (12 in
     // heads of 4); x's output (12); fc (3).
+    // text-transformer (6 ids, width 32, 2 causal blocks of 4 heads, MLP 128,
+    // pooled at the end-of-text token, whose position the ids give): the ids
+    // (6: input, opaque to the embedding and the pooling); the residual stream
+    // (32: token embedding columns, positions, norms, attention and MLP
+    // outputs, text_projection's columns; the attentions' width); per block
+    // qk and v (heads of 8) and the MLP's hidden units (128); the 5 outputs.
+    [C_TEXT] = {9, {6, 32, 32, 32, 128, 32, 32, 128, 5}, {0, 0, 8, 8, 0, 8, 8, 0, 0},
+                {IN_ | OPQ_, 0, 0, 0, 0, 0, 0, 0, OUT_}, {0, 4, 2, 2, 0, 2, 2, 0, 0}},
+    // end-of-text keys: the ids (6), the embedding dim (8, with the layernorm
+    // and the pooled features), the keys (6: token positions, opaque to the
+    // pooling), fc (5).
+    [C_EOT] = {4, {6, 8, 6, 5}, {0}, {IN_ | OPQ_, 0, OPQ_, OUT_}},
     [C_XATTN] = {7, {1, 6, 12, 12, 12, 12, 3}, {0, 0, 0, 4, 4, 0, 0}, {IN_, 0, 0, 0, 0, 0, OUT_},
                  {0, 0, 4, 2, 2, 4, 0}},
 };
