@@ -557,10 +557,8 @@ int main(int argc, char **argv) {
     // evaluates, reports, logs and writes the model (as net-train).
     ns_dist dist;
     if (ns_dist_init(&dist, &argc, &argv, &err) < 0) ns_die_err(&err);
-    char rank_name[64];
     if (dist.size > 1) {
-        snprintf(rank_name, sizeof rank_name, "%s (rank %d of %d)", ns_progname, dist.rank, dist.size);
-        ns_progname = rank_name;
+        ns_progname_rank(dist.rank, dist.size);
         cfg.dist = &dist;
         if (dist.rank > 0) {
             cmd.eval = cmd.eval_concepts = cmd.report = cmd.log = NULL;

@@ -67,6 +67,12 @@ void ns_proginit(int argc, char **argv) {
     install_cleanup();
 }
 
+void ns_progname_rank(int rank, int size) {
+    static char name[96];
+    snprintf(name, sizeof name, "%.40s (rank %d of %d)", ns_progname, rank, size);
+    ns_progname = name;
+}
+
 static void vmessage(const char *fmt, va_list ap) {
     fflush(stdout);
     fprintf(stderr, "%s: ", ns_progname);

@@ -23,6 +23,9 @@ extern const char *ns_progname;
 // start) they are removed before the signal kills the program as usual, and
 // any exit() removes those still registered (outputs never committed).
 void ns_proginit(int argc, char **argv);
+// One process of several (rank of size, under mpirun): messages name it,
+// "net-train (rank 1 of 2): ...".
+void ns_progname_rank(int rank, int size);
 
 // "prog: message" on stderr, exit 1.
 _Noreturn void ns_die(const char *fmt, ...) NS_PRINTF(1, 2);
