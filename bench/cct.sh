@@ -32,6 +32,10 @@
 # TEST_PER_CLASS x SEEN crops of the held-out brands from other scenes
 # (--seed 2). BRANDS (40), SEEN (20).
 #
+# ARCH_OPTS: the backbone options of G's (and so D's) cct-train, e.g.
+# "--arch vit --width 0.5 --depth 2 --cross-heads 1" for the twin
+# transformer; BASELINES=0 skips ncm and linear (their classifier is the CNN).
+#
 # Environment: DATA (fashion), SEEDS (1 2 3), KS, PRE (4), ADV (3), PAIRS (5000),
 # CLS_EPOCHS (3), SRC_PER_CLASS (1000), TGT_PER_CLASS (1000),
 # TEST_PER_CLASS (400), EXTRA (more cct-train options for the adversarial
@@ -83,7 +87,8 @@ T="$OUT/cct.tsv"
 : > "$T"
 for s in $SEEDS; do
     t0=$(date +%s)
-    "$BIN/cct-train" -q --seed "$s" --pre-epochs "$PRE" --adv-epochs 0 --pairs "$PAIRS" \
+    # shellcheck disable=SC2086
+    "$BIN/cct-train" -q --seed "$s" --pre-epochs "$PRE" --adv-epochs 0 --pairs "$PAIRS" ${ARCH_OPTS:-} \
         --log "$OUT/log-G-$s.tsv" -o "$OUT/G-$s.tns" "$OUT/src.tns" "$OUT/tgt.tns"
     t1=$(date +%s)
     # shellcheck disable=SC2086
@@ -99,6 +104,7 @@ for s in $SEEDS; do
         done
     done
     # the classifier baselines: same backbone, trained on the source classes
+    [ "${BASELINES:-1}" = 1 ] || continue
     "$BIN/net-init" --spec "$OUT/cls.cfg" --seed "$s" > "$OUT/cls-init-$s.tns"
     "$BIN/net-train" -q --model "$OUT/cls-init-$s.tns" --optim adam --epochs "$CLS_EPOCHS" --seed "$s" \
         -o "$OUT/cls-$s.tns" "$OUT/src.tns"
