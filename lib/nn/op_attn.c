@@ -2,7 +2,8 @@
 // Shapes: softmax (outer, L, inner); attention x (N, Tq, D), mem (N, Tk, D),
 // Hd heads of dh = D/Hd features; with cross_heads c (twin self-attention,
 // N = 2 x pairs) head h >= Hd - c of sample n reads the keys and values of
-// kv_sample(n, h) = its partner (n + N/2) mod N. The saved state of an attention forward is
+// kv_sample(n, h) = its partner (n + N/2) mod N. The saved state of an
+// attention forward is
 //   q, k, v   self: one (N, Tq, 3D) block [q | k | v] per token row (row
 //             stride 3D); cross: q (N, Tq, D), then [k | v] (N, Tk, 2D)
 //   P         (N, Hd, Tq, Tk) attention probabilities
