@@ -45,7 +45,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "pairs per step (default 64)", 1, 1 << 14},
         {"lr-pre", 0, NS_OPT_DOUBLE, &cmd->lr_pre, "LR", "Adam learning rate of the pretraining (default 1e-3)", 1e-12, 10},
         {"lr-g", 0, NS_OPT_DOUBLE, &cmd->lr_g, "LR", "G's learning rate in the adversarial stage (default 1e-4)", 1e-12, 10},
-        {"lr-d", 0, NS_OPT_DOUBLE, &cmd->lr_d, "LR", "D's learning rate (default 1e-3)", 1e-12, 10},
+        {"lr-d", 0, NS_OPT_DOUBLE, &cmd->lr_d, "LR", "D's learning rate (default 1e-4: G's; D faster wins the game)", 1e-12, 10},
         {"lr-final", 0, NS_OPT_DOUBLE, &cmd->lr_final, "F", "cosine to F x the rate over each stage (default 0.01)", 0, 1},
         {"g-steps", 0, NS_OPT_INT, &cmd->g_steps, "N", "G steps against D per iteration (default 1)", 0, 100},
         {"d-steps", 0, NS_OPT_INT, &cmd->d_steps, "N", "D steps per iteration (default 1)", 0, 100},
