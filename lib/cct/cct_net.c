@@ -55,11 +55,15 @@ int ns_cct_vit_backbone(ns_model *m, int c, int h, int w, double width, int dept
     ns_arch_opts o = {.in_c = c, .in_h = h, .in_w = w, .classes = (int)embed, .width = width, .depth = depth,
                       .patch = patch, .heads = heads};
     ns_model_init(m);
-    if (ns_arch_build(m, "vit", &o, err) < 0) return -1;
-    for (int i = 0; i < m->nnodes; i++)
-        if (m->nodes[i].op == NS_OP_ATTENTION && ns_node_set_iattr(&m->nodes[i], "cross_heads", cross_heads, err) < 0)
-            return -1;
-    if (ns_model_resolve(m, 1, err) < 0) return -1; // checks cross_heads against the heads
+    int rc = ns_arch_build(m, "vit", &o, err);
+    for (int i = 0; rc == 0 && i < m->nnodes; i++)
+        if (m->nodes[i].op == NS_OP_ATTENTION)
+            rc = ns_node_set_iattr(&m->nodes[i], "cross_heads", cross_heads, err);
+    if (rc == 0) rc = ns_model_resolve(m, 1, err); // checks cross_heads against the heads
+    if (rc < 0) { // nothing is left to the caller
+        ns_model_free(m);
+        return -1;
+    }
     snprintf(m->arch, sizeof m->arch, "cct-vit --width %g --depth %d --patch %d --heads %d --cross-heads %d --embed %lld",
              width, depth ? depth : 4, patch ? patch : 7, heads ? heads : 4, cross_heads, (long long)embed);
     ns_model_init_params(m, seed);
