@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/cct.sh: CCT-Net on Fashion-MNIST split into source and target
-# classes, against the embedding baselines on the same split and backbone.
+# classes (or, DATA=logos, on seen and held-out logo brands), against the
+# embedding baselines on the same split and backbone.
 # Writes OUTDIR/cct.tsv (one line per seed, method and K) and OUTDIR/cct.md
 # (mean +- std over the seeds, also on stdout).
 #
@@ -22,7 +23,20 @@
 # each classifying the queries with K random representatives per class, K
 # in KS (default 1 5 20). The baselines run in bench/cct_baselines.py.
 #
-# Environment: SEEDS (1 2 3), KS, PRE (4), ADV (3), PAIRS (5000),
+# DATA=logos: open-set logo recognition as QMUL-OpenLogo's open split, from
+# logo-synth --crops (one logo per 32x32 RGB image) of --shapes BRANDS
+# built-in brands: the first SEEN brands of the permutation are the source
+# (SRC_PER_CLASS x SEEN labelled crops), the next SEEN brands, never seen in
+# training, the target (TGT_PER_CLASS x SEEN crops, unlabelled during
+# training; the representatives are drawn from them), queries
+# TEST_PER_CLASS x SEEN crops of the held-out brands from other scenes
+# (--seed 2). BRANDS (40), SEEN (20).
+#
+# ARCH_OPTS: the backbone options of G's (and so D's) cct-train, e.g.
+# "--arch vit --width 0.5 --depth 2 --cross-heads 1" for the twin
+# transformer; BASELINES=0 skips ncm and linear (their classifier is the CNN).
+#
+# Environment: DATA (fashion), SEEDS (1 2 3), KS, PRE (4), ADV (3), PAIRS (5000),
 # CLS_EPOCHS (3), SRC_PER_CLASS (1000), TGT_PER_CLASS (1000),
 # TEST_PER_CLASS (400), EXTRA (more cct-train options for the adversarial
 # stage), PYTHON (/usr/bin/python3, with numpy), BINDIR (bin). A tiny check of the script:
@@ -49,18 +63,32 @@ PY=${PYTHON:-/usr/bin/python3} # Debian's, with numpy
 F=/usr/share/datasets/fashion-mnist
 mkdir -p "$OUT"
 
-C="$HERE/../examples/fashion-mnist.classes"
-[ -s "$OUT/train.tns" ] || "$BIN/img-read" -q --classes "$C" "$F/train-images-idx3-ubyte.gz" > "$OUT/train.tns"
-[ -s "$OUT/test.tns" ] || "$BIN/img-read" -q --classes "$C" "$F/t10k-images-idx3-ubyte.gz" > "$OUT/test.tns"
-"$BIN/img-select" -c "$SRC" -p "$SRC_PER_CLASS" -o "$OUT/src.tns" "$OUT/train.tns"
-"$BIN/img-select" -c "$TGT" -p "$TGT_PER_CLASS" -o "$OUT/tgt.tns" "$OUT/train.tns"
-"$BIN/img-select" -c "$TGT" -p "$TEST_PER_CLASS" -o "$OUT/query.tns" "$OUT/test.tns"
+if [ "${DATA:-fashion}" = logos ]; then
+    BRANDS=${BRANDS:-40}
+    SEEN=${SEEN:-20}
+    L="$BIN/logo-synth -q --shapes $BRANDS -k $SEEN --crops -s 32"
+    $L -n $((SRC_PER_CLASS * SEEN)) -o "$OUT/src.tns"
+    $L -n $((TGT_PER_CLASS * SEEN)) --split heldout -o "$OUT/tgt.tns"
+    $L -n $((TEST_PER_CLASS * SEEN)) --split heldout --seed 2 -o "$OUT/query.tns"
+    SHAPE=3x32x32 NSRC=$SEEN
+else
+    C="$HERE/../examples/fashion-mnist.classes"
+    [ -s "$OUT/train.tns" ] || "$BIN/img-read" -q --classes "$C" "$F/train-images-idx3-ubyte.gz" > "$OUT/train.tns"
+    [ -s "$OUT/test.tns" ] || "$BIN/img-read" -q --classes "$C" "$F/t10k-images-idx3-ubyte.gz" > "$OUT/test.tns"
+    "$BIN/img-select" -c "$SRC" -p "$SRC_PER_CLASS" -o "$OUT/src.tns" "$OUT/train.tns"
+    "$BIN/img-select" -c "$TGT" -p "$TGT_PER_CLASS" -o "$OUT/tgt.tns" "$OUT/train.tns"
+    "$BIN/img-select" -c "$TGT" -p "$TEST_PER_CLASS" -o "$OUT/query.tns" "$OUT/test.tns"
+    SHAPE=1x28x28 NSRC=5
+fi
+# the baselines' classifier: bench/cct_cnn.cfg for this input and source classes
+sed -e "s/^shape = .*/shape = $SHAPE/" -e '/^\[linear fc\]/,$s/^out = .*/out = '"$NSRC/" "$HERE/cct_cnn.cfg" > "$OUT/cls.cfg"
 
 T="$OUT/cct.tsv"
 : > "$T"
 for s in $SEEDS; do
     t0=$(date +%s)
-    "$BIN/cct-train" -q --seed "$s" --pre-epochs "$PRE" --adv-epochs 0 --pairs "$PAIRS" \
+    # shellcheck disable=SC2086
+    "$BIN/cct-train" -q --seed "$s" --pre-epochs "$PRE" --adv-epochs 0 --pairs "$PAIRS" ${ARCH_OPTS:-} \
         --log "$OUT/log-G-$s.tsv" -o "$OUT/G-$s.tns" "$OUT/src.tns" "$OUT/tgt.tns"
     t1=$(date +%s)
     # shellcheck disable=SC2086
@@ -76,7 +104,8 @@ for s in $SEEDS; do
         done
     done
     # the classifier baselines: same backbone, trained on the source classes
-    "$BIN/net-init" --spec "$HERE/cct_cnn.cfg" --seed "$s" > "$OUT/cls-init-$s.tns"
+    [ "${BASELINES:-1}" = 1 ] || continue
+    "$BIN/net-init" --spec "$OUT/cls.cfg" --seed "$s" > "$OUT/cls-init-$s.tns"
     "$BIN/net-train" -q --model "$OUT/cls-init-$s.tns" --optim adam --epochs "$CLS_EPOCHS" --seed "$s" \
         -o "$OUT/cls-$s.tns" "$OUT/src.tns"
     for d in tgt query; do

@@ -19,8 +19,8 @@
 #include "stream/streaminfo.h"
 
 struct cmdline {
-    const char *backbone, *g_init, *d_init, *hidden, *fewshot, *log, *output, *d_output;
-    int embed, pre_epochs, adv_epochs, batch, g_steps, d_steps, g_src_steps, g_src_epochs, fs_steps, unsup,
+    const char *backbone, *arch, *g_init, *d_init, *hidden, *fewshot, *log, *output, *d_output;
+    int embed, patch, depth, heads, cross_heads, pre_epochs, adv_epochs, batch, g_steps, d_steps, g_src_steps, g_src_epochs, fs_steps, unsup,
         no_d_src, no_d_tgt, no_g_adv, crop_pad, quiet;
     double width, lr_pre, lr_g, lr_d, lr_final, flip;
     int64_t pairs, seed;
@@ -29,8 +29,13 @@ struct cmdline {
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first) {
     const ns_opt opts[] = {
         {"backbone", 0, NS_OPT_STR, &cmd->backbone, "MODEL", "backbone for G and D: any model stream; its output is the embedding (default: a small CNN)", 0, 0},
-        {"embed", 'E', NS_OPT_INT, &cmd->embed, "E", "default backbone: embedding width (default 64)", 1, 65536},
-        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "default backbone: channel multiplier, 16W and 32W channels (default 1)", 1e-3, 64},
+        {"arch", 0, NS_OPT_STR, &cmd->arch, "NAME", "new backbone: cnn (default), or vit, the twin transformer with cross-attention heads", 0, 0},
+        {"embed", 'E', NS_OPT_INT, &cmd->embed, "E", "new backbone: embedding width (default 64)", 1, 65536},
+        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "new backbone: cnn 16W and 32W channels, vit 64W features (default 1)", 1e-3, 64},
+        {"patch", 0, NS_OPT_INT, &cmd->patch, "P", "vit: P x P patches (default 7)", 1, 4096},
+        {"depth", 0, NS_OPT_INT, &cmd->depth, "N", "vit: transformer blocks (default 4)", 1, 256},
+        {"heads", 0, NS_OPT_INT, &cmd->heads, "N", "vit: attention heads per block (default 4)", 1, 4096},
+        {"cross-heads", 0, NS_OPT_INT, &cmd->cross_heads, "N", "vit: of those, heads that attend to the pair's other image (default 1; 0: a plain shared ViT)", 0, 4096},
         {"hidden", 0, NS_OPT_STR, &cmd->hidden, "LIST", "head's hidden widths, comma-separated, \"\" for none (default 256,64)", 0, 0},
         {"g-init", 0, NS_OPT_STR, &cmd->g_init, "G", "start from this G (a cct-train output) instead of a new one", 0, 0},
         {"d-init", 0, NS_OPT_STR, &cmd->d_init, "D", "start from this D", 0, 0},
@@ -40,7 +45,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"batch", 'b', NS_OPT_INT, &cmd->batch, "N", "pairs per step (default 64)", 1, 1 << 14},
         {"lr-pre", 0, NS_OPT_DOUBLE, &cmd->lr_pre, "LR", "Adam learning rate of the pretraining (default 1e-3)", 1e-12, 10},
         {"lr-g", 0, NS_OPT_DOUBLE, &cmd->lr_g, "LR", "G's learning rate in the adversarial stage (default 1e-4)", 1e-12, 10},
-        {"lr-d", 0, NS_OPT_DOUBLE, &cmd->lr_d, "LR", "D's learning rate (default 1e-3)", 1e-12, 10},
+        {"lr-d", 0, NS_OPT_DOUBLE, &cmd->lr_d, "LR", "D's learning rate (default 1e-4: G's; D faster wins the game)", 1e-12, 10},
         {"lr-final", 0, NS_OPT_DOUBLE, &cmd->lr_final, "F", "cosine to F x the rate over each stage (default 0.01)", 0, 1},
         {"g-steps", 0, NS_OPT_INT, &cmd->g_steps, "N", "G steps against D per iteration (default 1)", 0, 100},
         {"d-steps", 0, NS_OPT_INT, &cmd->d_steps, "N", "D steps per iteration (default 1)", 0, 100},
@@ -76,8 +81,14 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         2, 2,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
-    if (cmd->backbone && (cmd->embed || cmd->width)) ns_die_usage("--embed and --width shape the default backbone, not --backbone");
-    if (cmd->g_init && (cmd->backbone || cmd->embed || cmd->width || cmd->hidden))
+    int vit_opts = cmd->patch || cmd->depth || cmd->heads || cmd->cross_heads >= 0;
+    if (cmd->arch && strcmp(cmd->arch, "cnn") != 0 && strcmp(cmd->arch, "vit") != 0)
+        ns_die_usage("--arch must be cnn or vit, not '%s'", cmd->arch);
+    if (vit_opts && !(cmd->arch && strcmp(cmd->arch, "vit") == 0))
+        ns_die_usage("--patch, --depth, --heads and --cross-heads shape --arch vit");
+    if (cmd->backbone && (cmd->arch || cmd->embed || cmd->width))
+        ns_die_usage("--arch, --embed and --width build a new backbone, not --backbone");
+    if (cmd->g_init && (cmd->backbone || cmd->arch || cmd->embed || cmd->width || cmd->hidden))
         ns_die_usage("--g-init brings its own backbone and head");
     if (cmd->fs_steps && !cmd->fewshot) ns_die_usage("--fs-steps needs --fewshot");
     if (cmd->g_src_epochs && !cmd->g_src_steps) ns_die_usage("--g-src-epochs needs --g-src-steps");
@@ -145,8 +156,13 @@ static int new_net(ns_cct_net *net, ns_cct_role role, const struct cmdline *cmd,
         int c = 0, h = 0, w = 0;
         ns_stream_info info = {0};
         int rc = peek_images(source, &c, &h, &w, &info, err);
-        if (rc == 0)
-            rc = ns_cct_default_backbone(&bb, c, h, w, cmd->width ? cmd->width : 1, cmd->embed ? cmd->embed : 64, seed, err);
+        double width = cmd->width ? cmd->width : 1;
+        int64_t embed = cmd->embed ? cmd->embed : 64;
+        if (rc == 0 && cmd->arch && strcmp(cmd->arch, "vit") == 0)
+            rc = ns_cct_vit_backbone(&bb, c, h, w, width, cmd->depth, cmd->patch, cmd->heads,
+                                     cmd->cross_heads >= 0 ? cmd->cross_heads : 1, embed, seed, err);
+        else if (rc == 0)
+            rc = ns_cct_default_backbone(&bb, c, h, w, width, embed, seed, err);
         if (rc == 0) { // the backbone takes the data as it comes
             bb.nnorm = info.nnorm;
             memcpy(bb.mean, info.mean, sizeof bb.mean);
@@ -192,6 +208,7 @@ int main(int argc, char **argv) {
     cmd.batch = 64;
     cmd.g_steps = cmd.d_steps = 1;
     cmd.crop_pad = -1;
+    cmd.cross_heads = -1;
     cmd.flip = -1;
     cmd.seed = 1;
     int first;

@@ -4,6 +4,9 @@
 // the class names, then per batch a boxes record and its image batch
 // (tns(5), "Detection streams"). The scene code is lib/detect/synth.c.
 //
+// With --crops it writes a classification stream instead: one task logo per
+// image, the image labelled with its brand, no boxes records.
+//
 //   logo-synth [options] [ARTWORK_DIR]
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +18,7 @@
 
 struct cmdline {
     const char *preset, *split, *clutter, *output;
-    int classes, shapes, size, max_logos, batch, quiet;
+    int classes, shapes, size, max_logos, batch, crops, quiet;
     int64_t count, seed, brand_seed;
     double min_scale, max_scale, rotate, p_recolor, p_occlude, p_blur, p_distractor;
 };
@@ -28,14 +31,15 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         {"split", 0, NS_OPT_STR, &cmd->split, "NAME", "train, test (other scenes, same brands) or heldout (other brands); default train", 0, 0},
         {"count", 'n', NS_OPT_I64, &cmd->count, "N", "images to write (default 1000)", 1, 1e9},
         {"size", 's', NS_OPT_INT, &cmd->size, "S", "image side in pixels (default 128)", 16, 4096},
+        {"crops", 0, NS_OPT_FLAG, &cmd->crops, NULL, "classification data: one task logo per image, labelled by its brand, no boxes", 0, 0},
         {"max-logos", 0, NS_OPT_INT, &cmd->max_logos, "N", "1 to N task logos per image (default 4)", 1, 64},
-        {"min-scale", 0, NS_OPT_DOUBLE, &cmd->min_scale, "F", "smallest logo, longer side as a fraction of S (default 0.08)", 0.001, 1},
-        {"max-scale", 0, NS_OPT_DOUBLE, &cmd->max_scale, "F", "largest logo (default 0.5)", 0.001, 1},
+        {"min-scale", 0, NS_OPT_DOUBLE, &cmd->min_scale, "F", "smallest logo, longer side as a fraction of S (default 0.08; --crops 0.5)", 0.001, 1},
+        {"max-scale", 0, NS_OPT_DOUBLE, &cmd->max_scale, "F", "largest logo (default 0.5; --crops 0.9)", 0.001, 1},
         {"rotate", 0, NS_OPT_DOUBLE, &cmd->rotate, "DEG", "rotation uniform in [-DEG, DEG] (default 30)", 0, 180},
         {"recolor", 0, NS_OPT_DOUBLE, &cmd->p_recolor, "P", "probability of a random colour (default 0.3)", 0, 1},
         {"occlude", 0, NS_OPT_DOUBLE, &cmd->p_occlude, "P", "probability of a partial occlusion (default 0.2)", 0, 1},
         {"blur", 0, NS_OPT_DOUBLE, &cmd->p_blur, "P", "probability of a blurred logo (default 0.2)", 0, 1},
-        {"distractors", 0, NS_OPT_DOUBLE, &cmd->p_distractor, "P", "probability of distractor logos in an image (default 0.3)", 0, 1},
+        {"distractors", 0, NS_OPT_DOUBLE, &cmd->p_distractor, "P", "probability of distractor logos in an image (default 0.3; --crops 0)", 0, 1},
         {"clutter", 0, NS_OPT_STR, &cmd->clutter, "IMAGES", "product-like clutter from an image dataset (Fashion-MNIST IDX, ...)", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "N", "scene seed (default 1)", 0, 9e18},
         {"brand-seed", 0, NS_OPT_I64, &cmd->brand_seed, "N", "seed of the choice of task brands (default 1)", 0, 9e18},
@@ -53,10 +57,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, int *first
         "unlabelled distractors. Each box is the tight box of the pasted logo's alpha.\n"
         "train and test draw different scenes of the same brands (scene streams 0 and\n"
         "1 of --seed); heldout draws scenes of K brands the task never sees, with the\n"
-        "task's brands as distractors.",
+        "task's brands as distractors. --crops writes labelled images with one logo\n"
+        "each (a classification stream, as img-read's) for recognition of seen and\n"
+        "held-out brands.",
         0, 1,
     };
     ns_parse_args(argc, argv, &cli, opts, first);
+    if (cmd->crops && cmd->max_logos > 1) ns_die_usage("--crops puts one logo in each image, not --max-logos %d", cmd->max_logos);
 }
 
 static int split_stream(const char *split) {
@@ -79,16 +86,17 @@ int main(int argc, char **argv) {
     ns_synth_config cfg;
     ns_synth_config_default(&cfg);
     cmd.size = cfg.size;
-    cmd.max_logos = cfg.max_logos;
-    cmd.min_scale = cfg.min_scale;
-    cmd.max_scale = cfg.max_scale;
     cmd.rotate = cfg.max_rotate;
     cmd.p_recolor = cfg.p_recolor;
     cmd.p_occlude = cfg.p_occlude;
     cmd.p_blur = cfg.p_blur;
-    cmd.p_distractor = cfg.p_distractor;
+    cmd.min_scale = cmd.max_scale = cmd.p_distractor = -1; // defaults depend on --crops
     int first;
     parse_cmdline(argc, argv, &cmd, &first);
+    if (!cmd.max_logos) cmd.max_logos = cmd.crops ? 1 : cfg.max_logos;
+    if (cmd.min_scale < 0) cmd.min_scale = cmd.crops ? 0.5 : cfg.min_scale;
+    if (cmd.max_scale < 0) cmd.max_scale = cmd.crops ? 0.9 : cfg.max_scale;
+    if (cmd.p_distractor < 0) cmd.p_distractor = cmd.crops ? 0 : cfg.p_distractor;
     const char *dir = first < argc ? argv[first] : NULL;
     if (!dir == !cmd.shapes) ns_die_usage("give ARTWORK_DIR or --shapes N (one of them)");
     int stream = split_stream(cmd.split);
@@ -129,6 +137,7 @@ int main(int argc, char **argv) {
     ns_map_i64(&meta, "general.count", cmd.count);
     if (dir) ns_map_str(&meta, "general.source", dir);
     ns_map_str(&meta, "detect.split", cmd.split);
+    if (cmd.crops) ns_map_str(&meta, "detect.crops", "one logo per image, labelled");
     if (cmd.preset) ns_map_str(&meta, "detect.preset", cmd.preset);
     for (int c = 0; c < split.nothers; c++) names[c] = art.items[split.others[c]].name;
     ns_map_strs(&meta, "detect.distractors", names, (size_t)split.nothers);
@@ -160,10 +169,12 @@ int main(int argc, char **argv) {
             total += nb;
             counts[i] = nb;
             ids[i] = start + i;
-            labels[i] = -1;
+            labels[i] = cmd.crops ? all[total - 1].cls : -1; // crops: the scene's one task logo
         }
         ns_det_boxes b;
-        if (!failed && ns_det_boxes_alloc(&b, n, total, 0, &err) == 0) {
+        if (failed || cmd.crops) {
+            // no boxes record: a classification stream
+        } else if (ns_det_boxes_alloc(&b, n, total, 0, &err) == 0) {
             b.h = b.w = cfg.size;
             for (int64_t i = 0; i < n; i++) {
                 b.ids[i] = ids[i];
@@ -176,14 +187,16 @@ int main(int argc, char **argv) {
             }
             failed = ns_det_boxes_validate(&b, split.ntask, &err) < 0 || ns_det_boxes_write(&w, "boxes", &b, &err) < 0;
             ns_det_boxes_free(&b);
+        } else {
+            failed = 1;
+        }
+        if (!failed) {
             ns_map bm;
             ns_map_init(&bm);
             ns_map_i64s(&bm, "labels", labels, (size_t)n);
             ns_map_i64s(&bm, "ids", ids, (size_t)n);
-            if (!failed) failed = ns_write_tensor(&w, "images", &images, &bm, &err) < 0;
+            failed = ns_write_tensor(&w, "images", &images, &bm, &err) < 0;
             ns_map_free(&bm);
-        } else {
-            failed = 1;
         }
         free(counts);
         free(ids);

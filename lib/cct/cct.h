@@ -8,7 +8,9 @@
 //   D(x1, x2, s) = sigmoid(head_D([|f(x1) - f(x2)|; s x E]))    P(s is the true similarity)
 //
 // f is any engine model (the backbone: an image (C, H, W) -> E features), run
-// once over the 2B images of B pairs (the twin branches share every weight);
+// once over the 2B images of B pairs (the twin branches share every weight;
+// a twin transformer's cross-attention heads read the partner, which this
+// layout makes sample n +/- B);
 // a head is an engine model too: a vector of E (G) or 2E (D) -> linear layers
 // with leaky ReLU (slope 0.1) between them -> 1 logit.
 //
@@ -55,6 +57,18 @@ const char *ns_cct_role_name(ns_cct_role role); // "G", "D"
 // flatten, linear(E), for images (c, h, w); parameters initialised from seed.
 int ns_cct_default_backbone(ns_model *m, int c, int h, int w, double width, int64_t embed,
                             uint64_t seed, ns_err *err);
+
+// The twin transformer (the official form, small): the vit built-in
+// (nn/arch.h: P x P patches, D = 64 x width features, depth pre-norm blocks
+// of `heads` heads, then the class token) with linear(E) as its head, and in
+// every block's attention the last cross_heads heads reading the partner
+// image's tokens (netsmith-spec(5) cross_heads; 0: a plain ViT shared by both
+// branches). patch, depth, heads 0: the built-in's defaults (7, 4, 4).
+int ns_cct_vit_backbone(ns_model *m, int c, int h, int w, double width, int depth, int patch, int heads,
+                        int cross_heads, int64_t embed, uint64_t seed, ns_err *err);
+// 1 when the backbone has twin attention: an image's features depend on its
+// partner, so it runs on pairs only (never one image at a time).
+int ns_cct_backbone_is_twin(const ns_model *m);
 
 // A net around a backbone (taken over: *backbone is emptied) whose output is
 // its embedding; the head gets the hidden widths (0 to NS_CCT_MAX_HIDDEN of

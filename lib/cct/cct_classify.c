@@ -3,6 +3,8 @@
 // (batch norm uses its running statistics), so each image's features are
 // computed once and only the head runs per pair: G(q, r) =
 // sigmoid(head(|f(q) - f(r)|)), the same value the pair's full forward gives.
+// A twin transformer's features depend on the partner (its cross-attention
+// heads), so there every (query, representative) pair runs the full forward.
 //
 // Shapes: n queries, k classes, K representatives per class, E features.
 #include "cct/cct.h"
@@ -30,6 +32,35 @@ static int embed(ns_engine *e, const ns_samples *s, const int64_t *idx, int64_t 
     return 0;
 }
 
+// Every (query, representative) pair through G's full pair forward, batch
+// pairs at a time (twin backbones).
+static int compare_pairs(ns_cct_net *G, const ns_samples *queries, const ns_samples *reps, const int64_t *rep_idx,
+                         int64_t R, int64_t batch, float *prob, const ns_reporter *report, ns_err *err) {
+    ns_cct_run run;
+    if (ns_cct_run_init(&run, G, batch, 0, err) < 0) return -1;
+    const int64_t P = run.P, total = queries->n * R;
+    int rc = 0;
+    ns_report_begin(report, "pairs", total);
+    for (int64_t start = 0; rc == 0 && start < total; start += batch) {
+        int64_t n = total - start < batch ? total - start : batch;
+        for (int64_t row = 0; row < n; row++) {
+            int64_t q = (start + row) / R, r = rep_idx ? rep_idx[(start + row) % R] : (start + row) % R;
+            memcpy(run.x + row * P, queries->x + q * P, (size_t)P * sizeof(float));
+            memcpy(run.x + (n + row) * P, reps->x + r * P, (size_t)P * sizeof(float));
+        }
+        const float *logit = ns_cct_forward(&run, NULL, NULL, NULL, n, 0, err);
+        if (!logit) {
+            rc = -1;
+            break;
+        }
+        for (int64_t row = 0; row < n; row++) prob[start + row] = 1.0f / (1.0f + expf(-logit[row]));
+        ns_report_update(report, start + n);
+    }
+    ns_report_end(report);
+    ns_cct_run_free(&run);
+    return rc;
+}
+
 int ns_cct_compare(ns_cct_net *G, const ns_samples *queries, const ns_samples *reps,
                    const int64_t *rep_idx, int k, int K, int64_t batch, float *prob,
                    const ns_reporter *report, ns_err *err) {
@@ -39,6 +70,8 @@ int ns_cct_compare(ns_cct_net *G, const ns_samples *queries, const ns_samples *r
         return ns_errf(err, "the images have %lld values but G's backbone takes %lld",
                        (long long)(queries->numel != P ? queries->numel : reps->numel), (long long)P);
     if (batch < 1) return ns_errf(err, "a batch of %lld", (long long)batch);
+    if (ns_cct_backbone_is_twin(&G->backbone))
+        return compare_pairs(G, queries, reps, rep_idx, R, batch, prob, report, err);
     ns_engine bb, head;
     if (ns_engine_init(&bb, &G->backbone, batch, 0, err) < 0) return -1;
     ns_engine_set_fused(&bb, 1);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/arch.h"
 #include "nn/spec.h"
 #include "stream/tns.h"
 
@@ -45,6 +46,33 @@ int ns_cct_default_backbone(ns_model *m, int c, int h, int w, double width, int6
     if (ns_spec_parse(m, spec, n, "cct backbone", err) < 0) return -1;
     snprintf(m->arch, sizeof m->arch, "cct-cnn --width %g --embed %lld", width, (long long)embed);
     ns_model_init_params(m, seed);
+    return 0;
+}
+
+int ns_cct_vit_backbone(ns_model *m, int c, int h, int w, double width, int depth, int patch, int heads,
+                        int cross_heads, int64_t embed, uint64_t seed, ns_err *err) {
+    if (embed < 1 || embed > 65536) return ns_errf(err, "embedding width %lld is not in 1..65536", (long long)embed);
+    ns_arch_opts o = {.in_c = c, .in_h = h, .in_w = w, .classes = (int)embed, .width = width, .depth = depth,
+                      .patch = patch, .heads = heads};
+    ns_model_init(m);
+    int rc = ns_arch_build(m, "vit", &o, err);
+    for (int i = 0; rc == 0 && i < m->nnodes; i++)
+        if (m->nodes[i].op == NS_OP_ATTENTION)
+            rc = ns_node_set_iattr(&m->nodes[i], "cross_heads", cross_heads, err);
+    if (rc == 0) rc = ns_model_resolve(m, 1, err); // checks cross_heads against the heads
+    if (rc < 0) { // nothing is left to the caller
+        ns_model_free(m);
+        return -1;
+    }
+    snprintf(m->arch, sizeof m->arch, "cct-vit --width %g --depth %d --patch %d --heads %d --cross-heads %d --embed %lld",
+             width, depth ? depth : 4, patch ? patch : 7, heads ? heads : 4, cross_heads, (long long)embed);
+    ns_model_init_params(m, seed);
+    return 0;
+}
+
+int ns_cct_backbone_is_twin(const ns_model *m) {
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].op == NS_OP_ATTENTION && ns_node_iattr(&m->nodes[i], "cross_heads") > 0) return 1;
     return 0;
 }
 

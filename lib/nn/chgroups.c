@@ -62,7 +62,9 @@ typedef struct occ {
 // Blocks that move whole (GroupNorm groups, attention heads): positions
 // [start, start + len) in blocks of `block`; constraints with the same key
 // (the node) must move their blocks together.
-typedef struct blkc { int64_t start, len, block; int key; } blkc;
+// pin: the blocks keep their places (twin attention: a head's position says
+// whether it reads its own sample or the partner; ops.h).
+typedef struct blkc { int64_t start, len, block; int key, pin; } blkc;
 
 typedef struct bld {
     const ns_model *m;
@@ -144,9 +146,9 @@ static int add_occ(bld *b, ns_chrole role, int node, int slot, int axis, int src
     return add_occ_at(b, role, node, slot, axis, b->off[src], b->off[src + 1] - b->off[src], conv_groups);
 }
 
-static int add_blk(bld *b, int64_t start, int64_t len, int64_t block, int key) {
+static int add_blk(bld *b, int64_t start, int64_t len, int64_t block, int key, int pin) {
     if (reserve((void **)&b->blk, &b->cap_blk, b->nblk + 1, sizeof *b->blk, b->err) < 0) return -1;
-    b->blk[b->nblk++] = (blkc){start, len, block, key};
+    b->blk[b->nblk++] = (blkc){start, len, block, key, pin};
     return 0;
 }
 
@@ -288,7 +290,8 @@ static int attention_occs(bld *b, int i) {
         add_occ_at(b, NS_CH_IN, i, 2, 1, at + 2 * D, D, 1) < 0 || add_occ(b, NS_CH_OUT, i, 2, 0, i, 1) < 0 ||
         add_occ(b, NS_CH_OUT, i, 3, 0, i, 1) < 0)
         return -1;
-    if (add_blk(b, at, D, D / heads, i) < 0 || add_blk(b, at + 2 * D, D, D / heads, i) < 0) return -1;
+    int pin = ns_node_iattr(n, "cross_heads") != 0; // heads stay put; channels move within a head
+    if (add_blk(b, at, D, D / heads, i, pin) < 0 || add_blk(b, at + 2 * D, D, D / heads, i, pin) < 0) return -1;
     return 0;
 }
 
@@ -332,7 +335,7 @@ static int node_occs(bld *b, int i) {
             for (int p = 0; p < 2; p++)
                 if (add_occ(b, NS_CH_CHAN, i, p, 0, i, 1) < 0) return -1;
             int64_t len = b->off[i + 1] - b->off[i];
-            if (add_blk(b, b->off[i], len, len / ns_node_iattr(n, "groups"), i) < 0) return -1;
+            if (add_blk(b, b->off[i], len, len / ns_node_iattr(n, "groups"), i, 0) < 0) return -1;
         }
         break;
     case NS_OP_PATCH_EMBED: // weight (D, C, P, P): rows made here, columns read
@@ -447,8 +450,8 @@ static int whole_blocks(ns_chgroups *g, const bld *b, const int32_t *cls, const 
                 gr->fixed |= NS_CHFIX_IRREGULAR;
                 continue;
             }
-            if (pass == 1) { // blocks reduced by another constraint: pinned
-                if (gr->block != bc->block) pinned[k] = 1;
+            if (pass == 1) { // blocks reduced by another constraint, or fixed in place: pinned
+                if (gr->block != bc->block || bc->pin) pinned[k] = 1;
                 continue;
             }
             gr->block = gcd64(gr->block, bc->block);

@@ -302,8 +302,10 @@ static const float *attn_mask(const op_ctx *c) {
     return c->node->ninputs == 2 + c->node->iattr[3] ? in_act(c, c->node->ninputs - 1) : NULL;
 }
 static int fwd_attention(op_ctx *c, ns_err *err) {
-    (void)err;
     ns_attn_geom g = attn_geom(c);
+    if (g.cross_heads && g.N % 2)
+        return ns_errf(err, "node %s: twin attention (cross_heads %lld) runs on pairs, [first images; second images], "
+                       "an even batch, not %lld", c->node->name, (long long)g.cross_heads, (long long)g.N);
     ns_attention_forward(out_act(c), c->e->saved[c->index], in_act(c, 0), in_act(c, g.self ? 0 : 1), attn_mask(c),
                          param(c, 0), param(c, 1), param(c, 2), param(c, 3), &g);
     return 0;

@@ -66,7 +66,8 @@ static inline void accumulate(float *dst, const float *src, int64_t n) {
 // input 1 when it is cross-attention).
 static inline ns_attn_geom attn_geom(const op_ctx *c) {
     const ns_node *n = c->node, *kv = input_node(c, n->iattr[3] ? 1 : 0);
-    ns_attn_geom g = {c->N, n->shape[0], kv->shape[0], n->shape[1], n->iattr[0], (int)n->iattr[1], !n->iattr[3]};
+    ns_attn_geom g = {c->N, n->shape[0], kv->shape[0], n->shape[1], n->iattr[0], (int)n->iattr[1], !n->iattr[3],
+                      n->iattr[4]};
     return g;
 }
 

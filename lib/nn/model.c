@@ -51,7 +51,8 @@ const ns_op_info ns_ops[NS_OP_COUNT] = {
     // 0 first (class) token, 1 mean, 2 end of text: the token where the second input (ids) is largest
     [NS_OP_TOKEN_POOL] = {"token_pool", 1, 2, {"mode"}, {0}},
     // inputs: queries [, keys and values when cross] [, key padding mask]
-    [NS_OP_ATTENTION] = {"attention", 1, 3, {"heads", "causal", "bias", "cross"}, {1, 0, 1, 0},
+    // cross_heads: twin self-attention, the last heads read the partner sample's keys (ops.h)
+    [NS_OP_ATTENTION] = {"attention", 1, 3, {"heads", "causal", "bias", "cross", "cross_heads"}, {1, 0, 1, 0, 0},
                          {NULL}, {0},
                          {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}, // torch's names
                          {1, 1, 1, 1}},
@@ -481,6 +482,12 @@ static int infer_transformer(ns_model *m, ns_node *n, ns_err *err) {
                 return ns_errf(err, "node %s: %s must be 0 or 1, not %lld", n->name, ns_ops[n->op].iattr[k], (long long)iv[k]);
         if (iv[0] < 1 || D % iv[0])
             return ns_errf(err, "node %s: heads must divide the %lld features, not %lld", n->name, (long long)D, (long long)iv[0]);
+        if (iv[4] < 0 || iv[4] > iv[0])
+            return ns_errf(err, "node %s: cross_heads must be in 0..%lld (the heads), not %lld", n->name, (long long)iv[0],
+                           (long long)iv[4]);
+        if (iv[4] && (iv[1] || iv[3] || n->ninputs != 1))
+            return ns_errf(err, "node %s: cross_heads (twin self-attention) takes one input, without causal, cross or a "
+                           "key padding mask", n->name);
         if (n->ninputs < 1 + iv[3] || n->ninputs > 2 + iv[3])
             return ns_errf(err, "node %s: attention with cross = %lld takes %lld or %lld inputs, not %d", n->name,
                            (long long)iv[3], (long long)(1 + iv[3]), (long long)(2 + iv[3]), n->ninputs);

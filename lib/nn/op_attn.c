@@ -1,6 +1,9 @@
 // op_attn.c: softmax along an axis and multi-head attention (ops.h).
 // Shapes: softmax (outer, L, inner); attention x (N, Tq, D), mem (N, Tk, D),
-// Hd heads of dh = D/Hd features. The saved state of an attention forward is
+// Hd heads of dh = D/Hd features; with cross_heads c (twin self-attention,
+// N = 2 x pairs) head h >= Hd - c of sample n reads the keys and values of
+// kv_sample(n, h) = its partner (n + N/2) mod N. The saved state of an
+// attention forward is
 //   q, k, v   self: one (N, Tq, 3D) block [q | k | v] per token row (row
 //             stride 3D); cross: q (N, Tq, D), then [k | v] (N, Tk, 2D)
 //   P         (N, Hd, Tq, Tk) attention probabilities
@@ -94,6 +97,14 @@ int64_t ns_attention_scratch_floats(const ns_attn_geom *g) {
            g->N * g->Hd * g->Tk;
 }
 
+// The sample whose keys and values head h of sample n attends to: itself,
+// or its partner for the last cross_heads heads. For one head this is a
+// bijection of the samples, so in the backward each (sample, head) slice of
+// dk and dv is written by one (sample, head) iteration only.
+static int64_t kv_sample(const ns_attn_geom *g, int64_t n, int64_t h) {
+    return h >= g->Hd - g->cross_heads ? (n + g->N / 2) % g->N : n;
+}
+
 // A head-sized dot product, vectorised (lanes summed in a fixed order).
 static float dot(const float *a, const float *b, int64_t n) {
     float s = 0;
@@ -117,9 +128,9 @@ void ns_attention_forward(float *out, float *saved, const float *x, const float 
     }
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < N * Hd; p++) {
-        const int64_t n = p / Hd, h = p % Hd;
+        const int64_t n = p / Hd, h = p % Hd, m = kv_sample(g, n, h);
         const float *qh = a.q + n * Tq * a.ldq + h * dh;
-        const float *kh = a.k + n * Tk * a.ldkv + h * dh, *vh = a.v + n * Tk * a.ldkv + h * dh;
+        const float *kh = a.k + m * Tk * a.ldkv + h * dh, *vh = a.v + m * Tk * a.ldkv + h * dh;
         const float *pad = key_pad ? key_pad + n * Tk : NULL;
         float *ch = a.ctx + n * Tq * D + h * dh;
         for (int64_t i = 0; i < Tq; i++) {
@@ -176,11 +187,11 @@ void ns_attention_backward(float *dx, float *dmem, float *dw_in, float *db_in, f
     ns_linear_backward(dctx, dw_out, db_out, dout, a.ctx, w_out, N * Tq, D, D);
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < N * Hd; p++) {
-        const int64_t n = p / Hd, h = p % Hd;
+        const int64_t n = p / Hd, h = p % Hd, m = kv_sample(g, n, h);
         const float *qh = a.q + n * Tq * a.ldq + h * dh;
-        const float *kh = a.k + n * Tk * a.ldkv + h * dh, *vh = a.v + n * Tk * a.ldkv + h * dh;
+        const float *kh = a.k + m * Tk * a.ldkv + h * dh, *vh = a.v + m * Tk * a.ldkv + h * dh;
         float *dqh = d.q + n * Tq * d.ldq + h * dh;
-        float *dkh = d.k + n * Tk * d.ldkv + h * dh, *dvh = d.v + n * Tk * d.ldkv + h * dh;
+        float *dkh = d.k + m * Tk * d.ldkv + h * dh, *dvh = d.v + m * Tk * d.ldkv + h * dh;
         float *ds = dS + p * Tk;
         for (int64_t i = 0; i < Tq; i++) {
             const float *row = a.P + (p * Tq + i) * Tk, *dc = dctx + (n * Tq + i) * D + h * dh;

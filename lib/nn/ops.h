@@ -532,9 +532,15 @@ void ns_token_pool_eot_backward(float *dinp,       // (N, T, D)
 // ignores (torch's key_padding_mask). A query whose keys are all masked gets a
 // zero row of P (torch: NaN). The per-head products are plain loops, threaded
 // over (sample, head) pairs; the projections go through ns_linear (ns_sgemm).
+// Twin self-attention (CCT-Net's mixed heads): with cross_heads = c > 0
+// (self only, N even), the batch is N/2 pairs laid out [first images of all
+// pairs; second images], and the last c heads of sample n take their keys
+// and values from its partner, sample (n + N/2) mod N: the same projections,
+// so the twin branches share every weight; the other heads are self-attention.
 typedef struct ns_attn_geom {
     int64_t N, Tq, Tk, D, Hd;
     int causal, self; // self: mem == x, one fused projection
+    int64_t cross_heads; // twin self-attention: the last heads attend to the partner (0: none)
 } ns_attn_geom;
 
 // Floats of the saved state (q, k, v, probabilities, ctx) and of scratch.

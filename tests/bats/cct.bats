@@ -141,6 +141,30 @@ train() { # extra options...
     expect_failure 2 cct-train "--fs-steps needs --fewshot"
     run --separate-stderr cct-train a.tns
     [ "$status" -eq 2 ]
+    run --separate-stderr cct-train --cross-heads 1 a.tns b.tns
+    expect_failure 2 cct-train "--patch, --depth, --heads and --cross-heads shape --arch vit"
+    run --separate-stderr cct-train --arch resnet a.tns b.tns
+    expect_failure 2 cct-train "--arch must be cnn or vit, not 'resnet'"
+    run --separate-stderr cct-train --arch vit --backbone m.tns a.tns b.tns
+    expect_failure 2 cct-train "--arch, --embed and --width build a new backbone, not --backbone"
+}
+
+@test "the twin transformer: cross-attention heads, trained and classified by pairs" {
+    data
+    cd "$T"
+    cct-train -q --arch vit --width 0.25 --depth 1 --heads 4 --cross-heads 1 --embed 8 --hidden 8 \
+        --pre-epochs 1 --adv-epochs 1 --pairs 32 --batch 16 -o G.tns --d-output D.tns src.tns tgt.tns
+    run net-info -t G.tns
+    [[ "$output" == *"arch	cct-vit"*"--cross-heads 1"*"output	8"* ]] || { echo "$output"; return 1; }
+    run cct-classify -q -m G.tns -r tgt.tns -K 2 tgt.tns
+    [ "$status" -eq 0 ] && [ "${lines[2]}" = "samples	100" ]
+    # more cross heads than heads: refused, nothing written
+    run --separate-stderr cct-train -q --arch vit --width 0.25 --heads 2 --cross-heads 3 -o bad.tns src.tns tgt.tns
+    expect_failure 1 cct-train "cross_heads must be in 0..2 (the heads), not 3"
+    [ ! -e bad.tns ]
+    # its features need a partner: a lone image through a plain tool is refused
+    run --separate-stderr probe-embed -q -m G.tns -l head --batch 3 tgt.tns
+    [ "$status" -eq 1 ] && [[ "$stderr" == *"even batch"* ]] || { echo "$stderr"; return 1; }
 }
 
 @test "any engine backbone: a ViT from net-init, its output the embedding" {

@@ -139,6 +139,30 @@ metas = [r["meta"] for r in rows if r["kind"] == "meta"]
 assert not set(metas[0]["general.labels"]) & set(metas[1]["general.labels"]), metas'
 }
 
+@test "logo-synth --crops: one logo per image, labelled with its scene's box class; no boxes records" {
+    logo-synth -q --shapes 30 -k 5 -n 12 --size 32 -b 5 --crops --split heldout > "$T/c.tns"
+    logo-synth -q --shapes 30 -k 5 -n 12 --size 32 -b 5 --max-logos 1 --min-scale 0.5 --max-scale 0.9 \
+        --distractors 0 --split heldout > "$T/d.tns"
+    $PY - "$T/c.tns" "$T/d.tns" <<'PY'
+import msgpack, sys
+def records(p):
+    with open(p, "rb") as f:
+        return list(msgpack.Unpacker(f, raw=False))
+crops, det = records(sys.argv[1]), records(sys.argv[2])
+assert not [r for r in crops if r["kind"] == "boxes"], "crops has boxes records"
+assert crops[0]["meta"]["general.labels"] == det[0]["meta"]["general.labels"]
+labels = [l for r in crops if r["kind"] == "tensor" for l in r["meta"]["labels"]]
+boxes = [c for r in det if r["kind"] == "boxes" for c in r["meta"]["classes"]]
+counts = [c for r in det if r["kind"] == "boxes" for c in r["meta"]["counts"]]
+assert len(labels) == 12 and counts == [1] * 12 and labels == boxes, (labels, boxes, counts)
+imgs = [r["data"] for r in crops if r["kind"] == "tensor"]
+assert imgs == [r["data"] for r in det if r["kind"] == "tensor"], "the same scenes"
+assert len(set(labels)) > 1
+PY
+    run --separate-stderr logo-synth -q --shapes 30 -k 5 -n 2 --crops --max-logos 3
+    expect_failure 2 logo-synth "--crops puts one logo in each image, not --max-logos 3"
+}
+
 @test "logo-synth --preset logos-18 and logos-160 set the class count" {
     logo-synth -q --shapes 200 --preset logos-160 -n 2 --size 32 --min-scale 0.2 -o "$T/p.tns"
     tns-info --json "$T/p.tns" | head -1 | $PY -c '

@@ -7,7 +7,10 @@
 #   C/out.train, C/R, C/<param>.grad, C/x.grad, C/out.eval.
 # Parameters are torch's default initialisation plus N(0, 0.1) noise (so that
 # biases and norm affines are not 0 and 1, which would hide mix-ups), rounded
-# to float16. Module names are netsmith's node names. Run from the repo root:
+# to float16. Module names are netsmith's node names. The twin-attention case
+# (CCT-Net's mixed heads: N = 4 samples are 2 pairs, the last of 4 heads reads
+# the partner's keys and values) is written out with torch ops, as torch has
+# no such module; it comes last so the other cases keep their bytes. Run from the repo root:
 #     /usr/bin/python3 tests/ref/gen_transformer_ref.py
 import os
 import sys
@@ -103,6 +106,26 @@ class CrossAttn(nn.Module):  # queries: linear q_src of the tokens; keys, values
         return self.attn(self.q_src(t), m, m, need_weights=False)[0]
 
 
+class TwinAttn(nn.Module):  # reshape, attention with cross_heads: the twin layout of N/2 pairs
+    def __init__(self, heads, cross):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(D, heads, batch_first=True)  # its parameters only
+        self.heads, self.cross = heads, cross
+
+    def forward(self, x):
+        t = x.view(-1, T, D)
+        n, h, dh = t.shape[0], self.heads, D // self.heads
+        q, k, v = F.linear(t, self.attn.in_proj_weight, self.attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (z.view(n, T, h, dh).transpose(1, 2) for z in (q, k, v))  # (n, heads, T, dh)
+        partner = (torch.arange(n) + n // 2) % n  # [x1 of all pairs; x2 of all pairs]
+        own = h - self.cross  # the last `cross` heads attend to the partner's keys and values
+        k = torch.cat([k[:, :own], k[partner, own:]], dim=1)
+        v = torch.cat([v[:, :own], v[partner, own:]], dim=1)
+        p = torch.softmax(q @ k.transpose(-2, -1) / dh ** 0.5, dim=-1)
+        ctx = (p @ v).transpose(1, 2).reshape(n, T, D)
+        return F.linear(ctx, self.attn.out_proj.weight, self.attn.out_proj.bias)
+
+
 class ViT(nn.Module):  # lib/nn/arch.c build_vit
     def __init__(self, c, hw, patch, dim, depth, heads, classes):
         super().__init__()
@@ -186,6 +209,7 @@ CASES = [
      {"patch": 4, "width": 0.25, "depth": 2, "heads": 2, "classes": 10}),
     ("text", (TEXT_L,), noisy(lambda: TextTransformer(TEXT_V, TEXT_L, 16, 2, 2, 8)),
      {"vocab": TEXT_V, "width": 0.25, "depth": 2, "heads": 2, "classes": 8}),
+    ("attention_twin", (T * D,), noisy(lambda: TwinAttn(4, 1)), {"heads": 4, "cross_heads": 1}),
 ]
 
 

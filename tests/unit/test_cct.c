@@ -1,7 +1,9 @@
 // test_cct.c: CCT-Net (lib/cct): G's and D's gradients (backbone, head and
 // D's similarity input) against finite differences, the pair sampler's
 // balance, D's flipped similarities and labels, voting and macro-F1 on known
-// answers, the choice of representatives, and a net's stream round trip.
+// answers, the choice of representatives, and a net's stream round trip;
+// the same gradients through the twin transformer (cross-attention heads),
+// whose features depend on the partner image.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,10 +41,31 @@ static void fwd(void *p) {
     }
 }
 
-static void check_net_grads(ns_cct_role role) {
-    const char *name = role == NS_CCT_G ? "G" : "D";
+// The twin transformer, tiny: 1x4x4 in patches of 2 (4 tokens + the class
+// token), 8 features in 4 heads of which the last reads the partner, 1 block,
+// embedding 3.
+static void tiny_twin(ns_model *m, uint64_t seed) {
+    ns_err err;
+    if (ns_cct_vit_backbone(m, 1, 4, 4, 0.125, 1, 2, 4, 1, 3, seed, &err) < 0) {
+        fprintf(stderr, "test_cct: %s\n", err.msg);
+        exit(1);
+    }
+    // the class token and positions start near 0, where a layer norm of the
+    // token is too curved for finite differences: spread them
+    const char *spread[2] = {"cls_token.weight", "pos_embed.weight"};
+    for (int i = 0; i < 2; i++) {
+        ns_tensor *t = &m->tensors[ns_model_find_tensor(m, spread[i])].t;
+        float *v = t->data;
+        for (int64_t j = 0; j < t->numel; j++) v[j] = urand(-1, 1);
+    }
+}
+
+static void check_net_grads(ns_cct_role role, int twin) {
+    char name[16];
+    snprintf(name, sizeof name, "%s%s", role == NS_CCT_G ? "G" : "D", twin ? " twin" : "");
     ns_model bb;
-    tiny_backbone(&bb, 7);
+    if (twin) tiny_twin(&bb, 7);
+    else tiny_backbone(&bb, 7);
     ns_cct_net net;
     ns_err err;
     int64_t hidden[1] = {4};
@@ -69,20 +92,71 @@ static void check_net_grads(ns_cct_role role) {
             float *g = falloc(m->tensors[t].t.numel);
             memcpy(g, e->param_grad[t], (size_t)m->tensors[t].t.numel * sizeof(float));
             snprintf(what, sizeof what, "/d%s", m->tensors[t].name);
-            fd_report(name, what, fd_max_rel(&p, m->tensors[t].t.data, m->tensors[t].t.numel, g));
+            fd_report(strdup(name), what, fd_max_rel(&p, m->tensors[t].t.data, m->tensors[t].t.numel, g));
             free(g);
         }
     }
-    if (role == NS_CCT_D) fd_report(name, "/ds", fd_max_rel(&p, s, n, ds));
+    if (role == NS_CCT_D) fd_report(strdup(name), "/ds", fd_max_rel(&p, s, n, ds));
     // head_only leaves the backbone's gradients alone
     ns_cct_zero_grad(&r);
     fwd(&ctx);
     ns_cct_backward(&r, R, NULL, 1);
-    int t0 = ns_model_find_tensor(&net.backbone, "embed.weight");
+    int t0 = ns_model_find_tensor(&net.backbone, twin ? "head.weight" : "embed.weight");
     double sum = 0;
     for (int64_t i = 0; i < net.backbone.tensors[t0].t.numel; i++) sum += fabs(r.bb.param_grad[t0][i]);
     CHECK(sum == 0, "%s: head_only backward leaves the backbone's gradients at 0", name);
     free(R);
+    ns_cct_run_free(&r);
+    ns_cct_free(&net);
+}
+
+// The twin transformer: an image's features depend on its partner (the
+// cross heads are live), G(x1, x2) = G(x2, x1) (shared weights), a lone image
+// (an odd batch) is refused, and classification runs every pair through the
+// full forward: its probabilities are those of ns_cct_forward.
+static void test_twin(void) {
+    ns_model bb;
+    tiny_twin(&bb, 5);
+    CHECK(ns_cct_backbone_is_twin(&bb), "twin: the vit backbone with cross heads is a twin");
+    ns_cct_net net;
+    ns_err err;
+    int64_t hidden[1] = {4};
+    ns_cct_create(&net, NS_CCT_G, &bb, hidden, 1, 3, &err);
+    ns_cct_run r;
+    ns_cct_run_init(&r, &net, 2, 0, &err);
+    const int64_t P = r.P;
+    float *a = frand(P, -1, 1), *b = frand(P, -1, 1), *c = frand(P, -1, 1), f_ab[3], f_ac[3], l_ab, l_ba;
+    const float *lg = ns_cct_forward(&r, a, b, NULL, 1, 0, &err);
+    l_ab = lg ? lg[0] : NAN;
+    memcpy(f_ab, r.bb.act[net.backbone.output], sizeof f_ab);
+    lg = ns_cct_forward(&r, b, a, NULL, 1, 0, &err);
+    l_ba = lg ? lg[0] : NAN;
+    ns_cct_forward(&r, a, c, NULL, 1, 0, &err);
+    memcpy(f_ac, r.bb.act[net.backbone.output], sizeof f_ac);
+    double moved = fabs(f_ab[0] - f_ac[0]) + fabs(f_ab[1] - f_ac[1]) + fabs(f_ab[2] - f_ac[2]);
+    CHECK(moved > 1e-4, "twin: f(a) changes with a's partner (by %.3g)", moved);
+    CHECK(fabsf(l_ab - l_ba) < 1e-5f, "twin: G(a, b) = G(b, a) (%g, %g)", l_ab, l_ba);
+    ns_engine e;
+    ns_engine_init(&e, &net.backbone, 3, 0, &err);
+    float *x3 = frand(3 * P, -1, 1);
+    CHECK(ns_engine_forward(&e, x3, 3, 0, &err) == NULL && strstr(err.msg, "even batch"),
+          "twin: an odd batch is refused: %s", err.msg);
+    ns_engine_free(&e);
+    // classification: 2 queries x (2 classes x 1 representative)
+    ns_samples q = {.n = 2, .numel = P}, reps = {.n = 2, .numel = P};
+    float *qx = falloc(2 * P), *rx = falloc(2 * P), prob[4];
+    memcpy(qx, a, (size_t)P * sizeof(float)), memcpy(qx + P, b, (size_t)P * sizeof(float));
+    memcpy(rx, c, (size_t)P * sizeof(float)), memcpy(rx + P, a, (size_t)P * sizeof(float));
+    q.x = qx, reps.x = rx;
+    int64_t idx[2] = {1, 0}; // class 0: a, class 1: c
+    int rc = ns_cct_compare(&net, &q, &reps, idx, 2, 1, 3, prob, NULL, &err);
+    lg = ns_cct_forward(&r, b, c, NULL, 1, 0, &err);
+    float want3 = lg ? 1.0f / (1.0f + expf(-lg[0])) : NAN;
+    lg = ns_cct_forward(&r, a, a, NULL, 1, 0, &err);
+    float want0 = lg ? 1.0f / (1.0f + expf(-lg[0])) : NAN;
+    CHECK(rc == 0 && fabsf(prob[3] - want3) < 1e-6f && fabsf(prob[0] - want0) < 1e-6f,
+          "twin: classification's probabilities are the pair forward's (%g %g, %g %g)", prob[0], want0, prob[3], want3);
+    free(a), free(b), free(c), free(x3), free(qx), free(rx);
     ns_cct_run_free(&r);
     ns_cct_free(&net);
 }
@@ -321,8 +395,11 @@ static void test_training(void) {
 }
 
 int main(void) {
-    check_net_grads(NS_CCT_G);
-    check_net_grads(NS_CCT_D);
+    check_net_grads(NS_CCT_G, 0);
+    check_net_grads(NS_CCT_D, 0);
+    check_net_grads(NS_CCT_G, 1);
+    check_net_grads(NS_CCT_D, 1);
+    test_twin();
     test_pairs();
     test_decide();
     test_metrics();

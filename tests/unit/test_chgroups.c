@@ -47,7 +47,7 @@
 #include "nn/model.h"
 #include "nn/spec.h"
 
-#define BATCH 3
+#define BATCH 4 // even: the twin-attention case runs on pairs
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -311,8 +311,18 @@ static const char xattn_spec[] =
     "[softmax]\naxis = -1\n[token_pool]\nmode = 1\n"
     "[linear fc]\nout = 3\n";
 
+static const char twin_spec[] =
+    "# twin attention (CCT-Net): 4 heads of 2, the last reading the partner\n"
+    "# sample's keys and values; heads stay in place, features move within them\n"
+    "[input]\nshape = 1x4x6\n"
+    "[patch_embed p]\nout = 8\npatch = 2\n"
+    "[attention x]\nheads = 4\ncross_heads = 1\n"
+    "[token_pool]\nmode = 1\n"
+    "[linear h]\nout = 6\n[gelu]\n"
+    "[linear fc]\nout = 3\n";
+
 enum { C_MLP, C_LENET, C_VGG, C_R20, C_R18, C_CONCAT, C_GROUPED, C_DW, C_PARTIAL, C_TOKEN, C_OPAQUE, C_RESHAPE,
-       C_VIT, C_GN, C_XATTN, C_TEXT, C_EOT, NCASES };
+       C_VIT, C_GN, C_XATTN, C_TEXT, C_EOT, C_TWIN, NCASES };
 
 static tcase cases[NCASES];
 
@@ -340,6 +350,7 @@ static void init_cases(void) {
     ns_arch_opts ot = {6, 0, 0, 5, 0.5, 2, {0}, 0, 0, 4}; // 6 ids of a vocabulary of 10
     cases[C_TEXT] = (tcase){"text-transformer", "text-transformer", ot, NULL, 10, 1};
     cases[C_EOT] = (tcase){"end-of-text keys", NULL, o, eot_spec, 10, 0}; // a layernorm over the pruned channels
+    cases[C_TWIN] = (tcase){"twin-attention", NULL, o, twin_spec, 0, 1};
 }
 
 // Expected groups, by hand, in order of first appearance (node order; within
@@ -431,6 +442,10 @@ static const want wants[NCASES] = {
     [C_EOT] = {4, {6, 8, 6, 5}, {0}, {IN_ | OPQ_, 0, OPQ_, OUT_}},
     [C_XATTN] = {7, {1, 6, 12, 12, 12, 12, 3}, {0, 0, 0, 4, 4, 0, 0}, {IN_, 0, 0, 0, 0, 0, OUT_},
                  {0, 0, 4, 2, 2, 4, 0}},
+    // twin attention: the input (1); the patch embedding (8, x's width); x's
+    // qk and v spaces (8 in heads of 2, pinned: no tie); x's output (8); h (6); fc (3).
+    [C_TWIN] = {7, {1, 8, 8, 8, 8, 6, 3}, {0, 0, 2, 2, 0, 0, 0}, {IN_, 0, 0, 0, 0, 0, OUT_},
+                {0, 4, 2, 2, 4, 0, 0}},
 };
 
 // ---------------------------------------------------------------------------
@@ -993,6 +1008,62 @@ static void test_attention(void) {
     ns_model_free(&m);
 }
 
+// Twin attention (cross_heads): its heads are not interchangeable (the last
+// reads the partner sample), so they get no tie and only move within
+// themselves; the control: the same head rotation that leaves plain
+// attention unchanged changes the twin's output.
+static void rotate_heads(ns_model *m, int64_t D, int64_t dh) { // head h -> h + 1 (mod heads)
+    float *w_in = m->tensors[ns_model_find_tensor(m, "x.in_proj_weight")].t.data;
+    float *b_in = m->tensors[ns_model_find_tensor(m, "x.in_proj_bias")].t.data;
+    float *w_out = m->tensors[ns_model_find_tensor(m, "x.out_proj.weight")].t.data;
+    float *w = xcalloc((size_t)(3 * D * D), sizeof *w), *b = xcalloc((size_t)(3 * D), sizeof *b);
+    float *wo = xcalloc((size_t)(D * D), sizeof *wo);
+    for (int64_t r = 0; r < 3 * D; r++) {
+        int64_t part = r / D, d = r % D, to = part * D + (d + dh) % D;
+        memcpy(w + to * D, w_in + r * D, (size_t)D * sizeof *w);
+        b[to] = b_in[r];
+    }
+    for (int64_t o = 0; o < D; o++)
+        for (int64_t d = 0; d < D; d++) wo[o * D + (d + dh) % D] = w_out[o * D + d];
+    memcpy(w_in, w, (size_t)(3 * D * D) * sizeof *w);
+    memcpy(b_in, b, (size_t)(3 * D) * sizeof *b);
+    memcpy(w_out, wo, (size_t)(D * D) * sizeof *wo);
+    free(w), free(b), free(wo);
+}
+
+static void test_twin_attention(void) {
+    ns_model m;
+    ns_err err;
+    ns_chgroups g;
+    make_model(&m, &cases[C_TWIN], 5, &err);
+    ns_chgroups_build(&g, &m, &err);
+    CHECK(g.ngroups == 7 && g.groups[2].tie < 0 && g.groups[3].tie < 0 && g.nties == 0,
+          "twin attention: the qk and v spaces are not tied (%d, %d; %d ties): heads stay in place",
+          g.ngroups > 3 ? g.groups[2].tie : -9, g.ngroups > 3 ? g.groups[3].tie : -9, g.nties);
+    int64_t p[8];
+    for (int64_t j = 0; j < 8; j++) p[j] = (j + 2) % 8; // heads shifted by 1
+    float **before = snapshot(&m);
+    int rc = ns_chgroups_permute(&m, &g, 2, p, &err);
+    CHECK(rc < 0 && same_as(&m, before), "twin attention: moving a head is refused: %s", err.msg);
+    snapshot_free(&m, before);
+    float *x = make_input(&m, &cases[C_TWIN]);
+    int64_t n0, n1, n2, n3;
+    float *y0 = forward(&m, x, &n0);
+    rotate_heads(&m, 8, 2);
+    float *y1 = forward(&m, x, &n1);
+    int a = ns_model_find_node(&m, "x");
+    m.nodes[a].iattr[4] = 0; // plain attention: the rotation is a symmetry
+    float *y2 = forward(&m, x, &n2);
+    rotate_heads(&m, 8, 2), rotate_heads(&m, 8, 2), rotate_heads(&m, 8, 2); // back where it was
+    float *y3 = forward(&m, x, &n3);
+    double d_twin = max_abs_diff(y0, y1, n0), d_plain = max_abs_diff(y2, y3, n2);
+    CHECK(d_twin > 1e-4 && d_plain < 1e-5, "twin attention control: rotating the heads changes the twin's output "
+          "(max |diff| %.2g) and not plain attention's (%.2g)", d_twin, d_plain);
+    free(x), free(y0), free(y1), free(y2), free(y3);
+    ns_chgroups_free(&g);
+    ns_model_free(&m);
+}
+
 int main(void) {
     init_cases();
     for (int c = 0; c < NCASES; c++) test_groups(c);
@@ -1000,6 +1071,7 @@ int main(void) {
     for (int c = 0; c < NCASES; c++) test_permute(c);
     test_permute_control();
     test_attention();
+    test_twin_attention();
     for (int c = 0; c < NCASES; c++) test_prune(c);
     test_prune_counts();
     test_errors();

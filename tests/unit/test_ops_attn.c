@@ -2,7 +2,8 @@
 // formulas written out here (or the convolution, for patches) and backward
 // against finite differences (fd_check.h): softmax along an axis, GELU's
 // tanh form, group norm, patches, class token, position embedding, token
-// pooling (first, mean, end of text), and multi-head attention (self, causal, key padding, cross).
+// pooling (first, mean, end of text), and multi-head attention (self, causal, key padding, cross, and
+// twin self-attention whose last heads read the partner sample).
 #include "base/blas.h"
 #include "check.h"
 #include "nn/ops.h"
@@ -258,8 +259,8 @@ static void naive_attention(float *out, const at_ctx *c) {
     const ns_attn_geom *g = &c->g;
     int64_t D = g->D, dh = D / g->Hd;
     const float *mem = g->self ? c->x : c->mem;
-    double *q = calloc((size_t)(g->Tq * D), sizeof *q), *k = calloc((size_t)(g->Tk * D), sizeof *k);
-    double *v = calloc((size_t)(g->Tk * D), sizeof *v), *ctx = calloc((size_t)(g->Tq * D), sizeof *ctx);
+    double *q = calloc((size_t)(g->Tq * D), sizeof *q), *kk = calloc((size_t)(2 * g->Tk * D), sizeof *kk);
+    double *vv = calloc((size_t)(2 * g->Tk * D), sizeof *vv), *ctx = calloc((size_t)(g->Tq * D), sizeof *ctx);
     double *p = calloc((size_t)g->Tk, sizeof *p);
     for (int64_t s = 0; s < g->N; s++) {
         for (int64_t t = 0; t < g->Tq; t++)
@@ -268,17 +269,24 @@ static void naive_attention(float *out, const at_ctx *c) {
                 for (int64_t i = 0; i < D; i++) a += (double)c->w_in[o * D + i] * c->x[(s * g->Tq + t) * D + i];
                 q[t * D + o] = a;
             }
-        for (int64_t t = 0; t < g->Tk; t++)
-            for (int64_t o = 0; o < D; o++) {
-                double a = c->b_in ? c->b_in[D + o] : 0, b = c->b_in ? c->b_in[2 * D + o] : 0;
-                for (int64_t i = 0; i < D; i++) {
-                    a += (double)c->w_in[(D + o) * D + i] * mem[(s * g->Tk + t) * D + i];
-                    b += (double)c->w_in[(2 * D + o) * D + i] * mem[(s * g->Tk + t) * D + i];
+        // keys and values of the sample itself (kk, vv) and of its partner
+        // in the twin layout (kk + Tk D, vv + Tk D), for the cross heads
+        for (int which = 0; which < 2; which++) {
+            int64_t src = which ? (s + g->N / 2) % g->N : s;
+            for (int64_t t = 0; t < g->Tk; t++)
+                for (int64_t o = 0; o < D; o++) {
+                    double a = c->b_in ? c->b_in[D + o] : 0, b = c->b_in ? c->b_in[2 * D + o] : 0;
+                    for (int64_t i = 0; i < D; i++) {
+                        a += (double)c->w_in[(D + o) * D + i] * mem[(src * g->Tk + t) * D + i];
+                        b += (double)c->w_in[(2 * D + o) * D + i] * mem[(src * g->Tk + t) * D + i];
+                    }
+                    kk[(which * g->Tk + t) * D + o] = a;
+                    vv[(which * g->Tk + t) * D + o] = b;
                 }
-                k[t * D + o] = a;
-                v[t * D + o] = b;
-            }
-        for (int64_t h = 0; h < g->Hd; h++)
+        }
+        for (int64_t h = 0; h < g->Hd; h++) {
+            const int partner = h >= g->Hd - g->cross_heads;
+            const double *k = kk + partner * g->Tk * D, *v = vv + partner * g->Tk * D;
             for (int64_t i = 0; i < g->Tq; i++) {
                 double mx = -INFINITY, sum = 0;
                 for (int64_t j = 0; j < g->Tk; j++) {
@@ -295,6 +303,7 @@ static void naive_attention(float *out, const at_ctx *c) {
                     ctx[i * D + h * dh + e] = a;
                 }
             }
+        }
         for (int64_t t = 0; t < g->Tq; t++)
             for (int64_t o = 0; o < D; o++) {
                 double a = c->b_out ? c->b_out[o] : 0;
@@ -302,7 +311,7 @@ static void naive_attention(float *out, const at_ctx *c) {
                 out[(s * g->Tq + t) * D + o] = (float)a;
             }
     }
-    free(q), free(k), free(v), free(ctx), free(p);
+    free(q), free(kk), free(vv), free(ctx), free(p);
 }
 
 static void test_attention_case(const char *name, ns_attn_geom g, int with_pad, int with_bias) {
@@ -353,11 +362,14 @@ static void test_attention_case(const char *name, ns_attn_geom g, int with_pad, 
 }
 
 static void test_attention(void) {
-    test_attention_case("self, 2 heads", (ns_attn_geom){2, 4, 4, 6, 2, 0, 1}, 0, 1);
-    test_attention_case("self, causal, 3 heads, no bias", (ns_attn_geom){2, 5, 5, 6, 3, 1, 1}, 0, 0);
-    test_attention_case("self, key padding", (ns_attn_geom){3, 4, 4, 4, 2, 0, 1}, 1, 1);
-    test_attention_case("cross, Tq 3 Tk 5", (ns_attn_geom){2, 3, 5, 4, 2, 0, 0}, 0, 1);
-    test_attention_case("cross, key padding", (ns_attn_geom){2, 3, 4, 4, 1, 0, 0}, 1, 1);
+    test_attention_case("self, 2 heads", (ns_attn_geom){2, 4, 4, 6, 2, 0, 1, 0}, 0, 1);
+    test_attention_case("self, causal, 3 heads, no bias", (ns_attn_geom){2, 5, 5, 6, 3, 1, 1, 0}, 0, 0);
+    test_attention_case("self, key padding", (ns_attn_geom){3, 4, 4, 4, 2, 0, 1, 0}, 1, 1);
+    test_attention_case("cross, Tq 3 Tk 5", (ns_attn_geom){2, 3, 5, 4, 2, 0, 0, 0}, 0, 1);
+    test_attention_case("cross, key padding", (ns_attn_geom){2, 3, 4, 4, 1, 0, 0, 0}, 1, 1);
+    // twin: 3 pairs, [x1 of each; x2 of each]; the last head(s) read the partner
+    test_attention_case("twin, 4 heads, 1 cross", (ns_attn_geom){6, 3, 3, 8, 4, 0, 1, 1}, 0, 1);
+    test_attention_case("twin, 2 heads, both cross, no bias", (ns_attn_geom){4, 4, 4, 4, 2, 0, 1, 2}, 0, 0);
 }
 
 int main(void) {

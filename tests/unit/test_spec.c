@@ -495,6 +495,11 @@ static const bad_spec bad[] = {
     {IN "[reshape]\ndim0 = 4\ndim2 = 5\n", 5, "reshape1: dim2 = 5 follows dim1 = 0, but the dims end at the first 0"},
     {VEC "[embedding]\nnum = 0\ndim = 4\n", 3, "embedding1: num and dim must be positive"},
     {"[input]\nshape = 1x100000x100000\n", 1, "input shape 1x100000x100000 is too large (C at most 2^24, H and W 2^16)"},
+    // twin attention (cross_heads): at most the heads, self-attention only
+    {IN "[patch_embed]\nout = 8\npatch = 4\n[attention a]\nheads = 2\ncross_heads = 3\n", 6,
+     "a: cross_heads must be in 0..2 (the heads), not 3"},
+    {IN "[patch_embed]\nout = 8\npatch = 4\n[attention a]\nheads = 2\ncausal = 1\ncross_heads = 1\n", 6,
+     "a: cross_heads (twin self-attention) takes one input, without causal, cross or a key padding mask"},
     // bytes that are not text
     {IN "[relu]\x01\n", 3, "control character 0x01 (a spec is text)"},
     {IN "# a comment with a DEL \x7f\n", 3, "control character 0x7f"},

@@ -16,7 +16,10 @@
 // text-transformer built-in (6 token ids of a vocabulary of 9, width 16,
 // depth 2, heads 2, projection 8) against nn.Embedding, the same layers with
 // a causal src_mask, ln_final and CLIP's x[arange, ids.argmax(-1)] pooling
-// (the ids get no gradient: x.grad is zeros on both sides).
+// (the ids get no gradient: x.grad is zeros on both sides), and twin
+// self-attention (4 heads, cross_heads 1: the 4 samples are 2 pairs, the last
+// head reads the partner's keys and values) against the same written out
+// with torch ops.
 // Run from the repo root.
 // sanitize: yes
 #include <unistd.h>
@@ -74,6 +77,10 @@ static int build(ns_model *m, const char *name, ns_err *err) {
         int t = tokens(m, err);
         int a = t < 0 ? -1 : node(m, "attn", NS_OP_ATTENTION, t, err);
         id = set(m, a, "heads", causal ? 4 : 2, err) < 0 ? -1 : set(m, a, "causal", causal, err);
+    } else if (!strcmp(name, "attention_twin")) { // 4 heads, the last reading the partner sample
+        int t = tokens(m, err);
+        int a = t < 0 ? -1 : node(m, "attn", NS_OP_ATTENTION, t, err);
+        id = set(m, a, "heads", 4, err) < 0 ? -1 : set(m, a, "cross_heads", 1, err);
     } else if (!strcmp(name, "attention_cross")) {
         int t = tokens(m, err);
         int q = t < 0 ? -1 : node(m, "q_src", NS_OP_LINEAR, t, err);
@@ -93,7 +100,8 @@ static int build(ns_model *m, const char *name, ns_err *err) {
 }
 
 static const char *const cases[] = {"softmax", "gelu_tanh", "groupnorm", "patch_embed", "tokens",
-                                    "attention", "attention_causal", "attention_cross", "vit", "text"};
+                                    "attention", "attention_causal", "attention_cross", "vit", "text",
+                                    "attention_twin"};
 
 static void check_tensor(const char *cname, const char *what, const float *got, int64_t n, double *worst) {
     const ns_tensor *want = ref_get(cname, what);
