@@ -61,7 +61,7 @@
 #   PROBES         K top + K bottom probes per concept [500]
 #   SEEDS [0 1 2]  EPOCHS [20]  LR [1e-3]  BATCH [128]  MOMENTUM [0.9]
 #   CLASSES        class names, one a line [examples/fashion-mnist.classes]
-#   MODE=room:     PER_CLASS [600]  BASE_WIDTH [1]  BASE_EPOCHS [15]  FT_ALL [1]
+#   MODE=room:     PER_CLASS [600]  BASE_WIDTH [1]  BASE_EPOCHS [8]  FT_ALL [1]
 #                  CUE_P [0.9]  CUE_STEP [12]  VLM_BATCHES [20]  VLM_EPOCHS [3]
 # Writes OUTDIR/table.md (also printed), OUTDIR/runs.tsv and the
 # intermediate streams under OUTDIR/<case>/.
@@ -86,7 +86,7 @@ MOMENTUM=${MOMENTUM:-0.9}
 CLASSES=${CLASSES:-examples/fashion-mnist.classes}
 PER_CLASS=${PER_CLASS:-600}
 BASE_WIDTH=${BASE_WIDTH:-1}
-BASE_EPOCHS=${BASE_EPOCHS:-15}
+BASE_EPOCHS=${BASE_EPOCHS:-8}
 FT_ALL=${FT_ALL:-1}
 CUE_P=${CUE_P:-0.9}
 CUE_STEP=${CUE_STEP:-12}
