@@ -63,6 +63,8 @@
 #   CLASSES        class names, one a line [examples/fashion-mnist.classes]
 #   MODE=room:     PER_CLASS [600]  BASE_WIDTH [1]  BASE_EPOCHS [8]  FT_ALL [1]
 #                  CUE_P [0.9]  CUE_STEP [12]  VLM_BATCHES [20]  VLM_EPOCHS [3]
+#                  FT_ALL_BEFORE: skip small-ft60k (run last) when it would start
+#                  after this time (seconds since the epoch) [never]
 # Writes OUTDIR/table.md (also printed), OUTDIR/runs.tsv and the
 # intermediate streams under OUTDIR/<case>/.
 # A tiny check of the script itself (a minute):
@@ -88,6 +90,7 @@ PER_CLASS=${PER_CLASS:-600}
 BASE_WIDTH=${BASE_WIDTH:-1}
 BASE_EPOCHS=${BASE_EPOCHS:-8}
 FT_ALL=${FT_ALL:-1}
+FT_ALL_BEFORE=${FT_ALL_BEFORE:-9999999999}
 CUE_P=${CUE_P:-0.9}
 CUE_STEP=${CUE_STEP:-12}
 VLM_BATCHES=${VLM_BATCHES:-20}
@@ -279,9 +282,11 @@ if [ $MODE = room ]; then
     train_base "$D/biased.tns" "$OUT/base-biased.tns"
     "$BIN/tns-cat" --head "$POOL_BATCHES" -o "$D/pool.tns" "$TRAIN"
     CUES= run_case small "$OUT/base-small.tns" "$D/small.tns" "$D/small.tns" "clean=$TEST"
-    [ "$FT_ALL" = 1 ] && CUES= run_case small-ft60k "$OUT/base-small.tns" "$TRAIN" "$D/pool.tns" "clean=$TEST"
     CUES="$D/biased-cues.tsv" run_case biased "$OUT/base-biased.tns" "$D/biased.tns" "$D/biased.tns" \
         "shuffled-cue=$D/test-shuffled.tns clean=$TEST"
+    if [ "$FT_ALL" = 1 ] && [ "$(date +%s)" -lt "$FT_ALL_BEFORE" ]; then
+        CUES= run_case small-ft60k "$OUT/base-small.tns" "$TRAIN" "$D/pool.tns" "clean=$TEST"
+    fi
 else
     for f in $MODELS "$TRAIN" "$TEST" "$VLM" "$CLASSES"; do
         [ -f "$f" ] || { echo "asr.sh: $f is missing" >&2; exit 1; }
