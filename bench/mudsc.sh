@@ -11,7 +11,8 @@
 # crop and flip). Rows: each model alone; weight averaging; weight matching
 # (Git Re-Basin); activation matching (permute); ZipIt! (all layers zipped);
 # ZipIt! partial (zipped up to PARTIAL, the rest kept per model); MuDSC-align;
-# MuDSC-zip; the ensemble (both models, logits side by side). Joint: argmax
+# MuDSC-zip; the ensemble (both models, logits side by side; and the same
+# with each model's logits standardised over the test set). Joint: argmax
 # over the 10 classes on the 10000 test images; task A/B: argmax within the
 # task's classes on the task's test images; avg: their mean. Merges use STATS
 # training images of all classes (activation statistics and BN reset), zip
@@ -23,8 +24,8 @@
 # (layer2.2.relu2: 13 of resnet20's 20 layers zipped, as ZipIt! 13/20), ZIP_A (0.5), ZIP_B (1),
 # DATA (a directory with fm-train.tns and fm-test.tns from img-read; made from
 # /usr/share/datasets/fashion-mnist when missing; default /tmp/netsmith-bench),
-# BINDIR (bin), NETSMITH_THREADS (2). Models already in OUTDIR are reused, so
-# a run can be split (SEEDS=1, then SEEDS="1 2", ...).
+# BINDIR (bin), NETSMITH_THREADS (2). Models (task models and merges) already
+# in OUTDIR are reused, so a run can be split (SEEDS=1, then SEEDS="1 2", ...).
 # A tiny check of the script itself:
 #   SEEDS="1 2" EPOCHS=1 WIDTH=0.25 TRAIN_PER_CLASS=50 TEST_PER_CLASS=30 STATS=200 sh bench/mudsc.sh /tmp/md
 set -eu
@@ -108,17 +109,28 @@ for s in $SEEDS; do
         f="$d/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_').tns"
         t0=$(date +%s)
         # shellcheck disable=SC2086
-        "$BIN/perm-align" -q --data "$OUT/stats.tns" --zip-a "$ZIP_A" --zip-b "$ZIP_B" $args -o "$f" \
+        [ -s "$f" ] || "$BIN/perm-align" -q --data "$OUT/stats.tns" --zip-a "$ZIP_A" --zip-b "$ZIP_B" $args -o "$f" \
             "$d/a.tns" "$d/b.tns" > "$f.report"
         set -- $(logits "$f" "$OUT/test.tns" | scores)
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$name" "$1" "$2" "$3" "$4" >> "$ROWS"
         say "seed $s: $name $* ($(($(date +%s) - t0)) s)"
     done
     # the ensemble: both models whole, logits side by side (a partial zip at the input)
-    "$BIN/perm-align" -q --no-reset --method average --partial input --data "$OUT/stats.tns" -o "$d/ensemble.tns" \
+    [ -s "$d/ensemble.tns" ] || "$BIN/perm-align" -q --no-reset --method average --partial input --data "$OUT/stats.tns" -o "$d/ensemble.tns" \
         "$d/a.tns" "$d/b.tns" > /dev/null
-    set -- $(logits "$d/ensemble.tns" "$OUT/test.tns" | scores)
+    logits "$d/ensemble.tns" "$OUT/test.tns" > "$d/ensemble.logits"
+    set -- $(scores < "$d/ensemble.logits")
     printf '%s\tEnsemble\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
+    # the same with each model's 5 logits standardised (mean and std over
+    # the test set): two separately trained linear heads are not calibrated
+    # against each other (ZipIt!'s heads are CLIP text embeddings, which are)
+    set -- $(awk '{ for (i = 2; i <= 11; i++) { m = i < 7 ? 0 : 1; x[NR, i] = $i; s[m] += $i; q[m] += $i * $i; c[m]++ }
+                    y[NR] = $1 }
+        END { for (m = 0; m < 2; m++) { mu[m] = s[m] / c[m]; sd[m] = sqrt(q[m] / c[m] - mu[m] * mu[m]) }
+              for (r = 1; r <= NR; r++) { printf "%d", y[r]
+                  for (i = 2; i <= 11; i++) { m = i < 7 ? 0 : 1; printf " %.6f", (x[r, i] - mu[m]) / sd[m] }
+                  print "" } }' "$d/ensemble.logits" | scores)
+    printf '%s\tEnsemble, logits standardised per model\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
 done
 
 # --- the table: mean +- std over seeds ---------------------------------------------------
