@@ -113,12 +113,12 @@ PY
 
 @test "resnet56: 30 groups, pruned to 2x; the pruned model trains and evaluates" {
     toy
-    net-init --arch resnet56 --width 0.5 --like "$T/data.tns" --seed 1 -o "$T/r56.tns"
-    net-prune -q -m "$T/r56.tns" -o "$T/p.tns" -c taylor -x 2 -n 32 "$T/data.tns" > "$T/rep"
+    net-init --arch resnet56 --width 0.25 --like "$T/data.tns" --seed 1 -o "$T/r56.tns"
+    net-prune -q -m "$T/r56.tns" -o "$T/p.tns" -c taylor -x 2 -n 16 "$T/data.tns" > "$T/rep"
     [ "$(grep -c '^group' "$T/rep")" -eq 30 ]
     awk '$1=="speed_up"{exit !($2 >= 2 && $2 < 2.3)}' "$T/rep"
     [ "$(net-info "$T/p.tns" | awk '$1=="params"{print $2}')" -eq "$(awk '$1=="params"{print $3}' "$T/rep")" ]
-    net-train -q -m "$T/p.tns" -e 1 --batch 32 -o "$T/t.tns" "$T/data.tns"
+    net-train -q -m "$T/p.tns" -e 1 --batch 64 -o "$T/t.tns" "$T/data.tns"
     [ "$(net-eval -q -m "$T/t.tns" "$T/data.tns" | awk '$1=="samples"{print $2}')" -eq 128 ]
 }
 
