@@ -34,10 +34,10 @@ FLAGS="TRAIN_FLAGS=--lr 0.1 --batch 128"
 SPARSE="SPARSE_FLAGS=--lr 0.01 --batch 128"
 FT="FT_FLAGS=--lr 0.01 --batch 128"
 # The table of an earlier stage (fewer seeds) would stand: every target is
-# .SECONDARY in prune.mk, so missing evaluations do not make runs.tsv out of
+# .SECONDARY in prune.mk, so missing evaluations do not make the table out of
 # date. Remove it; it is remade in a second from the evaluations.
 run() { # the output directory, then make's arguments
-    rm -f "$1/prune/runs.tsv"
+    rm -f "$1/prune/runs.tsv" "$1/prune.txt" "$1/prune.svg"
     shift
     echo "+ $(date -u +%H:%M:%S) make -f pipelines/prune.mk $*" >&2
     rc=0
