@@ -1,7 +1,8 @@
 # prune.mk: PruningBench on Fashion-MNIST. A base model is trained once; every
 # criterion prunes it to each speed-up (global threshold, 10% group-wise
 # protection); each regulariser pairing first trains the base sparse (net-train
-# --reg, once) and then prunes it with its criterion; every pruned model is
+# --reg, once, on the fine-tuning images) and then prunes it with its
+# criterion; every pruned model is
 # fine-tuned and evaluated, once per seed (the seed drives the fine-tuning's
 # shuffling and the seeded criteria: random, obd-c, thinet and cp's sampled
 # locations). The leaderboard ranks the methods per speed-up by the mean
@@ -13,6 +14,7 @@
 #   make -f pipelines/prune.mk                     the small version
 #   make -f pipelines/prune.mk OUT=prune-r20 ARCH="resnet20 --width 0.5" LIMIT=4000 \
 #        EPOCHS=4 FT_LIMIT=1000 TEST_LIMIT=500 SAMPLES=64 SEEDS="1 2 3"   (bench/RESULTS.md: 10 min)
+#   sh bench/prune_leaderboard.sh 1|2|3|r56       the full-size leaderboards, in stages
 #
 # Results: $(OUT)/prune.txt and $(OUT)/prune.svg. Every step is one netsmith
 # program. Timings are wall-clock seconds on whatever else the machine is
@@ -71,9 +73,10 @@ $(P)/base.tns: $(P)/train.tns
 $(P)/eval-base.txt: $(P)/base.tns $(P)/test.tns
 	$(BIN)/net-eval -q -m $< $(P)/test.tns > $@
 
-# sparse training from the base, one model per regulariser
-$(P)/sparse-%.tns: $(P)/base.tns $(P)/train.tns
-	$(BIN)/net-train $(Q) -m $< -e $(SPARSE_EPOCHS) $(SPARSE_FLAGS) --reg $* --seed 2 -o $@ $(P)/train.tns
+# sparse training from the base, one model per regulariser, on the images the
+# fine-tuning reads (all of train.tns unless FT_LIMIT is smaller)
+$(P)/sparse-%.tns: $(P)/base.tns $(P)/ft.tns
+	$(BIN)/net-train $(Q) -m $< -e $(SPARSE_EPOCHS) $(SPARSE_FLAGS) --reg $* --seed 2 -o $@ $(P)/ft.tns
 
 # one method (criterion, or criterion+regulariser) at one speed-up and seed:
 # $(1) method, $(2) criterion, $(3) model pruned, $(4) speed-up, $(5) seed
@@ -109,7 +112,7 @@ $(P)/runs.tsv: $(P)/eval-base.txt $(EVALS)
 $(OUT)/prune.txt: $(P)/runs.tsv $(P)/eval-base.txt
 	@{ base=$$(awk -F '\t' '$$1 == "accuracy" {printf "%.2f", 100 * $$2}' $(P)/eval-base.txt); \
 	  echo "# PruningBench on Fashion-MNIST ($(LIMIT) training, $(TEST_LIMIT) test images): $(ARCH),"; \
-	  echo "# base $(EPOCHS) epochs, sparse $(SPARSE_EPOCHS), fine-tune $(FT_EPOCHS) on $(FT_LIMIT) images;"; \
+	  echo "# base $(EPOCHS) epochs, sparse $(SPARSE_EPOCHS) and fine-tune $(FT_EPOCHS) on $(FT_LIMIT) images;"; \
 	  echo "# global, protect $(PROTECT), $(STEPS) step(s), $(SAMPLES) data samples; seeds: $(SEEDS) (mean ± std)"; \
 	  for x in $(SPEEDUPS); do \
 	    echo; printf '%-4s %-22s %6s %14s %7s %7s %8s %9s %8s\n' rank "method @ $${x}x" base pruned delta speedup params% step_s reg_s; \

@@ -21,12 +21,12 @@ struct cmdline {
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
-        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20, resnet18, vit or text-transformer", 0, 0},
+        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "mlp, lenet, vgg, resnet20/32/44/56, resnet18, vit or text-transformer", 0, 0},
         {"spec", 0, NS_OPT_STR, &cmd->spec, "FILE", "a custom graph in the netsmith-spec(5) text format, instead of --arch", 0, 0},
         {"like", 'l', NS_OPT_STR, &cmd->like, "DATA", "take input shape, classes and normalisation from an image stream", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors), when not --like", 0, 0},
         {"classes", 'k', NS_OPT_INT, &cmd->classes, "K", "number of classes, when not --like", 1, 1 << 24},
-        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20: 1 = 16 channels; vit: 1 = 64 features; default 1)", 0.01, 64},
+        {"width", 0, NS_OPT_DOUBLE, &cmd->width, "W", "width multiplier (resnet20-56: 1 = 16 channels; vit: 1 = 64 features; default 1)", 0.01, 64},
         {"depth", 'd', NS_OPT_INT, &cmd->depth, "D", "vgg: number of conv layers, even (default 4); vit: blocks (default 4); text-transformer: blocks (default 2)", 1, 64},
         {"patch", 0, NS_OPT_INT, &cmd->patch, "P", "vit: patch size (default 7)", 1, 4096},
         {"heads", 0, NS_OPT_INT, &cmd->heads, "H", "vit, text-transformer: attention heads (default 4)", 1, 4096},
@@ -53,7 +53,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     if (cmd->arch) {
         int known = 0;
         for (const char *const *a = ns_arch_names; *a; a++) known |= strcmp(*a, cmd->arch) == 0;
-        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet18, vit or text-transformer", cmd->arch);
+        if (!known) ns_die_usage("unknown architecture (%s): mlp, lenet, vgg, resnet20, resnet32, resnet44, resnet56, resnet18, vit or text-transformer", cmd->arch);
         int vit = strcmp(cmd->arch, "vit") == 0, text = strcmp(cmd->arch, "text-transformer") == 0;
         if (cmd->depth && strcmp(cmd->arch, "vgg") != 0 && !vit && !text) ns_die_usage("--depth is for vgg, vit and text-transformer");
         if ((cmd->patch && !vit) || (cmd->heads && !vit && !text))

@@ -198,8 +198,19 @@ int main(int argc, char **argv) {
     ns_chgroups g;
     if (ns_chgroups_build(&g, &m, &err) < 0) ns_die("%s: %s", cmd.model, err.msg);
     int prunable = 0;
-    for (int p = 0; p < g.ngroups; p++) prunable += ns_prune_group_prunable(&g.groups[p]);
-    if (!prunable) ns_die("%s: no channel group can be pruned (every group is fixed: model input, output or opaque ops)", cmd.model);
+    unsigned fixed = 0, noselect = 0;
+    for (int p = 0; p < g.ngroups; p++) {
+        prunable += ns_prune_group_prunable(&g.groups[p]);
+        fixed |= g.groups[p].fixed;
+        noselect |= g.groups[p].noselect;
+    }
+    if (!prunable) {
+        char why[160];
+        ns_chgroups_fixed_reason(fixed, why, sizeof why);
+        ns_die("%s: no channel group can be pruned (fixed: %s%s%s)", cmd.model, why[0] ? why : "none",
+               noselect & NS_CHSEL_PARTIAL ? "; part of a grouped conv's input or output" : "",
+               noselect & (NS_CHSEL_HEADS | NS_CHSEL_ATTN) ? "; attention heads or width" : "");
+    }
     ns_prune_data pd = {NULL, NULL, 0, cmd.batch};
     float *x = NULL;
     int32_t *y = NULL;

@@ -32,6 +32,7 @@ static const struct {
     int torchvision; // torchvision's names, 3x224x224 and ImageNet normalisation by default
 } archs[] = {
     {"resnet18", "torchvision-resnet18", 1}, {"resnet18-cifar", "resnet18", 0}, {"resnet20", "resnet20", 0},
+    {"resnet32", "resnet32", 0}, {"resnet44", "resnet44", 0}, {"resnet56", "resnet56", 0},
     {"vgg", "vgg", 0}, {"lenet", "lenet", 0}, {"mlp", "mlp", 0}, {"vit", "vit", 0},
 };
 #define NARCHS ((int)(sizeof archs / sizeof *archs))
@@ -44,7 +45,7 @@ static int arch_index(const char *name) {
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, const char **input) {
     const ns_opt opts[] = {
-        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "resnet18 (torchvision), resnet18-cifar, resnet20, vgg, lenet, mlp or vit", 0, 0},
+        {"arch", 'a', NS_OPT_STR, &cmd->arch, "NAME", "resnet18 (torchvision), resnet18-cifar, resnet20/32/44/56, vgg, lenet, mlp or vit", 0, 0},
         {"spec", 0, NS_OPT_STR, &cmd->spec, "FILE", "the graph as a netsmith-spec(5) file, instead of --arch", 0, 0},
         {"in", 0, NS_OPT_STR, &cmd->in, "CxHxW", "input shape (or D for vectors); resnet18: default 3x224x224", 0, 0},
         {"key", 'k', NS_OPT_STR, &cmd->key, "PATH", "the dict of tensors inside the checkpoint: state_dict, model/ema, ...", 0, 0},
@@ -76,7 +77,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd, const char
     *input = argv[first];
     if (!cmd->arch == !cmd->spec) ns_die_usage("give one of --arch and --spec");
     if (cmd->arch && arch_index(cmd->arch) < 0)
-        ns_die_usage("unknown architecture (%s): resnet18, resnet18-cifar, resnet20, vgg, lenet, mlp or vit", cmd->arch);
+        ns_die_usage("unknown architecture (%s): resnet18, resnet18-cifar, resnet20, resnet32, resnet44, resnet56, vgg, lenet, mlp or vit", cmd->arch);
     if (cmd->spec && (cmd->in || cmd->num_classes || cmd->width || cmd->depth || cmd->patch || cmd->heads || cmd->hidden))
         ns_die_usage("a --spec file sets the input, the layers and the classes itself");
     if (!cmd->mean != !cmd->std) ns_die_usage("give --mean and --std together");

@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const ns_arch_names[] = {"mlp", "lenet", "vgg", "resnet20", "resnet18", "vit", "text-transformer", NULL};
+const char *const ns_arch_names[] = {"mlp",      "lenet",    "vgg", "resnet20", "resnet32", "resnet44", "resnet56",
+                                     "resnet18", "vit", "text-transformer", NULL};
+
+// The CIFAR ResNets, 6n+2 layers: n BasicBlocks per stage.
+static const struct {
+    const char *name;
+    int blocks;
+} cifar_resnets[] = {{"resnet20", 3}, {"resnet32", 5}, {"resnet44", 7}, {"resnet56", 9}};
 
 // A small builder: remembers the last node so layers chain naturally.
 typedef struct builder {
@@ -253,6 +260,13 @@ static void build_text_transformer(builder *b, const ns_arch_opts *o, int vocab)
     iattr(b, proj, "bias", 0);
 }
 
+// Blocks per stage of a CIFAR ResNet's name, 0 for any other name.
+static int cifar_resnet_blocks(const char *name) {
+    for (size_t i = 0; i < sizeof cifar_resnets / sizeof *cifar_resnets; i++)
+        if (strcmp(cifar_resnets[i].name, name) == 0) return cifar_resnets[i].blocks;
+    return 0;
+}
+
 int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *err) {
     if (o->classes < 1) return ns_errf(err, "classes must be positive (%d)", o->classes);
     if (!(o->width > 0) || o->width > 64) return ns_errf(err, "width must be in (0, 64] (%g)", o->width);
@@ -265,7 +279,7 @@ int ns_arch_build(ns_model *m, const char *name, const ns_arch_opts *o, ns_err *
     else if (!spatial) return ns_errf(err, "%s needs an image input C x H x W", name);
     else if (strcmp(name, "lenet") == 0) build_lenet(&b, o);
     else if (strcmp(name, "vgg") == 0) build_vgg(&b, o);
-    else if (strcmp(name, "resnet20") == 0) build_resnet(&b, o, 16, 3, 3, 0);
+    else if (cifar_resnet_blocks(name)) build_resnet(&b, o, 16, 3, cifar_resnet_blocks(name), 0);
     else if (strcmp(name, "resnet18") == 0) build_resnet(&b, o, 64, 4, 2, 0);
     else if (strcmp(name, "torchvision-resnet18") == 0) build_resnet(&b, o, 64, 4, 2, 1);
     else if (strcmp(name, "vit") == 0) build_vit(&b, o);

@@ -40,6 +40,14 @@ PY
     [ "$(net-info -t "$T/resnet18.tns" | awk '$1=="params"{print $2}')" -eq 11172810 ]
     [ "$(net-info -t "$T/lenet.tns" | awk '$1=="params"{print $2}')" -eq 61706 ]
     net-info "$T/resnet20.tns" | grep -q $'^layer3.2.conv2\tconv2d\tlayer3.2.relu1\t64x7x7\t36864\t'
+    # the deeper CIFAR ResNets for 3x32x32, 10 classes, as torch counts the same
+    # modules (1x1 conv+BN shortcuts): 466,906, 661,338, 855,770
+    for a in resnet32:466906 resnet44:661338 resnet56:855770; do
+        net-init --arch "${a%:*}" --in 3x32x32 --classes 10 -o "$T/r.tns"
+        [ "$(net-info -t "$T/r.tns" | awk '$1=="params"{print $2}')" -eq "${a#*:}" ]
+    done
+    net-info "$T/r.tns" | grep -q $'^layer3.8.conv2\tconv2d\tlayer3.8.relu1\t64x8x8\t36864\t'
+    [ "$(net-info "$T/r.tns" | grep -c $'\tconv2d\t')" -eq 57 ]
 }
 
 @test "net-init --arch vit: the ViT of examples/specs/vit.cfg; it learns the toy task" {

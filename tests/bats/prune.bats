@@ -94,6 +94,32 @@ PY
     run -1 net-prune -m "$T/mlp.tns" -o "$T/p.tns" -x 1.2 -c bn-scale
     [[ "$output" == *"bn-scale scores no group"* ]]
     [ ! -e "$T/p.tns" ]
+    # grouped convs: the two convs' channels each fill half of g's input (a
+    # block of its groups), g's output is the model's: nothing can go
+    printf '[input]\nshape = 4x8x8\n[conv2d a]\nout = 2\npad = 1\n[conv2d b]\nfrom = input\nout = 2\npad = 1\n' > "$T/g.cfg"
+    printf '[concat]\nfrom = a, b\n[conv2d g]\nout = 2\ngroups = 2\npad = 1\n[global_avgpool]\n' >> "$T/g.cfg"
+    net-init --spec "$T/g.cfg" -o "$T/g.tns"
+    run -1 net-prune -m "$T/g.tns" -o "$T/p.tns" -x 1.2
+    [[ "$output" == *"no channel group can be pruned (fixed: model input, model output; part of a grouped conv's input or output)"* ]]
+    [ ! -e "$T/p.tns" ]
+    # with a classifier after it, g's output is a group of two blocks of one
+    # channel, which the protection keeps whole
+    printf '[linear fc]\nout = 3\n' >> "$T/g.cfg"
+    net-init --spec "$T/g.cfg" -o "$T/g.tns"
+    run -1 net-prune -m "$T/g.tns" -o "$T/p.tns" -x 1.2
+    [[ "$output" == *"--speed-up 1.2 cannot be reached: at most 1.000x"* ]]
+    [ ! -e "$T/p.tns" ]
+}
+
+@test "resnet56: 30 groups, pruned to 2x; the pruned model trains and evaluates" {
+    toy
+    net-init --arch resnet56 --width 0.25 --like "$T/data.tns" --seed 1 -o "$T/r56.tns"
+    net-prune -q -m "$T/r56.tns" -o "$T/p.tns" -c taylor -x 2 -n 16 "$T/data.tns" > "$T/rep"
+    [ "$(grep -c '^group' "$T/rep")" -eq 30 ]
+    awk '$1=="speed_up"{exit !($2 >= 2 && $2 < 2.3)}' "$T/rep"
+    [ "$(net-info "$T/p.tns" | awk '$1=="params"{print $2}')" -eq "$(awk '$1=="params"{print $3}' "$T/rep")" ]
+    net-train -q -m "$T/p.tns" -e 1 --batch 64 -o "$T/t.tns" "$T/data.tns"
+    [ "$(net-eval -q -m "$T/t.tns" "$T/data.tns" | awk '$1=="samples"{print $2}')" -eq 128 ]
 }
 
 @test "net-prune refuses bad options and broken models" {

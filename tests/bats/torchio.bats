@@ -43,6 +43,7 @@ vgg vgg --in 3x16x16 --classes 4 --depth 6 --width 0.5
 mlp mlp --in 12 --classes 3 --hidden 8,6
 resnet18-cifar resnet18 --in 3x16x16 --classes 3 --width 0.25
 resnet20 resnet20 --in 1x8x8 --classes 2 --width 2
+resnet56 resnet56 --in 3x8x8 --classes 3 --width 0.5
 lenet lenet --in 1x28x28 --classes 10
 EOF
 }

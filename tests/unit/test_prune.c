@@ -12,7 +12,7 @@
 //    1e-7).
 //    bn-scale must leave the group without batch norm unscored.
 // 2. Pruning equals masking. On every built-in (mlp, lenet, vgg, resnet20,
-//    resnet18) and spec graphs with concat, add and flatten, grouped and
+//    resnet56, resnet18) and spec graphs with concat, add and flatten, grouped and
 //    depthwise convolutions: a pruning step (l2, global, speed-up 2) gives a
 //    smaller model whose logits equal the unpruned model's with the dropped
 //    channels' input columns zeroed in every reader (max |diff| < 1e-4 of the
@@ -555,6 +555,7 @@ int main(void) {
         {"vgg", "vgg", {3, 16, 16, 10, 0.5, 4, {0}, 0, 0, 0}, NULL},
         {"resnet20", "resnet20", {3, 16, 16, 10, 1, 0, {0}, 0, 0, 0}, NULL},
         {"resnet18", "resnet18", {3, 8, 8, 10, 0.25, 0, {0}, 0, 0, 0}, NULL},
+        {"resnet56", "resnet56", {3, 8, 8, 10, 0.5, 0, {0}, 0, 0, 0}, NULL},
         {"concat spec", NULL, {0}, concat_spec},
         {"grouped spec", NULL, {0}, grouped_spec},
         {"depthwise spec", NULL, {0}, depthwise_spec},

@@ -246,6 +246,9 @@ static void test_builtins(void) {
         {"vgg", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 100, .width = 0.5, .depth = 6}},
         {"resnet20", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
         {"resnet20", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 4}},
+        {"resnet32", {.in_c = 1, .in_h = 8, .in_w = 8, .classes = 10, .width = 0.5}},
+        {"resnet44", {.in_c = 1, .in_h = 8, .in_w = 8, .classes = 10, .width = 0.5}},
+        {"resnet56", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
         {"resnet18", {.in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .width = 1}},
         {"vit", {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .width = 0.5, .depth = 2, .patch = 4, .heads = 2}},
         {"text-transformer", {.in_c = 12, .classes = 16, .width = 0.5, .depth = 3, .heads = 2}}, // vocabulary 30
