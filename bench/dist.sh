@@ -15,7 +15,7 @@
 # a CLIP-style model (image tower VLM_ARCH, bag-of-words text tower) on
 # captions drawn from the Fashion-MNIST attribute table (concept-bank), with
 # the global batch's embeddings gathered every step for the loss.
-# Run it alone: `flock /work/.../cpu.lock sh bench/dist.sh` on a shared machine.
+# Run it alone: `flock LOCKFILE sh bench/dist.sh` on a shared machine.
 #
 #   PROG=net-train ARCH=lenet LIMIT=20000 BATCH=128 EPOCHS=2 sh bench/dist.sh [OUTDIR]
 #   PROG=vlm-train VLM_ARCH="vgg --depth 2 --width 0.5" BATCH=256 sh bench/dist.sh

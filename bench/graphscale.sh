@@ -7,7 +7,7 @@
 #   sgc-condense --teacher sgc -r 0.25  SGC_T (300) iterations, no validation
 # one thread each, printed as Markdown (copied into bench/RESULTS.md by hand) and
 # kept as OUTDIR/graphscale.tsv (for bench/graphscale_plot.sh). Run it alone:
-# `flock /work/.../cpu.lock sh bench/graphscale.sh` on a shared machine.
+# `flock LOCKFILE sh bench/graphscale.sh` on a shared machine.
 #
 #   SIZES="25000 169343 1000000" EPOCHS=20 SGC_T=300 sh bench/graphscale.sh [OUTDIR]
 # A quick look (each program well under a minute): EPOCHS=2 SGC_T=20.

@@ -14,10 +14,10 @@
 # same stage continue where the last one stopped (the step that was cut off is
 # redone), and the later stages reuse the base and the sparse models:
 #
-#   flock /work/wt/cpu.lock sh bench/prune_leaderboard.sh 1    # base, sparse models, seed 1
-#   flock /work/wt/cpu.lock sh bench/prune_leaderboard.sh 2    # seed 2: table over seeds 1 2
-#   flock /work/wt/cpu.lock sh bench/prune_leaderboard.sh 3    # seed 3: table over seeds 1 2 3
-#   flock /work/wt/cpu.lock sh bench/prune_leaderboard.sh r56  # resnet56, one seed, fewer methods
+#   sh bench/prune_leaderboard.sh 1    # base, sparse models, seed 1
+#   sh bench/prune_leaderboard.sh 2    # seed 2: table over seeds 1 2
+#   sh bench/prune_leaderboard.sh 3    # seed 3: table over seeds 1 2 3
+#   sh bench/prune_leaderboard.sh r56  # resnet56, one seed, fewer methods
 #
 # each repeated until it prints its table. Results: $OUT/prune.txt and
 # $OUT/prune.svg (OUT defaults to prune-r20-full, and to prune-r56 for the r56

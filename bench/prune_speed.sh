@@ -9,7 +9,7 @@
 # best of 3). Both sides run back to back in one call: run it under the CPU
 # lock. Weights are net-init's (speed does not depend on them).
 #
-#   flock /work/wt/cpu.lock sh bench/prune_speed.sh [OUT]
+#   flock LOCKFILE sh bench/prune_speed.sh [OUT]
 set -eu
 B=${BIN:-bin}
 OUT=${1:-/tmp/prune-speed}

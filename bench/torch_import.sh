@@ -6,7 +6,7 @@
 # load_state_dict in Python 3 (interpreter and torch import included, then
 # excluded). Best of 5 wall-clock runs each; Markdown for bench/RESULTS.md.
 # Needs python3-torch and python3-torchvision. Run under the CPU lock:
-#   flock /work/wt/cpu.lock sh bench/torch_import.sh
+#   flock LOCKFILE sh bench/torch_import.sh
 set -eu
 BIN=${BIN:-bin}
 W=${1:-/tmp/netsmith-torch-import}
