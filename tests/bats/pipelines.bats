@@ -118,7 +118,7 @@ PY
     img-read -q --classes "$T/names" "$T/train-images-idx3-ubyte" -o "$T/train.tns"
     img-read -q --classes "$T/names" "$T/t10k-images-idx3-ubyte" -o "$T/test.tns"
     cd "$ROOT"
-    make --no-print-directory -f pipelines/merge.mk BIN="$BINDIR" OUT="$T/out" TRAIN="$T/train.tns" TEST="$T/test.tns" \
+    MAKEFLAGS= make --no-print-directory -f pipelines/merge.mk BIN="$BINDIR" OUT="$T/out" TRAIN="$T/train.tns" TEST="$T/test.tns" \
         ARCH="vgg --depth 2 --width 0.5" EPOCHS=1 LIMIT=1000 STATS=200 PARTIAL=features.relu0 \
         TRAIN_FLAGS="--lr 0.05 --batch 32" > /dev/null
     f="$T/out/merge.txt"
@@ -151,7 +151,7 @@ PY
     mkdir "$T/data"
     toy_idx "$T/data" t10k 800 gz
     cd "$ROOT"
-    make --no-print-directory -f pipelines/condense.mk BIN="$BINDIR" OUT="$T/out" DATA="$T/data" CLASSES="$T/data/names" \
+    MAKEFLAGS= make --no-print-directory -f pipelines/condense.mk BIN="$BINDIR" OUT="$T/out" DATA="$T/data" CLASSES="$T/data/names" \
         IMAGES=800 ITERS=20 WHOLE="--epochs 20 --hidden 16" \
         CONDENSE="--teacher-hidden 16 --teacher-epochs 30 --pge-hidden 8 --val-every 0 --lr-feat 0.05 --lr-adj 0.01" \
         JUDGE="--act none --dropout 0 --wd 0 --lr 0.01 --hidden 16 --epochs 30 --lr-drop 0 --eval-every 10" > /dev/null
