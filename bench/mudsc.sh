@@ -66,19 +66,8 @@ logits() { # model data -> label, logits... per line
     "$BIN/net-eval" -q -m "$1" --logits "$OUT/logits.tns" "$2" > /dev/null
     "$BIN/tns-tsv" -l "$OUT/logits.tns"
 }
-# joint, task A, task B, avg of lines "label l0..l9" (10 outputs, A's 5 first)
-scores() {
-    awk '{
-        b = 2; for (i = 3; i <= 11; i++) if ($i > $b) b = i; c += (b - 2 == $1); n++
-        lo = $1 < 5 ? 2 : 7; t = lo; for (i = lo + 1; i < lo + 5; i++) if ($i > $t) t = i
-        if ($1 < 5) { na++; ca += (t - 2 == $1) } else { nb++; cb += (t - 2 == $1) } }
-        END { printf "%.2f %.2f %.2f %.2f", 100 * c / n, 100 * ca / na, 100 * cb / nb, 50 * (ca / na + cb / nb) }'
-}
-# a 5-output model alone: its accuracy on its task; joint counts its task's images only
-alone() { # model task-test
-    logits "$1" "$2" | awk '{b = 2; for (i = 3; i <= NF; i++) if ($i > $b) b = i; c += (b - 2 == $1); n++}
-        END {printf "%.2f", 100 * c / n}'
-}
+# the scores (joint, task A, task B, avg) of "label logits..." lines: pipelines/merge-score.sh
+SCORE="sh pipelines/merge-score.sh"
 
 ROWS="$OUT/rows.tsv"
 : > "$ROWS"
@@ -94,13 +83,12 @@ for s in $SEEDS; do
         "$BIN/net-train" -q -m "$m.init" -e "$EPOCHS" --seed "$seed" --crop-pad 2 --flip -o "$m" "$OUT/train-$task.tns"
         say "seed $s: model $task trained in $(($(date +%s) - t0)) s"
     done
-    a=$(alone "$d/a.tns" "$OUT/test-a.tns")
-    b=$(alone "$d/b.tns" "$OUT/test-b.tns")
     NTA=$("$BIN/tns-tsv" -l -f "$OUT/test-a.tns" | wc -l)
     NTB=$("$BIN/tns-tsv" -l -f "$OUT/test-b.tns" | wc -l)
-    awk -v s="$s" -v a="$a" -v b="$b" -v na="$NTA" -v nb="$NTB" 'BEGIN {
-        printf "%s\tModel A alone\t%.2f\t%s\t-\t-\n", s, a * na / (na + nb), a
-        printf "%s\tModel B alone\t%.2f\t-\t%s\t-\n", s, b * nb / (na + nb), b }' >> "$ROWS"
+    set -- $(logits "$d/a.tns" "$OUT/test-a.tns" | $SCORE --alone a "$NTB")
+    printf '%s\tModel A alone\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
+    set -- $(logits "$d/b.tns" "$OUT/test-b.tns" | $SCORE --alone b "$NTA")
+    printf '%s\tModel B alone\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
     for row in "W.avg:--method average" "Weight matching:--method weight" "Permute (act):--method act" \
                "ZipIt! (all layers):--method zip" "ZipIt! partial ($PARTIAL):--method zip --partial $PARTIAL" \
                "MuDSC-align:--method mudsc-align" "MuDSC-zip:--method mudsc-zip"; do
@@ -111,7 +99,7 @@ for s in $SEEDS; do
         # shellcheck disable=SC2086
         [ -s "$f" ] || "$BIN/perm-align" -q --data "$OUT/stats.tns" --zip-a "$ZIP_A" --zip-b "$ZIP_B" $args -o "$f" \
             "$d/a.tns" "$d/b.tns" > "$f.report"
-        set -- $(logits "$f" "$OUT/test.tns" | scores)
+        set -- $(logits "$f" "$OUT/test.tns" | $SCORE)
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$name" "$1" "$2" "$3" "$4" >> "$ROWS"
         say "seed $s: $name $* ($(($(date +%s) - t0)) s)"
     done
@@ -119,17 +107,12 @@ for s in $SEEDS; do
     [ -s "$d/ensemble.tns" ] || "$BIN/perm-align" -q --no-reset --method average --partial input --data "$OUT/stats.tns" -o "$d/ensemble.tns" \
         "$d/a.tns" "$d/b.tns" > /dev/null
     logits "$d/ensemble.tns" "$OUT/test.tns" > "$d/ensemble.logits"
-    set -- $(scores < "$d/ensemble.logits")
+    set -- $($SCORE < "$d/ensemble.logits")
     printf '%s\tEnsemble\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
     # the same with each model's 5 logits standardised (mean and std over
     # the test set): two separately trained linear heads are not calibrated
     # against each other (ZipIt!'s heads are CLIP text embeddings, which are)
-    set -- $(awk '{ for (i = 2; i <= 11; i++) { m = i < 7 ? 0 : 1; x[NR, i] = $i; s[m] += $i; q[m] += $i * $i; c[m]++ }
-                    y[NR] = $1 }
-        END { for (m = 0; m < 2; m++) { mu[m] = s[m] / c[m]; sd[m] = sqrt(q[m] / c[m] - mu[m] * mu[m]) }
-              for (r = 1; r <= NR; r++) { printf "%d", y[r]
-                  for (i = 2; i <= 11; i++) { m = i < 7 ? 0 : 1; printf " %.6f", (x[r, i] - mu[m]) / sd[m] }
-                  print "" } }' "$d/ensemble.logits" | scores)
+    set -- $($SCORE --standardise < "$d/ensemble.logits")
     printf '%s\tEnsemble, logits standardised per model\t%s\t%s\t%s\t%s\n' "$s" "$1" "$2" "$3" "$4" >> "$ROWS"
 done
 
@@ -146,10 +129,10 @@ NS=$(echo $SEEDS | wc -w)
     echo
     echo "| Method | Joint | Task A | Task B | Avg | Published joint (avg) |"
     echo "|---|---|---|---|---|---|"
+    cut -f2 "$ROWS" | awk '!seen[$0]++' | while IFS= read -r name; do
+        printf '%s\t%s\n' "$name" "$($SCORE --published "$name")"; done > "$OUT/published.tsv"
     awk -F'\t' '
-        BEGIN { pub["W.avg"] = "43.0 (60.8)"; pub["Weight matching"] = "46.2 (79.8)"; pub["Permute (act)"] = "58.4 (87.4)"
-                pub["ZipIt! (all layers)"] = "79.1 (92.1)"; pub["Ensemble"] = "87.4"
-                pub["Model A alone"] = "48.2 (71.0)"; pub["Model B alone"] = "48.4 (72.6)" }
+        FNR == NR { pub[$1] = $2; next }
         { if (!($2 in seen)) { seen[$2] = 1; order[++k] = $2 }
           for (c = 3; c <= 6; c++) if ($c != "-") { s[$2, c] += $c; q[$2, c] += $c * $c; n[$2, c]++ } }
         END { for (i = 1; i <= k; i++) { m = order[i]; line = "| " m
@@ -157,8 +140,7 @@ NS=$(echo $SEEDS | wc -w)
                     if (!n[m, c]) { line = line " | -"; continue }
                     mu = s[m, c] / n[m, c]; v = q[m, c] / n[m, c] - mu * mu; if (v < 0) v = 0
                     line = line sprintf(" | %.2f", mu) (n[m, c] > 1 ? sprintf(" +- %.2f", sqrt(v * n[m, c] / (n[m, c] - 1))) : "") }
-                p = (m in pub) ? pub[m] : (m ~ /^ZipIt! partial/ ? "83.8 (94.6), 13/20" : "-")
-                print line " | " p " |" } }' "$ROWS"
+                print line " | " pub[m] " |" } }' "$OUT/published.tsv" "$ROWS"
 } > "$REPORT.tmp"
 mv "$REPORT.tmp" "$REPORT"
 cat "$REPORT"

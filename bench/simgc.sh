@@ -50,58 +50,10 @@ judge() { # condensed original seed -> test accuracy
 }
 
 # A random coreset: ceil(r * n_c) random training nodes per class, with the
-# edges among them (a graph stream, every node in the training split).
+# edges among them (pipelines/graph-coreset.py, shared with make demo).
 coreset() { # graph ratio seed out
-    $PY - "$ROOT/examples" "$@" <<'PY'
-import math, random, sys
-import msgpack, numpy as np
-sys.path.insert(0, sys.argv[1])
-from tns_read import records
-src, r, seed, out = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-meta, t = {}, {}
-for rec, a in records(open(src, "rb")):
-    if rec["kind"] == "meta": meta.update(rec.get("meta", {}))
-    elif a is not None: t[rec["name"]] = a
-if "graph.features" not in t:
-    n, d = len(t["graph.features.indptr"]) - 1, meta["graph.feature_dim"]
-    x = np.zeros((n, d), np.float32)
-    ip, ix, v = t["graph.features.indptr"], t["graph.features.indices"], t["graph.features.values"]
-    for i in range(n): x[i, ix[ip[i]:ip[i + 1]]] = v[ip[i]:ip[i + 1]]
-    t["graph.features"] = x
-y, train = t["graph.labels"], t["graph.train"].astype(bool)
-rng = random.Random(seed)
-keep = []
-for c in sorted(set(y[train].tolist())):
-    idx = [i for i in np.nonzero(train & (y == c))[0].tolist()]
-    keep += sorted(rng.sample(idx, math.ceil(r * len(idx) - 1e-9)))
-keep = np.array(sorted(keep))
-pos = {int(k): i for i, k in enumerate(keep)}
-ip, ix = t["graph.indptr"], t["graph.indices"]
-rows, cols = [], []
-for i, k in enumerate(keep):
-    for j in ix[ip[k]:ip[k + 1]]:
-        if int(j) in pos: rows.append(i); cols.append(pos[int(j)])
-order = sorted(zip(rows, cols))
-indptr = np.zeros(len(keep) + 1, np.int64)
-for i, _ in order: indptr[i + 1] += 1
-indptr = np.cumsum(indptr)
-def tensor(name, a, dt):
-    return {"fmt": "tns", "ver": 1, "kind": "tensor", "name": name, "dtype": dt, "shape": list(a.shape),
-            "data": np.ascontiguousarray(a).tobytes()}
-m = {k: meta[k] for k in ("general.labels",) if k in meta}
-m.update({"graph.nodes": len(keep), "graph.edges": len(order), "graph.undirected": True,
-          "graph.classes": meta["graph.classes"], "graph.feature_dim": int(t["graph.features"].shape[1]),
-          "graph.source": "random coreset"})
-with open(out, "wb") as f:
-    f.write(msgpack.packb({"fmt": "tns", "ver": 1, "kind": "meta", "name": "graph", "meta": m}))
-    f.write(msgpack.packb(tensor("graph.indptr", indptr, "i64")))
-    f.write(msgpack.packb(tensor("graph.indices", np.array([c for _, c in order], np.int32), "i32")))
-    f.write(msgpack.packb(tensor("graph.features", t["graph.features"][keep].astype(np.float32), "f32")))
-    f.write(msgpack.packb(tensor("graph.labels", y[keep].astype(np.int32), "i32")))
-    f.write(msgpack.packb(tensor("graph.train", np.ones(len(keep), np.uint8), "bool")))
-PY
+    $PY pipelines/graph-coreset.py "$@"
 }
-ROOT=$(pwd)
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 

@@ -1,16 +1,21 @@
-# condense.mk: graph condensation on a graph built from Fashion-MNIST. The
-# images become a k-nearest-neighbour graph (graph-knn), a GCN trains on it
-# with 20 labels per class, then SimGC (sgc-condense) shrinks the graph to a
-# few hundred synthetic nodes and a GCN trained on those alone is tested on
-# the whole graph again.
+# condense.mk: graph condensation on a graph built from Fashion-MNIST,
+# bench/simgc.sh's comparison in small. The images become a k-nearest-
+# neighbour graph (graph-knn), a GCN and an MLP train on it with 20 labels per
+# class, then SimGC (sgc-condense) shrinks the graph at each ratio of RATIOS to
+# r x 20 synthetic nodes per class, and a random coreset of the same size
+# (r x 20 of the labelled nodes per class and the edges among them,
+# pipelines/graph-coreset.py as in the bench) is drawn beside it. A GCN
+# trained on each small graph alone (SimGC's judge) is tested on the whole
+# graph again.
 #
 #   make -f pipelines/condense.mk OUT=demo-out        (what `make demo` runs)
-#   make -f pipelines/condense.mk OUT=out IMAGES=10000 RATIO=1 ITERS=1500
+#   make -f pipelines/condense.mk OUT=out IMAGES=10000 RATIOS="0.5 1" ITERS=1500
 #
 # The condensation uses the larger datasets' learning rates (lr-feat 0.05,
 # lr-adj 0.01): Cora's (the defaults) need many more iterations here.
 #
-# Every step is one netsmith program; results land in $(OUT)/condense.txt.
+# Every step is one netsmith program, but for the coreset (Python with
+# msgpack and numpy); results land in $(OUT)/condense.txt.
 
 BIN     ?= bin
 OUT     ?= demo-out
@@ -19,9 +24,15 @@ CLASSES ?= examples/fashion-mnist.classes
 Q       ?= -q
 IMAGES  ?= 10000
 K       ?= 10
-RATIO   ?= 0.5
+RATIOS  ?= 0.25 0.5
 ITERS   ?= 600
 SEED    ?= 1
+PY      ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
+CORESET := $(PY) $(dir $(lastword $(MAKEFILE_LIST)))graph-coreset.py
+# the whole-graph GCN and MLP
+WHOLE   ?= --epochs 200
+# sgc-condense's settings besides the ratio and the seed
+CONDENSE ?= --lr-feat 0.05 --lr-adj 0.01 --val-every 200 --val-epochs 500 --teacher-hidden 256
 # SimGC's evaluation GCN (hidden 1024, no activation, lr 0.001), shortened
 JUDGE   ?= --act none --dropout 0 --wd 0 --lr 0.001 --hidden 256 --epochs 1000 --lr-drop 0 --eval-every 100
 
@@ -30,14 +41,16 @@ G        := $(OUT)/fmnist-knn.tns
 SETTINGS := $(OUT)/condense-settings.txt
 
 .PHONY: all FORCE
+.DELETE_ON_ERROR:
+.SECONDARY:
 all: $(OUT)/condense.txt
 
 $(OUT):
 	mkdir -p $@
 
 $(SETTINGS): FORCE | $(OUT)
-	@echo '$(IMAGES) $(K) $(RATIO) $(ITERS) $(SEED) $(JUDGE)' | cmp -s - $@ || \
-	    echo '$(IMAGES) $(K) $(RATIO) $(ITERS) $(SEED) $(JUDGE)' > $@
+	@echo '$(IMAGES) $(K) $(RATIOS) $(ITERS) $(SEED) $(WHOLE) $(CONDENSE) $(JUDGE)' | cmp -s - $@ || \
+	    echo '$(IMAGES) $(K) $(RATIOS) $(ITERS) $(SEED) $(WHOLE) $(CONDENSE) $(JUDGE)' > $@
 
 # IDX -> images -> a kNN graph (cosine, symmetrised) with 20 labelled nodes per
 # class, 500 for validation and the rest for testing
@@ -48,24 +61,36 @@ $(G): $(TEST_IDX) $(CLASSES) $(SETTINGS)
 
 # whole graph: a GCN and an MLP (the graph's worth), trained on the 200 labels
 $(OUT)/knn-gcn.txt: $(G)
-	$(BIN)/gnn-train -q --epochs 200 --seed $(SEED) $< > $@
+	$(BIN)/gnn-train -q $(WHOLE) --seed $(SEED) $< > $@
 $(OUT)/knn-mlp.txt: $(G)
-	$(BIN)/gnn-train -q -m mlp --epochs 200 --seed $(SEED) $< > $@
+	$(BIN)/gnn-train -q -m mlp $(WHOLE) --seed $(SEED) $< > $@
 
-# the condensed graph, then a GCN trained on it alone, tested on the whole graph
-$(OUT)/knn-condensed.tns: $(G)
-	$(BIN)/sgc-condense $(Q) -r $(RATIO) -T $(ITERS) --lr-feat 0.05 --lr-adj 0.01 --val-every 200 --val-epochs 500 \
-	    --teacher-hidden 256 --seed $(SEED) -o $@ $< > $(OUT)/condense-report.txt
-$(OUT)/knn-condensed-gcn.txt: $(OUT)/knn-condensed.tns $(G)
+# at each ratio r: the condensed graph and the random coreset of the same
+# size, then a GCN trained on each alone, tested on the whole graph
+$(OUT)/knn-condensed-%.tns: $(G)
+	$(BIN)/sgc-condense $(Q) -r $* -T $(ITERS) $(CONDENSE) --seed $(SEED) -o $@ $< > $(OUT)/condense-report-$*.txt
+$(OUT)/knn-coreset-%.tns: $(G)
+	$(CORESET) $< $* $(SEED) $@.tmp && mv $@.tmp $@
+$(OUT)/knn-%-gcn.txt: $(OUT)/knn-%.tns $(G)
 	$(BIN)/gnn-train -q --eval-graph $(G) $(JUDGE) --seed $(SEED) $< > $@
 
-$(OUT)/condense.txt: $(OUT)/knn-gcn.txt $(OUT)/knn-mlp.txt $(OUT)/knn-condensed-gcn.txt
-	@{ n=$$(awk -F '\t' '$$1 == "original_nodes" {print $$2}' $(OUT)/condense-report.txt); \
-	  c=$$(awk -F '\t' '$$1 == "nodes" {print $$2}' $(OUT)/condense-report.txt); \
-	  acc() { awk -F '\t' '$$1 == "test_acc" {printf "%.2f%%", 100 * $$2}' "$$1"; }; \
-	  echo "# Fashion-MNIST kNN graph, $$n nodes, 20 labels per class; GCN test accuracy:"; \
-	  echo "whole graph, GCN            $$(acc $(OUT)/knn-gcn.txt)"; \
-	  echo "whole graph, MLP (no graph) $$(acc $(OUT)/knn-mlp.txt)"; \
-	  echo "SimGC, $$c condensed nodes   $$(acc $(OUT)/knn-condensed-gcn.txt)"; \
-	  echo "condensation: $$(awk -F '\t' '$$1 ~ /_seconds$$/ {s += $$2} END {printf "%.1f s", s}' $(OUT)/condense-report.txt)"; \
+SMALL := $(foreach r,$(RATIOS),$(OUT)/knn-condensed-$(r)-gcn.txt $(OUT)/knn-coreset-$(r)-gcn.txt)
+$(OUT)/condense.txt: $(OUT)/knn-gcn.txt $(OUT)/knn-mlp.txt $(SMALL)
+	@{ key() { awk -F '\t' -v k="$$1" '$$1 == k {print $$2}' "$$2"; }; \
+	  acc() { awk -F '\t' '$$1 == "test_acc" {printf "%.2f", 100 * $$2}' "$$1"; }; \
+	  n=$$(key original_nodes $(OUT)/condense-report-$(firstword $(RATIOS)).txt); \
+	  echo "# Fashion-MNIST kNN graph, $$n nodes, 20 labels per class; test accuracy (%) on the whole graph."; \
+	  echo "# Whole graph: a GCN and an MLP trained on it. At ratio r: a GCN trained alone (SimGC's judge) on a"; \
+	  echo "# random coreset of r x 20 labelled nodes per class, or on SimGC's condensed graph of the same size"; \
+	  echo "# (beside it SimGC's teacher, an MLP on the whole graph, and the condensation's time):"; \
+	  echo "whole graph, GCN              $$(acc $(OUT)/knn-gcn.txt)"; \
+	  echo "whole graph, MLP (no graph)   $$(acc $(OUT)/knn-mlp.txt)"; \
+	  printf '%-5s %6s %6s %15s %8s %7s %15s\n' r nodes share "random coreset" teacher SimGC "condensation s"; \
+	  for r in $(RATIOS); do \
+	    report=$(OUT)/condense-report-$$r.txt; c=$$(key nodes $$report); \
+	    printf '%-5s %6s %6s %15s %8s %7s %15s\n' $$r $$c "$$(awk -v c=$$c -v n=$$n 'BEGIN {printf "%.1f%%", 100 * c / n}')" \
+	        "$$(acc $(OUT)/knn-coreset-$$r-gcn.txt)" "$$(awk -v t=$$(key teacher_test $$report) 'BEGIN {printf "%.2f", 100 * t}')" \
+	        "$$(acc $(OUT)/knn-condensed-$$r-gcn.txt)" "$$(awk -F '\t' '$$1 ~ /_seconds$$/ {s += $$2} END {printf "%.1f", s}' $$report)"; \
+	  done; \
+	  echo "(published GCond and SFGC figures are for Cora: bench/RESULTS.md)"; \
 	} > $@

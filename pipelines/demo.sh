@@ -1,9 +1,12 @@
 #!/bin/sh
 # make demo: the Fashion-MNIST pipeline (pipelines/fashion.mk: streams,
 # archives, a trained model), then small versions of the methods on the same
-# data: concept vectors and model correction (lgcav.mk), model merging
-# (merge.mk), graph condensation (condense.mk) and structural pruning
-# (prune.mk), comparison knowledge translation (cct.mk). Prints what each made.
+# data: concept vectors and model correction (lgcav.mk: ASR against its
+# uniform control), model merging (merge.mk: every method of bench/mudsc.sh's
+# table and the ensemble, joint and per task), graph condensation
+# (condense.mk: SimGC against a random coreset of the same size, at two
+# ratios), structural pruning (prune.mk), comparison knowledge translation
+# (cct.mk). Prints what each made: the benches' comparisons in small.
 set -eu
 out=${OUT:-demo-out}
 start=$(date +%s)
@@ -16,9 +19,9 @@ make --no-print-directory -f pipelines/fashion.mk OUT="$out" "$@"
 bin/net-info --totals "$out/model.tns" > "$out/model-info.txt"
 step "concept vectors and ASR (pipelines/lgcav.mk)"
 make --no-print-directory -f pipelines/lgcav.mk OUT="$out"
-step "model merging (pipelines/merge.mk)"
+step "model merging, every method and the ensemble (pipelines/merge.mk)"
 make --no-print-directory -f pipelines/merge.mk OUT="$out"
-step "graph condensation (pipelines/condense.mk)"
+step "graph condensation: SimGC and a random coreset at two ratios (pipelines/condense.mk)"
 make --no-print-directory -f pipelines/condense.mk OUT="$out"
 step "logo detection: synthetic scenes, logo-det trained briefly (pipelines/logo.mk demo)"
 make --no-print-directory -f pipelines/logo.mk OUT="$out" Q=-q demo > /dev/null

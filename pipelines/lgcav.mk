@@ -119,8 +119,11 @@ $(OUT)/lgcav.txt: $(L)/cav.tsv $(L)/lgcav.tsv $(L)/lgcav-vlm-only.tsv $(A)/asr.t
 	  printf 'original CAV (10 + 10 labelled) %s' "$$($(MEANS) $(L)/cav.tsv)"; echo; \
 	  printf 'LG-CAV +GA (the same labels)     %s' "$$($(MEANS) $(L)/lgcav.tsv)"; echo; \
 	  printf 'LG-CAV +GA, no labels at all    %s' "$$($(MEANS) $(L)/lgcav-vlm-only.tsv)"; echo; \
-	  test_acc() { awk -F '\t' -v c="$$2" '$$1 == "test" && $$2 == "all" {printf "%.2f%%", 100 * $$c}' "$$1"; }; \
-	  echo "# ASR, the head fine-tuned with weights from each class's LG-CAV (test accuracy):"; \
-	  echo "base model $$(test_acc $(A)/asr.tsv 5), ASR $$(test_acc $(A)/asr.tsv 6)," \
-	       "control (uniform weights, same budget) $$(test_acc $(A)/asr-uniform.tsv 6)"; \
+	  test_acc() { awk -F '\t' -v c="$$2" '$$1 == "test" && $$2 == "all" {printf "%.2f", 100 * $$c}' "$$1"; }; \
+	  echo "# ASR: the head fine-tuned with weights from each class's LG-CAV; control: the same fine-tuning"; \
+	  echo "# with uniform weights (same budget, lr and seed); test accuracy (bench/asr.sh's columns):"; \
+	  base=$$(test_acc $(A)/asr.tsv 5); asr=$$(test_acc $(A)/asr.tsv 6); control=$$(test_acc $(A)/asr-uniform.tsv 6); \
+	  echo "base $$base%, ASR $$asr%, control (uniform) $$control%;" \
+	       "ASR − base $$(awk -v a=$$asr -v b=$$base 'BEGIN {printf "%+.2f", a - b}')," \
+	       "ASR − control $$(awk -v a=$$asr -v b=$$control 'BEGIN {printf "%+.2f", a - b}')"; \
 	} > $@
