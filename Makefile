@@ -8,9 +8,13 @@
 #   MPI=0|1        build net-train and vlm-train with Open MPI (default: 1 when
 #                  pkg-config finds ompi-c, from Debian's libopenmpi-dev)
 
-# Every core by default; an explicit -jN on the command line wins.
+# Every core by default; an explicit -jN on the command line wins. Only the
+# make a user starts: the recursive ones share its jobserver (setting -j
+# again there would warn "-jN forced in makefile: resetting jobserver mode").
+ifeq ($(MAKELEVEL),0)
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
 endif
 
 PREFIX   ?= /usr/local
@@ -95,7 +99,7 @@ $(BINDIR)/%: tools/%.c $(LIB) $(wildcard lib/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
@@ -122,10 +126,14 @@ check-sanitize: sanitize
 	@BINDIR=build/san/bin UNITDIR=build/san/tests SANITIZE=1 sh tests/run.sh
 
 # --- demo, bench, fuzz ------------------------------------------------------
+# demo.sh's makes run their steps one job at a time: they get the flags and
+# variables of `make demo` but not its jobserver (without which each would
+# warn "jobserver unavailable: using -j1").
 demo:
 	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-msgpack python3-numpy' sh tests/deps.sh
 	@$(MAKE) --no-print-directory build
-	@sh pipelines/demo.sh $(if $(ARCH),ARCH="$(ARCH)") $(if $(EPOCHS),EPOCHS=$(EPOCHS))
+	@MAKEFLAGS="$$(echo "$$MAKEFLAGS" | sed 's/ -j[0-9]* --jobserver-[a-z]*=[^ ]*//')" \
+	    sh pipelines/demo.sh $(if $(ARCH),ARCH="$(ARCH)") $(if $(EPOCHS),EPOCHS=$(EPOCHS))
 
 bench:
 	@NS_EXTRA_PKGS='dataset-fashion-mnist time python3-torch python3-scipy python3-msgpack' sh tests/deps.sh

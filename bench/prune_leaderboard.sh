@@ -33,12 +33,9 @@ R20="OUT=$o ARCH=resnet20 LIMIT=60000 EPOCHS=6 TEST_LIMIT=10000 FT_LIMIT=10000 F
 FLAGS="TRAIN_FLAGS=--lr 0.1 --batch 128"
 SPARSE="SPARSE_FLAGS=--lr 0.01 --batch 128"
 FT="FT_FLAGS=--lr 0.01 --batch 128"
-# The table of an earlier stage (fewer seeds) would stand: every target is
-# .SECONDARY in prune.mk, so missing evaluations do not make the table out of
-# date. Remove it; it is remade in a second from the evaluations.
-run() { # the output directory, then make's arguments
-    rm -f "$1/prune/runs.tsv" "$1/prune.txt" "$1/prune.svg"
-    shift
+# A stage with more seeds than the last finds their evaluations missing, so
+# prune.mk makes the table again.
+run() { # make's arguments
     echo "+ $(date -u +%H:%M:%S) make -f pipelines/prune.mk $*" >&2
     rc=0
     timeout "${MAX_MINUTES:-14}m" make --no-print-directory -f pipelines/prune.mk "$@" || rc=$?
@@ -47,12 +44,12 @@ run() { # the output directory, then make's arguments
 }
 # shellcheck disable=SC2086
 case $stage in
-1) run "$o" $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS=1 "$@" ;;
-2) run "$o" $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS="1 2" "$@" ;;
-3) run "$o" $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS="1 2 3" "$@" ;;
+1) run $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS=1 "$@" ;;
+2) run $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS="1 2" "$@" ;;
+3) run $R20 "$FLAGS" "$SPARSE" "$FT" SEEDS="1 2 3" "$@" ;;
 r56)
     o=${OUT:-prune-r56}
-    run "$o" OUT="$o" ARCH=resnet56 LIMIT=20000 EPOCHS=4 TEST_LIMIT=10000 FT_LIMIT=10000 FT_EPOCHS=1 \
+    run OUT="$o" ARCH=resnet56 LIMIT=20000 EPOCHS=4 TEST_LIMIT=10000 FT_LIMIT=10000 FT_EPOCHS=1 \
         SPARSE_EPOCHS=1 SAMPLES=64 STEPS=1 SEEDS=1 SPEEDUPS="2 4" "CRITERIA=random l1 l2 bn-scale taylor" \
         PAIRINGS=l2+group-norm "$FLAGS" "$SPARSE" "$FT" "$@" ;;
 *) echo "prune_leaderboard.sh: unknown stage ($stage): 1, 2, 3 or r56" >&2; exit 2 ;;

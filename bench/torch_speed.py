@@ -71,20 +71,20 @@ def timed(fn, warmup, iters):
     return statistics.median(times)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+def speed_args(doc):
+    """The options every speed script takes (bench/vit_torch.py too)."""
+    ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--size", type=int, default=28)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = ResNet20()
-    x = torch.rand(args.batch, 1, args.size, args.size) * 2 - 1
-    y = torch.randint(0, 10, (args.batch,))
+    return ap
 
+
+def report_speed(model, x, y, args, what):
+    """Times inference (eval, no_grad) and training (train mode, forward,
+    cross-entropy, backward, no optimiser step) on the batch x, y and prints
+    the images/s of each after a line naming torch, the threads and `what`."""
     def infer():
         with torch.no_grad():
             model(x)
@@ -98,10 +98,21 @@ def main():
     t_inf = timed(infer, args.warmup, args.iters)
     model.train()
     t_train = timed(train, args.warmup, args.iters)
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()} batch={args.batch} "
-          f"input=1x{args.size}x{args.size}")
+    print(f"torch {torch.__version__} threads={torch.get_num_threads()} batch={args.batch} {what}")
     print(f"inference: {args.batch / t_inf:.0f} images/s ({t_inf * 1e3:.1f} ms/batch)")
     print(f"training:  {args.batch / t_train:.0f} images/s ({t_train * 1e3:.1f} ms/batch)")
+
+
+def main():
+    ap = speed_args(__doc__)
+    ap.add_argument("--size", type=int, default=28)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = ResNet20()
+    x = torch.rand(args.batch, 1, args.size, args.size) * 2 - 1
+    y = torch.randint(0, 10, (args.batch,))
+    report_speed(model, x, y, args, f"input=1x{args.size}x{args.size}")
 
 
 if __name__ == "__main__":

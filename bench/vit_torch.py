@@ -6,20 +6,18 @@
 # LayerNorm, the class token, a linear to 10 classes) on random inputs.
 # Prints images/s for inference (eval mode, no_grad) and for training (train
 # mode, forward + softmax cross-entropy + backward, no optimiser step), each
-# after warm-up, the median of the timed repeats, as bench/torch_speed.py.
+# after warm-up, the median of the timed repeats: bench/torch_speed.py's
+# timing and report (imported from there).
 #
 #   /usr/bin/python3 bench/vit_torch.py [--batch 256] [--threads 2] [--iters 10]
 #
 # Eval mode with no_grad lets torch take TransformerEncoderLayer's fused fast
 # path (torch._transformer_encoder_layer_fwd) where it applies; training runs
 # the ordinary modules.
-import argparse
-import statistics
-import time
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from torch_speed import report_speed, speed_args
 
 
 class ViT(nn.Module):
@@ -44,23 +42,8 @@ class ViT(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
-def timed(fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap = speed_args(__doc__)
     ap.add_argument("--patch", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,25 +51,8 @@ def main():
     model = ViT(patch=args.patch)
     x = torch.rand(args.batch, 1, 28, 28) * 2 - 1
     y = torch.randint(0, 10, (args.batch,))
-
-    def infer():
-        with torch.no_grad():
-            model(x)
-
-    def train():
-        model.zero_grad(set_to_none=False)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-
-    model.eval()
-    t_inf = timed(infer, args.warmup, args.iters)
-    model.train()
-    t_train = timed(train, args.warmup, args.iters)
     params = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()} batch={args.batch} "
-          f"vit patch={args.patch} params={params}")
-    print(f"inference: {args.batch / t_inf:.0f} images/s ({t_inf * 1e3:.1f} ms/batch)")
-    print(f"training:  {args.batch / t_train:.0f} images/s ({t_train * 1e3:.1f} ms/batch)")
+    report_speed(model, x, y, args, f"vit patch={args.patch} params={params}")
 
 
 if __name__ == "__main__":

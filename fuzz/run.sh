@@ -52,12 +52,23 @@ if [ -f "$fm" ]; then
     bin/img-read -q --limit 1 --rgb "$fm" | bin/img-write -o "$seeds/png/b.png"
 fi
 
-# Models: built-ins and specs with every op, small enough for -max_len.
+# Models: built-ins and specs with every op, small enough for -max_len and
+# for fuzz_model to run them (CHEAP there).
 bin/net-init --arch mlp --hidden 8 --in 4 --classes 3 > "$seeds/model/mlp.tns"
 printf '[input]\nshape = 1x6x6\n[conv2d c]\nout = 2\npad = 1\ngroups = 1\n[batchnorm]\n[leaky_relu]\n[maxpool]\n[conv2d d]\nout = 2\nkernel = 1\nbias = 0\n[add]\nfrom = maxpool1, d\n[avgpool]\nkernel = 1\n[global_avgpool]\n[layernorm]\n[gelu]\n[dropout]\np = 0.1\n[linear]\nout = 3\n' \
     | bin/net-init --spec /dev/stdin > "$seeds/model/cnn.tns"
 printf '[input]\nshape = 4\n[embedding e]\nnum = 3\ndim = 2\n[transpose]\n[reshape]\ndim0 = -1\n[sigmoid s]\n[tanh t]\nfrom = reshape1\n[mul]\nfrom = s, t\n[concat]\nfrom = s, mul1\n[linear]\nout = 2\n' \
     | bin/net-init --spec /dev/stdin > "$seeds/model/embed.tns"
+# transformer ops: a ViT block (patch_embed, cls_token, pos_embed, attention,
+# token_pool 0); a text tower (causal attention without biases, a key padding
+# mask, token_pool 2 at the end-of-text id); twin and cross attention after
+# groupnorm, upsample and softmax, token_pool 1
+printf '[input]\nshape = 1x4x4\n[patch_embed p]\nout = 4\npatch = 2\n[cls_token]\n[pos_embed pos]\n[layernorm ln]\n[attention a]\nheads = 2\n[add]\nfrom = pos, a\n[gelu]\napproximate = 1\n[token_pool]\n[linear]\nout = 3\n' \
+    | bin/net-init --spec /dev/stdin > "$seeds/model/vit.tns"
+printf '[input]\nshape = 6\n[embedding e]\nnum = 8\ndim = 4\n[pos_embed pos]\n[attention a]\nfrom = pos, input\nheads = 2\ncausal = 1\nbias = 0\n[layernorm ln]\n[token_pool]\nfrom = ln, input\nmode = 2\n[linear]\nout = 3\n' \
+    | bin/net-init --spec /dev/stdin > "$seeds/model/text.tns"
+printf '[input]\nshape = 2x4x4\n[groupnorm]\ngroups = 2\n[upsample]\n[softmax]\n[patch_embed p]\nout = 4\npatch = 4\nbias = 0\n[attention twin]\nheads = 2\ncross_heads = 1\n[attention x]\nfrom = twin, p\nheads = 2\ncross = 1\n[token_pool]\nmode = 1\n[linear]\nout = 2\n' \
+    | bin/net-init --spec /dev/stdin > "$seeds/model/cross.tns"
 # Graphs: generated ones, dense and sparse features, and a small edge list.
 bin/graph-gen -q -n 40 -c 3 -d 6 --train-per-class 3 --val 10 --test 10 > "$seeds/graph/dense.tns"
 bin/graph-gen -q -n 30 -c 2 -d 20 -f bernoulli --train-per-class 3 --val 5 --test 5 > "$seeds/graph/sparse.tns"

@@ -50,8 +50,11 @@ FT_FLAGS   ?= --lr 0.01 --batch 64
 P := $(OUT)/prune
 METHODS := $(CRITERIA) $(PAIRINGS)
 
+# Every file is named in a rule, so none is an intermediate that make would
+# delete, and a missing one is made again: an evaluation of a seed, a method
+# or a speed-up added later makes the table out of date (so no .SECONDARY,
+# under which missing files were left alone).
 .PHONY: all
-.SECONDARY:
 all: $(OUT)/prune.txt $(OUT)/prune.svg
 
 $(P):

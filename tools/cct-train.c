@@ -130,15 +130,11 @@ static int parse_hidden(const char *s, int64_t *hidden, int *n, ns_err *err) {
         *n = 2;
         return 0;
     }
-    if (!*s) return 0;
-    double v[NS_CCT_MAX_HIDDEN + 1];
-    int k = ns_parse_doubles(s, v, NS_CCT_MAX_HIDDEN + 1, err);
-    if (k < 0) return -1;
-    if (k > NS_CCT_MAX_HIDDEN) return ns_errf(err, "--hidden: at most %d widths (%s)", NS_CCT_MAX_HIDDEN, s);
-    for (int i = 0; i < k; i++) {
-        if (v[i] != (int64_t)v[i] || v[i] < 1 || v[i] > 65536) return ns_errf(err, "--hidden: bad width %g", v[i]);
-        hidden[i] = (int64_t)v[i];
-    }
+    if (!*s) return 0; // no hidden layer
+    int v[NS_CCT_MAX_HIDDEN];
+    int k = ns_parse_sizes(s, v, NS_CCT_MAX_HIDDEN, 65536, err);
+    if (k < 0) return ns_err_prefix(err, "--hidden");
+    for (int i = 0; i < k; i++) hidden[i] = v[i];
     *n = k;
     return 0;
 }

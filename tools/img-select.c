@@ -136,6 +136,17 @@ static int write_meta(ns_writer *w, const ns_record *rec, const selection *sel, 
     return rc;
 }
 
+// The output is opened at the first record written: by then the class list
+// is resolved against the stream's names (its meta record, or at the latest
+// its first labelled batch), so a bad list leaves no file, not even a
+// temporary one.
+static void open_output(ns_output *out, ns_writer *w, const char *path) {
+    if (out->f) return;
+    ns_err err;
+    if (ns_output_open(out, path ? path : "-", &err) < 0) ns_die_err(&err);
+    ns_writer_init(w, out->f);
+}
+
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
     struct cmdline cmd = {0};
@@ -145,10 +156,8 @@ int main(int argc, char **argv) {
     ns_err err;
     ns_reader *r = ns_reader_open(path, &err);
     if (!r) ns_die_err(&err);
-    ns_output out;
-    if (ns_output_open(&out, cmd.output ? cmd.output : "-", &err) < 0) ns_die_err(&err);
+    ns_output out = {0};
     ns_writer w;
-    ns_writer_init(&w, out.f);
     ns_stream_info info = {0};
     static selection sel;
     int64_t kept_per[MAX_CLASSES] = {0}, kept = 0, seen = 0;
@@ -165,10 +174,12 @@ int main(int argc, char **argv) {
                 break;
             }
             if (ns_map_get(rec.meta, "general.labels")) resolve(&sel, cmd.classes, &info);
+            open_output(&out, &w, cmd.output);
             failed = write_meta(&w, &rec, &sel, &info, &err) < 0;
             continue;
         }
         if (strcmp(rec.kind, "tensor") != 0 || !ns_map_get(rec.meta, "labels")) {
+            open_output(&out, &w, cmd.output);
             failed = ns_write_raw(&w, &rec, &err) < 0;
             continue;
         }
@@ -228,6 +239,7 @@ int main(int argc, char **argv) {
         }
         for (int64_t j = 0; j < m; j++)
             memcpy((char *)t.data + (size_t)j * row, (const char *)rec.data + (size_t)labels[j] * row, row);
+        open_output(&out, &w, cmd.output);
         ns_map meta;
         ns_map_init(&meta);
         ns_map_i64s(&meta, "labels", nlab, (size_t)m);
@@ -240,6 +252,7 @@ int main(int argc, char **argv) {
     ns_progress_end(&prog);
     ns_reader_close(r);
     if (!failed && kept == 0) failed = ns_errf(&err, "%s: no sample of the classes %s", path, cmd.classes) < 0;
+    if (!out.f) ns_die_err(&err); // nothing written: failed, kept == 0 at least
     if (ns_output_finish(&out, &w, failed, &err) < 0) ns_die_err(&err);
     ns_stream_info_free(&info);
     free(labels);

@@ -168,14 +168,8 @@ int main(int argc, char **argv) {
     ns_model_init(&m);
     if (cmd.in && ns_arch_parse_in(cmd.in, 0, 0, &o) < 0) ns_die_usage("--in takes CxHxW or D (%s)", cmd.in);
     if (cmd.hidden) {
-        double h[8];
-        int n = ns_parse_doubles(cmd.hidden, h, 8, &err);
-        if (n < 0) ns_die_usage("--hidden: %s", err.msg);
-        for (int i = 0; i < n; i++) {
-            if (h[i] < 1 || h[i] > (1 << 24) || h[i] != (int)h[i]) ns_die_usage("--hidden sizes must be positive integers (%s)", cmd.hidden);
-            o.hidden[i] = (int)h[i];
-        }
-        o.nhidden = n;
+        o.nhidden = ns_parse_sizes(cmd.hidden, o.hidden, (int)(sizeof o.hidden / sizeof *o.hidden), 1 << 24, &err);
+        if (o.nhidden < 0) ns_die_usage("--hidden: %s", err.msg);
     }
     if (cmd.like && read_like(cmd.like, &o, &m, !cmd.spec, &err) < 0) ns_die_err(&err);
     if (cmd.spec) {

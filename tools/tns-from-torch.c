@@ -219,14 +219,8 @@ int main(int argc, char **argv) {
         } else if (tv) o.in_c = 3, o.in_h = o.in_w = 224;
         else ns_die_usage("--arch %s needs --in CxHxW (or D)", cmd.arch);
         if (cmd.hidden) {
-            double h[8];
-            int n = ns_parse_doubles(cmd.hidden, h, 8, &err);
-            if (n < 0) ns_die_usage("--hidden: %s", err.msg);
-            for (int i = 0; i < n; i++) {
-                if (h[i] < 1 || h[i] > (1 << 24) || h[i] != (int)h[i]) ns_die_usage("--hidden sizes must be positive integers (%s)", cmd.hidden);
-                o.hidden[i] = (int)h[i];
-            }
-            o.nhidden = n;
+            o.nhidden = ns_parse_sizes(cmd.hidden, o.hidden, (int)(sizeof o.hidden / sizeof *o.hidden), 1 << 24, &err);
+            if (o.nhidden < 0) ns_die_usage("--hidden: %s", err.msg);
         }
         infer_opts(&sd, archs[a].builtin, &cmd, &o);
         if (!o.width) o.width = 1;

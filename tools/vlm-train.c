@@ -120,12 +120,9 @@ static void parse_arch(const char *spec, char *name, size_t cap, ns_arch_opts *o
         else if (strcmp(tok, "--heads") == 0) o->heads = (int)strtol(val, &end, 10);
         else if (strcmp(tok, "--width") == 0) o->width = strtod(val, &end);
         else if (strcmp(tok, "--hidden") == 0) {
-            double h[8];
             ns_err err;
-            int n = ns_parse_doubles(val, h, 8, &err);
-            if (n < 1) ns_die_usage("--arch: bad --hidden (%s)", val);
-            for (int i = 0; i < n; i++) o->hidden[i] = (int)h[i];
-            o->nhidden = n;
+            o->nhidden = ns_parse_sizes(val, o->hidden, (int)(sizeof o->hidden / sizeof *o->hidden), 1 << 24, &err);
+            if (o->nhidden < 0) ns_die_usage("--arch: --hidden: %s", err.msg);
             continue;
         } else ns_die_usage("--arch: unknown option %s (--depth, --width, --hidden, --patch, --heads)", tok);
         if (*end || end == val) ns_die_usage("--arch: bad value for %s (%s)", tok, val);

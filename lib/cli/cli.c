@@ -284,6 +284,27 @@ int ns_parse_doubles(const char *s, double *out, int cap, ns_err *err) {
     }
 }
 
+int ns_parse_sizes(const char *s, int *out, int max_count, int max_size, ns_err *err) {
+    if (!*s) return ns_errf(err, "an empty list of sizes");
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        size_t len = strcspn(p, ","); // this element: p[0 .. len)
+        if (len == 0) return ns_errf(err, "an empty size in the list (%s)", s);
+        if (n == max_count) return ns_errf(err, "more than %d sizes (%s)", max_count, s);
+        char *end;
+        errno = 0;
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : 0;
+        if (*p < '0' || *p > '9' || end != p + len || v < 1)
+            return ns_errf(err, "not a positive integer (%.*s)", (int)len, p);
+        if (errno == ERANGE || v > max_size)
+            return ns_errf(err, "%.*s is too large (at most %d)", (int)len, p, max_size);
+        out[n++] = (int)v;
+        if (!p[len]) return n;
+        p += len + 1;
+    }
+}
+
 // --- progress --------------------------------------------------------------------
 void ns_progress_start(ns_progress *p, const char *what, int64_t total, int quiet) {
     memset(p, 0, sizeof *p);

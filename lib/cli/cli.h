@@ -79,6 +79,11 @@ void ns_parse_args(int argc, char **argv, const ns_cli *cli, const ns_opt *opts,
 
 // Parses "a,b,c" numbers into out (up to cap); returns the count or -1.
 int ns_parse_doubles(const char *s, double *out, int cap, ns_err *err);
+// Parses "a,b,c" sizes (layer widths): decimal integers in [1, max_size],
+// at most max_count of them, into out; returns the count (at least 1) or -1
+// with err naming the bad element (0, -1, 12x, an empty one, one too large)
+// or the count.
+int ns_parse_sizes(const char *s, int *out, int max_count, int max_size, ns_err *err);
 
 // Progress on stderr: one line rewritten in place when stderr is a terminal,
 // a line every few seconds otherwise; silent when quiet.

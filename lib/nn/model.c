@@ -306,7 +306,10 @@ int ns_node_check_attrs(const ns_node *n, ns_err *err) {
 int ns_node_uses_param(const ns_node *n, int p) {
     const ns_op_info *info = &ns_ops[n->op];
     if (p < 0 || p >= slot_count(info->param, NS_MAX_PARAMS)) return 0;
-    if (strcmp(info->param[p], "bias") == 0 && (n->op == NS_OP_LINEAR || n->op == NS_OP_CONV2D))
+    // the biases of an op with a bias switch (linear, conv2d, patch_embed;
+    // attention's in_proj_bias and out_proj.bias), as param_shapes makes them
+    size_t len = strlen(info->param[p]);
+    if (attr_index(info->iattr, "bias") >= 0 && len >= 4 && strcmp(info->param[p] + len - 4, "bias") == 0)
         return ns_node_iattr(n, "bias") != 0;
     return 1;
 }

@@ -128,6 +128,11 @@ train() { # extra options...
     run --separate-stderr cct-train -q --backbone conv.tns -o X.tns src.tns tgt.tns
     expect_failure 1 cct-train "must be a vector of features"
     [ ! -e X.tns ]
+    run --separate-stderr cct-train -q --hidden 8,1e2 -o X.tns src.tns tgt.tns
+    expect_failure 1 cct-train "--hidden: not a positive integer (1e2)"
+    run --separate-stderr cct-train -q --hidden 1,2,3,4,5,6,7,8,9 -o X.tns src.tns tgt.tns
+    expect_failure 1 cct-train "--hidden: more than"
+    [ ! -e X.tns ]
 }
 
 @test "usage errors exit 2" {

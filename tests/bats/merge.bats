@@ -87,6 +87,25 @@ logit_diff() { # model model data
     [ ! -e "$T/out.tns" ]
 }
 
+@test "img-select checks the class list before it creates its output" {
+    toy_data
+    mkdir "$T/d"
+    for bad in "0,x|2|unknown class (x)" "1,1|2|listed twice" "7|1|beyond the stream's 4 classes"; do
+        IFS='|' read -r list code text <<< "$bad"
+        run --separate-stderr img-select -c "$list" -o "$T/d/out.tns" "$T/all.tns"
+        expect_failure "$code" img-select "$text"
+        [ -z "$(ls -A "$T/d")" ] # neither the output nor a temporary file
+        # the output is not even opened: a directory that does not exist is not reported
+        run --separate-stderr img-select -c "$list" -o "$T/none/out.tns" "$T/all.tns"
+        expect_failure "$code" img-select "$text"
+    done
+    # a good list still writes there, and a bad output path is still reported
+    img-select -q -c 0,1 -o "$T/d/out.tns" "$T/all.tns"
+    [ "$(ls -A "$T/d")" = out.tns ]
+    run --separate-stderr img-select -q -c 0,1 -o "$T/none/out.tns" "$T/all.tns"
+    [ "$status" -eq 1 ] && [[ "$stderr" == *"$T/none/out.tns"* ]]
+}
+
 # Two trained toy models: A on classes a,b and B on c,d (different seeds).
 two_tasks() {
     toy_data

@@ -101,6 +101,15 @@ refused() {
     refused params-badname "graph: node fc: params entry weight is not a tensor name ('fc\\x0aweight')"
 }
 
+@test "bias = 0 on patch_embed and attention: the model written reads back" {
+    printf '[input]\nshape = 1x4x4\n[patch_embed p]\nout = 4\npatch = 2\nbias = 0\n[attention a]\nheads = 2\nbias = 0\n[token_pool]\n[linear]\nout = 3\n' > "$T/b0.cfg"
+    net-init --spec "$T/b0.cfg" -o "$T/b0.tns"
+    run tns-info "$T/b0.tns"
+    [[ "$output" != *"p.bias"* && "$output" != *"in_proj_bias"* && "$output" != *"out_proj.bias"* ]]
+    net-info "$T/b0.tns" > "$T/info"
+    [ "$(awk '$1 == "a" {print $5}' "$T/info")" = 64 ] # in_proj_weight 12x4 and out_proj.weight 4x4 only
+}
+
 @test "garbage input shapes are refused" {
     good_model
     refused input-zero "input shape 0x4x4 is not C x H x W or D"

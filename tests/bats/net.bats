@@ -83,6 +83,18 @@ PY
     expect_failure 1 net-init "needs a vector input of L token ids"
 }
 
+@test "net-init --hidden: each bad size is named (lib/cli ns_parse_sizes)" {
+    net-init --arch mlp --in 4 --classes 2 --hidden 8,6 -o "$T/m.tns"
+    [ "$(net-info "$T/m.tns" | awk '$1 == "fc2" {print $4}')" = 6 ]
+    for bad in "8,0|not a positive integer (0)" "-1|not a positive integer (-1)" "8,,6|an empty size" \
+               "12x|not a positive integer (12x)" "1,2,3,4,5,6,7,8,9|more than 8 sizes" \
+               "99999999999|99999999999 is too large"; do
+        run --separate-stderr net-init --arch mlp --in 4 --classes 2 --hidden "${bad%%|*}" -o "$T/bad.tns"
+        expect_failure 2 net-init "--hidden: ${bad#*|}"
+        [ ! -e "$T/bad.tns" ]
+    done
+}
+
 @test "net-init is seeded" {
     a=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)
     b=$(net-init --arch lenet --in 1x28x28 --classes 10 --seed 3 | md5sum)

@@ -190,3 +190,26 @@ PY
         [ "$(net-eval -q -m "$T/q.tns" "$T/ids.tns" | awk '$1=="samples"{print $2}')" -eq 64 ]
     done
 }
+
+@test "pipelines/prune.mk: a missing evaluation (a new seed, a deleted file) makes the table out of date" {
+    p="$T/o/prune"
+    mkdir -p "$p"
+    # every file of one seed, each newer than what it is made from
+    t=1700000000
+    for f in train.tns test.tns ft.tns base.tns eval-base.txt sparse-group-norm.tns \
+             pruned-l1-2-s1.tns tuned-l1-2-s1.tns eval-l1-2-s1.txt pruned-l2+group-norm-2-s1.tns \
+             tuned-l2+group-norm-2-s1.tns eval-l2+group-norm-2-s1.txt runs.tsv ../prune.txt ../prune.svg; do
+        touch -d "@$((t += 10))" "$p/$f"
+    done
+    uptodate() { # make -q: exit 0 when nothing would be made
+        (cd "$ROOT" && env -u MAKEFLAGS -u MAKELEVEL make -q -f pipelines/prune.mk OUT="$T/o" SPEEDUPS=2 \
+            CRITERIA=l1 PAIRINGS=l2+group-norm "$@")
+    }
+    run uptodate SEEDS=1
+    [ "$status" -eq 0 ]
+    run uptodate SEEDS="1 2"
+    [ "$status" -eq 1 ]
+    rm "$p/eval-l1-2-s1.txt"
+    run uptodate SEEDS=1
+    [ "$status" -eq 1 ]
+}

@@ -59,6 +59,13 @@ EOF
     [[ "$output" == *"conv1.weight is 4x3x3x3"* ]]
 }
 
+@test "tns-from-torch --hidden: a bad size is named" {
+    run --separate-stderr tns-from-torch --arch mlp --in 20 --hidden 16,0 "$F/mlp.pt"
+    expect_failure 2 tns-from-torch "--hidden: not a positive integer (0)"
+    run --separate-stderr tns-from-torch --arch mlp --in 20 --hidden 16,,12 "$F/mlp.pt"
+    expect_failure 2 tns-from-torch "--hidden: an empty size in the list (16,,12)"
+}
+
 @test "a left-over tensor is named" {
     printf '[input]\nshape = 20\n[flatten]\n[linear fc1]\nout = 16\n[relu]\n[linear fc2]\nout = 12\n[relu]\n' > "$T/a.cfg"
     run -1 tns-from-torch --spec "$T/a.cfg" "$F/mlp.pt"

@@ -336,6 +336,12 @@ PY
     run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/cap.tsv" -o "$T/out.tns" "$T/train.tns"
     expect_failure 1 vlm-train "no caption for training image id 1"
     [ ! -e "$T/out.tns" ]
+    # --arch's hidden sizes are whole and positive (2.5 was once taken as 2)
+    for i in $(seq 0 39); do printf '%d\ta picture\n' "$i"; done > "$T/all.tsv"
+    for h in "2.5|not a positive integer (2.5)" "0|not a positive integer (0)" "8,,4|an empty size"; do
+        run --separate-stderr vlm-train -q --arch "mlp --hidden ${h%%|*}" -e 1 --captions "$T/all.tsv" -o "$T/out.tns" "$T/train.tns"
+        expect_failure 2 vlm-train "--arch: --hidden: ${h#*|}"
+    done
     printf 'x\tbad id\n' > "$T/bad.tsv"
     run --separate-stderr vlm-train -q --arch mlp -e 1 --captions "$T/bad.tsv" "$T/train.tns"
     expect_failure 1 vlm-train "line 1: bad id (x)"
