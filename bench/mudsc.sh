@@ -37,11 +37,11 @@
 # DATA (a directory with fm-train.tns and fm-test.tns from img-read; made from
 # /usr/share/datasets/fashion-mnist when missing; default /tmp/netsmith-bench),
 # BINDIR (bin), NETSMITH_THREADS (2).
-# Everything already in OUTDIR is reused (data splits, task models, merges, and
-# the scores of each merge and the ensemble's logits while they are newer than
-# the model and the test set),
-# so a run can be split (SEEDS=1, then SEEDS="1 2", ...): one OUTDIR per
-# setting; delete a file to have it made again.
+# Everything already in OUTDIR is reused (data splits, task models, merges;
+# each merge's scores, MERGE.tns.scores, and the ensemble's logits while they
+# are newer than their model and the test set), so a run can be split
+# (SEEDS=1, then SEEDS="1 2", ...): one OUTDIR per setting; delete a file to
+# have it made again. The budget table's rows go to OUTDIR/budget-rows.tsv.
 # A tiny check of the script itself:
 #   SEEDS="1 2" EPOCHS=1 WIDTH=0.25 TRAIN_PER_CLASS=50 TEST_PER_CLASS=30 STATS=200 BUDGETS=0 sh bench/mudsc.sh /tmp/md
 #   NORM=group GN_GROUPS=2 SEEDS=1 EPOCHS=1 WIDTH=0.25 TRAIN_PER_CLASS=50 TEST_PER_CLASS=30 STATS=200 sh bench/mudsc.sh /tmp/md-gn
@@ -108,10 +108,15 @@ evaluate() { # model
     rm -f "$1.logits.tns"
 }
 # fresh FILE MODEL: FILE was made after MODEL and the test set
-fresh() { [ -s "$1" ] && [ "$1" -nt "$2" ] && [ "$1" -nt "$OUT/test.tns" ]; }
+fresh() { [ -s "$1" ] && [ -n "$(find "$1" -newer "$2" -newer "$OUT/test.tns")" ]; }
 # the scores (joint, task A, task B, avg, images of A, of B) of a model, kept in MODEL.scores
 score() { # model
-    fresh "$1.scores" "$1" || { evaluate "$1" | scores > "$1.scores.tmp" && mv "$1.scores.tmp" "$1.scores"; }
+    if ! fresh "$1.scores" "$1"; then
+        evaluate "$1" > "$1.logits.tmp"
+        scores < "$1.logits.tmp" > "$1.scores.tmp"
+        rm -f "$1.logits.tmp"
+        mv "$1.scores.tmp" "$1.scores"
+    fi
     cat "$1.scores"
 }
 # a row: seed, name, joint, task A, task B, avg
