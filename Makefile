@@ -123,7 +123,7 @@ check-sanitize: sanitize
 
 # --- demo, bench, fuzz ------------------------------------------------------
 demo:
-	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-msgpack python3-numpy' sh tests/deps.sh
+	@NS_EXTRA_PKGS='dataset-fashion-mnist' sh tests/deps.sh
 	@$(MAKE) --no-print-directory build
 	@sh pipelines/demo.sh $(if $(ARCH),ARCH="$(ARCH)") $(if $(EPOCHS),EPOCHS=$(EPOCHS))
 
