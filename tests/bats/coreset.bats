@@ -2,9 +2,10 @@
 # graph-coreset: the coreset baselines on a two-community graph made here
 # (make_sbm in common.bash: 10 training nodes per class): the nodes kept per
 # class, their rows and labels, all in the training split, determinism, the
-# three methods, sparse features, and every error with its status and
-# message, leaving no output behind. The edges against the original graph
-# are checked in pipelines.bats (numpy), the selections in test_coreset.c.
+# three methods, sparse features, herding and k-center against numpy on
+# P^K X, and every error with its status and message, leaving no output
+# behind. The edges against the original graph are checked in pipelines.bats
+# (numpy), known answers of the selections in test_coreset.c.
 # sanitize: yes
 bats_require_minimum_version 1.5.0
 load common
@@ -138,4 +139,50 @@ label_counts() { tns-tsv -n graph.labels "$1" | sort | uniq -c | awk '{print $1,
     run --separate-stderr graph-coreset -o "$T/old.tns" "$T/cut.tns"
     [ "$status" -eq 1 ] && [ "$(cat "$T/old.tns")" = keep ]
     ! ls "$T" | grep -q "\.tmp\."
+}
+
+@test "herding and k-center choose as numpy does on P^K X (K 2 and 0)" {
+    make_sbm "$T/s"
+    for k in 2 0; do
+        for m in herding kcenter; do graph-coreset -q -m $m -K $k -r 0.5 -o "$T/$m-$k.tns" "$T/s/g.tns"; done
+    done
+    $PY - "$ROOT/examples" "$T" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from tns_read import records
+d = sys.argv[2]
+def load(p): return {r["name"]: a for r, a in records(open(p, "rb")) if a is not None}
+g = load(d + "/s/g.tns")
+n = len(g["graph.indptr"]) - 1
+X = g["graph.features"].astype(np.float64)
+A = np.eye(n)
+for i in range(n): A[i, g["graph.indices"][g["graph.indptr"][i]:g["graph.indptr"][i + 1]]] += 1
+s = 1 / np.sqrt(A.sum(1)); P = A * s[:, None] * s[None, :]
+y, train = g["graph.labels"], g["graph.train"].astype(bool)
+def herding(F, b):
+    mu, S, chosen = F.mean(0), np.zeros(F.shape[1]), []
+    for k in range(b):
+        dist = ((mu - (S + F) / (k + 1)) ** 2).sum(1); dist[chosen] = np.inf
+        chosen.append(int(dist.argmin())); S += F[chosen[-1]]
+    return chosen
+def kcenter(F, b):
+    chosen = [int(((F - F.mean(0)) ** 2).sum(1).argmin())]
+    while len(chosen) < b:
+        near = ((F[:, None, :] - F[chosen][None, :, :]) ** 2).sum(2).min(1); near[chosen] = -1
+        chosen.append(int(near.argmax()))
+    return chosen
+rows = {X[i].astype(np.float32).tobytes(): i for i in np.nonzero(train)[0]}
+assert len(rows) == train.sum(), "training features not unique"
+for k in (2, 0):
+    E = np.linalg.matrix_power(P, k) @ X
+    for name, pick in (("herding", herding), ("kcenter", kcenter)):
+        want = []
+        for c in (0, 1):
+            idx = np.nonzero(train & (y == c))[0]
+            want += [int(idx[j]) for j in pick(E[idx], int(np.ceil(0.5 * len(idx))))]
+        c = load(f"{d}/{name}-{k}.tns")
+        got = [rows[r.tobytes()] for r in c["graph.features"]]
+        assert got == sorted(want), (name, k, got, sorted(want))
+PY
 }
