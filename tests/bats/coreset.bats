@@ -31,7 +31,7 @@ label_counts() { tns-tsv -n graph.labels "$1" | sort | uniq -c | awk '{print $1,
     return 1
 }
 
-@test "r 1 keeps every training node with its features, in node order" {
+@test "r 1 keeps every training node with its features, in node order; class names kept" {
     make_sbm "$T/s"
     for m in random herding kcenter; do
         graph-coreset -q -m $m -r 1 -o "$T/$m.tns" "$T/s/g.tns"
@@ -39,6 +39,12 @@ label_counts() { tns-tsv -n graph.labels "$1" | sort | uniq -c | awk '{print $1,
         [ "$(tns-tsv -n graph.features "$T/$m.tns" | tr '\t' ' ')" = "$(head -20 "$T/s/features.txt")" ]
         [ "$(tns-tsv -n graph.labels "$T/$m.tns" | tr '\n' ' ')" = "$(head -20 "$T/s/labels.txt" | tr '\n' ' ')" ]
     done
+    # class names travel along
+    printf 'even\nodd\n' > "$T/names"
+    graph-import -u -n 200 -f "$T/s/features.txt" -l "$T/s/labels.txt" -c "$T/names" -s "$T/s/split.txt" \
+        -o "$T/named.tns" "$T/s/edges.txt"
+    graph-coreset -q -r 0.5 "$T/named.tns" | tns-info - | head -1 | grep -q 'general.labels=\[2\]'
+    ! tns-info "$T/random.tns" | head -1 | grep -q 'general.labels'
 }
 
 @test "herding and k-center: deterministic (the seed does not matter), hops change the measure" {
