@@ -54,7 +54,7 @@ judge() { # condensed original seed -> test accuracy
 
 # A coreset: ceil(r * n_c) training nodes per class, with the edges among them
 # (graph-coreset, as make demo draws its random one; herding and k-center on
-# P^2 X, the same whatever the seed, which then seeds only the judge).
+# the features, the same whatever the seed, which then seeds only the judge).
 coreset() { # method graph ratio seed out
     "$BIN/graph-coreset" -q -m "$1" -r "$3" --seed "$4" -o "$5" "$2"
 }

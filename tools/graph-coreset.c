@@ -28,7 +28,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     const ns_opt opts[] = {
         {"method", 'm', NS_OPT_STR, &cmd->method, "NAME", "random (default), herding or kcenter", 0, 0},
         {"ratio", 'r', NS_OPT_DOUBLE, &cmd->ratio, "R", "nodes kept per class: ceil(R x its training nodes), 0 < R <= 1 (default 0.5)", 1e-12, 1},
-        {"hops", 'K', NS_OPT_INT, &cmd->hops, "K", "herding and kcenter compare P^K X, GCN-propagated features (default 2; 0: the features)", 0, 8},
+        {"hops", 'K', NS_OPT_INT, &cmd->hops, "K", "herding and kcenter compare P^K X, the features propagated K steps as by a GCN (default 0: the features)", 0, 8},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the random coreset (default 1)", 0, 9007199254740992.0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write to FILE (atomically) instead of standard output", 0, 0},
         {"quiet", 'q', NS_OPT_FLAG, &cmd->quiet, NULL, "no summary on stderr", 0, 0},
@@ -57,7 +57,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
 
 int main(int argc, char **argv) {
     ns_proginit(argc, argv);
-    struct cmdline cmd = {.output = "-", .method = "random", .ratio = 0.5, .hops = 2, .seed = 1};
+    struct cmdline cmd = {.output = "-", .method = "random", .ratio = 0.5, .hops = 0, .seed = 1};
     parse_cmdline(argc, argv, &cmd);
     ns_threads(); // NETSMITH_THREADS for the propagation
     ns_err err;

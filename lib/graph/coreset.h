@@ -5,10 +5,11 @@
 //
 // Dimensions: N nodes, D features, C classes, n kept nodes, K hops.
 //
-// Herding and k-center measure nodes by their propagated features
-// E = P^K X (N, D), P = D^-1/2 (A + I) D^-1/2 over the whole graph (GCN's
-// propagation, what SGC and SimGC read), with K = 0 giving the plain
-// features; GCond's baselines use a trained GCN's embeddings instead. All
+// Herding and k-center measure nodes by E = P^K X (N, D), P = D^-1/2 (A + I)
+// D^-1/2 over the whole graph (GCN's propagation, what SGC and SimGC read);
+// K = 0 gives the plain features (graph-coreset's default: under SimGC's
+// judge on Cora they chose better than P^2 X). GCond's baselines use a
+// trained GCN's embeddings instead. All
 // three draw per class, from the class's training nodes in ascending index:
 //   random    Fisher-Yates shuffle (ns_rng_shuffle) with the rng of stream
 //             NS_CORESET_STREAM, item c, of the seed; the first ceil(r n_c).

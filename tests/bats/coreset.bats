@@ -54,14 +54,15 @@ label_counts() { tns-tsv -n graph.labels "$1" | sort | uniq -c | awk '{print $1,
         grep -q "^graph-coreset: $m: 6 of 20 training nodes (per class 3/3)" "$T/err"
         [ "$(label_counts "$T/$m.tns")" = "3 0 3 1 " ]
         graph-coreset -q -m $m -r 0.3 --seed 9 "$T/s/g.tns" | cmp - "$T/$m.tns"
-        tns-info "$T/$m.tns" | head -1 | grep -q "graph.source=graph-coreset -m $m -r 0.3 -K 2"
+        tns-info "$T/$m.tns" | head -1 | grep -q "graph.source=graph-coreset -m $m -r 0.3 -K 0"
     done
     graph-coreset -q -m k-center -r 0.3 "$T/s/g.tns" | cmp - "$T/kcenter.tns"
-    # the kept features differ between the two methods and between hops 0 and 2
+    # the kept features differ between the two methods and between hops 0 (the default) and 2
     f() { tns-tsv -n graph.features "$1"; }
     [ "$(f "$T/herding.tns")" != "$(f "$T/kcenter.tns")" ]
-    graph-coreset -q -m kcenter -K 0 -r 0.3 -o "$T/k0.tns" "$T/s/g.tns"
-    [ "$(f "$T/k0.tns")" != "$(f "$T/kcenter.tns")" ]
+    graph-coreset -q -m kcenter -K 0 -r 0.3 "$T/s/g.tns" | cmp - "$T/kcenter.tns"
+    graph-coreset -q -m kcenter -K 2 -r 0.3 -o "$T/k2.tns" "$T/s/g.tns"
+    [ "$(f "$T/k2.tns")" != "$(f "$T/kcenter.tns")" ]
 }
 
 @test "sparse features stay sparse, the same nodes as dense" {

@@ -80,7 +80,7 @@ print("%.2f" % (100 * np.mean(x.argmax(1) == y)))' "$T/wide" > "$T/joint"
     graph-coreset -q -r 0.5 --seed 1 -o "$T/c1b.tns" "$T/s/g.tns"
     graph-coreset -q -r 0.25 --seed 2 -o "$T/c2.tns" "$T/s/g.tns"
     graph-coreset -q -m herding -r 0.5 -o "$T/h.tns" "$T/s/g.tns"
-    graph-coreset -q -m kcenter -K 0 -r 0.25 -o "$T/k.tns" "$T/s/g.tns"
+    graph-coreset -q -m kcenter -K 2 -r 0.25 -o "$T/k.tns" "$T/s/g.tns"
     cmp "$T/c1.tns" "$T/c1b.tns"
     # each coreset node is a training node of the original (found by its
     # features, which are unique among the training nodes here) with its label,
