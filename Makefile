@@ -130,7 +130,7 @@ check-sanitize: sanitize
 # variables of `make demo` but not its jobserver (without which each would
 # warn "jobserver unavailable: using -j1").
 demo:
-	@NS_EXTRA_PKGS='dataset-fashion-mnist python3-msgpack python3-numpy' sh tests/deps.sh
+	@NS_EXTRA_PKGS='dataset-fashion-mnist' sh tests/deps.sh
 	@$(MAKE) --no-print-directory build
 	@MAKEFLAGS="$$(echo "$$MAKEFLAGS" | sed 's/ -j[0-9]* --jobserver-[a-z]*=[^ ]*//')" \
 	    sh pipelines/demo.sh $(if $(ARCH),ARCH="$(ARCH)") $(if $(EPOCHS),EPOCHS=$(EPOCHS))

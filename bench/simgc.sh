@@ -4,8 +4,9 @@
 #      of the nodes) over SEEDS seeds, each condensed graph judged by SimGC's
 #      protocol (a GCN with 1024 hidden units and no activation, trained on
 #      the condensed graph alone for 3000 epochs at lr 0.001, selected and
-#      tested on Cora); with a random coreset (r x n_c real training nodes per
-#      class and the edges among them) beside it; condensation wall time.
+#      tested on Cora); with the coresets of CORESETS beside it (graph-coreset:
+#      r x n_c real training nodes per class, random, by herding or k-center,
+#      and the edges among them), judged alike; condensation wall time.
 #   2. A CSBM (graph-gen --preset arxiv) at growing N: time and peak memory
 #      of condensation, and how they grow with N.
 #   2b. A Citeseer-sized CSBM with sparse binary features, --preset citeseer.
@@ -14,7 +15,8 @@
 #
 #   sh bench/simgc.sh [OUTDIR]
 #   CORA=dir SEEDS="1 2 3 4 5" RATIOS="0.25 0.5 1" VAL_EVERY=100 VAL_EPOCHS=3000 VAL_PATIENCE=3 sh bench/simgc.sh
-#   PARTS=cora CORESETS=0 sh bench/simgc.sh      (Cora only, no coresets)
+#   PARTS=cora CORESETS= sh bench/simgc.sh      (Cora only, no coresets)
+#   CORESETS="random herding kcenter" (the default; "random" alone saves judgements)
 #
 # Cora's condensed graphs and coresets are judged twice: by SimGC's GCN and by
 # GCond's (the protocol of the published GCond and SFGC figures). Condensed
@@ -30,6 +32,7 @@ W=${1:-/tmp/netsmith-bench/simgc}
 CORA=${CORA:-data/cora}
 SEEDS=${SEEDS:-1 2 3 4 5}
 RATIOS=${RATIOS:-0.25 0.5 1}
+CORESETS=${CORESETS-random herding kcenter}
 VAL_EVERY=${VAL_EVERY:-100}
 VAL_EPOCHS=${VAL_EPOCHS:-3000}
 VAL_PATIENCE=${VAL_PATIENCE:-3}
@@ -60,10 +63,11 @@ gjudge() { # condensed original seed -> test accuracy
     "$BIN/gnn-train" -q --eval-graph "$2" --seed "$3" "$1" | key test_acc
 }
 
-# A random coreset: ceil(r * n_c) random training nodes per class, with the
-# edges among them (pipelines/graph-coreset.py, shared with make demo).
-coreset() { # graph ratio seed out
-    $PY pipelines/graph-coreset.py "$@"
+# A coreset: ceil(r * n_c) training nodes per class, with the edges among them
+# (graph-coreset, as make demo draws its random one; herding and k-center on
+# the features, the same whatever the seed, which then seeds only the judge).
+coreset() { # method graph ratio seed out
+    "$BIN/graph-coreset" -q -m "$1" -r "$3" --seed "$4" -o "$5" "$2"
 }
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
@@ -90,10 +94,13 @@ elif [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
     echo "weight decay) and by GCond's (hidden 256, ReLU, dropout 0.5, weight decay 5e-4, lr 0.01, 600 epochs),"
     echo "the protocol of the published GCond and SFGC figures."
     echo
-    echo "| r | nodes | share | random coreset, SimGC's judge / GCond's | teacher (test) | SimGC (netsmith), SimGC's judge | SimGC (netsmith), GCond's judge | GCond (published) | SFGC (published) | condensation s (teacher + optimisation + validation) |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    heads=""; rules=""
+    for m in $CORESETS; do heads="$heads $m coreset, SimGC's / GCond's judge |"; rules="$rules---|"; done
+    echo "| r | nodes | share |$heads teacher (test) | SimGC (netsmith), SimGC's judge | SimGC (netsmith), GCond's judge | GCond (published) | SFGC (published) | condensation s (teacher + optimisation + validation) |"
+    echo "|---|---|---|$rules---|---|---|---|---|---|"
     for r in $RATIOS; do
-        for f in simgc gsimgc core gcore time teacher; do : > "$W/$f-$r.txt"; done
+        for f in simgc gsimgc time teacher; do : > "$W/$f-$r.txt"; done
+        for m in $CORESETS; do : > "$W/core-$m-$r.txt"; : > "$W/gcore-$m-$r.txt"; done
         for s in $SEEDS; do
             # a condensed graph already in W (with its report) is reused
             [ -s "$W/cora-$r-$s.tns" ] && [ -s "$W/report-$r-$s.txt" ] ||
@@ -104,19 +111,20 @@ elif [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
             judge "$W/cora-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/simgc-$r.txt"
             gjudge "$W/cora-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/gsimgc-$r.txt"
             awk -F '\t' '$1 ~ /_seconds$/ {s += $2} END {print s}' "$W/report-$r-$s.txt" >> "$W/time-$r.txt"
-            [ "${CORESETS:-1}" = 1 ] || continue
-            coreset "$W/cora.tns" "$r" "$s" "$W/core-$r-$s.tns"
-            judge "$W/core-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/core-$r.txt"
-            gjudge "$W/core-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/gcore-$r.txt"
+            for m in $CORESETS; do
+                coreset "$m" "$W/cora.tns" "$r" "$s" "$W/core-$m-$r-$s.tns"
+                judge "$W/core-$m-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/core-$m-$r.txt"
+                gjudge "$W/core-$m-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/gcore-$m-$r.txt"
+            done
         done
         n=$(key nodes < "$W/report-$r-1.txt" 2> /dev/null || true)
         [ -n "$n" ] || n=$(key nodes < "$(ls "$W"/report-"$r"-*.txt | head -1)")
         share=$(awk -v n="$n" 'BEGIN {printf "%.1f%%", 100 * n / 2708}')
         case $r in 0.25) pub="79.8 ± 1.3 | 80.1 ± 0.4" ;; 0.5) pub="80.1 ± 0.6 | 81.7 ± 0.5" ;;
             1) pub="79.3 ± 0.3 | 81.6 ± 0.8" ;; *) pub=" | " ;; esac
-        core="-"
-        [ -s "$W/core-$r.txt" ] && core="$(meanstd < "$W/core-$r.txt") / $(meanstd < "$W/gcore-$r.txt")"
-        echo "| $r | $n | $share | $core | $(meanstd < "$W/teacher-$r.txt") | $(meanstd < "$W/simgc-$r.txt") | $(meanstd < "$W/gsimgc-$r.txt") | $pub | $(mean < "$W/time-$r.txt") |"
+        cores=""
+        for m in $CORESETS; do cores="$cores $(meanstd < "$W/core-$m-$r.txt") / $(meanstd < "$W/gcore-$m-$r.txt") |"; done
+        echo "| $r | $n | $share |$cores $(meanstd < "$W/teacher-$r.txt") | $(meanstd < "$W/simgc-$r.txt") | $(meanstd < "$W/gsimgc-$r.txt") | $pub | $(mean < "$W/time-$r.txt") |"
     done
     echo
 else

@@ -4,7 +4,7 @@
 # class, then SimGC (sgc-condense) shrinks the graph at each ratio of RATIOS to
 # r x 20 synthetic nodes per class, and a random coreset of the same size
 # (r x 20 of the labelled nodes per class and the edges among them,
-# pipelines/graph-coreset.py as in the bench) is drawn beside it. A GCN
+# graph-coreset as in the bench) is drawn beside it. A GCN
 # trained on each small graph alone (SimGC's judge) is tested on the whole
 # graph again.
 #
@@ -14,8 +14,7 @@
 # The condensation uses the larger datasets' learning rates (lr-feat 0.05,
 # lr-adj 0.01): Cora's (the defaults) need many more iterations here.
 #
-# Every step is one netsmith program, but for the coreset (Python with
-# msgpack and numpy); results land in $(OUT)/condense.txt.
+# Every step is one netsmith program; results land in $(OUT)/condense.txt.
 
 BIN     ?= bin
 OUT     ?= demo-out
@@ -27,8 +26,6 @@ K       ?= 10
 RATIOS  ?= 0.25 0.5
 ITERS   ?= 600
 SEED    ?= 1
-PY      ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
-CORESET := $(PY) $(dir $(lastword $(MAKEFILE_LIST)))graph-coreset.py
 # the whole-graph GCN and MLP
 WHOLE   ?= --epochs 200
 # sgc-condense's settings besides the ratio and the seed
@@ -70,7 +67,7 @@ $(OUT)/knn-mlp.txt: $(G)
 $(OUT)/knn-condensed-%.tns: $(G)
 	$(BIN)/sgc-condense $(Q) -r $* -T $(ITERS) $(CONDENSE) --seed $(SEED) -o $@ $< > $(OUT)/condense-report-$*.txt
 $(OUT)/knn-coreset-%.tns: $(G)
-	$(CORESET) $< $* $(SEED) $@.tmp && mv $@.tmp $@
+	$(BIN)/graph-coreset $(Q) -m random -r $* --seed $(SEED) -o $@ $<
 $(OUT)/knn-%-gcn.txt: $(OUT)/knn-%.tns $(G)
 	$(BIN)/gnn-train -q --eval-graph $(G) $(JUDGE) --seed $(SEED) $< > $@
 

@@ -483,6 +483,15 @@ int ns_graph_dense_features(const ns_graph *g, float **out, ns_err *err) {
     return 0;
 }
 
+int ns_graph_copy_class_names(ns_graph *out, const ns_graph *g, ns_err *err) {
+    if (!g->class_names) return 0;
+    out->class_names = calloc((size_t)g->classes, sizeof *out->class_names);
+    if (!out->class_names) return ns_errf(err, "out of memory");
+    for (int64_t c = 0; c < g->classes; c++)
+        if (!(out->class_names[c] = strdup(g->class_names[c]))) return ns_errf(err, "out of memory");
+    return 0;
+}
+
 // --- the Planetoid split ------------------------------------------------------
 
 int ns_planetoid_split(ns_graph *g, int64_t train_per_class, int64_t val, int64_t test, uint64_t seed,

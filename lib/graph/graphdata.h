@@ -77,6 +77,11 @@ int ns_graph_write(ns_writer *w, const ns_graph *g, const char *producer, ns_err
 // whichever way they are stored. *out is NULL when the graph has none.
 int ns_graph_dense_features(const ns_graph *g, float **out, ns_err *err);
 
+// out->class_names = a copy of g's (none when g has none); out->classes must
+// already be g->classes. On failure the copies made so far stay in out for
+// ns_graph_free.
+int ns_graph_copy_class_names(ns_graph *out, const ns_graph *g, ns_err *err);
+
 // Nodes in a split (0 when the mask is absent).
 int64_t ns_graph_split_size(const ns_graph *g, int split);
 

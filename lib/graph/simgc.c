@@ -276,15 +276,6 @@ oom:
     return ns_errf(err, "out of memory (a condensed graph of %lld nodes)", (long long)n);
 }
 
-static int copy_class_names(ns_graph *out, const ns_graph *g, ns_err *err) {
-    if (!g->class_names) return 0;
-    out->class_names = calloc((size_t)g->classes, sizeof *out->class_names);
-    if (!out->class_names) return ns_errf(err, "out of memory");
-    for (int64_t c = 0; c < g->classes; c++)
-        if (!(out->class_names[c] = strdup(g->class_names[c]))) return ns_errf(err, "out of memory");
-    return 0;
-}
-
 // ----------------------------------------------------------------------------
 // the condensation
 
@@ -619,7 +610,7 @@ int ns_simgc_run(ns_simgc *k, const ns_graph *g, ns_simgc_result *res, ns_err *e
     res->validate_seconds = tval;
     res->condense_seconds = ns_now() - t1 - tval;
     if (condensed_graph(&res->condensed, k->best_x, k->best_a, k->labels, k->n, k->D, g, err) < 0) return -1;
-    if (copy_class_names(&res->condensed, g, err) < 0) {
+    if (ns_graph_copy_class_names(&res->condensed, g, err) < 0) {
         ns_graph_free(&res->condensed);
         return -1;
     }

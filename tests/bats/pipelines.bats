@@ -2,9 +2,9 @@
 # The demo's comparison tables in small (pipelines/merge.mk, condense.mk) and
 # the pieces they share with the benches: pipelines/merge-score.sh (the
 # merging table's scores, with bench/mudsc.sh) on logits with known answers,
-# pipelines/graph-coreset.py (the random coreset beside SimGC, with
-# bench/simgc.sh) against the graph it came from, and both pipelines run on
-# tiny data: every row of the bench's table present and consistent.
+# graph-coreset (the coresets beside SimGC, with bench/simgc.sh) against the
+# graph it came from, and both pipelines run on tiny data: every row of the
+# bench's table present and consistent.
 bats_require_minimum_version 1.5.0
 load common
 
@@ -74,16 +74,18 @@ print("%.2f" % (100 * np.mean(x.argmax(1) == y)))' "$T/wide" > "$T/joint"
     run -2 $SCORE --bogus
 }
 
-@test "graph-coreset.py: ceil(r n_c) training nodes per class, the edges among them, all for training" {
+@test "graph-coreset: ceil(r n_c) training nodes per class, the edges among them, all for training" {
     make_sbm "$T/s"
-    $PY "$ROOT/pipelines/graph-coreset.py" "$T/s/g.tns" 0.5 1 "$T/c1.tns"
-    $PY "$ROOT/pipelines/graph-coreset.py" "$T/s/g.tns" 0.5 1 "$T/c1b.tns"
-    $PY "$ROOT/pipelines/graph-coreset.py" "$T/s/g.tns" 0.25 2 "$T/c2.tns"
+    graph-coreset -q -r 0.5 --seed 1 -o "$T/c1.tns" "$T/s/g.tns"
+    graph-coreset -q -r 0.5 --seed 1 -o "$T/c1b.tns" "$T/s/g.tns"
+    graph-coreset -q -r 0.25 --seed 2 -o "$T/c2.tns" "$T/s/g.tns"
+    graph-coreset -q -m herding -r 0.5 -o "$T/h.tns" "$T/s/g.tns"
+    graph-coreset -q -m kcenter -K 2 -r 0.25 -o "$T/k.tns" "$T/s/g.tns"
     cmp "$T/c1.tns" "$T/c1b.tns"
     # each coreset node is a training node of the original (found by its
     # features, which are unique among the training nodes here) with its label,
     # and an edge joins two coreset nodes exactly when one joins their originals
-    $PY - "$ROOT/examples" "$T/s/g.tns" "$T/c1.tns" 5 "$T/c2.tns" 3 <<'PY'
+    $PY - "$ROOT/examples" "$T/s/g.tns" "$T/c1.tns" 5 "$T/c2.tns" 3 "$T/h.tns" 5 "$T/k.tns" 3 <<'PY'
 import sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
@@ -108,8 +110,8 @@ for path, per_class in zip(sys.argv[3::2], map(int, sys.argv[4::2])):
     want = {(a, b) for a in range(n) for b in range(n) if (orig[a], orig[b]) in ge}
     assert ce == want, (path, len(ce), len(want))
 PY
-    run -1 $PY "$ROOT/pipelines/graph-coreset.py" "$T/s/g.tns" 0.5
-    [[ "$output" == *usage* ]]
+    run -2 graph-coreset -r 0.5
+    [[ "$output" == *"missing argument"* ]]
 }
 
 @test "merge.mk: every row of bench/mudsc.sh's table, joint and per task, the ensemble's tasks its models'" {
