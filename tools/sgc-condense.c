@@ -22,7 +22,7 @@
 #include "stream/tns.h"
 
 struct cmdline {
-    const char *graph, *output, *teacher, *val_act, *preset;
+    const char *graph, *output, *teacher, *val_act, *preset, *init;
     int quiet, json;
     int64_t seed;
     ns_simgc_config cfg;
@@ -87,6 +87,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
         {"val-act", 0, NS_OPT_STR, &cmd->val_act, "NAME", "the validation GCN's activation: none or relu (default: none for cora and citeseer, relu otherwise)", 0, 0},
         {"val-patience", 0, NS_OPT_INT, &c->val_patience, "N", "stop a validation GCN after N evaluations (every 100 epochs) without a better validation accuracy (default 3; 0: never)", 0, 1e8},
         {"val-lr", 0, NS_OPT_DOUBLE, &c->val_lr, "LR", "the validation GCN's learning rate (default 0.001)", 1e-12, 1e3},
+        {"init", 0, NS_OPT_STR, &cmd->init, "HOW", "how X' starts: normal, N(0, 1) as SimGC's code (default), or real, random training nodes of each class as GCond", 0, 0},
         {"seed", 0, NS_OPT_I64, &cmd->seed, "S", "seed of the teacher, X', the generator and validation (default 1)", 0, 9007199254740992.0},
         {"output", 'o', NS_OPT_STR, &cmd->output, "FILE", "write the condensed graph to FILE (atomically) instead of standard output", 0, 0},
         {"json", 'j', NS_OPT_FLAG, &cmd->json, NULL, "the report as one JSON object", 0, 0},
@@ -114,6 +115,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cmd) {
     if (strcmp(cmd->val_act, "relu") == 0) c->val_relu = 1;
     else if (strcmp(cmd->val_act, "none") == 0) c->val_relu = 0;
     else ns_die_usage("--val-act must be relu or none (%s)", cmd->val_act);
+    if (!cmd->init || strcmp(cmd->init, "normal") == 0) c->init_real = 0;
+    else if (strcmp(cmd->init, "real") == 0) c->init_real = 1;
+    else ns_die_usage("--init must be normal or real (%s)", cmd->init);
     if (c->adj_steps > c->cycle) ns_die_usage("--adj-steps (%d) is longer than --cycle (%d)", c->adj_steps, c->cycle);
     c->seed = (uint64_t)cmd->seed;
 }

@@ -409,6 +409,32 @@ static void keep_snapshot(condenser *k) {
     memcpy(k->best_a, k->a, (size_t)(k->n * k->n) * sizeof(float));
 }
 
+// X' rows as real training nodes of their class (the condensed labels' block
+// layout): each class's training nodes shuffled, taken in turn, cycling when
+// the class has fewer nodes than condensed ones.
+static int init_from_real(condenser *k, const ns_graph *g, ns_rng *rng, ns_err *err) {
+    int64_t *rows = malloc((size_t)k->N * sizeof *rows);
+    if (!rows) return ns_errf(err, "out of memory");
+    const uint8_t *train = g->masks[NS_SPLIT_TRAIN];
+    for (int64_t pos = 0; pos < k->n;) {
+        int32_t c = k->labels[pos];
+        int64_t m = 0;
+        for (int64_t i = 0; i < k->N; i++)
+            if (train[i] && g->labels[i] == c) rows[m++] = i;
+        for (int64_t i = m - 1; i > 0; i--) { // Fisher-Yates
+            int64_t j = (int64_t)(ns_rng_uniform(rng) * (double)(i + 1));
+            if (j > i) j = i;
+            int64_t t = rows[i];
+            rows[i] = rows[j], rows[j] = t;
+        }
+        for (int64_t t = 0; pos < k->n && k->labels[pos] == c; t++, pos++)
+            for (int64_t f = 0; f < k->D; f++) // a class without training nodes keeps N(0, 1)
+                k->x[pos * k->D + f] = m ? k->hs[0][rows[t % m] * k->D + f] : (float)ns_rng_normal(rng);
+    }
+    free(rows);
+    return 0;
+}
+
 // One forward and backward of L; returns L (NaN when not finite).
 static double step_loss(condenser *k) {
     const ns_simgc_config *cfg = k->cfg;
@@ -538,7 +564,11 @@ ns_simgc *ns_simgc_create(const ns_graph *g, const ns_simgc_config *cfg, ns_simg
     if (condenser_alloc(k, err) < 0 || ns_pge_create(&k->pge, k->n, k->D, cfg->pge_hidden, err) < 0) goto fail;
     ns_rng rng;
     ns_rng_seed(&rng, cfg->seed ^ 0x5349d6c1u);
-    for (int64_t i = 0; i < k->n * k->D; i++) k->x[i] = (float)ns_rng_normal(&rng);
+    if (cfg->init_real) {
+        if (init_from_real(k, g, &rng, err) < 0) goto fail;
+    } else {
+        for (int64_t i = 0; i < k->n * k->D; i++) k->x[i] = (float)ns_rng_normal(&rng);
+    }
     ns_pge_init(&k->pge, cfg->seed + 7);
     if (condensed_graph(&cg, k->x, NULL, k->labels, k->n, k->D, g, err) < 0) goto fail;
     ns_gnn_ctx_config tcc = {NS_GNN_X_DENSE, 0, 1, 1};

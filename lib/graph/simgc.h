@@ -52,6 +52,8 @@ typedef struct ns_simgc_config {
     int64_t val_hidden;
     int val_relu;          // the validation GCN's activation (Cora's: none)
     double val_lr;
+    int init_real;         // 1: X' starts as real training nodes of each class (GCond's start,
+                           // drawn without repeats while a class has enough); 0: N(0, 1) (SimGC's code)
     uint64_t seed;
     // called after each validation and at the end (it = iterations + 1), or NULL
     void (*progress)(const struct ns_simgc_config *cfg, int it, double loss, double val_acc,

@@ -87,6 +87,35 @@ PY
     [ "$(printf '%s\n' "$output" | key nodes)" = 10 ]
 }
 
+@test "--init real starts X' at training nodes of each class, distinct while the class has enough" {
+    make_sbm "$T/s"
+    # learning rates so small that X' stays where it started
+    sgc-condense -q $FAST -T 2 --val-every 0 --lr-feat 1e-12 --lr-adj 1e-12 --init real -r 0.5 \
+        -o "$T/c.tns" "$T/s/g.tns" > /dev/null
+    $PY - "$ROOT/examples" "$T/c.tns" "$T/s/g.tns" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from tns_read import records
+def arrays(path):
+    return {r["name"]: a for r, a in records(open(path, "rb")) if a is not None}
+c, g = arrays(sys.argv[2]), arrays(sys.argv[3])
+x, y = c["graph.features"], c["graph.labels"]
+gx, gy, train = g["graph.features"], g["graph.labels"], g["graph.train"].astype(bool)
+used = set()
+for i in range(len(y)):
+    d = np.abs(gx - x[i]).max(axis=1)
+    match = [j for j in np.nonzero(d < 1e-5)[0] if train[j] and gy[j] == y[i]]
+    assert match, f"condensed node {i} is no training node of class {y[i]}"
+    assert match[0] not in used, f"training node {match[0]} used twice"
+    used.add(match[0])
+print("ok", len(used))
+PY
+    # the default start is not a real node
+    sgc-condense -q $FAST -T 2 --val-every 0 --lr-feat 1e-12 --lr-adj 1e-12 -r 0.5 -o "$T/n.tns" "$T/s/g.tns" > /dev/null
+    ! cmp -s "$T/c.tns" "$T/n.tns"
+}
+
 @test "usage errors exit 2" {
     make_sbm "$T/s"
     run --separate-stderr sgc-condense --teacher gcn "$T/s/g.tns"
@@ -97,6 +126,8 @@ PY
     expect_failure 2 sgc-condense "--preset must be"
     run --separate-stderr sgc-condense --adj-steps 60 "$T/s/g.tns"
     expect_failure 2 sgc-condense "--adj-steps (60) is longer than --cycle (50)"
+    run --separate-stderr sgc-condense --init zeros "$T/s/g.tns"
+    expect_failure 2 sgc-condense "--init must be normal or real (zeros)"
     run --separate-stderr sgc-condense -r 0 "$T/s/g.tns"
     [ "$status" -eq 2 ]
     run --separate-stderr sgc-condense
