@@ -247,6 +247,7 @@ static int node_occs(bld *b, int i) {
         }
         break;
     case NS_OP_LINEAR:
+    case NS_OP_PATCH_EMBED: // weight (D, C, P, P) or (out, in): rows made here, columns read
         if (add_occ(b, NS_CH_IN, i, 0, 1, src, 1) < 0 || add_occ(b, NS_CH_OUT, i, 0, 0, i, 1) < 0 ||
             add_occ(b, NS_CH_OUT, i, 1, 0, i, 1) < 0)
             return -1;
@@ -272,11 +273,6 @@ static int node_occs(bld *b, int i) {
             int64_t len = b->off[i + 1] - b->off[i];
             if (add_blk(b, b->off[i], len, len / ns_node_iattr(n, "groups"), i, 0) < 0) return -1;
         }
-        break;
-    case NS_OP_PATCH_EMBED: // weight (D, C, P, P): rows made here, columns read
-        if (add_occ(b, NS_CH_IN, i, 0, 1, src, 1) < 0 || add_occ(b, NS_CH_OUT, i, 0, 0, i, 1) < 0 ||
-            add_occ(b, NS_CH_OUT, i, 1, 0, i, 1) < 0)
-            return -1;
         break;
     case NS_OP_CLS_TOKEN:
         if (add_occ(b, NS_CH_CHAN, i, 0, 0, i, 1) < 0) return -1;
