@@ -19,6 +19,7 @@
 #include "nn/engine.h"
 #include "nn/model.h"
 #include "nn/spec.h"
+#include "grouped_specs.h"
 
 #define BATCH 4 // even: the twin-attention case runs on pairs
 
@@ -206,26 +207,6 @@ static const char concat_spec[] =
     "[linear h]\nout = 8\n[tanh]\n[linear gate]\nfrom = h\nout = 8\n[sigmoid]\n"
     "[mul gated]\nfrom = tanh1, sigmoid1\n"
     "[linear fc]\nout = 3\n";
-
-static const char grouped_spec[] =
-    "# grouped convs: g1 4 groups (2 -> 3 per group), g2 2 groups (6 -> 4),\n"
-    "# g3 4 groups (2 -> 2) around a residual add\n"
-    "[input]\nshape = 4x8x8\n"
-    "[conv2d c1]\nout = 8\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d g1]\nout = 12\ngroups = 4\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d g2]\nout = 8\ngroups = 2\npad = 1\n[batchnorm]\n[relu r2]\n"
-    "[conv2d g3]\nout = 8\ngroups = 4\nkernel = 1\n[batchnorm]\n"
-    "[add]\nfrom = -1, r2\n[relu]\n[global_avgpool]\n"
-    "[linear fc]\nout = 3\n";
-
-static const char depthwise_spec[] =
-    "[input]\nshape = 3x8x8\n"
-    "[conv2d c1]\nout = 8\npad = 1\nbias = 0\n[batchnorm]\n[relu]\n"
-    "[conv2d dw]\nout = 8\ngroups = 8\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d pw]\nout = 6\nkernel = 1\n[batchnorm]\n[relu rp]\n"
-    "[conv2d dw2]\nout = 6\ngroups = 6\npad = 1\nbias = 0\n"
-    "[add]\nfrom = -1, rp\n[flatten]\n"
-    "[linear fc]\nout = 4\n";
 
 static const char partial_spec[] =
     "# a grouped conv reading a concat: each of a and b fills one block\n"

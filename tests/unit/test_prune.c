@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "grouped_specs.h"
 #include "nn/arch.h"
 #include "nn/spec.h"
 #include "prune/prune.h"
@@ -70,24 +71,6 @@ static const char concat_spec[] =
     "[add sum]\nfrom = bnc, cat\n[relu rs]\n"
     "[conv2d d]\nout = 10\nkernel = 1\n[relu rd]\n[maxpool]\n[flatten]\n"
     "[linear h]\nout = 12\n[relu]\n[linear fc]\nout = 3\n";
-
-static const char grouped_spec[] =
-    "[input]\nshape = 4x8x8\n"
-    "[conv2d c1]\nout = 8\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d g1]\nout = 12\ngroups = 4\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d g2]\nout = 8\ngroups = 2\npad = 1\n[batchnorm]\n[relu r2]\n"
-    "[conv2d g3]\nout = 8\ngroups = 4\nkernel = 1\n[batchnorm]\n"
-    "[add]\nfrom = -1, r2\n[relu]\n[global_avgpool]\n"
-    "[linear fc]\nout = 3\n";
-
-static const char depthwise_spec[] =
-    "[input]\nshape = 3x8x8\n"
-    "[conv2d c1]\nout = 8\npad = 1\nbias = 0\n[batchnorm]\n[relu]\n"
-    "[conv2d dw]\nout = 8\ngroups = 8\npad = 1\n[batchnorm]\n[relu]\n"
-    "[conv2d pw]\nout = 6\nkernel = 1\n[batchnorm]\n[relu rp]\n"
-    "[conv2d dw2]\nout = 6\ngroups = 6\npad = 1\nbias = 0\n"
-    "[add]\nfrom = -1, rp\n[flatten]\n"
-    "[linear fc]\nout = 4\n";
 
 // ---------------------------------------------------------------------------
 // 1. against the reference
