@@ -117,3 +117,16 @@ key() { # key < result
 # 1 when a >= b (decimals).
 ge() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
 
+# The largest difference between two models' f32 tensors, relative to each tensor's largest value.
+worst_diff() { # model model (needs python3-msgpack and numpy)
+    $PY - "$1" "$2" <<'PY'
+import msgpack, numpy as np, sys
+def load(p):
+    with open(p, "rb") as f:
+        return {r["name"]: np.frombuffer(r["data"], "<f4") for r in msgpack.Unpacker(f, raw=False)
+                if r.get("kind") == "tensor" and r.get("dtype") == "f32"}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.keys() == b.keys() and a
+print(max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-12)) for k in a))
+PY
+}

@@ -49,20 +49,6 @@ vlm_data() {
     concept-bank -q -a "$T/attr.tsv" -o "$T/bank.tns" "$T/v.tns"
 }
 
-# The largest difference between two models' f32 tensors, relative to each tensor's largest value.
-worst_diff() {
-    $PY - "$1" "$2" <<'PY'
-import msgpack, numpy as np, sys
-def load(p):
-    with open(p, "rb") as f:
-        return {r["name"]: np.frombuffer(r["data"], "<f4") for r in msgpack.Unpacker(f, raw=False)
-                if r.get("kind") == "tensor" and r.get("dtype") == "f32"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-assert a.keys() == b.keys() and a
-print(max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-12)) for k in a))
-PY
-}
-
 @test "2 ranks train the model one process trains with the same global batch (relative 1e-5)" {
     net-train -q --model "$T/m0.tns" --epochs 2 --batch 32 --optim adam -o "$T/one.tns" "$T/d.tns"
     mpi2 "$BINDIR/net-train" -q --model "$T/m0.tns" --epochs 2 --batch 32 --optim adam -o "$T/two.tns" "$T/d.tns"

@@ -35,17 +35,7 @@ CORA="$ROOT/data/cora"
     gnn-train -q --epochs 30 --features dense -o "$T/dense.tns" "$T/s/g.tns" > /dev/null
     gnn-train -q --epochs 30 --features sparse -o "$T/sparse.tns" "$T/s/g.tns" > /dev/null
     ! cmp -s "$T/dense.tns" "$T/sparse.tns" # the other order, not the same path
-    d=$($PY - "$T/dense.tns" "$T/sparse.tns" <<'PY'
-import msgpack, numpy as np, sys
-def load(p):
-    with open(p, "rb") as f:
-        return {r["name"]: np.frombuffer(r["data"], "<f4") for r in msgpack.Unpacker(f, raw=False)
-                if r.get("kind") == "tensor" and r.get("dtype") == "f32"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-assert a.keys() == b.keys() and a
-print(max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-12)) for k in a))
-PY
-)
+    d=$(worst_diff "$T/dense.tns" "$T/sparse.tns")
     echo "worst relative difference $d (measured 4e-7)"
     $PY -c "import sys; sys.exit(0 if $d < 1e-5 else 1)"
 }

@@ -41,6 +41,19 @@ logit_diff() { # model model data
         awk '{n = NF / 2; for (i = 1; i <= n; i++) { d = $i - $(i + n); if (d < 0) d = -d; if (d > m) m = d } } END {printf "%g\n", m + 0}'
 }
 
+# MODEL merged with itself by every method gives back its logits on DATA: the
+# largest difference stays under 1e-4, or under ZIP_TOL for the two zips
+# (default 1e-4); the last method's report is left in $T/rep
+self_merge_keeps_logits() { # model data [zip_tol]
+    for method in weight act zip mudsc-align mudsc-zip; do
+        perm-align -q --no-reset --method $method --data "$2" -o "$T/s.tns" "$1" "$1" > "$T/rep"
+        d=$(logit_diff "$1" "$T/s.tns" "$2")
+        tol=1e-4
+        case $method in *zip) tol=${3:-1e-4} ;; esac
+        awk -v d="$d" -v t=$tol 'BEGIN {exit !(d < t)}' || { echo "$method: $d"; return 1; }
+    done
+}
+
 @test "img-select keeps the listed classes, relabelled in the order given" {
     toy_data
     img-select -q -c 2,0 "$T/all.tns" > "$T/s.tns"
@@ -120,16 +133,10 @@ two_tasks() {
 @test "perm-align: a model merged with itself computes the same logits" {
     toy_data
     net-init --arch resnet20 --width 0.5 --like "$T/all.tns" -o "$T/m.tns"
-    for method in weight act zip mudsc-align mudsc-zip; do
-        perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/m.tns" "$T/m.tns" > "$T/rep"
-        d=$(logit_diff "$T/m.tns" "$T/s.tns" "$T/all.tns")
-        # alignment is exact (dead units are matched by their weights); a zip
-        # may merge two nearly dead units of one model (firing on a few pixels
-        # of this toy data: their correlations are noise), which shifts a little
-        tol=1e-4
-        case $method in *zip) tol=1e-2 ;; esac
-        awk -v d="$d" -v t=$tol 'BEGIN {exit !(d < t)}' || { echo "$method: $d"; return 1; }
-    done
+    # alignment is exact (dead units are matched by their weights); a zip
+    # may merge two nearly dead units of one model (firing on a few pixels
+    # of this toy data: their correlations are noise), which shifts a little
+    self_merge_keeps_logits "$T/m.tns" "$T/all.tns" 1e-2
     # the report: a line per free group (resnet20: 12); weight matching of
     # identical copies scores 1 everywhere (activations may not: a unit of tiny
     # variance is damped by the 1e-7 clamp of MuDSC's correlation)
@@ -143,11 +150,7 @@ two_tasks() {
     toy_data
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --like "$T/all.tns" -o "$T/v.tns"
     net-init --arch vit --width 0.5 --depth 2 --patch 4 --heads 4 --seed 1 --like "$T/all.tns" -o "$T/w.tns"
-    for method in weight act zip mudsc-align mudsc-zip; do
-        perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/v.tns" "$T/v.tns" > "$T/rep"
-        d=$(logit_diff "$T/v.tns" "$T/s.tns" "$T/all.tns")
-        awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
-    done
+    self_merge_keeps_logits "$T/v.tns" "$T/all.tns"
     # the report: residual stream, per block qk, v and MLP (7 free groups);
     # the qk/v features are read at the block's norm1
     [ "$(grep -c '^group' "$T/rep")" -eq 7 ]
@@ -161,11 +164,7 @@ two_tasks() {
     make_ids "$T/ids.tns" 96 8 20 4
     net-init --arch text-transformer --in 8 --vocab 20 --classes 4 --width 0.5 -o "$T/t.tns"
     net-init --arch text-transformer --in 8 --vocab 20 --classes 4 --width 0.5 --seed 1 -o "$T/u.tns"
-    for method in weight act zip mudsc-align mudsc-zip; do
-        perm-align -q --no-reset --method $method --data "$T/ids.tns" -o "$T/s.tns" "$T/t.tns" "$T/t.tns" > "$T/rep"
-        d=$(logit_diff "$T/t.tns" "$T/s.tns" "$T/ids.tns")
-        awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
-    done
+    self_merge_keeps_logits "$T/t.tns" "$T/ids.tns"
     # residual stream, per block qk, v and MLP (7 free groups); the stream's
     # features are read at the pooled end-of-text token
     [ "$(grep -c '^group' "$T/rep")" -eq 7 ]
@@ -197,11 +196,7 @@ out = 4
 CFG
     net-init --spec "$T/gn.cfg" --like "$T/all.tns" -o "$T/g.tns"
     net-info --groups "$T/g.tns" | grep -q "12 channels in blocks of 4 (blocks move whole)"
-    for method in weight act zip mudsc-align mudsc-zip; do
-        perm-align -q --no-reset --method $method --data "$T/all.tns" -o "$T/s.tns" "$T/g.tns" "$T/g.tns" > /dev/null
-        d=$(logit_diff "$T/g.tns" "$T/s.tns" "$T/all.tns")
-        awk -v d="$d" 'BEGIN {exit !(d < 1e-4)}' || { echo "$method: $d"; return 1; }
-    done
+    self_merge_keeps_logits "$T/g.tns" "$T/all.tns"
 }
 
 @test "perm-align --partial: merged up to a node, each model's layers after it" {
