@@ -198,11 +198,20 @@ static void targets_free(ns_simgc_targets *t) {
     memset(t, 0, sizeof *t);
 }
 
+// The training nodes of class c, in ascending order, into rows (room for N);
+// returns how many.
+static int64_t class_train_rows(const ns_graph *g, int32_t c, int64_t *rows) {
+    const uint8_t *train = g->masks[NS_SPLIT_TRAIN];
+    int64_t m = 0;
+    for (int64_t i = 0; i < g->nodes; i++)
+        if (train[i] && g->labels[i] == c) rows[m++] = i;
+    return m;
+}
+
 // hs[l] (N, D) the propagated features of the original graph; blocks in order.
 static int targets_build(ns_simgc_targets *t, const ns_graph *g, const float *const *hs, int L,
                          const int64_t *count, const int64_t *order, ns_err *err) {
     int64_t C = g->classes, D = g->feature_dim, N = g->nodes;
-    const uint8_t *train = g->masks[NS_SPLIT_TRAIN];
     memset(t, 0, sizeof *t);
     t->LD = L * D;
     t->start = calloc((size_t)C, sizeof *t->start);
@@ -226,9 +235,7 @@ static int targets_build(ns_simgc_targets *t, const ns_graph *g, const float *co
         pos += count[c];
         t->w[b] = (double)count[c] / (double)maxc;
         t->wsum += t->w[b];
-        int64_t m = 0;
-        for (int64_t i = 0; i < N; i++)
-            if (train[i] && g->labels[i] == c) rows[m++] = i;
+        int64_t m = class_train_rows(g, (int32_t)c, rows);
         for (int l = 0; l < L; l++)
             for (int64_t f = 0; f < D; f++) {
                 double s = 0, v = 0;
@@ -415,18 +422,10 @@ static void keep_snapshot(condenser *k) {
 static int init_from_real(condenser *k, const ns_graph *g, ns_rng *rng, ns_err *err) {
     int64_t *rows = malloc((size_t)k->N * sizeof *rows);
     if (!rows) return ns_errf(err, "out of memory");
-    const uint8_t *train = g->masks[NS_SPLIT_TRAIN];
     for (int64_t pos = 0; pos < k->n;) {
         int32_t c = k->labels[pos];
-        int64_t m = 0;
-        for (int64_t i = 0; i < k->N; i++)
-            if (train[i] && g->labels[i] == c) rows[m++] = i;
-        for (int64_t i = m - 1; i > 0; i--) { // Fisher-Yates
-            int64_t j = (int64_t)(ns_rng_uniform(rng) * (double)(i + 1));
-            if (j > i) j = i;
-            int64_t t = rows[i];
-            rows[i] = rows[j], rows[j] = t;
-        }
+        int64_t m = class_train_rows(g, c, rows);
+        ns_rng_shuffle(rng, rows, m);
         for (int64_t t = 0; pos < k->n && k->labels[pos] == c; t++, pos++)
             for (int64_t f = 0; f < k->D; f++) // a class without training nodes keeps N(0, 1)
                 k->x[pos * k->D + f] = m ? k->hs[0][rows[t % m] * k->D + f] : (float)ns_rng_normal(rng);
