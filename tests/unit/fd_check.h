@@ -1,9 +1,9 @@
 // fd_check.h: the finite-difference gradient checks and small helpers of the
-// op tests (test_ops.c, test_ops_attn.c): random buffers, gradient buffers
-// starting at ACC (backward must accumulate), fd_check comparing backward
-// with central differences of L = sum(out * R), and a per-op summary of the
-// worst error (fd_summary). Static (inline) functions and state: include it
-// in one file of a test program.
+// op tests (test_ops.c, test_ops_conv.c, test_ops_attn.c): random buffers,
+// gradient buffers starting at ACC (backward must accumulate), fd_check
+// comparing backward with central differences of L = sum(out * R), and a
+// per-op summary of the worst error (fd_summary). Static (inline) functions
+// and state: include it in one file of a test program.
 #ifndef NS_TEST_FD_CHECK_H
 #define NS_TEST_FD_CHECK_H
 
