@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 
 static int check_count, check_failed;
 
@@ -44,6 +45,13 @@ static inline double check_maxdiff(const float *a, const float *b, long n, doubl
     }
     if (max_abs) *max_abs = mabs;
     return worst;
+}
+
+// Seconds on the monotonic clock: a test's running time, printed as a comment.
+static inline double check_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 static inline int check_done(void) {
