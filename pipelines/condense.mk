@@ -79,14 +79,16 @@ $(OUT)/condense.txt: $(OUT)/knn-gcn.txt $(OUT)/knn-mlp.txt $(SMALL)
 	  echo "# Fashion-MNIST kNN graph, $$n nodes, 20 labels per class; test accuracy (%) on the whole graph."; \
 	  echo "# Whole graph: a GCN and an MLP trained on it. At ratio r: a GCN trained alone (SimGC's judge) on a"; \
 	  echo "# random coreset of r x 20 labelled nodes per class, or on SimGC's condensed graph of the same size"; \
-	  echo "# (beside it SimGC's teacher, an MLP on the whole graph, and the condensation's time):"; \
+	  echo "# (beside it SimGC's teacher, an MLP on the whole graph; the class means, the nearest-class-mean"; \
+	  echo "# classifier on the propagated features, near which SimGC lands; and the condensation's time):"; \
 	  echo "whole graph, GCN              $$(acc $(OUT)/knn-gcn.txt)"; \
 	  echo "whole graph, MLP (no graph)   $$(acc $(OUT)/knn-mlp.txt)"; \
-	  printf '%-5s %6s %6s %15s %8s %7s %15s\n' r nodes share "random coreset" teacher SimGC "condensation s"; \
+	  printf '%-5s %6s %6s %15s %8s %12s %7s %15s\n' r nodes share "random coreset" teacher "class means" SimGC "condensation s"; \
 	  for r in $(RATIOS); do \
 	    report=$(OUT)/condense-report-$$r.txt; c=$$(key nodes $$report); \
-	    printf '%-5s %6s %6s %15s %8s %7s %15s\n' $$r $$c "$$(awk -v c=$$c -v n=$$n 'BEGIN {printf "%.1f%%", 100 * c / n}')" \
-	        "$$(acc $(OUT)/knn-coreset-$$r-gcn.txt)" "$$(awk -v t=$$(key teacher_test $$report) 'BEGIN {printf "%.2f", 100 * t}')" \
+	    pct() { awk -v t="$$1" 'BEGIN {printf "%.2f", 100 * t}'; }; \
+	    printf '%-5s %6s %6s %15s %8s %12s %7s %15s\n' $$r $$c "$$(awk -v c=$$c -v n=$$n 'BEGIN {printf "%.1f%%", 100 * c / n}')" \
+	        "$$(acc $(OUT)/knn-coreset-$$r-gcn.txt)" "$$(pct $$(key teacher_test $$report))" "$$(pct $$(key class_mean_test $$report))" \
 	        "$$(acc $(OUT)/knn-condensed-$$r-gcn.txt)" "$$(awk -F '\t' '$$1 ~ /_seconds$$/ {s += $$2} END {printf "%.1f", s}' $$report)"; \
 	  done; \
 	  echo "(published GCond and SFGC figures are for Cora: bench/RESULTS.md)"; \

@@ -253,6 +253,51 @@ static int targets_build(ns_simgc_targets *t, const ns_graph *g, const float *co
     return 0;
 }
 
+// The nearest-class-mean classifier on S = Â^K X: a node goes to the class
+// whose training mean of S (L_rep's last-layer target) is nearest. What the
+// class-level statistics SimGC aligns to say about the labels; its condensed
+// graphs land near this accuracy (sgc-condense(1), NOTES). val and test get
+// the accuracy on those masks (NaN for an empty one).
+static int class_mean_accuracy(const ns_simgc_targets *t, const int32_t *labels, const ns_graph *g,
+                               const float *s, int K, double *val, double *test, ns_err *err) {
+    enum { CHUNK = 1024 };
+    int64_t N = g->nodes, D = g->feature_dim, B = t->blocks;
+    float *mu = malloc((size_t)(B * D) * sizeof *mu), *dots = malloc((size_t)(CHUNK * B) * sizeof *dots);
+    double *norm = malloc((size_t)B * sizeof *norm);
+    if (!mu || !dots || !norm) {
+        free(mu), free(dots), free(norm);
+        return ns_errf(err, "out of memory (class means %lld x %lld)", (long long)B, (long long)D);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(mu + b * D, t->mu + b * t->LD + K * D, (size_t)D * sizeof *mu);
+        norm[b] = 0;
+        for (int64_t f = 0; f < D; f++) norm[b] += (double)mu[b * D + f] * mu[b * D + f];
+    }
+    const uint8_t *vm = g->masks[NS_SPLIT_VAL], *tm = g->masks[NS_SPLIT_TEST];
+    int64_t hit[2] = {0, 0}, total[2] = {0, 0};
+    for (int64_t r0 = 0; r0 < N; r0 += CHUNK) {
+        int64_t m = N - r0 < CHUNK ? N - r0 : CHUNK;
+        ns_sgemm(0, 1, m, B, D, 1.0f, s + r0 * D, D, mu, D, 0.0f, dots, B);
+        for (int64_t i = 0; i < m; i++) {
+            int64_t node = r0 + i;
+            int which = vm && vm[node] ? 0 : tm && tm[node] ? 1 : -1;
+            if (which < 0) continue;
+            int64_t best = 0;
+            double best_d = INFINITY;
+            for (int64_t b = 0; b < B; b++) { // ||s - mu||^2 without the ||s||^2 all classes share
+                double d = norm[b] - 2.0 * dots[i * B + b];
+                if (d < best_d) best_d = d, best = b;
+            }
+            total[which]++;
+            hit[which] += labels[t->start[best]] == g->labels[node];
+        }
+    }
+    *val = total[0] ? (double)hit[0] / (double)total[0] : NAN;
+    *test = total[1] ? (double)hit[1] / (double)total[1] : NAN;
+    free(mu), free(dots), free(norm);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 // graphs
 
@@ -558,7 +603,9 @@ ns_simgc *ns_simgc_create(const ns_graph *g, const ns_simgc_config *cfg, ns_simg
     }
     for (int64_t c = 0, pos = 0; c < k->C; c++)
         for (int64_t m = 0; m < k->count[k->order[c]]; m++) k->labels[pos++] = (int32_t)k->order[c];
-    if (targets_build(&k->targets, g, (const float *const *)k->hs, k->K + 1, k->count, k->order, err) < 0)
+    if (targets_build(&k->targets, g, (const float *const *)k->hs, k->K + 1, k->count, k->order, err) < 0 ||
+        class_mean_accuracy(&k->targets, k->labels, g, k->hs[k->K], k->K, &res->class_mean_val,
+                            &res->class_mean_test, err) < 0)
         goto fail;
     if (condenser_alloc(k, err) < 0 || ns_pge_create(&k->pge, k->n, k->D, cfg->pge_hidden, err) < 0) goto fail;
     ns_rng rng;

@@ -83,6 +83,7 @@ typedef struct ns_simgc_result {
     ns_graph condensed;     // X' (n, D), weighted symmetric A' with zero diagonal, Y', train = all
     double teacher_val, teacher_test;
     int teacher_epochs;     // epochs the teacher ran (fewer than asked when its patience ran out)
+    double class_mean_val, class_mean_test; // the nearest-class-mean classifier on Â^K X (NaN: no such nodes)
     double best_val, best_test; // of the selected snapshot's validation GCN (NaN without validation)
     int best_iter;          // the iteration of the snapshot
     double last_loss;       // L at the last iteration

@@ -69,6 +69,37 @@ PY
     [ -z "$stderr" ]
 }
 
+@test "the class-mean classifier: reported, and a note when it trails the teacher" {
+    # two communities: the class means classify well, no note
+    make_sbm "$T/s"
+    run --separate-stderr sgc-condense $FAST -T 0 --val-every 0 -o "$T/c.tns" "$T/s/g.tns"
+    [ "$status" -eq 0 ]
+    [ "$(ge "$(echo "$output" | key class_mean_test)" 0.8)" = 1 ]
+    echo "$stderr" | grep -q 'class means: val [0-9.]*%'
+    ! echo "$stderr" | grep -q 'note:'
+    # XOR: class 0 at (1, 1) and (-1, -1), class 1 at (1, -1) and (-1, 1), no
+    # edges; both class means are (0, 0), the MLP teacher separates them
+    mkdir -p "$T/x"
+    awk -v dir="$T/x" 'BEGIN {
+        srand(3)
+        for (i = 0; i < 80; i++) {
+            a = (i % 4 < 2) ? 1 : -1; b = (i % 4 == 0 || i % 4 == 3) ? 1 : -1
+            print a + 0.1 * (rand() - 0.5), b + 0.1 * (rand() - 0.5) > (dir "/features.txt")
+            print (a == b ? 0 : 1) > (dir "/labels.txt")
+            print (i < 40 ? "train" : i < 60 ? "val" : "test") > (dir "/split.txt")
+        }
+    }'
+    : > "$T/x/edges.txt"
+    graph-import -n 80 -f "$T/x/features.txt" -l "$T/x/labels.txt" -s "$T/x/split.txt" -o "$T/x/g.tns" "$T/x/edges.txt"
+    run --separate-stderr sgc-condense $FAST --teacher-epochs 300 -T 0 --val-every 0 --json -o "$T/c.tns" "$T/x/g.tns"
+    [ "$status" -eq 0 ]
+    echo "$stderr"
+    echo "$output" | $PY -c 'import json, sys; r = json.load(sys.stdin); assert r["class_mean_test"] <= 0.75 and r["teacher_test"] >= 0.9, r'
+    echo "$stderr" | grep -q 'note: the class means of the propagated features reach'
+    run --separate-stderr sgc-condense -q $FAST --teacher-epochs 300 -T 0 --val-every 0 -o "$T/c.tns" "$T/x/g.tns"
+    [ -z "$stderr" ]
+}
+
 @test "the ablations: alpha 0 and gamma 0 run and change the result" {
     make_sbm "$T/s"
     sgc-condense -q $FAST -T 60 -o "$T/a.tns" "$T/s/g.tns" > /dev/null
