@@ -1,12 +1,15 @@
 #!/bin/sh
 # SimGC figures, printed as Markdown (copied into bench/RESULTS.md by hand):
-#   1. Cora: whole-graph GCN, and SimGC at r = 0.25, 0.5, 1 (1.3%, 2.6%, 5.2%
-#      of the nodes) over SEEDS seeds, each condensed graph judged by SimGC's
-#      protocol (a GCN with 1024 hidden units and no activation, trained on
-#      the condensed graph alone for 3000 epochs at lr 0.001, selected and
-#      tested on Cora); with the coresets of CORESETS beside it (graph-coreset:
-#      r x n_c real training nodes per class, random, by herding or k-center,
-#      and the edges among them), judged alike; condensation wall time.
+#   1. Cora and Citeseer (the Planetoid graphs in data/, public split): the
+#      whole-graph GCN, and SimGC at r = 0.25, 0.5, 1 (Cora 1.3 / 2.6 / 5.2%,
+#      Citeseer 0.9 / 1.8 / 3.6% of the nodes) over SEEDS seeds with the
+#      dataset's --preset; each condensed graph judged twice, by SimGC's GCN
+#      (1024 hidden units, no activation, trained on the condensed graph alone
+#      for 3000 epochs at lr 0.001, selected and tested on the original) and by
+#      GCond's (gnn-train's defaults: the protocol of the published GCond and
+#      SFGC figures); the coresets of CORESETS beside it (graph-coreset: r x n_c
+#      real training nodes per class, random, by herding or k-center, and the
+#      edges among them), judged alike; condensation wall time.
 #   2. A CSBM (graph-gen --preset arxiv) at growing N: time and peak memory
 #      of condensation, and how they grow with N.
 #   2b. A Citeseer-sized CSBM with sparse binary features, --preset citeseer.
@@ -14,22 +17,24 @@
 #      whole graph (GCN, MLP) against condensed.
 #
 #   sh bench/simgc.sh [OUTDIR]
-#   CORA=dir SEEDS="1 2 3 4 5" RATIOS="0.25 0.5 1" VAL_EVERY=100 VAL_EPOCHS=3000 VAL_PATIENCE=3 sh bench/simgc.sh
+#   CORA=dir CITESEER=dir SEEDS="1 2 3 4 5" RATIOS="0.25 0.5 1" VAL_EVERY=100 VAL_EPOCHS=3000 VAL_PATIENCE=3 sh bench/simgc.sh
 #   PARTS=cora CORESETS= sh bench/simgc.sh      (Cora only, no coresets)
+#   PARTS="cora citeseer citeseer-like speed csbm fmnist" (the default)
 #   CORESETS="random herding kcenter" (the default; "random" alone saves judgements)
+#   CORESET_SIMGC=0 (coresets judged by GCond's GCN only: SimGC's judge takes a minute a graph on Citeseer)
 #
-# Cora's condensed graphs and coresets are judged twice: by SimGC's GCN and by
-# GCond's (the protocol of the published GCond and SFGC figures). Condensed
-# graphs already in OUTDIR (cora-R-S.tns with report-R-S.txt) are reused.
+# Each result is a file per seed in OUTDIR, made only when missing: a stopped
+# run resumes, and runs with different RATIOS can share OUTDIR in parallel
+# (then one more run prints the whole table). Condensation runs `sgc-condense --preset NAME` with only the
+# ratio, the seed and the validation settings above given.
 #
-# Condensation runs `sgc-condense --preset cora` with only the ratio, the seed
-# and the validation settings above given.
-#
-# Cora comes from data/cora in the repository (CORA=dir for another copy). Everything runs on NETSMITH_THREADS threads.
+# Cora and Citeseer come from data/ in the repository (CORA=dir, CITESEER=dir
+# for other copies). Everything runs on NETSMITH_THREADS threads.
 set -eu
 BIN=${BIN:-bin}
 W=${1:-/tmp/netsmith-bench/simgc}
 CORA=${CORA:-data/cora}
+CITESEER=${CITESEER:-data/citeseer}
 SEEDS=${SEEDS:-1 2 3 4 5}
 RATIOS=${RATIOS:-0.25 0.5 1}
 CORESETS=${CORESETS-random herding kcenter}
@@ -38,7 +43,7 @@ VAL_EPOCHS=${VAL_EPOCHS:-3000}
 VAL_PATIENCE=${VAL_PATIENCE:-3}
 SIZES=${SIZES:-25000 50000 100000}
 FM_IMAGES=${FM_IMAGES:-20000}
-PARTS=${PARTS:-cora citeseer speed csbm fmnist}
+PARTS=${PARTS:-cora citeseer citeseer-like speed csbm fmnist}
 want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 F=/usr/share/datasets/fashion-mnist
 mkdir -p "$W"
@@ -75,66 +80,109 @@ PY=python3
 echo "## SimGC (sgc-condense), $(date -u +%Y-%m-%d), $(nproc) cores, NETSMITH_THREADS=${NETSMITH_THREADS:-all}"
 echo
 
-if ! want cora; then
-    :
-elif [ -f "$CORA/nodes.txt" ] || [ -f "$CORA/edges.txt" ]; then
-    "$BIN/graph-import" -o "$W/cora.tns" "$CORA"
+# Published figures (GCond's GCN; the tables of GCond and SFGC, as reprinted in
+# CTRL and GDEM): dataset-ratio -> "random | herding | k-center | GCond | SFGC"
+published() {
+    case $1 in
+    cora-0.25) echo "63.6 ± 3.7 | 67.0 ± 1.3 | 64.0 ± 2.3 | 79.8 ± 1.3 | 80.1 ± 0.4" ;;
+    cora-0.5) echo "72.8 ± 1.1 | 73.4 ± 1.0 | 73.2 ± 1.2 | 80.1 ± 0.6 | 81.7 ± 0.5" ;;
+    cora-1) echo "76.8 ± 0.1 | 76.8 ± 0.1 | 76.7 ± 0.1 | 79.3 ± 0.3 | 81.6 ± 0.8" ;;
+    citeseer-0.25) echo "54.4 ± 4.4 | 57.1 ± 1.5 | 52.4 ± 2.8 | 70.5 ± 1.2 | 71.4 ± 0.5" ;;
+    citeseer-0.5) echo "64.2 ± 1.7 | 66.7 ± 1.0 | 64.3 ± 1.0 | 70.6 ± 0.9 | 72.4 ± 0.4" ;;
+    citeseer-1) echo "69.1 ± 0.1 | 69.0 ± 0.1 | 69.1 ± 0.1 | 69.8 ± 1.4 | 70.6 ± 0.7" ;;
+    *) echo " |  |  |  | " ;;
+    esac
+}
+case_whole() { case $1 in cora) echo 81.2 ;; citeseer) echo 71.7 ;; *) echo "?" ;; esac; }
+
+# Every result below is one file per seed in W, made only when missing: a run
+# that stops resumes, and runs with different RATIOS (or PARTS) in parallel
+# share W; the table is assembled from the files.
+once() { # file command... : the command's output into file, unless it is there
+    f=$1; shift
+    [ -s "$f" ] || { "$@" > "$f.tmp" && mv "$f.tmp" "$f"; }
+}
+whole_gcond() { "$BIN/gnn-train" -q --seed "$2" "$1" | key test_acc; }
+whole_simgc() { "$BIN/gnn-train" -q $SIMGC_JUDGE --seed "$2" "$1" | key test_acc; }
+condense() { # name ratio seed graph out
+    "$BIN/sgc-condense" -q --preset "$1" -r "$2" --seed "$3" --val-every "$VAL_EVERY" \
+        --val-epochs "$VAL_EPOCHS" --val-patience "$VAL_PATIENCE" -o "$5" "$4"
+}
+# the per-seed files of a prefix, one number per line (in SEEDS order)
+gather() { for s in $SEEDS; do cat "$1-$s.$2"; done; }
+
+# One Planetoid data set (NAME = cora or citeseer: its preset, its file
+# prefix in W, its published figures) from the graph-import directory DIR.
+# CORESET_SIMGC=0 judges the coresets by GCond's GCN alone (SimGC's judge,
+# 1024 hidden units for 3000 epochs, costs a minute a graph on Citeseer).
+planetoid() { # NAME DIR
+    name=$1 dir=$2
+    g="$W/$name.tns"
+    [ -s "$g" ] || "$BIN/graph-import" -o "$g" "$dir"
+    nodes=$(head -1 "$dir/nodes.txt" | cut -d' ' -f1)
     for s in $SEEDS; do
-        "$BIN/gnn-train" -q --seed "$s" "$W/cora.tns" | key test_acc
-    done > "$W/whole.txt"
-    for s in $SEEDS; do
-        "$BIN/gnn-train" -q $SIMGC_JUDGE --seed "$s" "$W/cora.tns" | key test_acc
-    done > "$W/whole-simgc.txt"
-    echo "### Cora: GCN test accuracy (%), $(echo $SEEDS | wc -w) seeds"
+        once "$W/$name-whole-$s.gcond" whole_gcond "$g" "$s"
+        once "$W/$name-whole-$s.simgc" whole_simgc "$g" "$s"
+    done
+    echo "### $name (Planetoid split): GCN test accuracy (%), $(echo $SEEDS | wc -w) seeds, --preset $name"
     echo
-    echo "Whole graph (2708 nodes, 140 labels): $(meanstd < "$W/whole.txt") with GCond's GCN, $(meanstd < "$W/whole-simgc.txt") with SimGC's."
+    echo "Whole graph ($nodes nodes): $(gather "$W/$name-whole" gcond | meanstd) with GCond's GCN (published $(case_whole "$name")), $(gather "$W/$name-whole" simgc | meanstd) with SimGC's."
     echo
     echo "Validation during condensation: every $VAL_EVERY iterations, $VAL_EPOCHS epochs. Each condensed graph"
     echo "and coreset is judged twice: by SimGC's GCN (hidden 1024, no activation, lr 0.001, 3000 epochs, no"
     echo "weight decay) and by GCond's (hidden 256, ReLU, dropout 0.5, weight decay 5e-4, lr 0.01, 600 epochs),"
-    echo "the protocol of the published GCond and SFGC figures."
+    echo "the protocol of the published GCond and SFGC figures. Published: random / herding / k-center"
+    echo "coresets, GCond and SFGC, all judged by GCond's GCN."
     echo
     heads=""; rules=""
     for m in $CORESETS; do heads="$heads $m coreset, SimGC's / GCond's judge |"; rules="$rules---|"; done
-    echo "| r | nodes | share |$heads teacher (test) | SimGC (netsmith), SimGC's judge | SimGC (netsmith), GCond's judge | GCond (published) | SFGC (published) | condensation s (teacher + optimisation + validation) |"
-    echo "|---|---|---|$rules---|---|---|---|---|---|"
+    echo "| r | nodes | share |$heads teacher (test) | class means (test) | SimGC (netsmith), SimGC's judge | SimGC (netsmith), GCond's judge | random (published) | herding (published) | k-center (published) | GCond (published) | SFGC (published) | condensation s (teacher + optimisation + validation) |"
+    echo "|---|---|---|$rules---|---|---|---|---|---|---|---|---|---|"
     for r in $RATIOS; do
-        for f in simgc gsimgc time teacher; do : > "$W/$f-$r.txt"; done
-        for m in $CORESETS; do : > "$W/core-$m-$r.txt"; : > "$W/gcore-$m-$r.txt"; done
+        p="$W/$name-$r"
         for s in $SEEDS; do
-            # a condensed graph already in W (with its report) is reused
-            [ -s "$W/cora-$r-$s.tns" ] && [ -s "$W/report-$r-$s.txt" ] ||
-                "$BIN/sgc-condense" -q --preset cora -r "$r" --seed "$s" --val-every "$VAL_EVERY" \
-                    --val-epochs "$VAL_EPOCHS" --val-patience "$VAL_PATIENCE" \
-                    -o "$W/cora-$r-$s.tns" "$W/cora.tns" > "$W/report-$r-$s.txt"
-            key teacher_test < "$W/report-$r-$s.txt" >> "$W/teacher-$r.txt"
-            judge "$W/cora-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/simgc-$r.txt"
-            gjudge "$W/cora-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/gsimgc-$r.txt"
-            awk -F '\t' '$1 ~ /_seconds$/ {s += $2} END {print s}' "$W/report-$r-$s.txt" >> "$W/time-$r.txt"
+            # the report is written last, so a graph with its report is complete
+            [ -s "$p-$s.tns" ] && [ -s "$p-report-$s.txt" ] ||
+                once "$p-report-$s.txt" condense "$name" "$r" "$s" "$g" "$p-$s.tns"
+            key teacher_test < "$p-report-$s.txt" > "$p-$s.teacher"
+            key class_mean_test < "$p-report-$s.txt" > "$p-$s.means"
+            awk -F '\t' '$1 ~ /_seconds$/ {s += $2} END {print s}' "$p-report-$s.txt" > "$p-$s.time"
+            once "$p-$s.simgc" judge "$p-$s.tns" "$g" "$s"
+            once "$p-$s.gcond" gjudge "$p-$s.tns" "$g" "$s"
             for m in $CORESETS; do
-                coreset "$m" "$W/cora.tns" "$r" "$s" "$W/core-$m-$r-$s.tns"
-                judge "$W/core-$m-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/core-$m-$r.txt"
-                gjudge "$W/core-$m-$r-$s.tns" "$W/cora.tns" "$s" >> "$W/gcore-$m-$r.txt"
+                [ -s "$p-core-$m-$s.tns" ] || coreset "$m" "$g" "$r" "$s" "$p-core-$m-$s.tns"
+                [ "${CORESET_SIMGC:-1}" = 0 ] || once "$p-core-$m-$s.simgc" judge "$p-core-$m-$s.tns" "$g" "$s"
+                once "$p-core-$m-$s.gcond" gjudge "$p-core-$m-$s.tns" "$g" "$s"
             done
         done
-        n=$(key nodes < "$W/report-$r-1.txt" 2> /dev/null || true)
-        [ -n "$n" ] || n=$(key nodes < "$(ls "$W"/report-"$r"-*.txt | head -1)")
-        share=$(awk -v n="$n" 'BEGIN {printf "%.1f%%", 100 * n / 2708}')
-        case $r in 0.25) pub="79.8 ± 1.3 | 80.1 ± 0.4" ;; 0.5) pub="80.1 ± 0.6 | 81.7 ± 0.5" ;;
-            1) pub="79.3 ± 0.3 | 81.6 ± 0.8" ;; *) pub=" | " ;; esac
+        n=$(key nodes < "$(ls "$p"-report-*.txt | head -1)")
+        share=$(awk -v n="$n" -v t="$nodes" 'BEGIN {printf "%.1f%%", 100 * n / t}')
         cores=""
-        for m in $CORESETS; do cores="$cores $(meanstd < "$W/core-$m-$r.txt") / $(meanstd < "$W/gcore-$m-$r.txt") |"; done
-        echo "| $r | $n | $share |$cores $(meanstd < "$W/teacher-$r.txt") | $(meanstd < "$W/simgc-$r.txt") | $(meanstd < "$W/gsimgc-$r.txt") | $pub | $(mean < "$W/time-$r.txt") |"
+        for m in $CORESETS; do
+            sj="-"
+            [ "${CORESET_SIMGC:-1}" = 0 ] || sj=$(gather "$p-core-$m" simgc | meanstd)
+            cores="$cores $sj / $(gather "$p-core-$m" gcond | meanstd) |"
+        done
+        echo "| $r | $n | $share |$cores $(gather "$p" teacher | meanstd) | $(gather "$p" means | meanstd) | $(gather "$p" simgc | meanstd) | $(gather "$p" gcond | meanstd) | $(published "$name-$r") | $(gather "$p" time | mean) |"
     done
     echo
-else
-    echo "(Cora not found at $CORA: skipped)"
-    echo
-fi
+}
 
-if want citeseer; then
-    # A Citeseer-sized CSBM with sparse binary features (Citeseer itself is not
-    # shipped): whole-graph GCN and MLP, then --preset citeseer at r 0.5.
+for name in cora citeseer; do
+    want "$name" || continue
+    dir=$CORA
+    [ "$name" = citeseer ] && dir=$CITESEER
+    if [ -f "$dir/nodes.txt" ]; then
+        planetoid "$name" "$dir"
+    else
+        echo "($name not found at $dir: skipped)"
+        echo
+    fi
+done
+
+if want citeseer-like; then
+    # A Citeseer-sized CSBM with sparse binary features: whole-graph GCN and
+    # MLP, then --preset citeseer at r 0.5.
     "$BIN/graph-gen" -q -n 3327 -c 6 -d 3703 -f bernoulli -w 32 -s 0.2 --avg-degree 2.7 --homophily 0.74 \
         --seed 1 -o "$W/citeseer-like.tns"
     : > "$W/cs-gcn.txt"; : > "$W/cs-mlp.txt"; : > "$W/cs-simgc.txt"; : > "$W/cs-teacher.txt"
