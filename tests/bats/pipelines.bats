@@ -149,7 +149,7 @@ PY
     [ "$(tns-tsv -l "$T/zl.tns" | $SCORE)" = "$(row_of "$f" "ZipIt! (all layers)" | cut -d' ' -f1-4)" ]
 }
 
-@test "condense.mk: the whole graph, then at each ratio a random coreset of the same size beside SimGC" {
+@test "condense.mk: the whole graph, then at each ratio a random coreset of the same size beside SimGC and the class means" {
     mkdir "$T/data"
     toy_idx "$T/data" t10k 800 gz
     cd "$ROOT"
@@ -161,11 +161,14 @@ PY
     grep -q '^# Fashion-MNIST kNN graph, 800 nodes, 20 labels per class' "$f"
     grep -Eq '^whole graph, GCN +[0-9]+\.[0-9][0-9]$' "$f"
     grep -Eq '^whole graph, MLP \(no graph\) +[0-9]+\.[0-9][0-9]$' "$f"
-    grep -q 'r  *nodes  *share  *random coreset  *teacher  *SimGC  *condensation s' "$f"
-    # r x 20 nodes per class of 10 classes, both the condensed graph and the coreset
+    grep -q 'r  *nodes  *share  *random coreset  *teacher  *class means  *SimGC  *condensation s' "$f"
+    # r x 20 nodes per class of 10 classes, both the condensed graph and the coreset;
+    # the class means as a percentage
     for r in 0.25:50:6.2% 0.5:100:12.5%; do
         set -- $(echo "$r" | tr ':' ' ')
-        grep -Eq "^$1 +$2 +$3 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$" "$f" || { cat "$f"; return 1; }
+        grep -Eq "^$1 +$2 +$3 +[0-9.]+ +[0-9.]+ +[0-9]+\.[0-9][0-9] +[0-9.]+ +[0-9.]+$" "$f" || { cat "$f"; return 1; }
+        means=$(awk -v r="$1" '$1 == r {print $6}' "$f")
+        [ "$(ge "$means" 10)" = 1 ] && [ "$(ge 100 "$means")" = 1 ]
         for g in condensed coreset; do
             tns-info "$T/out/knn-$g-$1.tns" | head -1 | grep -q "graph.nodes=$2 "
         done
