@@ -26,6 +26,66 @@ tiny_dir() {
     printf '4 3 4\n0 0 1\n1 2 0.5\n2 1 2\n3 0 1\n' > "$T/tiny/features.txt"
 }
 
+# Planetoid files ind.tiny.* as the GCN code ships them (Python pickles, the
+# sparse matrices as scipy's csr_matrix state), made without scipy: 2 classes,
+# allx 4 rows (train 0-1 = y, validation 2-3), test.index 6 4 (tx rows in that
+# order) leaving node 5 without features or label; graph with a self loop and
+# a repeated edge. ARG "evil" adds os.system to the graph pickle.
+planetoid_tiny() { # dir [evil]
+    $PY - "$@" <<'PY'
+import collections, pickle, sys, types
+import numpy as np
+out, evil = sys.argv[1], len(sys.argv) > 2
+for name in ("scipy", "scipy.sparse", "scipy.sparse.csr"):
+    sys.modules[name] = types.ModuleType(name)
+class csr_matrix: pass
+csr_matrix.__module__ = "scipy.sparse.csr"
+sys.modules["scipy.sparse.csr"].csr_matrix = csr_matrix
+def csr(rows, d):
+    m = csr_matrix()
+    ind, val, ptr = [], [], [0]
+    for r in rows:
+        for c, v in r: ind.append(c); val.append(v)
+        ptr.append(len(ind))
+    m.data, m.indices, m.indptr = np.array(val, np.float32), np.array(ind, np.int32), np.array(ptr, np.int32)
+    m._shape, m.format = (len(rows), d), "csr"
+    return m
+allx = [[(0, 1)], [(2, 1)], [(1, 1), (2, 1)], [(0, 1)]]
+ally = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
+parts = {"x": csr(allx[:2], 3), "y": ally[:2], "allx": csr(allx, 3), "ally": ally,
+         "tx": csr([[(1, 1)], [(0, 1), (1, 1)]], 3), "ty": np.array([[0, 1], [1, 0]])}
+graph = collections.defaultdict(list, {0: [1, 1, 0], 1: [0, 2], 2: [3], 3: [4], 4: [6], 6: [4]})
+parts["graph"] = graph
+class Evil:
+    def __reduce__(self): import os; return (os.system, ("true",))
+if evil: parts["graph"] = [graph, Evil()]
+for k, v in parts.items():
+    with open(f"{out}/ind.tiny.{k}", "wb") as f: pickle.dump(v, f, protocol=2)
+open(f"{out}/ind.tiny.test.index", "w").write("6\n4\n")
+PY
+}
+
+@test "examples/planetoid_to_text.py: a Planetoid data set as graph-import's text; disallowed globals refused" {
+    $PY -c 'import numpy' 2> /dev/null || skip "numpy missing"
+    mkdir -p "$T/p" "$T/t"
+    planetoid_tiny "$T/p"
+    run --separate-stderr $PY "$ROOT/examples/planetoid_to_text.py" "$T/p/ind.tiny" "$T/t"
+    [ "$status" -eq 0 ]
+    [ "$stderr" = "7 nodes, 3 features, 2 classes, 5 edges; train 2, val 2, test 2; 1 without features" ]
+    [ "$(cat "$T/t/nodes.txt" | tr '\n' '|')" = "7 2|0 train|1 train|0 val|1 val|0 test|0 none|1 test|" ]
+    [ "$(cat "$T/t/edges.txt" | tr '\n' '|')" = "7 5|0 1|1 2|2 3|3 4|4 6|" ]
+    [ "$(cat "$T/t/features.txt" | tr '\n' '|')" = "7 3 8|0 0 1|1 2 1|2 1 1|2 2 1|3 0 1|4 0 1|4 1 1|6 1 1|" ]
+    graph-import -o "$T/tiny.tns" "$T/t"
+    [ "$(values "$T/tiny.tns" graph.labels)" = "0 1 0 1 0 0 1" ]
+    # a pickle that names os.system is refused, and nothing is written
+    mkdir -p "$T/e" "$T/te"
+    planetoid_tiny "$T/e" evil
+    run --separate-stderr $PY "$ROOT/examples/planetoid_to_text.py" "$T/e/ind.tiny" "$T/te"
+    [ "$status" -ne 0 ]
+    echo "$stderr" | grep -q 'refusing posix.system'
+    [ ! -e "$T/te/nodes.txt" ]
+}
+
 @test "Cora: 2708 nodes, 5278 edges stored both ways, 1433 features, 7 classes, 140/500/1000" {
     graph-import -o "$T/cora.tns" "$CORA"
     run tns-info "$T/cora.tns"
