@@ -20,22 +20,12 @@
 #include "nn/model.h"
 #include "nn/spec.h"
 #include "grouped_specs.h"
+#include "splitmix.h"
 
 #define BATCH 4 // even: the twin-attention case runs on pairs
 
 // ---------------------------------------------------------------------------
 // helpers
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rnd(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) / 16777216.0); }
 
 static void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);

@@ -38,6 +38,8 @@
 
 #include "check.h"
 #include "grouped_specs.h"
+#define SPLITMIX_SEED 0x1234567ull
+#include "splitmix.h"
 #include "nn/arch.h"
 #include "nn/spec.h"
 #include "prune/prune.h"
@@ -45,14 +47,6 @@
 #define REF_PATH "tests/ref/prune.tns"
 #define BATCH 4
 
-static uint64_t rng_state = 0x1234567ull;
-static uint64_t rnd(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float urand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) / 16777216.0); }
 
 static const char ref_spec[] =
     "[input]\nshape = 2x4x4\n"
